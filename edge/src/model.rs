@@ -1,0 +1,346 @@
+//! Parsing and validating a model file. Safe code only: every read is bounds-checked and every
+//! failure is a typed [`Error`]; the result borrows the caller's bytes (zero-copy).
+
+use crate::arch::{Arch, MAX_STAGES};
+use crate::arena::ArenaPlan;
+use crate::format::{self, entry, field, Dtype, Layout, Role, TensorId};
+use crate::Error;
+
+/// A validated model borrowing its file bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct Model<'a> {
+    bytes: &'a [u8],
+    arch: Arch,
+    table_offset: usize,
+    stage_base: [usize; MAX_STAGES],
+    head_base: usize,
+}
+
+fn read_bytes<'a>(b: &'a [u8], at: usize, n: usize, what: &'static str) -> Result<&'a [u8], Error> {
+    let end = at.checked_add(n).ok_or(Error::Truncated {
+        what,
+        needed: u64::MAX,
+        available: b.len() as u64,
+    })?;
+    b.get(at..end).ok_or(Error::Truncated {
+        what,
+        needed: end as u64,
+        available: b.len() as u64,
+    })
+}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+impl<'a> Model<'a> {
+    /// Parses and validates a model file: magic, version, length, checksum, header, architecture,
+    /// every table entry (role, dtype, layout, shape, bounds, alignment, overlap) and every weight
+    /// (finite). `bytes` must start on a 16-byte boundary ([`crate::include_model!`] does that).
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, Error> {
+        // Fixed header first: everything below reads inside these 160 bytes.
+        let h = read_bytes(bytes, 0, format::HEADER_LEN, "header")?;
+        if h[field::MAGIC..field::MAGIC + 8] != format::MAGIC {
+            return Err(Error::BadMagic);
+        }
+        let version = u32_at(h, field::VERSION);
+        if version != format::VERSION {
+            return Err(Error::UnsupportedVersion {
+                found: version,
+                supported: format::VERSION,
+            });
+        }
+        let file_len = u64_at(h, field::FILE_LEN);
+        if file_len != bytes.len() as u64 {
+            return Err(Error::LengthMismatch {
+                header: file_len,
+                actual: bytes.len() as u64,
+            });
+        }
+        let stored = u32_at(h, field::CRC);
+        let computed = format::crc32(&bytes[format::CRC_START..]);
+        if stored != computed {
+            return Err(Error::ChecksumMismatch { stored, computed });
+        }
+        let address_mod_16 = bytes.as_ptr() as usize % 16;
+        if address_mod_16 != 0 {
+            return Err(Error::BufferMisaligned { address_mod_16 });
+        }
+        let header_len = u32_at(h, field::HEADER_LEN);
+        if header_len as usize != format::HEADER_LEN {
+            return Err(Error::BadHeader {
+                field: "header_len",
+                value: header_len as u64,
+            });
+        }
+        let flags = u32_at(h, field::FLAGS);
+        if flags != 0 {
+            return Err(Error::BadHeader {
+                field: "flags",
+                value: flags as u64,
+            });
+        }
+        if h[field::RESERVED..field::RESERVED + 8]
+            .iter()
+            .any(|&b| b != 0)
+        {
+            return Err(Error::ReservedNotZero {
+                field: "header.reserved",
+            });
+        }
+
+        let num_stages = u32_at(h, field::NUM_STAGES) as usize;
+        if num_stages == 0 || num_stages > MAX_STAGES {
+            return Err(Error::BadHeader {
+                field: "num_stages",
+                value: num_stages as u64,
+            });
+        }
+        let mut depths = [0usize; MAX_STAGES];
+        let mut dims = [0usize; MAX_STAGES];
+        for i in 0..MAX_STAGES {
+            depths[i] = u32_at(h, field::DEPTHS + 4 * i) as usize;
+            dims[i] = u32_at(h, field::DIMS + 4 * i) as usize;
+        }
+        let arch = Arch {
+            num_stages,
+            depths,
+            dims,
+            in_chans: u32_at(h, field::IN_CHANS) as usize,
+            num_classes: u32_at(h, field::NUM_CLASSES) as usize,
+            input_h: u32_at(h, field::INPUT_H) as usize,
+            input_w: u32_at(h, field::INPUT_W) as usize,
+            ln_eps: f32::from_bits(u32_at(h, field::LN_EPS)),
+            grn_eps: f32::from_bits(u32_at(h, field::GRN_EPS)),
+        };
+        arch.validate()?;
+        // The arena size must be representable on this target.
+        ArenaPlan::for_arch(&arch).ok_or(Error::BadArch {
+            reason: "activations too large for this target's address space",
+        })?;
+
+        let count = u32_at(h, field::TENSOR_COUNT);
+        let expected = format::tensor_count(&arch) as u32;
+        if count != expected {
+            return Err(Error::TensorCount {
+                expected,
+                found: count,
+            });
+        }
+        let table_offset = u64_at(h, field::TABLE_OFFSET);
+        if table_offset != format::HEADER_LEN as u64 {
+            return Err(Error::BadHeader {
+                field: "table_offset",
+                value: table_offset,
+            });
+        }
+        let table_len = count as usize * format::ENTRY_LEN;
+        let table = read_bytes(bytes, format::HEADER_LEN, table_len, "tensor table")?;
+        let payload_offset = u64_at(h, field::PAYLOAD_OFFSET);
+        let payload_len = u64_at(h, field::PAYLOAD_LEN);
+        let table_end = (format::HEADER_LEN + table_len) as u64;
+        if payload_offset < table_end || !payload_offset.is_multiple_of(format::TENSOR_ALIGN as u64)
+        {
+            return Err(Error::BadHeader {
+                field: "payload_offset",
+                value: payload_offset,
+            });
+        }
+        if payload_offset.checked_add(payload_len) != Some(file_len) {
+            return Err(Error::BadHeader {
+                field: "payload_len",
+                value: payload_len,
+            });
+        }
+
+        let mut prev_end = payload_offset;
+        for (i, id) in format::tensor_ids(&arch).enumerate() {
+            let e = &table[i * format::ENTRY_LEN..(i + 1) * format::ENTRY_LEN];
+            let index = i as u32;
+            let found = (
+                u16_at(e, entry::ROLE),
+                u16_at(e, entry::STAGE),
+                u32_at(e, entry::BLOCK),
+            );
+            if found != (id.role as u16, id.stage, id.block) {
+                return Err(Error::TensorRole {
+                    index,
+                    expected: (id.role, id.stage, id.block),
+                    found,
+                });
+            }
+            let dtype = e[entry::DTYPE];
+            if dtype != Dtype::F32 as u8 {
+                return Err(Error::UnsupportedDtype { index, tag: dtype });
+            }
+            let layout = id.role.layout() as u8;
+            if e[entry::LAYOUT] != layout {
+                return Err(Error::BadLayout {
+                    index,
+                    expected: layout,
+                    found: e[entry::LAYOUT],
+                });
+            }
+            if e[entry::RESERVED] != 0 {
+                return Err(Error::ReservedNotZero {
+                    field: "entry.reserved",
+                });
+            }
+            if u32_at(e, entry::QUANT) != format::NO_QUANT {
+                return Err(Error::ReservedNotZero {
+                    field: "entry.quant_index (must be NO_QUANT for f32)",
+                });
+            }
+            let want = format::packed_shape(&arch, id);
+            let mut shape = [0u32; 4];
+            for (d, s) in shape.iter_mut().enumerate() {
+                *s = u32_at(e, entry::SHAPE + 4 * d);
+            }
+            if shape != want || e[entry::NDIM] as usize != format::shape_ndim(&want) {
+                return Err(Error::TensorShape {
+                    index,
+                    role: id.role,
+                    expected: want,
+                    found: shape,
+                });
+            }
+            let offset = u64_at(e, entry::OFFSET);
+            let len = u64_at(e, entry::NBYTES);
+            if len != format::shape_elems(&want) * 4 {
+                return Err(Error::TensorOutOfBounds { index, offset, len });
+            }
+            if !offset.is_multiple_of(format::TENSOR_ALIGN as u64) {
+                return Err(Error::TensorMisaligned { index, offset });
+            }
+            if offset < prev_end {
+                return Err(Error::TensorOverlap { index });
+            }
+            let end = offset.checked_add(len).filter(|&end| end <= file_len);
+            let Some(end) = end else {
+                return Err(Error::TensorOutOfBounds { index, offset, len });
+            };
+            prev_end = end;
+            let data = cast_f32(&bytes[offset as usize..end as usize])
+                .ok_or(Error::TensorMisaligned { index, offset })?;
+            if let Some(element) = data.iter().position(|v| !v.is_finite()) {
+                return Err(Error::NonFiniteWeight { index, element });
+            }
+        }
+
+        let mut stage_base = [0usize; MAX_STAGES];
+        for (s, base) in stage_base.iter_mut().enumerate().take(num_stages) {
+            *base = format::stage_base(&arch, s);
+        }
+        let head_base = format::tensor_count(&arch) - format::HEAD_ROLES.len();
+        Ok(Model {
+            bytes,
+            arch,
+            table_offset: format::HEADER_LEN,
+            stage_base,
+            head_base,
+        })
+    }
+
+    /// The architecture the file describes.
+    pub fn arch(&self) -> &Arch {
+        &self.arch
+    }
+
+    /// Size of the model file in bytes.
+    pub fn file_len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// The arena plan for this model's input size.
+    pub fn arena_plan(&self) -> ArenaPlan {
+        // Validated in `parse`: the plan fits in usize.
+        ArenaPlan::for_arch(&self.arch).unwrap_or(ArenaPlan::EMPTY)
+    }
+
+    /// Bytes of scratch `run` needs (any alignment of the caller's buffer).
+    pub fn arena_len(&self) -> usize {
+        self.arena_plan().arena_len()
+    }
+
+    /// The tensor at table index `i` (validated at parse time).
+    pub(crate) fn tensor(&self, i: usize) -> &'a [f32] {
+        let e = self.table_offset + i * format::ENTRY_LEN;
+        let (Some(off), Some(len)) = (
+            self.bytes.get(e + entry::OFFSET..e + entry::OFFSET + 8),
+            self.bytes.get(e + entry::NBYTES..e + entry::NBYTES + 8),
+        ) else {
+            return &[];
+        };
+        let off = u64_at(off, 0) as usize;
+        let len = u64_at(len, 0) as usize;
+        self.bytes
+            .get(off..off.saturating_add(len))
+            .and_then(cast_f32)
+            .unwrap_or(&[])
+    }
+
+    /// Tensors of the stem: conv weight, conv bias, LN weight, LN bias.
+    pub(crate) fn stem(&self) -> [&'a [f32]; 4] {
+        core::array::from_fn(|r| self.tensor(r))
+    }
+
+    /// Tensors of stage `s`'s downsample (s ≥ 1): LN weight, LN bias, conv weight, conv bias.
+    pub(crate) fn downsample(&self, s: usize) -> [&'a [f32]; 4] {
+        let base = self.stage_base[s];
+        core::array::from_fn(|r| self.tensor(base + r))
+    }
+
+    /// Tensors of block `b` of stage `s`, in [`format::BLOCK_ROLES`] order.
+    pub(crate) fn block(&self, s: usize, b: usize) -> [&'a [f32]; 10] {
+        let base = self.stage_base[s]
+            + if s > 0 { format::DOWN_ROLES.len() } else { 0 }
+            + b * format::BLOCK_ROLES.len();
+        core::array::from_fn(|r| self.tensor(base + r))
+    }
+
+    /// Tensors of the head: LN weight, LN bias, FC weight (packed), FC bias.
+    pub(crate) fn head(&self) -> [&'a [f32]; 4] {
+        core::array::from_fn(|r| self.tensor(self.head_base + r))
+    }
+
+    /// Identity of table entry `i` (for tools that list a file's contents).
+    pub fn tensor_id(&self, i: usize) -> Option<TensorId> {
+        format::tensor_ids(&self.arch).nth(i)
+    }
+
+    /// Layout of a role (re-exported for tools).
+    pub fn layout_of(role: Role) -> Layout {
+        role.layout()
+    }
+}
+
+/// Reinterprets 4-aligned little-endian bytes as f32 (safe: bytemuck checks size and alignment).
+fn cast_f32(b: &[u8]) -> Option<&[f32]> {
+    bytemuck::try_cast_slice(b).ok()
+}
+
+#[cfg(target_endian = "big")]
+compile_error!(
+    "edge reads little-endian model files in place and supports little-endian targets only"
+);
+
+/// A model file embedded with the alignment `Model::parse` needs.
+#[repr(C, align(64))]
+pub struct AlignedModel<B: ?Sized>(pub B);
+
+/// `include_bytes!` with 64-byte alignment: `static M: &[u8] = edge::include_model!("atto.cnx");`
+#[macro_export]
+macro_rules! include_model {
+    ($path:expr) => {{
+        static ALIGNED: &$crate::AlignedModel<[u8]> = &$crate::AlignedModel(*include_bytes!($path));
+        &ALIGNED.0
+    }};
+}

@@ -1,0 +1,51 @@
+//! One module per operator. Each holds the scalar reference kernel (the specification every
+//! optimised kernel is tested against), the packing of its weights where it has any, and tests
+//! against an independent naive formula.
+//!
+//! Naming: `<op>_<dtype>_<isa>`, e.g. `dwconv7x7_f32_scalar`. Activations are NHWC: pixel-major,
+//! channels contiguous.
+
+pub mod dwconv7x7;
+pub mod gelu;
+pub mod grn;
+pub mod input;
+pub mod layernorm;
+pub mod patch_conv;
+pub mod pointwise;
+pub mod pool;
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    extern crate std;
+    use std::vec::Vec;
+
+    /// A small deterministic generator (xorshift64*) so tests need no dependency.
+    pub struct Rng(u64);
+    impl Rng {
+        pub fn new(seed: u64) -> Self {
+            Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+        }
+        pub fn next_u64(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        /// Uniform in [-1, 1).
+        pub fn f32(&mut self) -> f32 {
+            (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        }
+        pub fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
+            (0..n).map(|_| self.f32() * scale).collect()
+        }
+    }
+
+    /// max |a-b| / max(1, |b|) over two slices of equal length.
+    pub fn max_rel_err(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs() / y.abs().max(1.0))
+            .fold(0.0, f32::max)
+    }
+}

@@ -1,0 +1,223 @@
+//! Running a model: composes the operator kernels over the arena. No kernel code lives here.
+
+use crate::arch::{DOWN_PATCH, MLP_RATIO, STEM_PATCH};
+use crate::model::Model;
+use crate::ops::{dwconv7x7, gelu, grn, input, layernorm, patch_conv, pointwise, pool};
+use crate::Error;
+
+/// The image given to [`Model::run`].
+#[derive(Clone, Copy, Debug)]
+pub enum Input<'i> {
+    /// Normalized f32 `[1, 3, H, W]` (what a PyTorch user holds).
+    NchwF32(&'i [f32]),
+    /// u8 RGB `[H, W, 3]`, normalized inside with ImageNet mean/std.
+    HwcU8(&'i [u8]),
+}
+
+/// Which kernel implementations `run` uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Kernels {
+    /// The fastest set available on this target and CPU.
+    #[default]
+    Auto,
+    /// The scalar reference kernels (the specification).
+    Scalar,
+}
+
+impl Kernels {
+    /// The name of the set that actually runs for this request on this target and CPU.
+    pub fn resolved_name(self) -> &'static str {
+        match self {
+            // Only the scalar set exists in this build.
+            Kernels::Auto | Kernels::Scalar => "scalar",
+        }
+    }
+}
+
+/// Operators inside a block whose outputs an [`Observer`] can see.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockOp {
+    /// After the depthwise 7×7.
+    DwConv,
+    /// After the block's LayerNorm.
+    Norm,
+    /// After the first pointwise (C → 4C).
+    Fc1,
+    /// After GELU.
+    Gelu,
+    /// After GRN.
+    Grn,
+    /// After the second pointwise (4C → C), before the residual add.
+    Fc2,
+    /// The block's output (residual added).
+    Out,
+}
+
+/// Points of the network whose activations an [`Observer`] can see.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tap {
+    /// After stem conv + LN.
+    Stem,
+    /// After downsample of stage `s` (its first block's input), s ≥ 1.
+    Downsample(usize),
+    /// Inside block `block` of stage `stage`.
+    Block {
+        /// Stage index.
+        stage: usize,
+        /// Block index in the stage.
+        block: usize,
+        /// Which operator's output.
+        op: BlockOp,
+    },
+    /// After the last block of stage `s`.
+    Stage(usize),
+    /// Pooled, head-normalized features (the classifier's input).
+    PreLogits,
+}
+
+/// Sees intermediate activations (NHWC, `h × w × c`). With `ENABLED = false` (the default
+/// [`NoObserver`]) every call and the unfused residual path compile away.
+pub trait Observer {
+    /// Whether `observe` does anything.
+    const ENABLED: bool;
+    /// Called with each tap's activations.
+    fn observe(&mut self, tap: Tap, h: usize, w: usize, c: usize, nhwc: &[f32]);
+}
+
+/// The observer that observes nothing.
+pub struct NoObserver;
+
+impl Observer for NoObserver {
+    const ENABLED: bool = false;
+    #[inline(always)]
+    fn observe(&mut self, _: Tap, _: usize, _: usize, _: usize, _: &[f32]) {}
+}
+
+impl Model<'_> {
+    /// Runs one image and writes `num_classes` logits. Allocates nothing.
+    pub fn run(&self, input: Input<'_>, arena: &mut [u8], logits: &mut [f32]) -> Result<(), Error> {
+        self.run_with(input, arena, logits, Kernels::Auto, &mut NoObserver)
+    }
+
+    /// [`Model::run`] with an explicit kernel set and an observer of intermediate activations.
+    pub fn run_with<O: Observer>(
+        &self,
+        image: Input<'_>,
+        arena: &mut [u8],
+        logits: &mut [f32],
+        kernels: Kernels,
+        obs: &mut O,
+    ) -> Result<(), Error> {
+        let _ = kernels.resolved_name();
+        let a = *self.arch();
+        let (ih, iw) = (a.input_h, a.input_w);
+        let in_len = ih * iw * a.in_chans;
+        let given = match image {
+            Input::NchwF32(x) => x.len(),
+            Input::HwcU8(x) => x.len(),
+        };
+        if given != in_len {
+            return Err(Error::InputLength {
+                expected: in_len,
+                got: given,
+            });
+        }
+        if logits.len() != a.num_classes {
+            return Err(Error::OutputLength {
+                expected: a.num_classes,
+                got: logits.len(),
+            });
+        }
+        let r = self.arena_plan().split(arena)?;
+        let (mut cur, mut other, hidden, scratch) = (r.a, r.b, r.hidden, r.scratch);
+
+        // Input → HWC f32 in the hidden region (free until the first block).
+        let staged = &mut hidden[..in_len];
+        match image {
+            Input::NchwF32(x) => input::nchw_to_hwc_f32_scalar(x, ih * iw, a.in_chans, staged),
+            Input::HwcU8(x) => input::normalize_u8_hwc_scalar(x, staged),
+        }
+
+        // Stem: conv 4×4/s4 + LN.
+        let [sw, sb, snw, snb] = self.stem();
+        let (mut h, mut w) = a.stage_hw(0);
+        let c0 = a.dims[0];
+        patch_conv::patch_conv_f32_scalar(staged, ih, iw, a.in_chans, STEM_PATCH, sw, sb, c0, cur);
+        layernorm::layernorm_f32_scalar(cur, h * w, c0, snw, snb, a.ln_eps);
+        if O::ENABLED {
+            obs.observe(Tap::Stem, h, w, c0, &cur[..h * w * c0]);
+        }
+
+        for s in 0..a.num_stages {
+            let c = a.dims[s];
+            if s > 0 {
+                let prev = a.dims[s - 1];
+                let [nw, nb, cw, cb] = self.downsample(s);
+                layernorm::layernorm_f32_scalar(cur, h * w, prev, nw, nb, a.ln_eps);
+                patch_conv::patch_conv_f32_scalar(cur, h, w, prev, DOWN_PATCH, cw, cb, c, other);
+                core::mem::swap(&mut cur, &mut other);
+                (h, w) = a.stage_hw(s);
+                if O::ENABLED {
+                    obs.observe(Tap::Downsample(s), h, w, c, &cur[..h * w * c]);
+                }
+            }
+            let p = h * w;
+            let n = MLP_RATIO * c;
+            for b in 0..a.depths[s] {
+                let [dw, db, nw, nb, f1w, f1b, gw, gb, f2w, f2b] = self.block(s, b);
+                let tap = |op| Tap::Block {
+                    stage: s,
+                    block: b,
+                    op,
+                };
+                let t = &mut other[..p * c];
+                let hid = &mut hidden[..p * n];
+                dwconv7x7::dwconv7x7_f32_scalar(cur, h, w, c, dw, db, t);
+                if O::ENABLED {
+                    obs.observe(tap(BlockOp::DwConv), h, w, c, t);
+                }
+                layernorm::layernorm_f32_scalar(t, p, c, nw, nb, a.ln_eps);
+                if O::ENABLED {
+                    obs.observe(tap(BlockOp::Norm), h, w, c, t);
+                }
+                pointwise::pointwise_f32_scalar(t, p, c, f1w, f1b, n, hid, false);
+                if O::ENABLED {
+                    obs.observe(tap(BlockOp::Fc1), h, w, n, hid);
+                }
+                gelu::gelu_f32_scalar(hid);
+                if O::ENABLED {
+                    obs.observe(tap(BlockOp::Gelu), h, w, n, hid);
+                }
+                grn::grn_f32_scalar(hid, p, n, gw, gb, a.grn_eps, scratch);
+                if O::ENABLED {
+                    obs.observe(tap(BlockOp::Grn), h, w, n, hid);
+                    // Unfused so that fc2's own output can be seen.
+                    pointwise::pointwise_f32_scalar(hid, p, n, f2w, f2b, c, t, false);
+                    obs.observe(tap(BlockOp::Fc2), h, w, c, t);
+                    for (x, y) in cur[..p * c].iter_mut().zip(t.iter()) {
+                        *x += *y;
+                    }
+                    obs.observe(tap(BlockOp::Out), h, w, c, &cur[..p * c]);
+                } else {
+                    // Residual add fused into the GEMM's store.
+                    pointwise::pointwise_f32_scalar(hid, p, n, f2w, f2b, c, cur, true);
+                }
+            }
+            if O::ENABLED {
+                obs.observe(Tap::Stage(s), h, w, c, &cur[..h * w * c]);
+            }
+        }
+
+        // Head: mean over H, W → LN → Linear.
+        let cl = a.last_dim();
+        let [hnw, hnb, fw, fb] = self.head();
+        let pooled = &mut scratch[..cl];
+        pool::avgpool_f32_scalar(cur, h * w, cl, pooled);
+        layernorm::layernorm_f32_scalar(pooled, 1, cl, hnw, hnb, a.ln_eps);
+        if O::ENABLED {
+            obs.observe(Tap::PreLogits, 1, 1, cl, pooled);
+        }
+        pointwise::pointwise_f32_scalar(pooled, 1, cl, fw, fb, a.num_classes, logits, false);
+        Ok(())
+    }
+}

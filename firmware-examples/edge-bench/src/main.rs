@@ -1,0 +1,199 @@
+//! `edge-bench`: runs an edge model file on one input and reports top-5 and latency per image.
+//! It is the program a user copies to an aarch64 board; single-threaded by design.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, ValueEnum};
+use edge::builder::AlignedBytes;
+use edge::{Input, Kernels, Model, NoObserver};
+
+#[derive(Parser)]
+#[command(
+    name = "edge-bench",
+    version,
+    about = "Top-5 and latency per image of an edge model file"
+)]
+struct Cli {
+    /// Model file (from `quant convert`).
+    #[arg(long)]
+    model: PathBuf,
+    /// Raw little-endian f32 NCHW `[1,3,H,W]` `.bin` (already normalized), or an image
+    /// (png/jpg: resized so the crop covers --crop-pct of it, centre-cropped, ImageNet-normalized).
+    #[arg(long)]
+    input: PathBuf,
+    /// Write the logits as raw little-endian f32.
+    #[arg(long)]
+    logits_out: Option<PathBuf>,
+    /// Timed iterations.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    iters: u32,
+    /// Untimed iterations before timing.
+    #[arg(long, default_value_t = 2)]
+    warmup: u32,
+    /// Kernel set: the fastest available (auto) or the scalar references.
+    #[arg(long, value_enum, default_value_t = KernelArg::Auto)]
+    kernels: KernelArg,
+    /// Threads: edge runs one image on one core (only 1 is accepted).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1))]
+    threads: u32,
+    /// Fraction of the resized image that the centre crop keeps (images only).
+    #[arg(long, default_value_t = 0.875)]
+    crop_pct: f64,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum KernelArg {
+    Auto,
+    Scalar,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("edge-bench: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+enum Image {
+    Nchw(Vec<f32>),
+    Hwc(Vec<u8>),
+}
+
+fn load_input(path: &Path, h: usize, w: usize, crop_pct: f64) -> Result<Image, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("bin"))
+    {
+        let want = 3 * h * w * 4;
+        if bytes.len() != want {
+            return Err(format!(
+                "{}: {} bytes, expected {want} (f32 NCHW [1,3,{h},{w}])",
+                path.display(),
+                bytes.len()
+            ));
+        }
+        return Ok(Image::Nchw(
+            bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+        ));
+    }
+    if !(crop_pct > 0.0 && crop_pct <= 1.0) {
+        return Err(format!("--crop-pct must be in (0, 1], got {crop_pct}"));
+    }
+    let img = image::load_from_memory(&bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .to_rgb8();
+    let (iw, ih) = (img.width() as f64, img.height() as f64);
+    let s = (h as f64 / ih).max(w as f64 / iw) / crop_pct;
+    let (rw, rh) = (
+        ((iw * s).ceil() as u32).max(w as u32),
+        ((ih * s).ceil() as u32).max(h as u32),
+    );
+    let resized = image::imageops::resize(&img, rw, rh, image::imageops::FilterType::CatmullRom);
+    let (x0, y0) = ((rw - w as u32) / 2, (rh - h as u32) / 2);
+    let crop = image::imageops::crop_imm(&resized, x0, y0, w as u32, h as u32).to_image();
+    Ok(Image::Hwc(crop.into_raw()))
+}
+
+fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
+    let bytes = std::fs::read(&cli.model).map_err(|e| format!("{}: {e}", cli.model.display()))?;
+    let buf = AlignedBytes::from_slice(&bytes);
+    let model =
+        Model::parse(buf.as_slice()).map_err(|e| format!("{}: {e}", cli.model.display()))?;
+    let a = *model.arch();
+    let image = load_input(&cli.input, a.input_h, a.input_w, cli.crop_pct)?;
+    let input = match &image {
+        Image::Nchw(v) => Input::NchwF32(v),
+        Image::Hwc(v) => Input::HwcU8(v),
+    };
+    let kernels = match cli.kernels {
+        KernelArg::Auto => Kernels::Auto,
+        KernelArg::Scalar => Kernels::Scalar,
+    };
+    let mut arena = vec![0u8; model.arena_len()];
+    let mut logits = vec![0f32; a.num_classes];
+    for _ in 0..cli.warmup {
+        model.run_with(input, &mut arena, &mut logits, kernels, &mut NoObserver)?;
+    }
+    let mut ms = Vec::with_capacity(cli.iters as usize);
+    for _ in 0..cli.iters {
+        let t = Instant::now();
+        model.run_with(input, &mut arena, &mut logits, kernels, &mut NoObserver)?;
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    ms.sort_by(f64::total_cmp);
+    let pct = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&i, &j| logits[j].total_cmp(&logits[i]).then(i.cmp(&j)));
+    let top5 = &order[..order.len().min(5)];
+    if let Some(p) = &cli.logits_out {
+        let raw: Vec<u8> = logits.iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(p, raw).map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    let name = a.name().unwrap_or("custom");
+    if cli.json {
+        let top: Vec<String> = top5
+            .iter()
+            .map(|&i| format!("{{\"class\":{i},\"logit\":{}}}", logits[i]))
+            .collect();
+        println!(
+            "{{\"model\":\"{}\",\"arch\":\"{name}\",\"input_h\":{},\"input_w\":{},\"classes\":{},\"kernels\":\"{}\",\"threads\":1,\"iters\":{},\"latency_ms\":{{\"min\":{:.4},\"p50\":{:.4},\"p90\":{:.4},\"max\":{:.4}}},\"arena_bytes\":{},\"live_set_bytes\":{},\"model_bytes\":{},\"macs\":{},\"top5\":[{}]}}",
+            cli.model.display().to_string().replace('\\', "\\\\").replace('"', "\\\""),
+            a.input_h,
+            a.input_w,
+            a.num_classes,
+            kernels.resolved_name(),
+            cli.iters,
+            ms[0],
+            pct(0.5),
+            pct(0.9),
+            ms[ms.len() - 1],
+            model.arena_len(),
+            model.arena_plan().live_set_bytes(),
+            model.file_len(),
+            a.macs(),
+            top.join(",")
+        );
+    } else {
+        println!(
+            "model   {} ({} bytes): {name}, input {}x{}, {} classes, {:.3} GMAC",
+            cli.model.display(),
+            model.file_len(),
+            a.input_h,
+            a.input_w,
+            a.num_classes,
+            a.macs() as f64 / 1e9
+        );
+        println!("kernels {} (1 thread)", kernels.resolved_name());
+        println!(
+            "arena   {} bytes (largest live set {} bytes)",
+            model.arena_len(),
+            model.arena_plan().live_set_bytes()
+        );
+        println!("top-5");
+        for (r, &i) in top5.iter().enumerate() {
+            println!("  {}. class {i:>5}  logit {:+.6}", r + 1, logits[i]);
+        }
+        println!(
+            "latency per image over {} iters (ms): min {:.3}  p50 {:.3}  p90 {:.3}  max {:.3}",
+            cli.iters,
+            ms[0],
+            pct(0.5),
+            pct(0.9),
+            ms[ms.len() - 1]
+        );
+    }
+    Ok(())
+}

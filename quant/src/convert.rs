@@ -1,0 +1,319 @@
+//! safetensors state_dict → edge f32 model file.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use edge::builder::{self, logical_shape};
+use edge::format::{self, Role, TensorId};
+use edge::Arch;
+use safetensors::{Dtype, SafeTensors};
+
+use crate::names;
+
+/// One tensor, widened to f32, with its original shape.
+#[derive(Clone, Debug)]
+pub struct Tensor {
+    /// Shape as stored.
+    pub shape: Vec<usize>,
+    /// Row-major values.
+    pub data: Vec<f32>,
+}
+
+/// A state_dict keyed by timm names (official names already rewritten).
+pub type StateDict = BTreeMap<String, Tensor>;
+
+/// Why a conversion failed. Nothing is written when one is returned.
+#[derive(Debug)]
+pub enum ConvertError {
+    /// Reading or writing a file failed.
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The weights file is not valid safetensors.
+    Safetensors { path: PathBuf, message: String },
+    /// A tensor has a dtype other than f32/f16/bf16.
+    Dtype { name: String, dtype: String },
+    /// Two keys name the same tensor (e.g. both timm and official names present).
+    Duplicate { name: String },
+    /// The architecture cannot be inferred from the tensors present.
+    CannotInfer(String),
+    /// `--arch` names no known size.
+    UnknownArch(String),
+    /// The architecture is not runnable.
+    Arch(edge::Error),
+    /// Missing, unexpected and mis-shaped tensors, every one of them.
+    Tensors {
+        missing: Vec<String>,
+        unexpected: Vec<String>,
+        misshaped: Vec<(String, Vec<usize>, Vec<usize>)>,
+    },
+    /// The written file failed its own validation (a bug; reported rather than written).
+    SelfCheck(edge::Error),
+}
+
+impl fmt::Display for ConvertError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConvertError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            ConvertError::Safetensors { path, message } => {
+                write!(
+                    f,
+                    "{}: not a valid safetensors file: {message}",
+                    path.display()
+                )
+            }
+            ConvertError::Dtype { name, dtype } => {
+                write!(
+                    f,
+                    "tensor {name}: dtype {dtype} is not supported (f32, f16, bf16 are)"
+                )
+            }
+            ConvertError::Duplicate { name } => {
+                write!(f, "tensor {name} appears twice (under two key names)")
+            }
+            ConvertError::CannotInfer(m) => write!(f, "cannot infer the architecture: {m}"),
+            ConvertError::UnknownArch(a) => write!(
+                f,
+                "unknown --arch {a:?} (known: {})",
+                edge::arch::NAMED
+                    .iter()
+                    .map(|n| n.0)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            ConvertError::Arch(e) => write!(f, "{e}"),
+            ConvertError::Tensors {
+                missing,
+                unexpected,
+                misshaped,
+            } => {
+                writeln!(
+                    f,
+                    "weights do not match the architecture ({} missing, {} unexpected, {} mis-shaped):",
+                    missing.len(),
+                    unexpected.len(),
+                    misshaped.len()
+                )?;
+                for m in missing {
+                    writeln!(f, "  missing:    {m}")?;
+                }
+                for u in unexpected {
+                    writeln!(f, "  unexpected: {u}")?;
+                }
+                for (n, want, got) in misshaped {
+                    writeln!(f, "  mis-shaped: {n}: expected {want:?}, found {got:?}")?;
+                }
+                Ok(())
+            }
+            ConvertError::SelfCheck(e) => {
+                write!(f, "internal error: the written model fails validation: {e}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConvertError {}
+
+/// Reads a safetensors file, widening f16/bf16 to f32 and rewriting official names to timm's.
+pub fn load_state_dict(path: &Path) -> Result<StateDict, ConvertError> {
+    let bytes = std::fs::read(path).map_err(|source| ConvertError::Io {
+        path: path.into(),
+        source,
+    })?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| ConvertError::Safetensors {
+        path: path.into(),
+        message: e.to_string(),
+    })?;
+    let mut sd = StateDict::new();
+    for (name, view) in st.tensors() {
+        let raw = view.data();
+        let data: Vec<f32> = match view.dtype() {
+            Dtype::F32 => raw
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            Dtype::F16 => raw
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => raw
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            other => {
+                return Err(ConvertError::Dtype {
+                    name,
+                    dtype: format!("{other:?}"),
+                })
+            }
+        };
+        let timm = names::to_timm(&name);
+        if sd
+            .insert(
+                timm.clone(),
+                Tensor {
+                    shape: view.shape().to_vec(),
+                    data,
+                },
+            )
+            .is_some()
+        {
+            return Err(ConvertError::Duplicate { name: timm });
+        }
+    }
+    Ok(sd)
+}
+
+fn squeeze(shape: &[usize]) -> Vec<usize> {
+    shape.iter().copied().filter(|&d| d != 1).collect()
+}
+
+/// Infers depths, dims and classes from the tensors present; the input size is the caller's.
+pub fn infer_arch(sd: &StateDict, input_h: usize, input_w: usize) -> Result<Arch, ConvertError> {
+    let mut depth = BTreeMap::<usize, usize>::new();
+    for k in sd.keys() {
+        if let Some(id) = names::tensor_id(k) {
+            if matches!(id.role, Role::DwConvW) {
+                let d = depth.entry(id.stage as usize).or_default();
+                *d = (*d).max(id.block as usize + 1);
+            }
+        }
+    }
+    let num_stages = depth.len();
+    if num_stages == 0
+        || num_stages > edge::arch::MAX_STAGES
+        || depth.keys().copied().ne(0..num_stages)
+    {
+        return Err(ConvertError::CannotInfer(format!(
+            "stages with blocks found: {:?} (need 0..n, n ≤ {})",
+            depth.keys().collect::<Vec<_>>(),
+            edge::arch::MAX_STAGES
+        )));
+    }
+    let mut arch = Arch::new([0; 4], [0; 4], 0, input_h, input_w);
+    arch.num_stages = num_stages;
+    for (s, &d) in &depth {
+        let key = format!("stages.{s}.blocks.0.conv_dw.weight");
+        let t = sd
+            .get(&key)
+            .ok_or_else(|| ConvertError::CannotInfer(format!("{key} is missing")))?;
+        arch.depths[*s] = d;
+        arch.dims[*s] = t.shape.first().copied().unwrap_or(0);
+    }
+    let head = sd.get("head.fc.weight").ok_or_else(|| {
+        ConvertError::CannotInfer("head.fc.weight (classifier) is missing".into())
+    })?;
+    arch.num_classes = head.shape.first().copied().unwrap_or(0);
+    Ok(arch)
+}
+
+/// The architecture of a named size, with classes taken from the weights' classifier.
+pub fn named_arch(
+    name: &str,
+    sd: &StateDict,
+    input_h: usize,
+    input_w: usize,
+) -> Result<Arch, ConvertError> {
+    let classes = sd
+        .get("head.fc.weight")
+        .and_then(|t| t.shape.first().copied())
+        .unwrap_or(1000);
+    Arch::named(name, classes, input_h, input_w)
+        .ok_or_else(|| ConvertError::UnknownArch(name.into()))
+}
+
+/// Checks every tensor against `arch` and builds the model file bytes (validated by parsing).
+pub fn convert(sd: &StateDict, arch: &Arch) -> Result<Vec<u8>, ConvertError> {
+    arch.validate().map_err(ConvertError::Arch)?;
+    let last = arch.num_stages as u16 - 1;
+    let wanted: Vec<TensorId> = format::tensor_ids(arch).collect();
+    let mut by_id = BTreeMap::<(u16, u16, u32), &Tensor>::new();
+    let mut unexpected = Vec::new();
+    for (k, t) in sd {
+        match names::tensor_id(k) {
+            Some(mut id) => {
+                if matches!(
+                    id.role,
+                    Role::HeadNormW | Role::HeadNormB | Role::HeadFcW | Role::HeadFcB
+                ) {
+                    id.stage = last;
+                }
+                if wanted.contains(&id) {
+                    by_id.insert((id.role as u16, id.stage, id.block), t);
+                } else {
+                    unexpected.push(k.clone());
+                }
+            }
+            None => unexpected.push(k.clone()),
+        }
+    }
+    let (mut missing, mut misshaped) = (Vec::new(), Vec::new());
+    for id in &wanted {
+        let (shape, ndim) = logical_shape(arch, *id);
+        match by_id.get(&(id.role as u16, id.stage, id.block)) {
+            None => missing.push(names::timm_name(*id)),
+            Some(t)
+                if squeeze(&t.shape) != squeeze(&shape[..ndim])
+                    || t.data.len() != builder::logical_len(&(shape, ndim)) =>
+            {
+                misshaped.push((
+                    names::timm_name(*id),
+                    shape[..ndim].to_vec(),
+                    t.shape.clone(),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    if !(missing.is_empty() && unexpected.is_empty() && misshaped.is_empty()) {
+        return Err(ConvertError::Tensors {
+            missing,
+            unexpected,
+            misshaped,
+        });
+    }
+    let file = builder::build(arch, |id| {
+        &by_id[&(id.role as u16, id.stage, id.block)].data[..]
+    })
+    .map_err(ConvertError::Arch)?;
+    // Parse what we wrote, from an aligned copy, before anyone sees it.
+    edge::Model::parse(builder::AlignedBytes::from_slice(&file).as_slice())
+        .map_err(ConvertError::SelfCheck)?;
+    Ok(file)
+}
+
+/// Reads `weights`, converts for `arch` (or the inferred one) and writes `out` atomically
+/// (temporary file + rename): on any error nothing is written.
+pub fn convert_file(
+    weights: &Path,
+    arch_name: Option<&str>,
+    input_hw: (usize, usize),
+    out: &Path,
+) -> Result<Arch, ConvertError> {
+    let sd = load_state_dict(weights)?;
+    let arch = match arch_name {
+        Some(n) => named_arch(n, &sd, input_hw.0, input_hw.1)?,
+        None => infer_arch(&sd, input_hw.0, input_hw.1)?,
+    };
+    let file = convert(&sd, &arch)?;
+    write_atomic(out, &file)?;
+    Ok(arch)
+}
+
+/// Writes via a sibling temporary file and a rename, so a reader never sees a partial file.
+pub fn write_atomic(out: &Path, bytes: &[u8]) -> Result<(), ConvertError> {
+    let io = |source| ConvertError::Io {
+        path: out.into(),
+        source,
+    };
+    let mut tmp = out.as_os_str().to_owned();
+    tmp.push(format!(".tmp{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes).map_err(io)?;
+    std::fs::rename(&tmp, out).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(e)
+    })
+}
