@@ -46,11 +46,12 @@ impl<'a> Model<'a> {
     /// every table entry (role, dtype, layout, shape, bounds, alignment, overlap) and every weight
     /// (finite). `bytes` must start on a 16-byte boundary ([`crate::include_model!`] does that).
     pub fn parse(bytes: &'a [u8]) -> Result<Self, Error> {
-        // Fixed header first: everything below reads inside these 160 bytes.
-        let h = read_bytes(bytes, 0, format::HEADER_LEN, "header")?;
-        if h[field::MAGIC..field::MAGIC + 8] != format::MAGIC {
+        // Magic first, so that a file of another kind is named as such whatever its length.
+        if read_bytes(bytes, field::MAGIC, 8, "magic")? != format::MAGIC {
             return Err(Error::BadMagic);
         }
+        // Then the fixed header: everything below reads inside these 160 bytes.
+        let h = read_bytes(bytes, 0, format::HEADER_LEN, "header")?;
         let version = u32_at(h, field::VERSION);
         if version != format::VERSION {
             return Err(Error::UnsupportedVersion {

@@ -309,7 +309,9 @@ pub fn write_atomic(out: &Path, bytes: &[u8]) -> Result<(), ConvertError> {
         source,
     };
     let mut tmp = out.as_os_str().to_owned();
-    tmp.push(format!(".tmp{}", std::process::id()));
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tmp.push(format!(".tmp{}.{seq}", std::process::id()));
     let tmp = PathBuf::from(tmp);
     std::fs::write(&tmp, bytes).map_err(io)?;
     std::fs::rename(&tmp, out).map_err(|e| {

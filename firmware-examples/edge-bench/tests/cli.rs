@@ -1,0 +1,173 @@
+//! The spine end to end as a user runs it: `quant convert` → `edge-bench` reproduces timm's logits.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("edge-bench-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+fn bench(args: &[&str]) -> (bool, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_edge-bench"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
+}
+
+fn read_f32(p: &Path) -> Vec<f32> {
+    std::fs::read(p)
+        .unwrap()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+fn atto_model(name: &str) -> PathBuf {
+    let out = tmp(name);
+    quant::convert_file(
+        &fixtures().join("atto/weights.safetensors"),
+        None,
+        (224, 224),
+        &out,
+    )
+    .unwrap();
+    out
+}
+
+#[test]
+fn reproduces_timm_logits_for_both_kernel_settings() {
+    let model = atto_model("a.cnx");
+    for kernels in ["auto", "scalar"] {
+        for name in ["randn_s0", "astronaut"] {
+            let input = fixtures().join(format!("atto/inputs/{name}.bin"));
+            let logits = tmp(&format!("{name}-{kernels}.bin"));
+            let (ok, stdout, stderr) = bench(&[
+                "--model",
+                model.to_str().unwrap(),
+                "--input",
+                input.to_str().unwrap(),
+                "--logits-out",
+                logits.to_str().unwrap(),
+                "--iters",
+                "1",
+                "--warmup",
+                "0",
+                "--kernels",
+                kernels,
+            ]);
+            assert!(ok, "{stderr}");
+            assert!(
+                stdout.contains("top-5") && stdout.contains("latency per image"),
+                "{stdout}"
+            );
+            let got = read_f32(&logits);
+            let want = read_f32(&fixtures().join(format!("atto/logits/{name}.bin")));
+            let err = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(err <= 1e-4, "{name} {kernels}: {err}");
+            // top-1 printed is timm's argmax
+            let top1 = (0..want.len()).fold(0, |b, i| if want[i] > want[b] { i } else { b });
+            assert!(stdout.contains(&format!("1. class {top1:>5}")), "{stdout}");
+        }
+    }
+}
+
+#[test]
+fn json_output_and_png_input() {
+    let model = atto_model("b.cnx");
+    // The astronaut fixture as a 224×224 PNG: with --crop-pct 1 no resampling happens.
+    let raw = std::fs::read(fixtures().join("atto/inputs/astronaut_u8_hwc_224x224x3.bin")).unwrap();
+    let png = tmp("astronaut.png");
+    image::RgbImage::from_raw(224, 224, raw)
+        .unwrap()
+        .save(&png)
+        .unwrap();
+    let logits = tmp("astronaut-png.bin");
+    let (ok, stdout, stderr) = bench(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--input",
+        png.to_str().unwrap(),
+        "--crop-pct",
+        "1",
+        "--logits-out",
+        logits.to_str().unwrap(),
+        "--iters",
+        "2",
+        "--warmup",
+        "0",
+        "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    for key in [
+        "\"latency_ms\":{\"min\":",
+        "\"p50\":",
+        "\"p90\":",
+        "\"arena_bytes\":3015695",
+        "\"model_bytes\":",
+        "\"top5\":[{\"class\":",
+    ] {
+        assert!(stdout.contains(key), "{key} in {stdout}");
+    }
+    let got = read_f32(&logits);
+    let want = read_f32(&fixtures().join("atto/logits/astronaut.bin"));
+    let err = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(err <= 1e-4, "{err}");
+}
+
+#[test]
+fn bad_inputs_exit_nonzero_with_a_message() {
+    let model = atto_model("c.cnx");
+    let short = tmp("short.bin");
+    std::fs::write(&short, [0u8; 12]).unwrap();
+    let (ok, _, stderr) = bench(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--input",
+        short.to_str().unwrap(),
+    ]);
+    assert!(!ok && stderr.contains("expected 602112"), "{stderr}");
+    let (ok, _, stderr) = bench(&[
+        "--model",
+        short.to_str().unwrap(),
+        "--input",
+        short.to_str().unwrap(),
+    ]);
+    assert!(!ok && stderr.contains("bad magic"), "{stderr}");
+    let notimg = tmp("x.png");
+    std::fs::write(&notimg, b"nope").unwrap();
+    let (ok, _, stderr) = bench(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--input",
+        notimg.to_str().unwrap(),
+    ]);
+    assert!(!ok && stderr.contains("x.png"), "{stderr}");
+    let (ok, _, _) = bench(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--input",
+        short.to_str().unwrap(),
+        "--threads",
+        "2",
+    ]);
+    assert!(!ok);
+}
