@@ -6,16 +6,22 @@ use std::path::Path;
 use tract_onnx::prelude::*;
 
 fn fixture(rel: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
 }
 
 fn bench(c: &mut Criterion) {
     let raw = std::fs::read(fixture("atto/inputs/astronaut.bin")).unwrap();
-    let x: Vec<f32> = raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let x: Vec<f32> = raw
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
 
     let sd = quant::load_state_dict(&fixture("atto/weights.safetensors")).unwrap();
     let arch = quant::infer_arch(&sd, 224, 224).unwrap();
-    let file = edge::builder::AlignedBytes::from_slice(&quant::convert::convert(&sd, &arch).unwrap());
+    let file =
+        edge::builder::AlignedBytes::from_slice(&quant::convert::convert(&sd, &arch).unwrap());
     let model = edge::Model::parse(file.as_slice()).unwrap();
     let mut arena = vec![0u8; model.arena_len()];
     let mut logits = vec![0f32; 1000];
@@ -27,18 +33,29 @@ fn bench(c: &mut Criterion) {
         .unwrap()
         .into_runnable()
         .unwrap();
-    let input: TValue = tract_ndarray::Array4::from_shape_vec((1, 3, 224, 224), x.clone()).unwrap().into_tensor().into();
+    let input: TValue = tract_ndarray::Array4::from_shape_vec((1, 3, 224, 224), x.clone())
+        .unwrap()
+        .into_tensor()
+        .into();
 
     let mut g = c.benchmark_group("atto224_batch1_1thread");
     g.sample_size(20);
     g.bench_function("edge_scalar", |b| {
         b.iter(|| {
             model
-                .run_with(edge::Input::NchwF32(&x), &mut arena, &mut logits, edge::Kernels::Scalar, &mut edge::NoObserver)
+                .run_with(
+                    edge::Input::NchwF32(&x),
+                    &mut arena,
+                    &mut logits,
+                    edge::Kernels::Scalar,
+                    &mut edge::NoObserver,
+                )
                 .unwrap()
         })
     });
-    g.bench_function("tract_onnx", |b| b.iter(|| plan.run(tvec!(input.clone())).unwrap()));
+    g.bench_function("tract_onnx", |b| {
+        b.iter(|| plan.run(tvec!(input.clone())).unwrap())
+    });
     g.finish();
 }
 

@@ -30,6 +30,7 @@ pub mod arena;
 pub mod builder;
 mod error;
 pub mod format;
+mod kernels;
 pub mod model;
 pub mod ops;
 pub mod runtime;

@@ -2,7 +2,7 @@
 
 use crate::arch::{DOWN_PATCH, MLP_RATIO, STEM_PATCH};
 use crate::model::Model;
-use crate::ops::{dwconv7x7, gelu, grn, input, layernorm, patch_conv, pointwise, pool};
+use crate::ops::input;
 use crate::Error;
 
 /// The image given to [`Model::run`].
@@ -17,21 +17,13 @@ pub enum Input<'i> {
 /// Which kernel implementations `run` uses.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Kernels {
-    /// The fastest set available on this target and CPU.
+    /// The fastest set available on this target (NEON on aarch64, scalar elsewhere).
     #[default]
     Auto,
     /// The scalar reference kernels (the specification).
     Scalar,
-}
-
-impl Kernels {
-    /// The name of the set that actually runs for this request on this target and CPU.
-    pub fn resolved_name(self) -> &'static str {
-        match self {
-            // Only the scalar set exists in this build.
-            Kernels::Auto | Kernels::Scalar => "scalar",
-        }
-    }
+    /// The NEON kernels (aarch64 only; elsewhere `run` returns `Error::KernelsUnavailable`).
+    Neon,
 }
 
 /// Operators inside a block whose outputs an [`Observer`] can see.
@@ -108,7 +100,7 @@ impl Model<'_> {
         kernels: Kernels,
         obs: &mut O,
     ) -> Result<(), Error> {
-        let _ = kernels.resolved_name();
+        let k = kernels.set()?;
         let a = *self.arch();
         let (ih, iw) = (a.input_h, a.input_w);
         let in_len = ih * iw * a.in_chans;
@@ -142,8 +134,8 @@ impl Model<'_> {
         let [sw, sb, snw, snb] = self.stem();
         let (mut h, mut w) = a.stage_hw(0);
         let c0 = a.dims[0];
-        patch_conv::patch_conv_f32_scalar(staged, ih, iw, a.in_chans, STEM_PATCH, sw, sb, c0, cur);
-        layernorm::layernorm_f32_scalar(cur, h * w, c0, snw, snb, a.ln_eps);
+        (k.patch_conv)(staged, ih, iw, a.in_chans, STEM_PATCH, sw, sb, c0, cur);
+        (k.layernorm)(cur, h * w, c0, snw, snb, a.ln_eps);
         if O::ENABLED {
             obs.observe(Tap::Stem, h, w, c0, &cur[..h * w * c0]);
         }
@@ -153,8 +145,8 @@ impl Model<'_> {
             if s > 0 {
                 let prev = a.dims[s - 1];
                 let [nw, nb, cw, cb] = self.downsample(s);
-                layernorm::layernorm_f32_scalar(cur, h * w, prev, nw, nb, a.ln_eps);
-                patch_conv::patch_conv_f32_scalar(cur, h, w, prev, DOWN_PATCH, cw, cb, c, other);
+                (k.layernorm)(cur, h * w, prev, nw, nb, a.ln_eps);
+                (k.patch_conv)(cur, h, w, prev, DOWN_PATCH, cw, cb, c, other);
                 core::mem::swap(&mut cur, &mut other);
                 (h, w) = a.stage_hw(s);
                 if O::ENABLED {
@@ -172,27 +164,27 @@ impl Model<'_> {
                 };
                 let t = &mut other[..p * c];
                 let hid = &mut hidden[..p * n];
-                dwconv7x7::dwconv7x7_f32_scalar(cur, h, w, c, dw, db, t);
+                (k.dwconv7x7)(cur, h, w, c, dw, db, t);
                 if O::ENABLED {
                     obs.observe(tap(BlockOp::DwConv), h, w, c, t);
                 }
-                layernorm::layernorm_f32_scalar(t, p, c, nw, nb, a.ln_eps);
+                (k.layernorm)(t, p, c, nw, nb, a.ln_eps);
                 if O::ENABLED {
                     obs.observe(tap(BlockOp::Norm), h, w, c, t);
                 }
-                pointwise::pointwise_f32_scalar(t, p, c, f1w, f1b, n, hid, false);
+                (k.pointwise)(t, p, c, f1w, f1b, n, hid, false);
                 if O::ENABLED {
                     obs.observe(tap(BlockOp::Fc1), h, w, n, hid);
                 }
-                gelu::gelu_f32_scalar(hid);
+                (k.gelu)(hid);
                 if O::ENABLED {
                     obs.observe(tap(BlockOp::Gelu), h, w, n, hid);
                 }
-                grn::grn_f32_scalar(hid, p, n, gw, gb, a.grn_eps, scratch);
+                (k.grn)(hid, p, n, gw, gb, a.grn_eps, scratch);
                 if O::ENABLED {
                     obs.observe(tap(BlockOp::Grn), h, w, n, hid);
                     // Unfused so that fc2's own output can be seen.
-                    pointwise::pointwise_f32_scalar(hid, p, n, f2w, f2b, c, t, false);
+                    (k.pointwise)(hid, p, n, f2w, f2b, c, t, false);
                     obs.observe(tap(BlockOp::Fc2), h, w, c, t);
                     for (x, y) in cur[..p * c].iter_mut().zip(t.iter()) {
                         *x += *y;
@@ -200,7 +192,7 @@ impl Model<'_> {
                     obs.observe(tap(BlockOp::Out), h, w, c, &cur[..p * c]);
                 } else {
                     // Residual add fused into the GEMM's store.
-                    pointwise::pointwise_f32_scalar(hid, p, n, f2w, f2b, c, cur, true);
+                    (k.pointwise)(hid, p, n, f2w, f2b, c, cur, true);
                 }
             }
             if O::ENABLED {
@@ -212,12 +204,12 @@ impl Model<'_> {
         let cl = a.last_dim();
         let [hnw, hnb, fw, fb] = self.head();
         let pooled = &mut scratch[..cl];
-        pool::avgpool_f32_scalar(cur, h * w, cl, pooled);
-        layernorm::layernorm_f32_scalar(pooled, 1, cl, hnw, hnb, a.ln_eps);
+        (k.avgpool)(cur, h * w, cl, pooled);
+        (k.layernorm)(pooled, 1, cl, hnw, hnb, a.ln_eps);
         if O::ENABLED {
             obs.observe(Tap::PreLogits, 1, 1, cl, pooled);
         }
-        pointwise::pointwise_f32_scalar(pooled, 1, cl, fw, fb, a.num_classes, logits, false);
+        (k.pointwise)(pooled, 1, cl, fw, fb, a.num_classes, logits, false);
         Ok(())
     }
 }

@@ -32,7 +32,7 @@ struct Cli {
     /// Untimed iterations before timing.
     #[arg(long, default_value_t = 2)]
     warmup: u32,
-    /// Kernel set: the fastest available (auto) or the scalar references.
+    /// Kernel set: the fastest available here (auto: NEON on aarch64), the scalar references, or NEON.
     #[arg(long, value_enum, default_value_t = KernelArg::Auto)]
     kernels: KernelArg,
     /// Threads: edge runs one image on one core (only 1 is accepted).
@@ -50,6 +50,7 @@ struct Cli {
 enum KernelArg {
     Auto,
     Scalar,
+    Neon,
 }
 
 fn main() -> ExitCode {
@@ -121,7 +122,11 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
     let kernels = match cli.kernels {
         KernelArg::Auto => Kernels::Auto,
         KernelArg::Scalar => Kernels::Scalar,
+        KernelArg::Neon => Kernels::Neon,
     };
+    let kernel_name = kernels
+        .resolved_name()
+        .ok_or(edge::Error::KernelsUnavailable { kernels: "neon" })?;
     let mut arena = vec![0u8; model.arena_len()];
     let mut logits = vec![0f32; a.num_classes];
     for _ in 0..cli.warmup {
@@ -154,7 +159,7 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
             a.input_h,
             a.input_w,
             a.num_classes,
-            kernels.resolved_name(),
+            kernel_name,
             cli.iters,
             ms[0],
             pct(0.5),
@@ -176,7 +181,7 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
             a.num_classes,
             a.macs() as f64 / 1e9
         );
-        println!("kernels {} (1 thread)", kernels.resolved_name());
+        println!("kernels {kernel_name} (1 thread)");
         println!(
             "arena   {} bytes (largest live set {} bytes)",
             model.arena_len(),
