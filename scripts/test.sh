@@ -17,4 +17,6 @@ for cpu in cortex-a72 cortex-a76; do
   echo "-- QEMU_CPU=$cpu"
   QEMU_CPU=$cpu cargo +deb196 test -p edge --target aarch64-unknown-linux-gnu
 done
+echo "== aarch64 bare metal: firmware under qemu-system-aarch64 (top-1 must match the host's)"
+./scripts/firmware.sh
 echo "== all tests passed"

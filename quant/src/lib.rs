@@ -3,5 +3,6 @@
 
 pub mod convert;
 pub mod names;
+pub mod synth;
 
 pub use convert::{convert_file, infer_arch, load_state_dict, ConvertError, StateDict, Tensor};

@@ -34,6 +34,24 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Writes a model with seeded random weights (benchmarks: instruction counts, latency).
+    Synth {
+        /// A named size (atto, femto, pico, nano, tiny, base, large, huge).
+        #[arg(long)]
+        arch: String,
+        /// Classifier outputs.
+        #[arg(long, default_value_t = 1000)]
+        num_classes: usize,
+        /// Input size: N (square) or HxW.
+        #[arg(long, default_value = "224", value_parser = parse_hw)]
+        input_size: (usize, usize),
+        /// Seed of the weights.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output model file.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Validates a model file and prints its architecture and arena needs.
     Inspect {
         /// The model file.
@@ -82,6 +100,24 @@ fn run(cmd: Cmd) -> Result<(), Box<dyn std::error::Error>> {
                 a.input_w,
                 a.param_count(),
                 a.macs() as f64 / 1e9
+            );
+            Ok(())
+        }
+        Cmd::Synth {
+            arch,
+            num_classes,
+            input_size,
+            seed,
+            out,
+        } => {
+            let a = edge::Arch::named(&arch, num_classes, input_size.0, input_size.1)
+                .ok_or_else(|| quant::ConvertError::UnknownArch(arch.clone()))?;
+            let file = quant::synth::synth_model(&a, seed)?;
+            quant::convert::write_atomic(&out, &file)?;
+            println!(
+                "wrote {} ({} bytes): {arch} with random weights (seed {seed})",
+                out.display(),
+                file.len()
             );
             Ok(())
         }
