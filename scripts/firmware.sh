@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 fw=firmware-examples/baremetal
 mkdir -p $fw/assets
-cargo build -q --bins
+cargo build -q --workspace --bins
 ./target/debug/quant convert --weights tests/fixtures/atto/weights.safetensors --out $fw/assets/model.cnx >/dev/null
 img=tests/fixtures/atto/inputs/astronaut_u8_hwc_224x224x3.bin
 cp $img $fw/assets/image_u8_hwc.bin

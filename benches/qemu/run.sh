@@ -10,7 +10,7 @@ cpu=${1:-cortex-a76}
 work=target/qemu-insns
 mkdir -p $work
 gcc -shared -fPIC -O2 -o $work/insn_count.so benches/qemu/insn_count.c
-cargo build -q --bins
+cargo build -q --workspace --bins
 cargo +deb196 build -q --release -p edge-bench --target aarch64-unknown-linux-gnu
 bench=target/aarch64-unknown-linux-gnu/release/edge-bench
 input=tests/fixtures/atto/inputs/astronaut.bin

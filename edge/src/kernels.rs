@@ -12,6 +12,11 @@ pub(crate) type GeluFn = fn(&mut [f32]);
 pub(crate) type GrnFn = fn(&mut [f32], usize, usize, &[f32], &[f32], f32, &mut [f32]);
 pub(crate) type PatchFn = fn(&[f32], usize, usize, usize, usize, &[f32], &[f32], usize, &mut [f32]);
 pub(crate) type PoolFn = fn(&[f32], usize, usize, &mut [f32]);
+pub(crate) type DwLnFn =
+    fn(&[f32], usize, usize, usize, &[f32], &[f32], (&[f32], &[f32], f32), &mut [f32]);
+pub(crate) type PwGeluSumsqFn =
+    fn(&[f32], usize, usize, &[f32], &[f32], usize, &mut [f32], &mut [f32]);
+pub(crate) type GrnApplyFn = fn(&mut [f32], usize, usize, &[f32], &[f32], f32, &mut [f32]);
 
 /// One implementation per operator.
 pub(crate) struct KernelSet {
@@ -23,6 +28,12 @@ pub(crate) struct KernelSet {
     pub grn: GrnFn,
     pub patch_conv: PatchFn,
     pub avgpool: PoolFn,
+    /// Fused: depthwise 7×7 + the block's LayerNorm.
+    pub dwconv7x7_ln: DwLnFn,
+    /// Fused: fc1 + GELU + GRN's sum of squares.
+    pub pointwise_gelu_sumsq: PwGeluSumsqFn,
+    /// GRN given the sums of squares.
+    pub grn_apply: GrnApplyFn,
 }
 
 pub(crate) const SCALAR: KernelSet = KernelSet {
@@ -34,6 +45,9 @@ pub(crate) const SCALAR: KernelSet = KernelSet {
     grn: grn::grn_f32_scalar,
     patch_conv: patch_conv::patch_conv_f32_scalar,
     avgpool: pool::avgpool_f32_scalar,
+    dwconv7x7_ln: dwconv7x7::dwconv7x7_ln_f32_scalar,
+    pointwise_gelu_sumsq: pointwise::pointwise_gelu_sumsq_f32_scalar,
+    grn_apply: grn::grn_apply_f32_scalar,
 };
 
 /// NEON is part of the aarch64 base ISA (ARMv8-A), so this set runs on every aarch64 CPU.
@@ -42,8 +56,13 @@ pub(crate) const NEON: KernelSet = KernelSet {
     name: "neon",
     dwconv7x7: dwconv7x7::dwconv7x7_f32_neon,
     pointwise: pointwise::pointwise_f32_neon,
-    layernorm: layernorm::layernorm_f32_scalar,
+    layernorm: layernorm::layernorm_f32_neon,
     gelu: gelu::gelu_f32_neon,
+    grn: grn::grn_f32_neon,
+    patch_conv: patch_conv::patch_conv_f32_neon,
+    dwconv7x7_ln: dwconv7x7::dwconv7x7_ln_f32_neon,
+    pointwise_gelu_sumsq: pointwise::pointwise_gelu_sumsq_f32_neon,
+    grn_apply: grn::grn_apply_f32_neon,
     ..SCALAR
 };
 

@@ -164,26 +164,18 @@ impl Model<'_> {
                 };
                 let t = &mut other[..p * c];
                 let hid = &mut hidden[..p * n];
-                (k.dwconv7x7)(cur, h, w, c, dw, db, t);
                 if O::ENABLED {
+                    // Unfused, so that every operator's output can be seen.
+                    (k.dwconv7x7)(cur, h, w, c, dw, db, t);
                     obs.observe(tap(BlockOp::DwConv), h, w, c, t);
-                }
-                (k.layernorm)(t, p, c, nw, nb, a.ln_eps);
-                if O::ENABLED {
+                    (k.layernorm)(t, p, c, nw, nb, a.ln_eps);
                     obs.observe(tap(BlockOp::Norm), h, w, c, t);
-                }
-                (k.pointwise)(t, p, c, f1w, f1b, n, hid, false);
-                if O::ENABLED {
+                    (k.pointwise)(t, p, c, f1w, f1b, n, hid, false);
                     obs.observe(tap(BlockOp::Fc1), h, w, n, hid);
-                }
-                (k.gelu)(hid);
-                if O::ENABLED {
+                    (k.gelu)(hid);
                     obs.observe(tap(BlockOp::Gelu), h, w, n, hid);
-                }
-                (k.grn)(hid, p, n, gw, gb, a.grn_eps, scratch);
-                if O::ENABLED {
+                    (k.grn)(hid, p, n, gw, gb, a.grn_eps, scratch);
                     obs.observe(tap(BlockOp::Grn), h, w, n, hid);
-                    // Unfused so that fc2's own output can be seen.
                     (k.pointwise)(hid, p, n, f2w, f2b, c, t, false);
                     obs.observe(tap(BlockOp::Fc2), h, w, c, t);
                     for (x, y) in cur[..p * c].iter_mut().zip(t.iter()) {
@@ -191,7 +183,13 @@ impl Model<'_> {
                     }
                     obs.observe(tap(BlockOp::Out), h, w, c, &cur[..p * c]);
                 } else {
-                    // Residual add fused into the GEMM's store.
+                    // Fused: LN in the depthwise epilogue; GELU and GRN's sum of squares in
+                    // fc1's; the residual add in fc2's.
+                    (k.dwconv7x7_ln)(cur, h, w, c, dw, db, (nw, nb, a.ln_eps), t);
+                    let sumsq = &mut scratch[..n];
+                    sumsq.fill(0.0);
+                    (k.pointwise_gelu_sumsq)(t, p, c, f1w, f1b, n, hid, sumsq);
+                    (k.grn_apply)(hid, p, n, gw, gb, a.grn_eps, sumsq);
                     (k.pointwise)(hid, p, n, f2w, f2b, c, cur, true);
                 }
             }

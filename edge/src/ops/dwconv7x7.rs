@@ -49,6 +49,22 @@ pub fn dwconv7x7_f32_scalar(
     }
 }
 
+/// The depthwise conv with the block's LayerNorm fused, as the composition of references.
+#[allow(clippy::too_many_arguments)]
+pub fn dwconv7x7_ln_f32_scalar(
+    input: &[f32],
+    h: usize,
+    w: usize,
+    c: usize,
+    weight: &[f32],
+    bias: &[f32],
+    ln: (&[f32], &[f32], f32),
+    out: &mut [f32],
+) {
+    dwconv7x7_f32_scalar(input, h, w, c, weight, bias, out);
+    crate::ops::layernorm::layernorm_f32_scalar(out, h * w, c, ln.0, ln.1, ln.2);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +112,25 @@ mod tests {
     }
 }
 
+/// NEON depthwise 7×7 with the block's LayerNorm fused into the epilogue: each output pixel is
+/// normalized while its channels are still in L1. Same contract as [`dwconv7x7_ln_f32_scalar`].
+#[cfg(target_arch = "aarch64")]
+#[allow(clippy::too_many_arguments)]
+pub fn dwconv7x7_ln_f32_neon(
+    input: &[f32],
+    h: usize,
+    w: usize,
+    c: usize,
+    weight: &[f32],
+    bias: &[f32],
+    ln: (&[f32], &[f32], f32),
+    out: &mut [f32],
+) {
+    dwconv7x7_neon_impl(input, h, w, c, weight, bias, out, |px| {
+        crate::ops::layernorm::layernorm_f32_neon(px, 1, c, ln.0, ln.1, ln.2)
+    })
+}
+
 /// NEON depthwise 7×7: channels in vector lanes, 16 channels (4 independent accumulators) per
 /// step, then 4, then a scalar tail. Border taps are excluded by the loop bounds computed once
 /// per pixel, so the inner loop has no branch. Same contract as [`dwconv7x7_f32_scalar`].
@@ -108,6 +143,22 @@ pub fn dwconv7x7_f32_neon(
     weight: &[f32],
     bias: &[f32],
     out: &mut [f32],
+) {
+    dwconv7x7_neon_impl(input, h, w, c, weight, bias, out, |_| {})
+}
+
+#[cfg(target_arch = "aarch64")]
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn dwconv7x7_neon_impl(
+    input: &[f32],
+    h: usize,
+    w: usize,
+    c: usize,
+    weight: &[f32],
+    bias: &[f32],
+    out: &mut [f32],
+    mut epilogue: impl FnMut(&mut [f32]),
 ) {
     assert!(
         input.len() >= h * w * c
@@ -133,6 +184,42 @@ pub fn dwconv7x7_f32_neon(
             // SAFETY: channel ranges [ch, ch+16) / [ch, ch+4) lie inside c; taps inside the image
             // (bounds above); `out` pixel (y, x) is in bounds by the assertion.
             unsafe {
+                if ky1 - ky0 == K && kx1 - kx0 == K {
+                    // Interior pixel: all 49 taps with constant trip counts (one branch per pixel).
+                    while ch + 16 <= c {
+                        neon::block_interior::<4>(
+                            input.as_ptr(),
+                            weight.as_ptr(),
+                            bias.as_ptr(),
+                            out.as_mut_ptr(),
+                            &taps,
+                            ch,
+                        );
+                        ch += 16;
+                    }
+                    if ch + 8 <= c {
+                        neon::block_interior::<2>(
+                            input.as_ptr(),
+                            weight.as_ptr(),
+                            bias.as_ptr(),
+                            out.as_mut_ptr(),
+                            &taps,
+                            ch,
+                        );
+                        ch += 8;
+                    }
+                    if ch + 4 <= c {
+                        neon::block_interior::<1>(
+                            input.as_ptr(),
+                            weight.as_ptr(),
+                            bias.as_ptr(),
+                            out.as_mut_ptr(),
+                            &taps,
+                            ch,
+                        );
+                        ch += 4;
+                    }
+                }
                 while ch + 16 <= c {
                     neon::block::<4>(
                         input.as_ptr(),
@@ -166,6 +253,7 @@ pub fn dwconv7x7_f32_neon(
                 }
                 out[(y * w + x) * c + ch] = acc;
             }
+            epilogue(&mut out[(y * w + x) * c..][..c]);
         }
     }
 }
@@ -184,6 +272,43 @@ mod neon {
         pub ky1: usize,
         pub kx0: usize,
         pub kx1: usize,
+    }
+
+    /// [`block`] for a pixel whose 7×7 window lies inside the image: constant trip counts.
+    #[inline(always)]
+    pub(super) unsafe fn block_interior<const NB: usize>(
+        input: *const f32,
+        weight: *const f32,
+        bias: *const f32,
+        out: *mut f32,
+        t: &Taps,
+        ch: usize,
+    ) {
+        // SAFETY: guaranteed by the caller (interior pixel: every tap inside the image).
+        unsafe {
+            let mut acc = [vdupq_n_f32(0.0); NB];
+            for (v, a) in acc.iter_mut().enumerate() {
+                *a = vld1q_f32(bias.add(ch + 4 * v));
+            }
+            let mut ip = input.add(((t.y - PAD) * t.w + t.x - PAD) * t.c + ch);
+            let mut wp = weight.add(ch);
+            for _ky in 0..K {
+                let (mut i, mut wq) = (ip, wp);
+                for _kx in 0..K {
+                    for (v, a) in acc.iter_mut().enumerate() {
+                        *a = vfmaq_f32(*a, vld1q_f32(i.add(4 * v)), vld1q_f32(wq.add(4 * v)));
+                    }
+                    i = i.add(t.c);
+                    wq = wq.add(t.c);
+                }
+                ip = ip.add(t.w * t.c);
+                wp = wp.add(K * t.c);
+            }
+            let o = out.add((t.y * t.w + t.x) * t.c + ch);
+            for (v, a) in acc.iter().enumerate() {
+                vst1q_f32(o.add(4 * v), *a);
+            }
+        }
     }
 
     /// `NB`·4 channels starting at `ch` for output pixel (y, x).
@@ -226,6 +351,32 @@ mod neon_tests {
     use super::*;
     use crate::ops::testutil::*;
     use std::vec;
+
+    #[test]
+    fn fused_layernorm_matches_reference() {
+        let mut rng = Rng::new(47);
+        for (h, w, c) in [
+            (1, 1, 1),
+            (7, 7, 320),
+            (14, 14, 160),
+            (56, 56, 40),
+            (5, 9, 13),
+        ] {
+            let x = rng.vec(h * w * c, 1.0);
+            let wt = rng.vec(49 * c, 0.3);
+            let b = rng.vec(c, 0.3);
+            let (lw, lb) = (rng.vec(c, 1.0), rng.vec(c, 1.0));
+            let (mut want, mut got) = (vec![0.0; h * w * c], vec![0.0; h * w * c]);
+            dwconv7x7_ln_f32_scalar(&x, h, w, c, &wt, &b, (&lw, &lb, 1e-6), &mut want);
+            dwconv7x7_ln_f32_neon(&x, h, w, c, &wt, &b, (&lw, &lb, 1e-6), &mut got);
+            // c = 1: LN of one value is its bias exactly; elsewhere relative to |y| ~ 1.
+            assert!(
+                max_rel_err(&got, &want) <= 2e-5,
+                "{h}x{w}x{c}: {}",
+                max_rel_err(&got, &want)
+            );
+        }
+    }
 
     #[test]
     fn neon_matches_reference_on_random_shapes() {

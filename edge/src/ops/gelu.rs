@@ -34,10 +34,10 @@ mod tests {
     }
 }
 
-/// NEON GELU, 4 lanes at a time: `0.5·x·(1 + erf(z))`, z = x/√2, with
-/// `1 + erf(z) = erfc(|z|)` for z < 0 and `2 − erfc(|z|)` otherwise, and erfc from Abramowitz &
-/// Stegun 7.1.26 (|error| ≤ 1.5e-7) with a vectorised exp (Cephes range reduction + degree-6
-/// polynomial). Tested: |neon − reference| ≤ 1e-6 · max(1, |x|) over [−12, 12] and random data.
+/// NEON GELU, 4 lanes at a time: `0.5·x·(1 + erf(x/√2))` with erf as the rational
+/// approximation Eigen and XLA use for f32 (argument clamped to ±4, odd degree-13 numerator over
+/// even degree-8 denominator in z²): 19 instructions per 4 values, no exp.
+/// Tested: |neon − reference| ≤ 1e-6 · max(1, |x|) over [−12, 12] and random data.
 #[cfg(target_arch = "aarch64")]
 pub fn gelu_f32_neon(x: &mut [f32]) {
     let mut chunks = x.chunks_exact_mut(4);
@@ -53,54 +53,32 @@ pub fn gelu_f32_neon(x: &mut [f32]) {
 }
 
 #[cfg(target_arch = "aarch64")]
-mod neon {
+pub(crate) mod neon {
     use core::arch::aarch64::*;
 
-    /// e^a for a ≤ 0 (clamped at −87, where e^a underflows to ~0 anyway).
+    /// GELU of 4 lanes (see [`super::gelu_f32_neon`]).
     #[inline(always)]
-    unsafe fn exp_nonpos(a: float32x4_t) -> float32x4_t {
-        // SAFETY: pure register arithmetic.
-        unsafe {
-            let a = vmaxq_f32(a, vdupq_n_f32(-87.0));
-            let n = vrndnq_f32(vmulq_f32(a, vdupq_n_f32(core::f32::consts::LOG2_E)));
-            let r = vfmaq_f32(a, n, vdupq_n_f32(-0.693_359_4));
-            let r = vfmaq_f32(r, n, vdupq_n_f32(2.121_944_4e-4));
-            let mut p = vdupq_n_f32(1.987_569_1e-4);
-            p = vfmaq_f32(vdupq_n_f32(1.398_199_9e-3), p, r);
-            p = vfmaq_f32(vdupq_n_f32(8.333_452e-3), p, r);
-            p = vfmaq_f32(vdupq_n_f32(4.166_579_6e-2), p, r);
-            p = vfmaq_f32(vdupq_n_f32(0.166_666_65), p, r);
-            p = vfmaq_f32(vdupq_n_f32(0.5), p, r);
-            let r2 = vmulq_f32(r, r);
-            p = vfmaq_f32(vaddq_f32(r, vdupq_n_f32(1.0)), p, r2);
-            let scale = vreinterpretq_f32_s32(vshlq_n_s32::<23>(vaddq_s32(
-                vcvtq_s32_f32(n),
-                vdupq_n_s32(127),
-            )));
-            vmulq_f32(p, scale)
-        }
-    }
-
-    #[inline(always)]
-    pub(super) unsafe fn gelu4(x: float32x4_t) -> float32x4_t {
+    pub(crate) unsafe fn gelu4(x: float32x4_t) -> float32x4_t {
         // SAFETY: pure register arithmetic.
         unsafe {
             let z = vmulq_f32(x, vdupq_n_f32(core::f32::consts::FRAC_1_SQRT_2));
-            let az = vabsq_f32(z);
-            let t = vdivq_f32(
-                vdupq_n_f32(1.0),
-                vfmaq_f32(vdupq_n_f32(1.0), az, vdupq_n_f32(0.327_591_1)),
-            );
-            let mut p = vdupq_n_f32(1.061_405_4);
-            p = vfmaq_f32(vdupq_n_f32(-1.453_152), p, t);
-            p = vfmaq_f32(vdupq_n_f32(1.421_413_7), p, t);
-            p = vfmaq_f32(vdupq_n_f32(-0.284_496_72), p, t);
-            p = vfmaq_f32(vdupq_n_f32(0.254_829_6), p, t);
-            p = vmulq_f32(p, t);
-            let erfc = vmulq_f32(p, exp_nonpos(vnegq_f32(vmulq_f32(az, az))));
-            let neg = vcltq_f32(z, vdupq_n_f32(0.0));
-            let one_plus_erf = vbslq_f32(neg, erfc, vsubq_f32(vdupq_n_f32(2.0), erfc));
-            vmulq_f32(vmulq_f32(vdupq_n_f32(0.5), x), one_plus_erf)
+            let z = vminq_f32(vmaxq_f32(z, vdupq_n_f32(-4.0)), vdupq_n_f32(4.0));
+            let z2 = vmulq_f32(z, z);
+            let mut p = vdupq_n_f32(-2.726_142_3e-10);
+            p = vfmaq_f32(vdupq_n_f32(2.770_681_4e-8), p, z2);
+            p = vfmaq_f32(vdupq_n_f32(-2.101_024e-6), p, z2);
+            p = vfmaq_f32(vdupq_n_f32(-5.692_506_4e-5), p, z2);
+            p = vfmaq_f32(vdupq_n_f32(-7.349_906_3e-4), p, z2);
+            p = vfmaq_f32(vdupq_n_f32(-2.954_599_8e-3), p, z2);
+            p = vfmaq_f32(vdupq_n_f32(-1.609_603_3e-2), p, z2);
+            let mut q = vdupq_n_f32(-1.456_607_2e-5);
+            q = vfmaq_f32(vdupq_n_f32(-2.133_740_6e-4), q, z2);
+            q = vfmaq_f32(vdupq_n_f32(-1.682_827e-3), q, z2);
+            q = vfmaq_f32(vdupq_n_f32(-7.373_329e-3), q, z2);
+            q = vfmaq_f32(vdupq_n_f32(-1.426_473_9e-2), q, z2);
+            let erf = vdivq_f32(vmulq_f32(z, p), q);
+            let half_x = vmulq_f32(vdupq_n_f32(0.5), x);
+            vfmaq_f32(half_x, half_x, erf)
         }
     }
 }

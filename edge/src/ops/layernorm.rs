@@ -52,3 +52,98 @@ mod tests {
         }
     }
 }
+
+/// NEON LayerNorm, per pixel: vector sums for the mean and the centred variance, then one
+/// subtract, multiply and FMA per 4 values. Same contract as [`layernorm_f32_scalar`].
+#[cfg(target_arch = "aarch64")]
+pub fn layernorm_f32_neon(
+    x: &mut [f32],
+    pixels: usize,
+    c: usize,
+    weight: &[f32],
+    bias: &[f32],
+    eps: f32,
+) {
+    use core::arch::aarch64::*;
+    assert!(x.len() >= pixels * c && weight.len() >= c && bias.len() >= c);
+    let c4 = c / 4 * 4;
+    let inv_c = 1.0 / c as f32;
+    for px in x[..pixels * c].chunks_exact_mut(c) {
+        // SAFETY: all 4-lane accesses are below c4 ≤ c = px.len() = the used part of weight/bias.
+        unsafe {
+            let p = px.as_mut_ptr();
+            let mut s = vdupq_n_f32(0.0);
+            let mut j = 0;
+            while j < c4 {
+                s = vaddq_f32(s, vld1q_f32(p.add(j)));
+                j += 4;
+            }
+            let mut sum = vaddvq_f32(s);
+            for &v in &px[c4..] {
+                sum += v;
+            }
+            let mean = sum * inv_c;
+            let m = vdupq_n_f32(mean);
+            let mut s = vdupq_n_f32(0.0);
+            let mut j = 0;
+            while j < c4 {
+                let d = vsubq_f32(vld1q_f32(p.add(j)), m);
+                s = vfmaq_f32(s, d, d);
+                j += 4;
+            }
+            let mut var = vaddvq_f32(s);
+            for &v in &px[c4..] {
+                var += (v - mean) * (v - mean);
+            }
+            let rstd = 1.0 / libm::sqrtf(var * inv_c + eps);
+            let r = vdupq_n_f32(rstd);
+            let mut j = 0;
+            while j < c4 {
+                let t = vmulq_f32(vsubq_f32(vld1q_f32(p.add(j)), m), r);
+                vst1q_f32(
+                    p.add(j),
+                    vfmaq_f32(
+                        vld1q_f32(bias.as_ptr().add(j)),
+                        t,
+                        vld1q_f32(weight.as_ptr().add(j)),
+                    ),
+                );
+                j += 4;
+            }
+            for j in c4..c {
+                px[j] = (px[j] - mean) * rstd * weight[j] + bias[j];
+            }
+        }
+    }
+}
+
+#[cfg(all(test, target_arch = "aarch64"))]
+mod neon_tests {
+    use super::*;
+    use crate::ops::testutil::*;
+
+    #[test]
+    fn neon_matches_reference_on_random_shapes() {
+        let mut rng = Rng::new(45);
+        let mut shapes = std::vec![(1, 1), (3, 3), (5, 40), (2, 320), (7, 13), (1, 1280)];
+        for _ in 0..20 {
+            shapes.push((
+                1 + rng.next_u64() as usize % 20,
+                1 + rng.next_u64() as usize % 90,
+            ));
+        }
+        for (p, c) in shapes {
+            let x = rng.vec(p * c, 3.0);
+            let w = rng.vec(c, 1.0);
+            let b = rng.vec(c, 1.0);
+            let (mut want, mut got) = (x.clone(), x.clone());
+            layernorm_f32_scalar(&mut want, p, c, &w, &b, 1e-6);
+            layernorm_f32_neon(&mut got, p, c, &w, &b, 1e-6);
+            assert!(
+                max_rel_err(&got, &want) <= 1e-5,
+                "{p}x{c}: {}",
+                max_rel_err(&got, &want)
+            );
+        }
+    }
+}

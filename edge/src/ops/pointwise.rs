@@ -53,6 +53,24 @@ pub fn pointwise_f32_scalar(
     }
 }
 
+/// fc1's fused form, as the composition of references: [`pointwise_f32_scalar`], then
+/// [`crate::ops::gelu::gelu_f32_scalar`], then adds each channel's Σ_pixels y² to `sumsq[..n]`.
+#[allow(clippy::too_many_arguments)]
+pub fn pointwise_gelu_sumsq_f32_scalar(
+    input: &[f32],
+    pixels: usize,
+    k: usize,
+    weight: &[f32],
+    bias: &[f32],
+    n: usize,
+    out: &mut [f32],
+    sumsq: &mut [f32],
+) {
+    pointwise_f32_scalar(input, pixels, k, weight, bias, n, out, false);
+    crate::ops::gelu::gelu_f32_scalar(&mut out[..pixels * n]);
+    crate::ops::grn::sumsq_f32_scalar(&out[..pixels * n], pixels, n, &mut sumsq[..n]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,7 +114,8 @@ mod tests {
 
 /// NEON GEMM: a register-blocked micro-kernel of up to 8 pixels × 8 outputs (16 accumulators),
 /// streaming one packed panel per tile and broadcasting inputs with `vfmaq_laneq_f32`.
-/// Same contract as [`pointwise_f32_scalar`]; results equal it within f32 rounding (FMA).
+/// Same contract as [`pointwise_f32_scalar`]; results equal it within f32 rounding (FMA). The
+/// residual add (`accumulate`) is fused into the store.
 #[cfg(target_arch = "aarch64")]
 #[allow(clippy::too_many_arguments)]
 pub fn pointwise_f32_neon(
@@ -108,6 +127,44 @@ pub fn pointwise_f32_neon(
     n: usize,
     out: &mut [f32],
     accumulate: bool,
+) {
+    if accumulate {
+        gemm_neon::<{ neon::EPI_ACCUMULATE }>(input, pixels, k, weight, bias, n, out, &mut [])
+    } else {
+        gemm_neon::<{ neon::EPI_STORE }>(input, pixels, k, weight, bias, n, out, &mut [])
+    }
+}
+
+/// fc1 with GELU and GRN's spatial sum of squares fused into the GEMM's epilogue: one pass
+/// writes `gelu(x·W + b)` and adds each output channel's Σ_pixels y² into `sumsq[..n]` (which
+/// the caller zeroes). Same contract as [`pointwise_gelu_sumsq_f32_scalar`].
+#[cfg(target_arch = "aarch64")]
+#[allow(clippy::too_many_arguments)]
+pub fn pointwise_gelu_sumsq_f32_neon(
+    input: &[f32],
+    pixels: usize,
+    k: usize,
+    weight: &[f32],
+    bias: &[f32],
+    n: usize,
+    out: &mut [f32],
+    sumsq: &mut [f32],
+) {
+    assert!(sumsq.len() >= n);
+    gemm_neon::<{ neon::EPI_GELU_SUMSQ }>(input, pixels, k, weight, bias, n, out, sumsq)
+}
+
+#[cfg(target_arch = "aarch64")]
+#[allow(clippy::too_many_arguments)]
+fn gemm_neon<const EPI: u8>(
+    input: &[f32],
+    pixels: usize,
+    k: usize,
+    weight: &[f32],
+    bias: &[f32],
+    n: usize,
+    out: &mut [f32],
+    sumsq: &mut [f32],
 ) {
     // Preconditions the unsafe tiles rely on.
     assert!(
@@ -133,13 +190,19 @@ pub fn pointwise_f32_neon(
             let x = input[p * k..].as_ptr();
             let w = weight[j * k * PANEL..].as_ptr();
             let o = out[p * n + j * PANEL..].as_mut_ptr();
+            let mut sq = [0f32; PANEL];
             // SAFETY: rows p..p+mr of `input` (k each) and of `out` (n each, lanes from column
             // j·8) and panel j of `weight` (k·8) are in bounds by the assertion above.
             unsafe {
                 match mr {
-                    8 => neon::tile::<8>(x, k, w, &b, o, n, lanes, accumulate),
-                    4 => neon::tile::<4>(x, k, w, &b, o, n, lanes, accumulate),
-                    _ => neon::tile::<1>(x, k, w, &b, o, n, lanes, accumulate),
+                    8 => neon::tile::<8, EPI>(x, k, w, &b, o, n, lanes, &mut sq),
+                    4 => neon::tile::<4, EPI>(x, k, w, &b, o, n, lanes, &mut sq),
+                    _ => neon::tile::<1, EPI>(x, k, w, &b, o, n, lanes, &mut sq),
+                }
+            }
+            if EPI == neon::EPI_GELU_SUMSQ {
+                for (d, v) in sumsq[j * PANEL..j * PANEL + lanes].iter_mut().zip(sq) {
+                    *d += v;
                 }
             }
         }
@@ -152,10 +215,17 @@ mod neon {
     use super::PANEL;
     use core::arch::aarch64::*;
 
+    /// Epilogue: store.
+    pub(super) const EPI_STORE: u8 = 0;
+    /// Epilogue: add to what `out` holds (residual).
+    pub(super) const EPI_ACCUMULATE: u8 = 1;
+    /// Epilogue: GELU, store, and the per-channel sum of squares into `sq`.
+    pub(super) const EPI_GELU_SUMSQ: u8 = 2;
+
     /// `MR` pixels × one 8-wide panel. Caller guarantees the pointer ranges (see the wrapper).
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn tile<const MR: usize>(
+    pub(super) unsafe fn tile<const MR: usize, const EPI: u8>(
         x: *const f32,
         k: usize,
         w: *const f32,
@@ -163,24 +233,32 @@ mod neon {
         out: *mut f32,
         n: usize,
         lanes: usize,
-        accumulate: bool,
+        sq: &mut [f32; PANEL],
     ) {
+        let accumulate = EPI == EPI_ACCUMULATE;
         // SAFETY: all loads/stores stay inside the ranges the caller guarantees.
         unsafe {
             let b0 = vld1q_f32(bias.as_ptr());
             let b1 = vld1q_f32(bias.as_ptr().add(4));
             let mut a0 = [b0; MR];
             let mut a1 = [b1; MR];
+            // One pointer per pixel row, post-incremented: no per-step address arithmetic.
+            let mut xr = [x; MR];
+            for (p, r) in xr.iter_mut().enumerate() {
+                *r = x.add(p * k);
+            }
+            let mut wr = w;
             let mut kk = 0;
             while kk + 4 <= k {
                 let mut xv = [vdupq_n_f32(0.0); MR];
                 for p in 0..MR {
-                    xv[p] = vld1q_f32(x.add(p * k + kk));
+                    xv[p] = vld1q_f32(xr[p]);
+                    xr[p] = xr[p].add(4);
                 }
                 macro_rules! step {
                     ($j:literal) => {
-                        let w0 = vld1q_f32(w.add((kk + $j) * PANEL));
-                        let w1 = vld1q_f32(w.add((kk + $j) * PANEL + 4));
+                        let w0 = vld1q_f32(wr.add($j * PANEL));
+                        let w1 = vld1q_f32(wr.add($j * PANEL + 4));
                         for p in 0..MR {
                             a0[p] = vfmaq_laneq_f32::<$j>(a0[p], w0, xv[p]);
                             a1[p] = vfmaq_laneq_f32::<$j>(a1[p], w1, xv[p]);
@@ -191,6 +269,7 @@ mod neon {
                 step!(1);
                 step!(2);
                 step!(3);
+                wr = wr.add(4 * PANEL);
                 kk += 4;
             }
             while kk < k {
@@ -202,6 +281,18 @@ mod neon {
                     a1[p] = vfmaq_n_f32(a1[p], w1, xs);
                 }
                 kk += 1;
+            }
+            if EPI == EPI_GELU_SUMSQ {
+                let (mut s0, mut s1) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
+                for p in 0..MR {
+                    a0[p] = crate::ops::gelu::neon::gelu4(a0[p]);
+                    a1[p] = crate::ops::gelu::neon::gelu4(a1[p]);
+                    s0 = vfmaq_f32(s0, a0[p], a0[p]);
+                    s1 = vfmaq_f32(s1, a1[p], a1[p]);
+                }
+                // Padded lanes (beyond `lanes`) hold gelu(0) = 0: harmless, and not copied out.
+                vst1q_f32(sq.as_mut_ptr(), s0);
+                vst1q_f32(sq.as_mut_ptr().add(4), s1);
             }
             for p in 0..MR {
                 let o = out.add(p * n);
@@ -230,6 +321,39 @@ mod neon_tests {
     use super::*;
     use crate::ops::testutil::*;
     use std::vec;
+
+    #[test]
+    fn fused_gelu_sumsq_matches_reference() {
+        let mut rng = Rng::new(46);
+        for (p, k, n) in [
+            (1, 1, 1),
+            (9, 40, 160),
+            (49, 320, 1280),
+            (13, 7, 21),
+            (3136, 40, 160),
+        ] {
+            let x = rng.vec(p * k, 1.0);
+            let w = rng.vec(n * k, 0.5);
+            let b = rng.vec(n, 0.5);
+            let mut wp = vec![0.0; packed_len(n, k)];
+            pack_panels8(&w, n, k, &mut wp);
+            let (mut want, mut got) = (vec![0.0; p * n], vec![0.0; p * n]);
+            let (mut s_want, mut s_got) = (vec![0.0; n], vec![0.0; n]);
+            pointwise_gelu_sumsq_f32_scalar(&x, p, k, &wp, &b, n, &mut want, &mut s_want);
+            pointwise_gelu_sumsq_f32_neon(&x, p, k, &wp, &b, n, &mut got, &mut s_got);
+            let scale = (k as f32).sqrt().max(1.0);
+            assert!(
+                max_rel_err(&got, &want) <= 2e-6 * scale,
+                "{p}x{k}x{n}: {}",
+                max_rel_err(&got, &want)
+            );
+            assert!(
+                max_rel_err(&s_got, &s_want) <= 1e-5 * scale,
+                "{p}x{k}x{n} sumsq: {}",
+                max_rel_err(&s_got, &s_want)
+            );
+        }
+    }
 
     #[test]
     fn neon_matches_reference_on_random_shapes() {
