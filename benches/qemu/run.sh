@@ -34,8 +34,7 @@ for arch in atto femto pico; do
   else
     ./target/debug/quant synth --arch $arch --out $model >/dev/null
   fi
-  macs=$(./target/debug/quant inspect $model | sed -n 's/.*params, \([0-9.]*\) GMAC.*/\1/p')
-  macs=$(python3 -c "print(int(round($macs*1e9)))")
+  macs=$(./target/debug/quant inspect $model | sed -n 's/.*params, \([0-9]*\) MACs.*/\1/p')
   neon=$(per_image $bench --model $model --input $input --kernels neon)
   scalar=$(per_image $bench --model $model --input $input --kernels scalar)
   tract="-"; tpm="-"
