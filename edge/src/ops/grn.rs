@@ -39,6 +39,20 @@ pub fn sumsq_f32_scalar(x: &[f32], pixels: usize, c: usize, sumsq: &mut [f32]) {
     }
 }
 
+/// Sums of squares → `nx[c] = sqrt(sumsq[c]) / (mean_c sqrt(sumsq) + eps)`, in place (the
+/// channel mean summed in f64).
+pub fn normalized_norms(norms: &mut [f32], eps: f32) {
+    let mut sum = 0f64;
+    for nv in norms.iter_mut() {
+        *nv = libm::sqrtf(*nv);
+        sum += *nv as f64;
+    }
+    let denom = (sum / norms.len().max(1) as f64) as f32 + eps;
+    for nv in norms.iter_mut() {
+        *nv /= denom;
+    }
+}
+
 /// GRN given the channels' sums of squares in `norms[..c]` (overwritten): `g = sqrt(sumsq)`,
 /// `nx = g / (mean_c g + eps)`, `y = x + (b + w·(x·nx))`.
 pub fn grn_apply_f32_scalar(
@@ -51,15 +65,7 @@ pub fn grn_apply_f32_scalar(
     norms: &mut [f32],
 ) {
     let norms = &mut norms[..c];
-    let mut sum = 0f64;
-    for nv in norms.iter_mut() {
-        *nv = libm::sqrtf(*nv);
-        sum += *nv as f64;
-    }
-    let denom = (sum / c as f64) as f32 + eps;
-    for nv in norms.iter_mut() {
-        *nv /= denom;
-    }
+    normalized_norms(norms, eps);
     for px in x[..pixels * c].chunks_exact_mut(c) {
         for (((v, &nx), &w), &b) in px.iter_mut().zip(norms.iter()).zip(weight).zip(bias) {
             *v += b + w * (*v * nx);
@@ -154,14 +160,9 @@ pub fn grn_apply_f32_neon(
     assert!(x.len() >= pixels * c && weight.len() >= c && bias.len() >= c && norms.len() >= c);
     let norms = &mut norms[..c];
     let c4 = c / 4 * 4;
-    let mut sum = 0f64;
-    for nv in norms.iter_mut() {
-        *nv = libm::sqrtf(*nv);
-        sum += *nv as f64;
-    }
-    let denom = (sum / c as f64) as f32 + eps;
+    normalized_norms(norms, eps);
     for (nv, &w) in norms.iter_mut().zip(weight) {
-        *nv = 1.0 + w * (*nv / denom);
+        *nv = 1.0 + w * *nv;
     }
     for px in x[..pixels * c].chunks_exact_mut(c) {
         // SAFETY: as above.
