@@ -51,6 +51,7 @@ pub(crate) const SCALAR: KernelSet = KernelSet {
 };
 
 /// NEON is part of the aarch64 base ISA (ARMv8-A), so this set runs on every aarch64 CPU.
+/// Every slot has a NEON kernel; the head's classifier is the pointwise GEMM with one pixel.
 #[cfg(target_arch = "aarch64")]
 pub(crate) const NEON: KernelSet = KernelSet {
     name: "neon",
@@ -63,7 +64,7 @@ pub(crate) const NEON: KernelSet = KernelSet {
     dwconv7x7_ln: dwconv7x7::dwconv7x7_ln_f32_neon,
     pointwise_gelu_sumsq: pointwise::pointwise_gelu_sumsq_f32_neon,
     grn_apply: grn::grn_apply_f32_neon,
-    ..SCALAR
+    avgpool: pool::avgpool_f32_neon,
 };
 
 impl Kernels {

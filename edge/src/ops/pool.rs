@@ -30,3 +30,51 @@ mod tests {
         assert_eq!(y, [4.5, 5.5, 6.5]);
     }
 }
+
+/// NEON global average pool: f32 vector sums per 4 channels, pixel-major. Same contract as
+/// [`avgpool_f32_scalar`] (which sums in f64); agrees within f32 rounding of a P-term sum.
+#[cfg(target_arch = "aarch64")]
+pub fn avgpool_f32_neon(input: &[f32], pixels: usize, c: usize, out: &mut [f32]) {
+    use core::arch::aarch64::*;
+    assert!(input.len() >= pixels * c && out.len() >= c);
+    let c4 = c / 4 * 4;
+    let inv = 1.0 / pixels.max(1) as f32;
+    let mut j = 0;
+    while j < c4 {
+        // SAFETY: channels j..j+4 < c of every pixel row are in bounds (assertion above).
+        unsafe {
+            let mut acc = vdupq_n_f32(0.0);
+            for p in 0..pixels {
+                acc = vaddq_f32(acc, vld1q_f32(input.as_ptr().add(p * c + j)));
+            }
+            vst1q_f32(out.as_mut_ptr().add(j), vmulq_n_f32(acc, inv));
+        }
+        j += 4;
+    }
+    for (j, o) in out.iter_mut().enumerate().take(c).skip(c4) {
+        *o = (0..pixels).map(|p| input[p * c + j]).sum::<f32>() * inv;
+    }
+}
+
+#[cfg(all(test, target_arch = "aarch64"))]
+mod neon_tests {
+    use super::*;
+    use crate::ops::testutil::*;
+
+    #[test]
+    fn neon_matches_reference_on_random_shapes() {
+        let mut rng = Rng::new(48);
+        for (p, c) in [(1, 1), (49, 320), (49, 13), (3136, 40), (7, 6), (4, 1280)] {
+            let x = rng.vec(p * c, 2.0);
+            let (mut want, mut got) = (std::vec![0.0; c], std::vec![0.0; c]);
+            avgpool_f32_scalar(&x, p, c, &mut want);
+            avgpool_f32_neon(&x, p, c, &mut got);
+            let err = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(err <= 1e-5, "{p}x{c}: {err}");
+        }
+    }
+}
