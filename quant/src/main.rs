@@ -144,8 +144,9 @@ fn run(cmd: Cmd) -> Result<(), Box<dyn std::error::Error>> {
                 a.grn_eps
             );
             println!(
-                "  {} params, {:.3} GMAC per image",
+                "  {} params, {} MACs ({:.3} GMAC) per image",
                 a.param_count(),
+                a.macs(),
                 a.macs() as f64 / 1e9
             );
             println!(
