@@ -331,6 +331,17 @@ fn run_rejects_bad_buffers_with_sizes_in_the_error() {
         m.run(Input::NchwF32(&[0.0; 5]), &mut arena, &mut logits),
         Err(Error::InputLength { .. })
     ));
+    let mut nan = vec![0f32; arch.input_h * arch.input_w * 3];
+    nan[77] = f32::NAN;
+    assert_eq!(
+        m.run(Input::NchwF32(&nan), &mut arena, &mut logits),
+        Err(Error::NonFiniteInput { index: 77 })
+    );
+    nan[77] = f32::NEG_INFINITY;
+    assert_eq!(
+        m.run(Input::NchwF32(&nan), &mut arena, &mut logits),
+        Err(Error::NonFiniteInput { index: 77 })
+    );
     assert!(matches!(
         m.run(Input::HwcU8(&img), &mut arena, &mut logits[1..]),
         Err(Error::OutputLength {

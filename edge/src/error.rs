@@ -156,6 +156,11 @@ pub enum Error {
         /// Elements given.
         got: usize,
     },
+    /// The f32 input holds a NaN or an infinity (it would turn every logit into garbage).
+    NonFiniteInput {
+        /// Index of the first such element (NCHW order).
+        index: usize,
+    },
     /// The logits slice has the wrong length.
     OutputLength {
         /// Elements expected (number of classes).
@@ -239,6 +244,9 @@ impl fmt::Display for Error {
             }
             InputLength { expected, got } => {
                 write!(f, "input has {got} elements, the model expects {expected}")
+            }
+            NonFiniteInput { index } => {
+                write!(f, "input element {index} is NaN or infinite")
             }
             OutputLength { expected, got } => {
                 write!(f, "logits buffer has {got} elements, the model has {expected} classes")

@@ -114,6 +114,11 @@ impl Model<'_> {
                 got: given,
             });
         }
+        if let Input::NchwF32(x) = image {
+            if let Some(index) = x.iter().position(|v| !v.is_finite()) {
+                return Err(Error::NonFiniteInput { index });
+            }
+        }
         if logits.len() != a.num_classes {
             return Err(Error::OutputLength {
                 expected: a.num_classes,
