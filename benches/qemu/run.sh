@@ -3,7 +3,7 @@
 # for edge NEON and edge scalar (and tract-onnx when an aarch64 `tract` binary is given in
 # TRACT_AARCH64, see README), Atto/Femto/Pico at 224, side by side with MACs per image.
 # Per image = (count with 3 iterations − count with 1) / 2, so start-up and parsing cancel out.
-# Usage: benches/qemu/run.sh [QEMU_CPU (default cortex-a76)]
+# Usage: [MODELS="atto femto pico"] [TRACT_AARCH64=path] benches/qemu/run.sh [QEMU_CPU (default cortex-a76)]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cpu=${1:-cortex-a76}
@@ -27,7 +27,7 @@ per_image() { # per_image ARGS-before-iters...
 }
 
 printf "%-6s %10s  %14s %9s  %14s %9s  %14s %9s  %s\n" model "MACs" "neon insns" "/MAC" "scalar insns" "/MAC" "tract insns" "/MAC" "neon/scalar"
-for arch in atto femto pico; do
+for arch in ${MODELS:-atto femto pico}; do
   model=$work/$arch.cnx
   if [ "$arch" = atto ]; then
     ./target/debug/quant convert --weights tests/fixtures/atto/weights.safetensors --out $model >/dev/null

@@ -222,6 +222,42 @@ mod neon {
     /// Epilogue: GELU, store, and the per-channel sum of squares into `sq`.
     pub(super) const EPI_GELU_SUMSQ: u8 = 2;
 
+    /// Loads 4 floats from each of 8 rows and advances each row pointer by 4. Written out
+    /// because LLVM otherwise rebuilds the row addresses from one base with seven adds per step.
+    #[inline(always)]
+    unsafe fn load8_post(r: &mut [*const f32; 8], x: &mut [float32x4_t; 8]) {
+        // SAFETY: the caller guarantees 4 readable floats at each row pointer.
+        unsafe {
+            core::arch::asm!(
+                "ldr {x0:q}, [{r0}], #16",
+                "ldr {x1:q}, [{r1}], #16",
+                "ldr {x2:q}, [{r2}], #16",
+                "ldr {x3:q}, [{r3}], #16",
+                "ldr {x4:q}, [{r4}], #16",
+                "ldr {x5:q}, [{r5}], #16",
+                "ldr {x6:q}, [{r6}], #16",
+                "ldr {x7:q}, [{r7}], #16",
+                x0 = out(vreg) x[0],
+                x1 = out(vreg) x[1],
+                x2 = out(vreg) x[2],
+                x3 = out(vreg) x[3],
+                x4 = out(vreg) x[4],
+                x5 = out(vreg) x[5],
+                x6 = out(vreg) x[6],
+                x7 = out(vreg) x[7],
+                r0 = inout(reg) r[0],
+                r1 = inout(reg) r[1],
+                r2 = inout(reg) r[2],
+                r3 = inout(reg) r[3],
+                r4 = inout(reg) r[4],
+                r5 = inout(reg) r[5],
+                r6 = inout(reg) r[6],
+                r7 = inout(reg) r[7],
+                options(nostack, readonly, preserves_flags),
+            );
+        }
+    }
+
     /// `MR` pixels × one 8-wide panel. Caller guarantees the pointer ranges (see the wrapper).
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
@@ -251,9 +287,16 @@ mod neon {
             let mut kk = 0;
             while kk + 4 <= k {
                 let mut xv = [vdupq_n_f32(0.0); MR];
-                for p in 0..MR {
-                    xv[p] = vld1q_f32(xr[p]);
-                    xr[p] = xr[p].add(4);
+                let full = <&mut [*const f32; 8]>::try_from(&mut xr[..])
+                    .ok()
+                    .zip(<&mut [float32x4_t; 8]>::try_from(&mut xv[..]).ok());
+                if let Some((r8, x8)) = full {
+                    load8_post(r8, x8);
+                } else {
+                    for p in 0..MR {
+                        xv[p] = vld1q_f32(xr[p]);
+                        xr[p] = xr[p].add(4);
+                    }
                 }
                 macro_rules! step {
                     ($j:literal) => {
