@@ -297,6 +297,28 @@ mod neon {
         unsafe { block::<NB>(input, weight, bias, out, &full, ch) }
     }
 
+    /// `NT` consecutive taps of one kernel row: input and weight advance by `c` per tap.
+    #[inline(always)]
+    unsafe fn row<const NB: usize, const NT: usize>(
+        acc: &mut [float32x4_t; NB],
+        ip: *const f32,
+        wp: *const f32,
+        c: usize,
+    ) {
+        // SAFETY: the caller passes NT valid taps from ip / wp, NB·4 channels each.
+        unsafe {
+            for tap in 0..NT {
+                for (v, a) in acc.iter_mut().enumerate() {
+                    *a = vfmaq_f32(
+                        *a,
+                        vld1q_f32(ip.add(tap * c + 4 * v)),
+                        vld1q_f32(wp.add(tap * c + 4 * v)),
+                    );
+                }
+            }
+        }
+    }
+
     /// `NB`·4 channels starting at `ch` for output pixel (y, x).
     #[inline(always)]
     pub(super) unsafe fn block<const NB: usize>(
@@ -314,14 +336,18 @@ mod neon {
                 *a = vld1q_f32(bias.add(ch + 4 * v));
             }
             for ky in t.ky0..t.ky1 {
-                let irow = input.add((t.y + ky - PAD) * t.w * t.c + ch);
-                let wrow = weight.add(ky * K * t.c + ch);
-                for kx in t.kx0..t.kx1 {
-                    let ip = irow.add((t.x + kx - PAD) * t.c);
-                    let wp = wrow.add(kx * t.c);
-                    for (v, a) in acc.iter_mut().enumerate() {
-                        *a = vfmaq_f32(*a, vld1q_f32(ip.add(4 * v)), vld1q_f32(wp.add(4 * v)));
-                    }
+                let ip = input.add(((t.y + ky - PAD) * t.w + t.x + t.kx0 - PAD) * t.c + ch);
+                let wp = weight.add((ky * K + t.kx0) * t.c + ch);
+                // One jump per row to a fully unrolled run of the row's valid taps.
+                match t.kx1 - t.kx0 {
+                    7 => row::<NB, 7>(&mut acc, ip, wp, t.c),
+                    6 => row::<NB, 6>(&mut acc, ip, wp, t.c),
+                    5 => row::<NB, 5>(&mut acc, ip, wp, t.c),
+                    4 => row::<NB, 4>(&mut acc, ip, wp, t.c),
+                    3 => row::<NB, 3>(&mut acc, ip, wp, t.c),
+                    2 => row::<NB, 2>(&mut acc, ip, wp, t.c),
+                    1 => row::<NB, 1>(&mut acc, ip, wp, t.c),
+                    _ => {}
                 }
             }
             let o = out.add((t.y * t.w + t.x) * t.c + ch);
