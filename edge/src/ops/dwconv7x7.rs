@@ -184,63 +184,36 @@ fn dwconv7x7_neon_impl(
             // SAFETY: channel ranges [ch, ch+16) / [ch, ch+4) lie inside c; taps inside the image
             // (bounds above); `out` pixel (y, x) is in bounds by the assertion.
             unsafe {
+                macro_rules! run {
+                    ($kernel:ident, $nb:literal) => {{
+                        neon::$kernel::<$nb>(
+                            input.as_ptr(),
+                            weight.as_ptr(),
+                            bias.as_ptr(),
+                            out.as_mut_ptr(),
+                            &taps,
+                            ch,
+                        );
+                        ch += 4 * $nb;
+                    }};
+                }
                 if ky1 - ky0 == K && kx1 - kx0 == K {
                     // Interior pixel: all 49 taps with constant trip counts (one branch per pixel).
                     while ch + 16 <= c {
-                        neon::block_interior::<4>(
-                            input.as_ptr(),
-                            weight.as_ptr(),
-                            bias.as_ptr(),
-                            out.as_mut_ptr(),
-                            &taps,
-                            ch,
-                        );
-                        ch += 16;
+                        run!(block_interior, 4);
                     }
                     if ch + 8 <= c {
-                        neon::block_interior::<2>(
-                            input.as_ptr(),
-                            weight.as_ptr(),
-                            bias.as_ptr(),
-                            out.as_mut_ptr(),
-                            &taps,
-                            ch,
-                        );
-                        ch += 8;
+                        run!(block_interior, 2);
                     }
                     if ch + 4 <= c {
-                        neon::block_interior::<1>(
-                            input.as_ptr(),
-                            weight.as_ptr(),
-                            bias.as_ptr(),
-                            out.as_mut_ptr(),
-                            &taps,
-                            ch,
-                        );
-                        ch += 4;
+                        run!(block_interior, 1);
                     }
                 }
                 while ch + 16 <= c {
-                    neon::block::<4>(
-                        input.as_ptr(),
-                        weight.as_ptr(),
-                        bias.as_ptr(),
-                        out.as_mut_ptr(),
-                        &taps,
-                        ch,
-                    );
-                    ch += 16;
+                    run!(block, 4);
                 }
                 while ch + 4 <= c {
-                    neon::block::<1>(
-                        input.as_ptr(),
-                        weight.as_ptr(),
-                        bias.as_ptr(),
-                        out.as_mut_ptr(),
-                        &taps,
-                        ch,
-                    );
-                    ch += 4;
+                    run!(block, 1);
                 }
             }
             for ch in ch..c {
