@@ -324,7 +324,7 @@ pub fn crc32(bytes: &[u8]) -> u32 {
 pub fn seal(file: &mut [u8]) {
     if file.len() >= HEADER_LEN {
         let c = crc32(&file[CRC_START..]);
-        file[12..16].copy_from_slice(&c.to_le_bytes());
+        file[field::CRC..field::CRC + 4].copy_from_slice(&c.to_le_bytes());
     }
 }
 

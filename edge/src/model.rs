@@ -3,7 +3,7 @@
 
 use crate::arch::{Arch, MAX_STAGES};
 use crate::arena::ArenaPlan;
-use crate::format::{self, entry, field, Dtype, Layout, Role, TensorId};
+use crate::format::{self, entry, field, Dtype, TensorId};
 use crate::Error;
 
 /// A validated model borrowing its file bytes.
@@ -315,11 +315,6 @@ impl<'a> Model<'a> {
     /// Identity of table entry `i` (for tools that list a file's contents).
     pub fn tensor_id(&self, i: usize) -> Option<TensorId> {
         format::tensor_ids(&self.arch).nth(i)
-    }
-
-    /// Layout of a role (re-exported for tools).
-    pub fn layout_of(role: Role) -> Layout {
-        role.layout()
     }
 }
 

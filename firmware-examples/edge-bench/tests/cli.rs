@@ -170,4 +170,25 @@ fn bad_inputs_exit_nonzero_with_a_message() {
         "2",
     ]);
     assert!(!ok);
+    // A kernel set this target lacks is refused with the runtime's typed error.
+    #[cfg(not(target_arch = "aarch64"))]
+    {
+        let input = fixtures().join("atto/inputs/randn_s0.bin");
+        let (ok, _, stderr) = bench(&[
+            "--model",
+            model.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--kernels",
+            "neon",
+            "--warmup",
+            "0",
+            "--iters",
+            "1",
+        ]);
+        assert!(
+            !ok && stderr.contains("kernel set 'neon' is not available"),
+            "{stderr}"
+        );
+    }
 }
