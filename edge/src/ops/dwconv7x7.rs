@@ -131,9 +131,13 @@ pub fn dwconv7x7_ln_f32_neon(
     })
 }
 
-/// NEON depthwise 7×7: channels in vector lanes, 16 channels (4 independent accumulators) per
-/// step, then 4, then a scalar tail. Border taps are excluded by the loop bounds computed once
-/// per pixel, so the inner loop has no branch. Same contract as [`dwconv7x7_f32_scalar`].
+/// NEON depthwise 7×7: channels in vector lanes (4 per step, then a scalar tail), output
+/// pixels in horizontal strips of 8 (then 4, 2, 1). Per kernel row, a strip keeps the 7 tap
+/// weights in registers and loads each of its `MR + 6` input vectors once for the up-to-7
+/// outputs that use it. Strips whose windows reach past the left or right edge skip those
+/// columns by index (resolved once per column, not per tap); rows past the top/bottom are
+/// excluded by the loop bounds. Same contract as [`dwconv7x7_f32_scalar`], and the same
+/// accumulation order (bias, then taps row by row), with fused multiply-adds.
 #[cfg(target_arch = "aarch64")]
 pub fn dwconv7x7_f32_neon(
     input: &[f32],
@@ -166,67 +170,55 @@ fn dwconv7x7_neon_impl(
             && weight.len() >= K * K * c
             && bias.len() >= c
     );
+    let c4 = c / 4 * 4;
     for y in 0..h {
         let (ky0, ky1) = (PAD.saturating_sub(y), K.min(h + PAD - y));
-        for x in 0..w {
-            let (kx0, kx1) = (PAD.saturating_sub(x), K.min(w + PAD - x));
-            let taps = neon::Taps {
+        let mut x = 0;
+        while x < w {
+            let mr = [8, 4, 2, 1].into_iter().find(|&m| x + m <= w).unwrap_or(1);
+            let s = neon::Strip {
                 y,
                 x,
                 w,
                 c,
                 ky0,
                 ky1,
-                kx0,
-                kx1,
             };
-            let mut ch = 0;
-            // SAFETY: channel ranges [ch, ch+16) / [ch, ch+4) lie inside c; taps inside the image
-            // (bounds above); `out` pixel (y, x) is in bounds by the assertion.
+            let inside = x >= PAD && x + mr + PAD <= w;
+            // SAFETY: rows ky0..ky1 around y are inside the image (bounds above); columns
+            // x−3..x+mr+3 are either inside (`inside`) or skipped by the checked strip;
+            // channels 0..c4 ≤ c; the strip's outputs are in bounds (assertion).
             unsafe {
-                macro_rules! run {
-                    ($kernel:ident, $nb:literal) => {{
-                        neon::$kernel::<$nb>(
-                            input.as_ptr(),
-                            weight.as_ptr(),
-                            bias.as_ptr(),
-                            out.as_mut_ptr(),
-                            &taps,
-                            ch,
-                        );
-                        ch += 4 * $nb;
-                    }};
-                }
-                if ky1 - ky0 == K && kx1 - kx0 == K {
-                    // Interior pixel: all 49 taps with constant trip counts (one branch per pixel).
-                    while ch + 16 <= c {
-                        run!(block_interior, 4);
-                    }
-                    if ch + 8 <= c {
-                        run!(block_interior, 2);
-                    }
-                    if ch + 4 <= c {
-                        run!(block_interior, 1);
-                    }
-                }
-                while ch + 16 <= c {
-                    run!(block, 4);
-                }
-                while ch + 4 <= c {
-                    run!(block, 1);
+                let (i, wt, b, o) = (
+                    input.as_ptr(),
+                    weight.as_ptr(),
+                    bias.as_ptr(),
+                    out.as_mut_ptr(),
+                );
+                match (mr, inside) {
+                    (8, true) => neon::strip::<8, false>(i, wt, b, o, &s, c4),
+                    (8, false) => neon::strip::<8, true>(i, wt, b, o, &s, c4),
+                    (4, true) => neon::strip::<4, false>(i, wt, b, o, &s, c4),
+                    (4, false) => neon::strip::<4, true>(i, wt, b, o, &s, c4),
+                    (2, _) => neon::strip::<2, true>(i, wt, b, o, &s, c4),
+                    _ => neon::strip::<1, true>(i, wt, b, o, &s, c4),
                 }
             }
-            for ch in ch..c {
-                let mut acc = bias[ch];
-                for ky in ky0..ky1 {
-                    for kx in kx0..kx1 {
-                        acc += input[((y + ky - PAD) * w + x + kx - PAD) * c + ch]
-                            * weight[(ky * K + kx) * c + ch];
+            for x in x..x + mr {
+                let kxs = PAD.saturating_sub(x)..K.min(w + PAD - x);
+                for ch in c4..c {
+                    let mut acc = bias[ch];
+                    for ky in ky0..ky1 {
+                        for kx in kxs.clone() {
+                            acc += input[((y + ky - PAD) * w + x + kx - PAD) * c + ch]
+                                * weight[(ky * K + kx) * c + ch];
+                        }
                     }
+                    out[(y * w + x) * c + ch] = acc;
                 }
-                out[(y * w + x) * c + ch] = acc;
+                epilogue(&mut out[(y * w + x) * c..][..c]);
             }
-            epilogue(&mut out[(y * w + x) * c..][..c]);
+            x += mr;
         }
     }
 }
@@ -236,96 +228,80 @@ mod neon {
     use super::{K, PAD};
     use core::arch::aarch64::*;
 
-    #[derive(Clone, Copy)]
-    pub(super) struct Taps {
+    /// A horizontal run of output pixels: row `y`, from column `x`; kernel rows `ky0..ky1`
+    /// fall inside the image.
+    pub(super) struct Strip {
         pub y: usize,
         pub x: usize,
         pub w: usize,
         pub c: usize,
         pub ky0: usize,
         pub ky1: usize,
-        pub kx0: usize,
-        pub kx1: usize,
     }
 
-    /// [`block`] for a pixel whose 7×7 window lies inside the image: with the bounds constant
-    /// after inlining, the 49 taps unroll.
-    #[inline(always)]
-    pub(super) unsafe fn block_interior<const NB: usize>(
+    /// `MR` consecutive output pixels from (y, x), channels `0..c4` four at a time. With
+    /// `CHECK`, input columns outside the image are skipped (their taps contribute zero, as in
+    /// the reference); without it the caller guarantees columns x−3..x+MR+3 are inside. Never
+    /// inlined: its 8 + 7 + 1 vector registers are allocated the same whatever the caller's
+    /// epilogue is.
+    #[inline(never)]
+    pub(super) unsafe fn strip<const MR: usize, const CHECK: bool>(
         input: *const f32,
         weight: *const f32,
         bias: *const f32,
         out: *mut f32,
-        t: &Taps,
-        ch: usize,
+        s: &Strip,
+        c4: usize,
     ) {
-        let full = Taps {
-            ky0: 0,
-            ky1: K,
-            kx0: 0,
-            kx1: K,
-            ..*t
-        };
-        // SAFETY: the caller guarantees every tap of the window lies inside the image.
-        unsafe { block::<NB>(input, weight, bias, out, &full, ch) }
-    }
-
-    /// `NT` consecutive taps of one kernel row: input and weight advance by `c` per tap.
-    #[inline(always)]
-    unsafe fn row<const NB: usize, const NT: usize>(
-        acc: &mut [float32x4_t; NB],
-        ip: *const f32,
-        wp: *const f32,
-        c: usize,
-    ) {
-        // SAFETY: the caller passes NT valid taps from ip / wp, NB·4 channels each.
-        unsafe {
-            for tap in 0..NT {
-                for (v, a) in acc.iter_mut().enumerate() {
-                    *a = vfmaq_f32(
-                        *a,
-                        vld1q_f32(ip.add(tap * c + 4 * v)),
-                        vld1q_f32(wp.add(tap * c + 4 * v)),
-                    );
-                }
-            }
+        for ch in (0..c4).step_by(4) {
+            // SAFETY: forwarded from the caller, for each 4-channel block below c4.
+            unsafe { strip_channels::<MR, CHECK>(input, weight, bias, out, s, ch) }
         }
     }
 
-    /// `NB`·4 channels starting at `ch` for output pixel (y, x).
+    /// [`strip`] for channels `ch..ch+4`.
     #[inline(always)]
-    pub(super) unsafe fn block<const NB: usize>(
+    unsafe fn strip_channels<const MR: usize, const CHECK: bool>(
         input: *const f32,
         weight: *const f32,
         bias: *const f32,
         out: *mut f32,
-        t: &Taps,
+        s: &Strip,
         ch: usize,
     ) {
-        // SAFETY: guaranteed by the caller (see the wrapper).
+        // Column offsets, kept in registers: loads use register-offset addressing.
+        let offs: [usize; 14] = core::array::from_fn(|j| j * s.c);
+        // Input column j of the strip is image column x − 3 + j.
+        let (lo, hi) = (PAD.saturating_sub(s.x), s.w + PAD - s.x);
+        // SAFETY: guaranteed by the caller (see the wrapper). Pointers to skipped columns are
+        // advanced with wrapping arithmetic and never dereferenced.
         unsafe {
-            let mut acc = [vdupq_n_f32(0.0); NB];
-            for (v, a) in acc.iter_mut().enumerate() {
-                *a = vld1q_f32(bias.add(ch + 4 * v));
-            }
-            for ky in t.ky0..t.ky1 {
-                let ip = input.add(((t.y + ky - PAD) * t.w + t.x + t.kx0 - PAD) * t.c + ch);
-                let wp = weight.add((ky * K + t.kx0) * t.c + ch);
-                // One jump per row to a fully unrolled run of the row's valid taps.
-                match t.kx1 - t.kx0 {
-                    7 => row::<NB, 7>(&mut acc, ip, wp, t.c),
-                    6 => row::<NB, 6>(&mut acc, ip, wp, t.c),
-                    5 => row::<NB, 5>(&mut acc, ip, wp, t.c),
-                    4 => row::<NB, 4>(&mut acc, ip, wp, t.c),
-                    3 => row::<NB, 3>(&mut acc, ip, wp, t.c),
-                    2 => row::<NB, 2>(&mut acc, ip, wp, t.c),
-                    1 => row::<NB, 1>(&mut acc, ip, wp, t.c),
-                    _ => {}
+            let mut acc = [vld1q_f32(bias.add(ch)); MR];
+            for ky in s.ky0..s.ky1 {
+                let row = (s.y + ky - PAD) * s.w;
+                let first = (row + s.x) as isize - PAD as isize;
+                let ip = input.wrapping_offset(first * s.c as isize + ch as isize);
+                let wp = weight.add(ky * K * s.c + ch);
+                let mut wt = [vdupq_n_f32(0.0); K];
+                for (t, wv) in wt.iter_mut().enumerate() {
+                    *wv = vld1q_f32(wp.add(offs[t]));
+                }
+                for j in 0..MR + K - 1 {
+                    if CHECK && (j < lo || j >= hi) {
+                        continue;
+                    }
+                    let v = vld1q_f32(ip.wrapping_add(offs[j]));
+                    // Input column j feeds output p through tap j − p.
+                    for (t, &wv) in wt.iter().enumerate() {
+                        if j >= t && j - t < MR {
+                            acc[j - t] = vfmaq_f32(acc[j - t], v, wv);
+                        }
+                    }
                 }
             }
-            let o = out.add((t.y * t.w + t.x) * t.c + ch);
-            for (v, a) in acc.iter().enumerate() {
-                vst1q_f32(o.add(4 * v), *a);
+            let o = out.add((s.y * s.w + s.x) * s.c + ch);
+            for (p, a) in acc.iter().enumerate() {
+                vst1q_f32(o.add(p * s.c), *a);
             }
         }
     }
@@ -374,6 +350,11 @@ mod neon_tests {
             (14, 14, 160),
             (56, 56, 40),
             (3, 2, 21),
+            // Widths that mix interior and border strips of 8, 4, 2 and 1.
+            (6, 30, 12),
+            (5, 23, 9),
+            (2, 17, 4),
+            (3, 22, 8),
         ];
         for _ in 0..30 {
             shapes.push((

@@ -36,7 +36,8 @@ mod tests {
 
 /// NEON GELU, 4 lanes at a time: `0.5·x·(1 + erf(x/√2))` with erf as the rational
 /// approximation Eigen and XLA use for f32 (argument clamped to ±4, odd degree-13 numerator over
-/// even degree-8 denominator in z²): 19 instructions per 4 values, no exp.
+/// even degree-8 denominator in z², evaluated by Estrin's scheme): about 25 instructions per
+/// 4 values, no exp.
 /// Tested: |neon − reference| ≤ 1e-6 · max(1, |x|) over [−12, 12] and random data.
 #[cfg(target_arch = "aarch64")]
 pub fn gelu_f32_neon(x: &mut [f32]) {
@@ -63,19 +64,31 @@ pub(crate) mod neon {
         unsafe {
             let z = vmulq_f32(x, vdupq_n_f32(core::f32::consts::FRAC_1_SQRT_2));
             let z = vminq_f32(vmaxq_f32(z, vdupq_n_f32(-4.0)), vdupq_n_f32(4.0));
-            let z2 = vmulq_f32(z, z);
-            let mut p = vdupq_n_f32(-2.726_142_3e-10);
-            p = vfmaq_f32(vdupq_n_f32(2.770_681_4e-8), p, z2);
-            p = vfmaq_f32(vdupq_n_f32(-2.101_024e-6), p, z2);
-            p = vfmaq_f32(vdupq_n_f32(-5.692_506_4e-5), p, z2);
-            p = vfmaq_f32(vdupq_n_f32(-7.349_906_3e-4), p, z2);
-            p = vfmaq_f32(vdupq_n_f32(-2.954_599_8e-3), p, z2);
-            p = vfmaq_f32(vdupq_n_f32(-1.609_603_3e-2), p, z2);
-            let mut q = vdupq_n_f32(-1.456_607_2e-5);
-            q = vfmaq_f32(vdupq_n_f32(-2.133_740_6e-4), q, z2);
-            q = vfmaq_f32(vdupq_n_f32(-1.682_827e-3), q, z2);
-            q = vfmaq_f32(vdupq_n_f32(-7.373_329e-3), q, z2);
-            q = vfmaq_f32(vdupq_n_f32(-1.426_473_9e-2), q, z2);
+            // p(y), q(y) in y = z² by Estrin's scheme (shared powers y, y², y⁴): fewer
+            // instructions than Horner, whose every step needs a register copy of its constant
+            // (`fmla` accumulates into its addend).
+            let y = vmulq_f32(z, z);
+            let y2 = vmulq_f32(y, y);
+            let y4 = vmulq_f32(y2, y2);
+            // Lane constants: [c1, c3, c5, c6] of p and [d1, d3, d4, _] of q.
+            let pl = vld1q_f32(
+                [
+                    -2.954_599_8e-3,
+                    -5.692_506_4e-5,
+                    2.770_681_4e-8,
+                    -2.726_142_3e-10,
+                ]
+                .as_ptr(),
+            );
+            let ql = vld1q_f32([-7.373_329e-3, -2.133_740_6e-4, -1.456_607_2e-5, 0.0].as_ptr());
+            let p01 = vfmaq_laneq_f32::<0>(vdupq_n_f32(-1.609_603_3e-2), y, pl);
+            let p23 = vfmaq_laneq_f32::<1>(vdupq_n_f32(-7.349_906_3e-4), y, pl);
+            let p45 = vfmaq_laneq_f32::<2>(vdupq_n_f32(-2.101_024e-6), y, pl);
+            let p456 = vfmaq_laneq_f32::<3>(p45, y2, pl);
+            let p = vfmaq_f32(vfmaq_f32(p01, y2, p23), y4, p456);
+            let q01 = vfmaq_laneq_f32::<0>(vdupq_n_f32(-1.426_473_9e-2), y, ql);
+            let q23 = vfmaq_laneq_f32::<1>(vdupq_n_f32(-1.682_827e-3), y, ql);
+            let q = vfmaq_laneq_f32::<2>(vfmaq_f32(q01, y2, q23), y4, ql);
             let erf = vdivq_f32(vmulq_f32(z, p), q);
             let half_x = vmulq_f32(vdupq_n_f32(0.5), x);
             vfmaq_f32(half_x, half_x, erf)

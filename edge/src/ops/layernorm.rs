@@ -72,43 +72,59 @@ pub fn layernorm_f32_neon(
         // SAFETY: all 4-lane accesses are below c4 ≤ c = px.len() = the used part of weight/bias.
         unsafe {
             let p = px.as_mut_ptr();
-            let mut s = vdupq_n_f32(0.0);
+            // Two vectors per iteration, two accumulators (halves the loop bookkeeping).
+            let (mut s, mut s1) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
             let mut j = 0;
-            while j < c4 {
+            while j + 8 <= c4 {
                 s = vaddq_f32(s, vld1q_f32(p.add(j)));
-                j += 4;
+                s1 = vaddq_f32(s1, vld1q_f32(p.add(j + 4)));
+                j += 8;
             }
-            let mut sum = vaddvq_f32(s);
+            if j < c4 {
+                s = vaddq_f32(s, vld1q_f32(p.add(j)));
+            }
+            let mut sum = vaddvq_f32(vaddq_f32(s, s1));
             for &v in &px[c4..] {
                 sum += v;
             }
             let mean = sum * inv_c;
             let m = vdupq_n_f32(mean);
-            let mut s = vdupq_n_f32(0.0);
+            let (mut s, mut s1) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
             let mut j = 0;
-            while j < c4 {
+            while j + 8 <= c4 {
+                let d = vsubq_f32(vld1q_f32(p.add(j)), m);
+                let d1 = vsubq_f32(vld1q_f32(p.add(j + 4)), m);
+                s = vfmaq_f32(s, d, d);
+                s1 = vfmaq_f32(s1, d1, d1);
+                j += 8;
+            }
+            if j < c4 {
                 let d = vsubq_f32(vld1q_f32(p.add(j)), m);
                 s = vfmaq_f32(s, d, d);
-                j += 4;
             }
-            let mut var = vaddvq_f32(s);
+            let mut var = vaddvq_f32(vaddq_f32(s, s1));
             for &v in &px[c4..] {
                 var += (v - mean) * (v - mean);
             }
             let rstd = 1.0 / libm::sqrtf(var * inv_c + eps);
             let r = vdupq_n_f32(rstd);
             let mut j = 0;
-            while j < c4 {
+            let norm = |j: usize| {
                 let t = vmulq_f32(vsubq_f32(vld1q_f32(p.add(j)), m), r);
-                vst1q_f32(
-                    p.add(j),
-                    vfmaq_f32(
-                        vld1q_f32(bias.as_ptr().add(j)),
-                        t,
-                        vld1q_f32(weight.as_ptr().add(j)),
-                    ),
+                let y = vfmaq_f32(
+                    vld1q_f32(bias.as_ptr().add(j)),
+                    t,
+                    vld1q_f32(weight.as_ptr().add(j)),
                 );
-                j += 4;
+                vst1q_f32(p.add(j), y);
+            };
+            while j + 8 <= c4 {
+                norm(j);
+                norm(j + 4);
+                j += 8;
+            }
+            if j < c4 {
+                norm(j);
             }
             for j in c4..c {
                 px[j] = (px[j] - mean) * rstd * weight[j] + bias[j];

@@ -91,9 +91,11 @@ mod tests {
     }
 }
 
-/// NEON patch convolution: per output pixel, 16 output channels (4 accumulators) at a time,
-/// inputs broadcast by lane from 4-value loads; 4-channel blocks, then a scalar tail.
-/// Same contract as [`patch_conv_f32_scalar`].
+/// NEON patch convolution as a GEMM over output pixels: each output pixel's patch is `k` rows
+/// of `k·cin` contiguous inputs, so the pointwise GEMM micro-kernel (8 pixels × 8 channels,
+/// [`crate::ops::pointwise`]) runs over it with one segment per kernel row, the HWIO weights
+/// read with a stride of `cout`. Channels beyond the last multiple of 8 take 4-wide blocks,
+/// then a scalar tail. Same contract as [`patch_conv_f32_scalar`].
 #[cfg(target_arch = "aarch64")]
 #[allow(clippy::too_many_arguments)]
 pub fn patch_conv_f32_neon(
@@ -107,28 +109,55 @@ pub fn patch_conv_f32_neon(
     cout: usize,
     out: &mut [f32],
 ) {
+    use crate::ops::pointwise::neon::{tile, ATile, EPI_STORE};
+    const PANEL: usize = crate::format::PANEL;
     let (oh, ow) = (h / k, w / k);
     assert!(input.len() >= h * w * cin && weight.len() >= k * k * cin * cout && bias.len() >= cout);
     assert!(out.len() >= oh * ow * cout);
     let g = neon::Geometry { w, cin, k, cout };
-    for oy in 0..oh {
-        for ox in 0..ow {
-            let base = (oy * k * w + ox * k) * cin;
-            let o = (oy * ow + ox) * cout;
-            let mut co = 0;
-            // SAFETY: the input patch rows (k·cin values each, from `base`), weight columns
-            // co..co+16 / co..co+4 of every row, and out[o..o+cout] are in bounds (asserts above).
+    let kc = k * cin;
+    let full = cout / PANEL * PANEL;
+    // Output pixels in raster order, 8 at a time (a tile may span output rows).
+    let pixels = oh * ow;
+    let patch = |q: usize| ((q / ow) * k * w + (q % ow) * k) * cin;
+    let mut q = 0;
+    while q < pixels {
+        let mr = if pixels - q >= 8 {
+            8
+        } else if pixels - q >= 4 {
+            4
+        } else {
+            1
+        };
+        let a = ATile {
+            // Rows past `mr` are never read.
+            rows: core::array::from_fn(|r| input.as_ptr().wrapping_add(patch(q + r))),
+            seg_len: kc,
+            segs: k,
+            seg_skip: w * cin - kc,
+        };
+        for co in (0..full).step_by(PANEL) {
+            let b: &[f32; PANEL] = bias[co..co + PANEL].try_into().unwrap();
+            let wt = weight[co..].as_ptr();
+            let o = out[q * cout + co..].as_mut_ptr();
+            let mut sq = [0f32; PANEL];
+            // SAFETY: output pixels q..q+mr exist, so each one's k input rows of k·cin values
+            // lie inside `input`; weight rows 0..k·k·cin, columns co..co+8 ≤ cout, and `out`
+            // pixels q..q+mr, channels co..co+8, are in bounds (asserts above).
             unsafe {
-                while co + 16 <= cout {
-                    neon::block::<4>(
-                        input.as_ptr().add(base),
-                        weight.as_ptr().add(co),
-                        bias.as_ptr().add(co),
-                        out.as_mut_ptr().add(o + co),
-                        &g,
-                    );
-                    co += 16;
+                match mr {
+                    8 => tile::<8, EPI_STORE>(&a, wt, cout, b, o, cout, PANEL, &mut sq),
+                    4 => tile::<4, EPI_STORE>(&a, wt, cout, b, o, cout, PANEL, &mut sq),
+                    _ => tile::<1, EPI_STORE>(&a, wt, cout, b, o, cout, PANEL, &mut sq),
                 }
+            }
+        }
+        for q in q..q + mr {
+            let base = patch(q);
+            let o = q * cout;
+            let mut co = full;
+            // SAFETY: as above, for channels co..co+4 ≤ cout of pixel q.
+            unsafe {
                 while co + 4 <= cout {
                     neon::block::<1>(
                         input.as_ptr().add(base),
@@ -143,14 +172,15 @@ pub fn patch_conv_f32_neon(
             for c in co..cout {
                 let mut acc = bias[c];
                 for ky in 0..k {
-                    let row = &input[base + ky * w * cin..][..k * cin];
+                    let row = &input[base + ky * w * cin..][..kc];
                     for (j, &v) in row.iter().enumerate() {
-                        acc += v * weight[(ky * k * cin + j) * cout + c];
+                        acc += v * weight[(ky * kc + j) * cout + c];
                     }
                 }
                 out[o + c] = acc;
             }
         }
+        q += mr;
     }
 }
 

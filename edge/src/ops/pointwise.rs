@@ -188,6 +188,13 @@ fn gemm_neon<const EPI: u8>(
             let mut b = [0f32; PANEL];
             b[..lanes].copy_from_slice(&bias[j * PANEL..j * PANEL + lanes]);
             let x = input[p * k..].as_ptr();
+            let a = neon::ATile {
+                // Rows past `mr` are never read.
+                rows: core::array::from_fn(|r| x.wrapping_add(r * k)),
+                seg_len: k,
+                segs: 1,
+                seg_skip: 0,
+            };
             let w = weight[j * k * PANEL..].as_ptr();
             let o = out[p * n + j * PANEL..].as_mut_ptr();
             let mut sq = [0f32; PANEL];
@@ -195,9 +202,9 @@ fn gemm_neon<const EPI: u8>(
             // j·8) and panel j of `weight` (k·8) are in bounds by the assertion above.
             unsafe {
                 match mr {
-                    8 => neon::tile::<8, EPI>(x, k, w, &b, o, n, lanes, &mut sq),
-                    4 => neon::tile::<4, EPI>(x, k, w, &b, o, n, lanes, &mut sq),
-                    _ => neon::tile::<1, EPI>(x, k, w, &b, o, n, lanes, &mut sq),
+                    8 => neon::tile::<8, EPI>(&a, w, PANEL, &b, o, n, lanes, &mut sq),
+                    4 => neon::tile::<4, EPI>(&a, w, PANEL, &b, o, n, lanes, &mut sq),
+                    _ => neon::tile::<1, EPI>(&a, w, PANEL, &b, o, n, lanes, &mut sq),
                 }
             }
             if EPI == neon::EPI_GELU_SUMSQ {
@@ -211,16 +218,16 @@ fn gemm_neon<const EPI: u8>(
 }
 
 #[cfg(target_arch = "aarch64")]
-mod neon {
+pub(crate) mod neon {
     use super::PANEL;
     use core::arch::aarch64::*;
 
     /// Epilogue: store.
-    pub(super) const EPI_STORE: u8 = 0;
+    pub(crate) const EPI_STORE: u8 = 0;
     /// Epilogue: add to what `out` holds (residual).
-    pub(super) const EPI_ACCUMULATE: u8 = 1;
+    pub(crate) const EPI_ACCUMULATE: u8 = 1;
     /// Epilogue: GELU, store, and the per-channel sum of squares into `sq`.
-    pub(super) const EPI_GELU_SUMSQ: u8 = 2;
+    pub(crate) const EPI_GELU_SUMSQ: u8 = 2;
 
     /// Loads 4 floats from each of 8 rows and advances each row pointer by 4. Written out
     /// because LLVM otherwise rebuilds the row addresses from one base with seven adds per step.
@@ -258,13 +265,25 @@ mod neon {
         }
     }
 
-    /// `MR` pixels × one 8-wide panel. Caller guarantees the pointer ranges (see the wrapper).
+    /// The A operand of a tile: the first `MR` of `rows`, each read as `segs` contiguous
+    /// segments of `seg_len` values with `seg_skip` values skipped between them (1 segment for
+    /// a pointwise conv; one per kernel row for a patch conv).
+    pub(crate) struct ATile {
+        pub rows: [*const f32; 8],
+        pub seg_len: usize,
+        pub segs: usize,
+        pub seg_skip: usize,
+    }
+
+    /// `MR` rows × 8 output channels: `out[p][l] = bias[l] + Σ_k a[p][k]·w[k·ws + l]` (`ws` = 8
+    /// for packed panels, the output width for HWIO weights), with the epilogue `EPI`. The
+    /// caller guarantees every pointer range (see the wrappers).
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn tile<const MR: usize, const EPI: u8>(
-        x: *const f32,
-        k: usize,
+    pub(crate) unsafe fn tile<const MR: usize, const EPI: u8>(
+        a: &ATile,
         w: *const f32,
+        ws: usize,
         bias: &[f32; PANEL],
         out: *mut f32,
         n: usize,
@@ -278,52 +297,68 @@ mod neon {
             let b1 = vld1q_f32(bias.as_ptr().add(4));
             let mut a0 = [b0; MR];
             let mut a1 = [b1; MR];
-            // One pointer per pixel row, post-incremented: no per-step address arithmetic.
-            let mut xr = [x; MR];
-            for (p, r) in xr.iter_mut().enumerate() {
-                *r = x.add(p * k);
-            }
+            // One pointer per row, post-incremented: no per-step address arithmetic.
+            let mut xr: [*const f32; MR] = core::array::from_fn(|p| a.rows[p]);
             let mut wr = w;
-            let mut kk = 0;
-            while kk + 4 <= k {
-                let mut xv = [vdupq_n_f32(0.0); MR];
-                let full = <&mut [*const f32; 8]>::try_from(&mut xr[..])
-                    .ok()
-                    .zip(<&mut [float32x4_t; 8]>::try_from(&mut xv[..]).ok());
-                if let Some((r8, x8)) = full {
-                    load8_post(r8, x8);
-                } else {
-                    for p in 0..MR {
-                        xv[p] = vld1q_f32(xr[p]);
-                        xr[p] = xr[p].add(4);
-                    }
-                }
-                macro_rules! step {
-                    ($j:literal) => {
-                        let w0 = vld1q_f32(wr.add($j * PANEL));
-                        let w1 = vld1q_f32(wr.add($j * PANEL + 4));
-                        for p in 0..MR {
-                            a0[p] = vfmaq_laneq_f32::<$j>(a0[p], w0, xv[p]);
-                            a1[p] = vfmaq_laneq_f32::<$j>(a1[p], w1, xv[p]);
+            for _ in 0..a.segs {
+                let mut kk = 0;
+                // Four k at a time: one 4-value load per row, 8 lanes × 4 k of weights.
+                macro_rules! k4 {
+                    () => {
+                        let mut xv = [vdupq_n_f32(0.0); MR];
+                        let full = <&mut [*const f32; 8]>::try_from(&mut xr[..])
+                            .ok()
+                            .zip(<&mut [float32x4_t; 8]>::try_from(&mut xv[..]).ok());
+                        if let Some((r8, x8)) = full {
+                            load8_post(r8, x8);
+                        } else {
+                            for p in 0..MR {
+                                xv[p] = vld1q_f32(xr[p]);
+                                xr[p] = xr[p].add(4);
+                            }
                         }
+                        macro_rules! step {
+                            ($j:literal) => {
+                                let w0 = vld1q_f32(wr.add($j * ws));
+                                let w1 = vld1q_f32(wr.add($j * ws + 4));
+                                for p in 0..MR {
+                                    a0[p] = vfmaq_laneq_f32::<$j>(a0[p], w0, xv[p]);
+                                    a1[p] = vfmaq_laneq_f32::<$j>(a1[p], w1, xv[p]);
+                                }
+                            };
+                        }
+                        step!(0);
+                        step!(1);
+                        step!(2);
+                        step!(3);
+                        wr = wr.add(4 * ws);
                     };
                 }
-                step!(0);
-                step!(1);
-                step!(2);
-                step!(3);
-                wr = wr.add(4 * PANEL);
-                kk += 4;
-            }
-            while kk < k {
-                let w0 = vld1q_f32(w.add(kk * PANEL));
-                let w1 = vld1q_f32(w.add(kk * PANEL + 4));
-                for p in 0..MR {
-                    let xs = *x.add(p * k + kk);
-                    a0[p] = vfmaq_n_f32(a0[p], w0, xs);
-                    a1[p] = vfmaq_n_f32(a1[p], w1, xs);
+                // Two k4 steps per iteration halve the loop's bookkeeping.
+                while kk + 8 <= a.seg_len {
+                    k4!();
+                    k4!();
+                    kk += 8;
                 }
-                kk += 1;
+                if kk + 4 <= a.seg_len {
+                    k4!();
+                    kk += 4;
+                }
+                while kk < a.seg_len {
+                    let w0 = vld1q_f32(wr);
+                    let w1 = vld1q_f32(wr.add(4));
+                    for p in 0..MR {
+                        let xs = *xr[p];
+                        xr[p] = xr[p].add(1);
+                        a0[p] = vfmaq_n_f32(a0[p], w0, xs);
+                        a1[p] = vfmaq_n_f32(a1[p], w1, xs);
+                    }
+                    wr = wr.add(ws);
+                    kk += 1;
+                }
+                for r in xr.iter_mut() {
+                    *r = r.wrapping_add(a.seg_skip);
+                }
             }
             if EPI == EPI_GELU_SUMSQ {
                 let (mut s0, mut s1) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
