@@ -184,10 +184,14 @@ fn dwconv7x7_neon_impl(
                 ky0,
                 ky1,
             };
-            let inside = x >= PAD && x + mr + PAD <= w;
+            // Input columns of the strip that lie inside the image: j in lo..hi (column j is
+            // image column x − 3 + j). The shapes a 224 input (and any multiple of 32) meets
+            // get compile-time bounds (no per-column test); others test each column.
+            let lo = PAD.saturating_sub(x);
+            let hi = (w + PAD - x).min(mr + K - 1);
             // SAFETY: rows ky0..ky1 around y are inside the image (bounds above); columns
-            // x−3..x+mr+3 are either inside (`inside`) or skipped by the checked strip;
-            // channels 0..c4 ≤ c; the strip's outputs are in bounds (assertion).
+            // outside lo..hi are skipped; channels 0..c4 ≤ c; the strip's outputs are in
+            // bounds (assertion).
             unsafe {
                 let (i, wt, b, o) = (
                     input.as_ptr(),
@@ -195,14 +199,31 @@ fn dwconv7x7_neon_impl(
                     bias.as_ptr(),
                     out.as_mut_ptr(),
                 );
-                match (mr, inside) {
-                    (8, true) => neon::strip::<8, false>(i, wt, b, o, &s, c4),
-                    (8, false) => neon::strip::<8, true>(i, wt, b, o, &s, c4),
-                    (4, true) => neon::strip::<4, false>(i, wt, b, o, &s, c4),
-                    (4, false) => neon::strip::<4, true>(i, wt, b, o, &s, c4),
-                    (2, _) => neon::strip::<2, true>(i, wt, b, o, &s, c4),
-                    _ => neon::strip::<1, true>(i, wt, b, o, &s, c4),
+                macro_rules! dispatch {
+                    ($(($m:literal, $lo:literal, $hi:literal)),*) => {
+                        match (mr, lo, hi) {
+                            $(($m, $lo, $hi) => neon::strip::<$m, $lo, $hi>(i, wt, b, o, &s, c4),)*
+                            (8, ..) => neon::strip::<8, { neon::DYN }, 0>(i, wt, b, o, &s, c4),
+                            (4, ..) => neon::strip::<4, { neon::DYN }, 0>(i, wt, b, o, &s, c4),
+                            (2, ..) => neon::strip::<2, { neon::DYN }, 0>(i, wt, b, o, &s, c4),
+                            _ => neon::strip::<1, { neon::DYN }, 0>(i, wt, b, o, &s, c4),
+                        }
+                    };
                 }
+                dispatch!(
+                    (8, 0, 14),
+                    (8, 3, 14),
+                    (8, 0, 11),
+                    (4, 0, 10),
+                    (4, 3, 10),
+                    (4, 0, 7),
+                    (4, 0, 9),
+                    (2, 0, 8),
+                    (2, 0, 5),
+                    (2, 0, 6),
+                    (1, 0, 7),
+                    (1, 0, 4)
+                );
             }
             for x in x..x + mr {
                 let kxs = PAD.saturating_sub(x)..K.min(w + PAD - x);
@@ -239,13 +260,16 @@ mod neon {
         pub ky1: usize,
     }
 
-    /// `MR` consecutive output pixels from (y, x), channels `0..c4` four at a time. With
-    /// `CHECK`, input columns outside the image are skipped (their taps contribute zero, as in
-    /// the reference); without it the caller guarantees columns x−3..x+MR+3 are inside. Never
-    /// inlined: its 8 + 7 + 1 vector registers are allocated the same whatever the caller's
-    /// epilogue is.
+    /// `LO` that means: column bounds computed at run time.
+    pub(super) const DYN: usize = usize::MAX;
+
+    /// `MR` consecutive output pixels from (y, x), channels `0..c4` four at a time. Input
+    /// columns j (image column x − 3 + j) outside `LO..HI` (or, with `LO` = [`DYN`], outside
+    /// the image) are skipped: their taps contribute zero, as in the reference; the caller
+    /// guarantees the others are inside. Never inlined: its 8 + 7 + 1 vector registers are
+    /// allocated the same whatever the caller's epilogue is.
     #[inline(never)]
-    pub(super) unsafe fn strip<const MR: usize, const CHECK: bool>(
+    pub(super) unsafe fn strip<const MR: usize, const LO: usize, const HI: usize>(
         input: *const f32,
         weight: *const f32,
         bias: *const f32,
@@ -255,13 +279,13 @@ mod neon {
     ) {
         for ch in (0..c4).step_by(4) {
             // SAFETY: forwarded from the caller, for each 4-channel block below c4.
-            unsafe { strip_channels::<MR, CHECK>(input, weight, bias, out, s, ch) }
+            unsafe { strip_channels::<MR, LO, HI>(input, weight, bias, out, s, ch) }
         }
     }
 
     /// [`strip`] for channels `ch..ch+4`.
     #[inline(always)]
-    unsafe fn strip_channels<const MR: usize, const CHECK: bool>(
+    unsafe fn strip_channels<const MR: usize, const LO: usize, const HI: usize>(
         input: *const f32,
         weight: *const f32,
         bias: *const f32,
@@ -272,7 +296,11 @@ mod neon {
         // Column offsets, kept in registers: loads use register-offset addressing.
         let offs: [usize; 14] = core::array::from_fn(|j| j * s.c);
         // Input column j of the strip is image column x − 3 + j.
-        let (lo, hi) = (PAD.saturating_sub(s.x), s.w + PAD - s.x);
+        let (lo, hi) = if LO == DYN {
+            (PAD.saturating_sub(s.x), s.w + PAD - s.x)
+        } else {
+            (LO, HI)
+        };
         // SAFETY: guaranteed by the caller (see the wrapper). Pointers to skipped columns are
         // advanced with wrapping arithmetic and never dereferenced.
         unsafe {
@@ -287,7 +315,7 @@ mod neon {
                     *wv = vld1q_f32(wp.add(offs[t]));
                 }
                 for j in 0..MR + K - 1 {
-                    if CHECK && (j < lo || j >= hi) {
+                    if j < lo || j >= hi {
                         continue;
                     }
                     let v = vld1q_f32(ip.wrapping_add(offs[j]));
