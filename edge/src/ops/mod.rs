@@ -12,7 +12,9 @@ pub mod input;
 pub mod layernorm;
 pub mod patch_conv;
 pub mod pointwise;
+pub mod pointwise_i8;
 pub mod pool;
+pub mod requant;
 
 #[cfg(test)]
 pub(crate) mod testutil {
