@@ -174,16 +174,7 @@ pub fn grn_apply_f32_neon(
                 let b = vld1q_f32(bias.as_ptr().add(j));
                 vst1q_f32(px.as_mut_ptr().add(j), vfmaq_f32(b, v, a));
             };
-            // Two vectors per iteration (halves the loop bookkeeping).
-            let mut j = 0;
-            while j + 8 <= c4 {
-                apply(j);
-                apply(j + 4);
-                j += 8;
-            }
-            if j < c4 {
-                apply(j);
-            }
+            crate::ops::each_vec4_by2(c4, &mut apply);
         }
         for j in c4..c {
             px[j] = px[j] * norms[j] + bias[j];

@@ -108,8 +108,7 @@ pub fn layernorm_f32_neon(
             }
             let rstd = 1.0 / libm::sqrtf(var * inv_c + eps);
             let r = vdupq_n_f32(rstd);
-            let mut j = 0;
-            let norm = |j: usize| {
+            let mut norm = |j: usize| {
                 let t = vmulq_f32(vsubq_f32(vld1q_f32(p.add(j)), m), r);
                 let y = vfmaq_f32(
                     vld1q_f32(bias.as_ptr().add(j)),
@@ -118,14 +117,7 @@ pub fn layernorm_f32_neon(
                 );
                 vst1q_f32(p.add(j), y);
             };
-            while j + 8 <= c4 {
-                norm(j);
-                norm(j + 4);
-                j += 8;
-            }
-            if j < c4 {
-                norm(j);
-            }
+            crate::ops::each_vec4_by2(c4, &mut norm);
             for j in c4..c {
                 px[j] = (px[j] - mean) * rstd * weight[j] + bias[j];
             }

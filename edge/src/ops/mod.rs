@@ -16,6 +16,22 @@ pub mod pointwise_i8;
 pub mod pool;
 pub mod requant;
 
+/// Calls `f(j)` for j = 0, 4, 8, … < `c4` (a multiple of 4), two calls per loop iteration:
+/// the elementwise NEON passes' loop, with half the bookkeeping of one vector per iteration.
+#[inline(always)]
+#[cfg(target_arch = "aarch64")]
+pub(crate) fn each_vec4_by2(c4: usize, f: &mut impl FnMut(usize)) {
+    let mut j = 0;
+    while j + 8 <= c4 {
+        f(j);
+        f(j + 4);
+        j += 8;
+    }
+    if j < c4 {
+        f(j);
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod testutil {
     extern crate std;
