@@ -17,6 +17,9 @@ for cpu in cortex-a72 cortex-a76; do
   echo "-- QEMU_CPU=$cpu"
   QEMU_CPU=$cpu cargo +deb196 test -p edge --target aarch64-unknown-linux-gnu
 done
+echo "-- SDOT int8 kernels (feature dotprod; Rust 1.96 gates vdotq_s32: RUSTC_BOOTSTRAP) on cortex-a76"
+QEMU_CPU=cortex-a76 RUSTC_BOOTSTRAP=1 cargo +deb196 test -p edge --features dotprod \
+  --target aarch64-unknown-linux-gnu --lib -- i8 --nocapture
 echo "== aarch64: edge-bench (the tool users copy to a board) reproduces timm's logits under qemu-aarch64"
 cargo build -q -p quant
 mkdir -p target/aarch64-check

@@ -16,6 +16,7 @@
 //! packing, tests), [`runtime`] (composition only). Kernel names follow
 //! `<op>_<dtype>_<isa>` (`dwconv7x7_f32_scalar`).
 #![no_std]
+#![cfg_attr(feature = "dotprod", feature(stdarch_neon_dotprod))]
 #![deny(missing_docs)]
 #![forbid(unsafe_op_in_unsafe_fn)]
 

@@ -9,28 +9,33 @@
 //! zero-point term. Integer sums do not depend on order, so every kernel set's output is
 //! bit-identical to the reference.
 //!
-//! Weights are packed `[ceil(N/8)][ceil(K/8)][8 outputs][8 k]`, zero-padded ("c8" layout): the
-//! NEON kernel multiplies 8 consecutive inputs by 8 weights of one output with one `SMULL`
-//! (8 int16 products) and adds pairs of them into 4 int32 lanes with one `SADALP`.
+//! Weights are packed `[ceil(N/8)][ceil(K/4)][8 outputs][4 k]`, zero-padded ("c4" layout), the
+//! layout both NEON kernels read: `SDOT` (ARMv8.2 dotprod) multiplies 4 inputs by 4 weights of
+//! each of 4 outputs per lane; on plain ARMv8.0, `SMULL` multiplies the same 4 inputs by 4
+//! weights of each of 2 outputs (8 int16 products) and `SADALP` adds their pairs into int32.
 
 use crate::ops::requant::{requantize_scalar, Requant};
 
-/// Outputs per panel and inputs per group.
-pub const C8: usize = 8;
+/// Outputs per panel.
+pub const NR: usize = 8;
+/// Inputs per group.
+pub const KR: usize = 4;
+/// Bytes per group of a panel.
+const GROUP: usize = NR * KR;
 
 /// Packed length of an `n × k` weight matrix.
 pub const fn packed_len(n: usize, k: usize) -> usize {
-    n.div_ceil(C8) * k.div_ceil(C8) * C8 * C8
+    n.div_ceil(NR) * k.div_ceil(KR) * GROUP
 }
 
 /// Index of `W[j][i]` in the packed layout.
 #[inline]
 fn packed_index(k: usize, j: usize, i: usize) -> usize {
-    ((j / C8) * k.div_ceil(C8) + i / C8) * C8 * C8 + (j % C8) * C8 + i % C8
+    ((j / NR) * k.div_ceil(KR) + i / KR) * GROUP + (j % NR) * KR + i % KR
 }
 
 /// Packs row-major `[n][k]` int8 weights.
-pub fn pack_c8(w: &[i8], n: usize, k: usize, out: &mut [i8]) {
+pub fn pack_c4(w: &[i8], n: usize, k: usize, out: &mut [i8]) {
     out[..packed_len(n, k)].fill(0);
     for j in 0..n {
         for i in 0..k {
@@ -78,7 +83,7 @@ mod tests {
         let x: Vec<i8> = (0..p * k).map(|_| byte(rng)).collect();
         let w: Vec<i8> = (0..n * k).map(|_| byte(rng)).collect();
         let mut wp = std::vec![0i8; packed_len(n, k)];
-        pack_c8(&w, n, k, &mut wp);
+        pack_c4(&w, n, k, &mut wp);
         let bias: Vec<i32> = (0..n).map(|_| (rng.next_u64() as i32) >> 12).collect();
         // Scales around 1/(64·sqrt(k)) keep most outputs unsaturated; some saturate.
         let rq: Vec<Requant> = (0..n)
@@ -116,8 +121,9 @@ mod tests {
     }
 }
 
-/// NEON (ARMv8.0): 2 pixels × 8 outputs per tile, `SMULL` + `SADALP` per 8 inputs, lanes
-/// reduced with `ADDP`, vectorized requantization. Bit-identical to [`pointwise_i8_scalar`].
+/// NEON (ARMv8.0): 4 pixels × 8 outputs per tile, per 4 inputs one `DUP` of the inputs and
+/// 4 `SMULL` + 4 `SADALP` per pixel, outputs reduced with `ADDP`, vectorized requantization.
+/// Bit-identical to [`pointwise_i8_scalar`].
 #[cfg(target_arch = "aarch64")]
 #[allow(clippy::too_many_arguments)]
 pub fn pointwise_i8_neon(
@@ -131,6 +137,84 @@ pub fn pointwise_i8_neon(
     n: usize,
     out: &mut [i8],
 ) {
+    gemm_i8(
+        input,
+        pixels,
+        k,
+        weight,
+        bias,
+        rq,
+        zero_point,
+        n,
+        out,
+        |mr, x, w, acc| match mr {
+            4 => neon::tile_smull::<4>(x, k, w, acc),
+            2 => neon::tile_smull::<2>(x, k, w, acc),
+            _ => neon::tile_smull::<1>(x, k, w, acc),
+        },
+    )
+}
+
+/// NEON with `SDOT` (ARMv8.2 dotprod; cargo feature `dotprod`, nightly features on stable via
+/// `RUSTC_BOOTSTRAP=1`): 4 pixels × 8 outputs, one `SDOT` per 16 multiply-adds. Bit-identical
+/// to [`pointwise_i8_scalar`].
+///
+/// # Safety
+/// The CPU must implement FEAT_DotProd.
+#[cfg(all(target_arch = "aarch64", feature = "dotprod"))]
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "dotprod")]
+pub unsafe fn pointwise_i8_sdot(
+    input: &[i8],
+    pixels: usize,
+    k: usize,
+    weight: &[i8],
+    bias: &[i32],
+    rq: &[Requant],
+    zero_point: i32,
+    n: usize,
+    out: &mut [i8],
+) {
+    // SAFETY: the caller guarantees dotprod.
+    gemm_i8(
+        input,
+        pixels,
+        k,
+        weight,
+        bias,
+        rq,
+        zero_point,
+        n,
+        out,
+        |mr, x, w, acc| unsafe {
+            match mr {
+                4 => neon::tile_sdot::<4>(x, k, w, acc),
+                2 => neon::tile_sdot::<2>(x, k, w, acc),
+                _ => neon::tile_sdot::<1>(x, k, w, acc),
+            }
+        },
+    )
+}
+
+/// The driver shared by the NEON kernels: tiles of up to 4 pixels × one panel; `tile` fills
+/// each pixel's 8 int32 dot products, then bias, requantization and the narrowing store.
+#[cfg(target_arch = "aarch64")]
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn gemm_i8(
+    input: &[i8],
+    pixels: usize,
+    k: usize,
+    weight: &[i8],
+    bias: &[i32],
+    rq: &[Requant],
+    zero_point: i32,
+    n: usize,
+    out: &mut [i8],
+    mut tile: impl FnMut(usize, &[i8], &[i8], &mut [[i32; NR]; 4]),
+) {
+    use crate::ops::requant::neon::{narrow8, scale4, Requant4};
+    use core::arch::aarch64::*;
     assert!(
         input.len() >= pixels * k
             && weight.len() >= packed_len(n, k)
@@ -138,29 +222,48 @@ pub fn pointwise_i8_neon(
             && rq.len() >= n
             && out.len() >= pixels * n
     );
-    let kb = k.div_ceil(C8);
-    let zp = zero_point.clamp(-128, 127) as i16;
+    let panel = k.div_ceil(KR) * GROUP;
+    // SAFETY: register arithmetic only.
+    let zpv = unsafe { vdupq_n_s16(zero_point.clamp(-128, 127) as i16) };
     let mut p = 0;
     while p < pixels {
-        let mr = if pixels - p >= 2 { 2 } else { 1 };
-        for j in 0..n.div_ceil(C8) {
-            let lanes = C8.min(n - j * C8);
-            let mut b = [0i32; C8];
-            b[..lanes].copy_from_slice(&bias[j * C8..][..lanes]);
+        let mr = [4, 2, 1]
+            .into_iter()
+            .find(|&m| pixels - p >= m)
+            .unwrap_or(1);
+        for j in 0..n.div_ceil(NR) {
+            let lanes = NR.min(n - j * NR);
+            let mut b = [0i32; NR];
+            b[..lanes].copy_from_slice(&bias[j * NR..][..lanes]);
             let mut r = [Requant {
                 multiplier: 1 << 30,
                 pre_shift: 0,
                 post_shift: 0,
-            }; C8];
-            r[..lanes].copy_from_slice(&rq[j * C8..][..lanes]);
-            let w = &weight[j * kb * C8 * C8..][..kb * C8 * C8];
-            let mut res = [[0i8; C8]; 2];
-            match mr {
-                2 => neon::tile::<2>(&input[p * k..][..2 * k], k, w, &b, &r, zp, &mut res),
-                _ => neon::tile::<1>(&input[p * k..][..k], k, w, &b, &r, zp, &mut res),
-            }
-            for (q, row) in res.iter().enumerate().take(mr) {
-                out[(p + q) * n + j * C8..][..lanes].copy_from_slice(&row[..lanes]);
+            }; NR];
+            r[..lanes].copy_from_slice(&rq[j * NR..][..lanes]);
+            let mut acc = [[0i32; NR]; 4];
+            tile(
+                mr,
+                &input[p * k..][..mr * k],
+                &weight[j * panel..][..panel],
+                &mut acc,
+            );
+            let (r_lo, r_hi) = (
+                Requant4::load(&[r[0], r[1], r[2], r[3]]),
+                Requant4::load(&[r[4], r[5], r[6], r[7]]),
+            );
+            for (q, a) in acc.iter().enumerate().take(mr) {
+                let mut y = [0i8; NR];
+                // SAFETY: 4-lane loads from 8-element arrays, an 8-byte store to `y`.
+                unsafe {
+                    let lo = vaddq_s32(vld1q_s32(b.as_ptr()), vld1q_s32(a.as_ptr()));
+                    let hi = vaddq_s32(vld1q_s32(b.as_ptr().add(4)), vld1q_s32(a.as_ptr().add(4)));
+                    vst1_s8(
+                        y.as_mut_ptr(),
+                        narrow8(scale4(lo, &r_lo), scale4(hi, &r_hi), zpv),
+                    );
+                }
+                out[(p + q) * n + j * NR..][..lanes].copy_from_slice(&y[..lanes]);
             }
         }
         p += mr;
@@ -169,65 +272,91 @@ pub fn pointwise_i8_neon(
 
 #[cfg(target_arch = "aarch64")]
 mod neon {
-    use super::C8;
-    use crate::ops::requant::neon::{narrow8, scale4, Requant4};
-    use crate::ops::requant::Requant;
+    use super::{GROUP, KR, NR};
     use core::arch::aarch64::*;
 
-    /// `MR` rows (`x` holds them, `k` each) × one panel `w` (`ceil(k/8)·64` bytes).
+    /// Group `g` (4 inputs) of each of the `MR` rows, as 32-bit lanes; a short last group is
+    /// zero-filled (its weights are zero-padded too).
     #[inline(always)]
-    pub(super) fn tile<const MR: usize>(
+    fn group<const MR: usize>(x: &[i8], k: usize, g: usize) -> [i32; MR] {
+        core::array::from_fn(|q| {
+            let row = &x[q * k..][..k];
+            let mut b = [0u8; KR];
+            let have = KR.min(k - g * KR);
+            for (d, &v) in b.iter_mut().zip(&row[g * KR..][..have]) {
+                *d = v as u8;
+            }
+            i32::from_ne_bytes(b)
+        })
+    }
+
+    /// `MR` rows × 8 outputs with `SMULL` + `SADALP`: accumulator `2i` holds outputs 4i, 4i+1
+    /// (lanes 0–1, 2–3), `2i+1` outputs 4i+2, 4i+3; `ADDP` of the two gives outputs 4i..4i+4.
+    #[inline(always)]
+    pub(super) fn tile_smull<const MR: usize>(
         x: &[i8],
         k: usize,
         w: &[i8],
-        bias: &[i32; C8],
-        rq: &[Requant; C8],
-        zp: i16,
-        res: &mut [[i8; C8]; 2],
+        out: &mut [[i32; NR]; 4],
     ) {
-        let kb = k.div_ceil(C8);
-        assert!(x.len() >= MR * k && w.len() >= kb * C8 * C8);
-        // SAFETY: every load below reads inside `x` (full groups: i·8 + 8 ≤ k within a row;
-        // the tail group is copied into `tail`) or inside `w` (group g of the panel: 64 bytes at
-        // g·64 < kb·64); stores go to `res`.
+        let groups = k.div_ceil(KR);
+        assert!(x.len() >= MR * k && w.len() >= groups * GROUP && MR <= 4);
+        // SAFETY: weight group g is 32 bytes at g·32 < groups·32 ≤ w.len(); inputs are read
+        // through safe slices (`group`); stores go to `out`.
         unsafe {
-            let mut acc = [[vdupq_n_s32(0); C8]; MR];
-            let full = k / C8;
-            for g in 0..kb {
-                let mut a = [vdup_n_s8(0); MR];
-                for (q, av) in a.iter_mut().enumerate() {
-                    let row = &x[q * k..][..k];
-                    *av = if g < full {
-                        vld1_s8(row.as_ptr().add(g * C8))
-                    } else {
-                        let mut tail = [0i8; C8];
-                        tail[..k - g * C8].copy_from_slice(&row[g * C8..]);
-                        vld1_s8(tail.as_ptr())
-                    };
-                }
-                let wg = w.as_ptr().add(g * C8 * C8);
-                for pair in 0..C8 / 2 {
-                    let wv = vld1q_s8(wg.add(pair * 16));
-                    for q in 0..MR {
-                        let lo = vmull_s8(a[q], vget_low_s8(wv));
-                        let hi = vmull_s8(a[q], vget_high_s8(wv));
-                        acc[q][2 * pair] = vpadalq_s16(acc[q][2 * pair], lo);
-                        acc[q][2 * pair + 1] = vpadalq_s16(acc[q][2 * pair + 1], hi);
+            let mut acc = [[vdupq_n_s32(0); 4]; MR];
+            for g in 0..groups {
+                let a = group::<MR>(x, k, g);
+                let wg = w.as_ptr().add(g * GROUP);
+                let wv = [vld1q_s8(wg), vld1q_s8(wg.add(16))];
+                for q in 0..MR {
+                    // The row's 4 inputs twice: one 8-byte operand for 2 outputs.
+                    let av = vreinterpret_s8_s32(vdup_n_s32(a[q]));
+                    for (h, wh) in wv.iter().enumerate() {
+                        let p0 = vmull_s8(av, vget_low_s8(*wh));
+                        let p1 = vmull_s8(av, vget_high_s8(*wh));
+                        acc[q][2 * h] = vpadalq_s16(acc[q][2 * h], p0);
+                        acc[q][2 * h + 1] = vpadalq_s16(acc[q][2 * h + 1], p1);
                     }
                 }
             }
-            let (r_lo, r_hi) = (
-                Requant4::load(&[rq[0], rq[1], rq[2], rq[3]]),
-                Requant4::load(&[rq[4], rq[5], rq[6], rq[7]]),
-            );
-            let (b_lo, b_hi) = (vld1q_s32(bias.as_ptr()), vld1q_s32(bias.as_ptr().add(4)));
-            let zpv = vdupq_n_s16(zp);
-            for (q, a) in acc.iter().enumerate() {
-                let lo = vpaddq_s32(vpaddq_s32(a[0], a[1]), vpaddq_s32(a[2], a[3]));
-                let hi = vpaddq_s32(vpaddq_s32(a[4], a[5]), vpaddq_s32(a[6], a[7]));
-                let lo = scale4(vaddq_s32(b_lo, lo), &r_lo);
-                let hi = scale4(vaddq_s32(b_hi, hi), &r_hi);
-                vst1_s8(res[q].as_mut_ptr(), narrow8(lo, hi, zpv));
+            for q in 0..MR {
+                vst1q_s32(out[q].as_mut_ptr(), vpaddq_s32(acc[q][0], acc[q][1]));
+                vst1q_s32(out[q].as_mut_ptr().add(4), vpaddq_s32(acc[q][2], acc[q][3]));
+            }
+        }
+    }
+
+    /// `MR` rows × 8 outputs with `SDOT`: lane i of accumulator h is output 4h + i.
+    ///
+    /// # Safety
+    /// The CPU must implement FEAT_DotProd.
+    #[cfg(feature = "dotprod")]
+    #[target_feature(enable = "dotprod")]
+    pub(super) unsafe fn tile_sdot<const MR: usize>(
+        x: &[i8],
+        k: usize,
+        w: &[i8],
+        out: &mut [[i32; NR]; 4],
+    ) {
+        let groups = k.div_ceil(KR);
+        assert!(x.len() >= MR * k && w.len() >= groups * GROUP && MR <= 4);
+        // SAFETY: as in `tile_smull`; dotprod is guaranteed by the caller.
+        unsafe {
+            let mut acc = [[vdupq_n_s32(0); 2]; MR];
+            for g in 0..groups {
+                let a = group::<MR>(x, k, g);
+                let wg = w.as_ptr().add(g * GROUP);
+                let (w0, w1) = (vld1q_s8(wg), vld1q_s8(wg.add(16)));
+                for q in 0..MR {
+                    let av = vreinterpretq_s8_s32(vdupq_n_s32(a[q]));
+                    acc[q][0] = vdotq_s32(acc[q][0], w0, av);
+                    acc[q][1] = vdotq_s32(acc[q][1], w1, av);
+                }
+            }
+            for q in 0..MR {
+                vst1q_s32(out[q].as_mut_ptr(), acc[q][0]);
+                vst1q_s32(out[q].as_mut_ptr().add(4), acc[q][1]);
             }
         }
     }
@@ -258,18 +387,32 @@ mod neon_tests {
                 1 + rng.next_u64() as usize % 30,
             ));
         }
+        let mut sdot_checked = 0;
         for (p, k, n) in shapes {
             let (mut x, _, mut wp, bias, rq, zp) = random_case(&mut rng, p, k, n);
             // Extremes: -128 · -128 products in every lane of some rows.
             if p > 1 {
                 x[..k].fill(-128);
-                wp[..C8 * C8].fill(-128);
+                let real = packed_len(n.min(NR), k);
+                wp[..real]
+                    .iter_mut()
+                    .filter(|v| **v != 0)
+                    .for_each(|v| *v = -128);
             }
             let (mut want, mut got) = (vec![0i8; p * n], vec![0i8; p * n]);
             pointwise_i8_scalar(&x, p, k, &wp, &bias, &rq, zp, n, &mut want);
             pointwise_i8_neon(&x, p, k, &wp, &bias, &rq, zp, n, &mut got);
-            assert_eq!(got, want, "{p}x{k}x{n}");
+            assert_eq!(got, want, "smull {p}x{k}x{n}");
+            #[cfg(feature = "dotprod")]
+            if std::arch::is_aarch64_feature_detected!("dotprod") {
+                let mut got = vec![0i8; p * n];
+                // SAFETY: dotprod detected.
+                unsafe { pointwise_i8_sdot(&x, p, k, &wp, &bias, &rq, zp, n, &mut got) };
+                assert_eq!(got, want, "sdot {p}x{k}x{n}");
+                sdot_checked += 1;
+            }
         }
+        std::println!("int8 GEMM: SMULL bit-identical on all shapes; SDOT on {sdot_checked}");
     }
 
     #[test]
