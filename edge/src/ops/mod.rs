@@ -6,6 +6,7 @@
 //! channels contiguous.
 
 pub mod dwconv7x7;
+pub mod dwconv7x7_i8;
 pub mod gelu;
 pub mod grn;
 pub mod input;

@@ -387,6 +387,7 @@ mod neon_tests {
                 1 + rng.next_u64() as usize % 30,
             ));
         }
+        #[cfg_attr(not(feature = "dotprod"), allow(unused_mut))]
         let mut sdot_checked = 0;
         for (p, k, n) in shapes {
             let (mut x, _, mut wp, bias, rq, zp) = random_case(&mut rng, p, k, n);

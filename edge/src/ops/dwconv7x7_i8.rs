@@ -1,0 +1,187 @@
+//! int8 depthwise 7×7, stride 1, zero padding 3, over NHWC, to int32 accumulators:
+//! `acc[y][x][c] = bias[c] + Σ_{taps inside} (in[y+ky−3][x+kx−3][c] − z_in) · w[ky][kx][c]`.
+//!
+//! Subtracting the input zero point per tap (instead of folding `−z_in·Σw` into the bias)
+//! keeps padding exact: a tap outside the image contributes nothing, as a real zero does, at
+//! every border, with one bias per channel. `(x − z_in)` spans [−255, 255] and `w` [−128, 127],
+//! so each product fits int16's neighbour int32 exactly; sums wrap as the instructions do.
+//! The block's LayerNorm consumes the accumulators (dequantized per channel), so there is no
+//! requantization here. Weights `[7][7][C]` int8 (per-channel symmetric), as the f32 layout.
+
+use crate::ops::dwconv7x7::{K, PAD};
+
+/// The reference.
+#[allow(clippy::too_many_arguments)]
+pub fn dwconv7x7_i8_scalar(
+    input: &[i8],
+    h: usize,
+    w: usize,
+    c: usize,
+    zero_point: i32,
+    weight: &[i8],
+    bias: &[i32],
+    out: &mut [i32],
+) {
+    for y in 0..h {
+        for x in 0..w {
+            let acc = &mut out[(y * w + x) * c..][..c];
+            acc.copy_from_slice(&bias[..c]);
+            for ky in PAD.saturating_sub(y)..K.min(h + PAD - y) {
+                for kx in PAD.saturating_sub(x)..K.min(w + PAD - x) {
+                    let src = &input[((y + ky - PAD) * w + x + kx - PAD) * c..][..c];
+                    let wt = &weight[(ky * K + kx) * c..][..c];
+                    for ((a, &v), &k) in acc.iter_mut().zip(src).zip(wt) {
+                        *a = a.wrapping_add((v as i32 - zero_point) * k as i32);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::testutil::*;
+    use std::vec::Vec;
+
+    pub(super) fn bytes(rng: &mut Rng, n: usize) -> Vec<i8> {
+        (0..n).map(|_| rng.next_u64() as i8).collect()
+    }
+
+    /// Against the f32 reference on dequantized values: with scale 1 every product and sum
+    /// is an exact small integer in f32, so both must agree exactly.
+    #[test]
+    fn equals_f32_reference_on_integer_values() {
+        let mut rng = Rng::new(80);
+        for (h, w, c) in [(1, 1, 1), (7, 7, 5), (9, 4, 8), (3, 12, 17)] {
+            let x = bytes(&mut rng, h * w * c);
+            let wt = bytes(&mut rng, 49 * c);
+            let b: Vec<i32> = (0..c)
+                .map(|_| (rng.next_u64() % 2001) as i32 - 1000)
+                .collect();
+            let zp = (rng.next_u64() % 256) as i32 - 128;
+            let mut got = std::vec![0i32; h * w * c];
+            dwconv7x7_i8_scalar(&x, h, w, c, zp, &wt, &b, &mut got);
+            let xf: Vec<f32> = x.iter().map(|&v| (v as i32 - zp) as f32).collect();
+            let wf: Vec<f32> = wt.iter().map(|&v| v as f32).collect();
+            let bf: Vec<f32> = b.iter().map(|&v| v as f32).collect();
+            let mut want = std::vec![0f32; h * w * c];
+            crate::ops::dwconv7x7::dwconv7x7_f32_scalar(&xf, h, w, c, &wf, &bf, &mut want);
+            for (g, wv) in got.iter().zip(&want) {
+                assert_eq!(*g as f32, *wv, "{h}x{w}x{c}");
+            }
+        }
+    }
+}
+
+/// NEON: 8 channels per step, `SSUBL` widens `x − z_in` to int16, `SXTL` the weights, and two
+/// `SMLAL` accumulate into int32; a scalar tail for the last `c mod 8` channels. Border taps are
+/// excluded by loop bounds per pixel. Bit-identical to [`dwconv7x7_i8_scalar`].
+#[cfg(target_arch = "aarch64")]
+#[allow(clippy::too_many_arguments)]
+pub fn dwconv7x7_i8_neon(
+    input: &[i8],
+    h: usize,
+    w: usize,
+    c: usize,
+    zero_point: i32,
+    weight: &[i8],
+    bias: &[i32],
+    out: &mut [i32],
+) {
+    use core::arch::aarch64::*;
+    assert!(
+        input.len() >= h * w * c
+            && out.len() >= h * w * c
+            && weight.len() >= K * K * c
+            && bias.len() >= c
+    );
+    let c8 = c / 8 * 8;
+    let zp = zero_point.clamp(-128, 127) as i8;
+    for y in 0..h {
+        let kys = PAD.saturating_sub(y)..K.min(h + PAD - y);
+        for x in 0..w {
+            let kxs = PAD.saturating_sub(x)..K.min(w + PAD - x);
+            let o = (y * w + x) * c;
+            let mut ch = 0;
+            while ch < c8 {
+                // SAFETY: channels ch..ch+8 ≤ c of in-image taps (bounds above) and of pixel
+                // (y, x), bias and weights, are in bounds by the assertion.
+                unsafe {
+                    let z = vdup_n_s8(zp);
+                    let mut lo = vld1q_s32(bias.as_ptr().add(ch));
+                    let mut hi = vld1q_s32(bias.as_ptr().add(ch + 4));
+                    for ky in kys.clone() {
+                        for kx in kxs.clone() {
+                            let src = input
+                                .as_ptr()
+                                .add(((y + ky - PAD) * w + x + kx - PAD) * c + ch);
+                            let wt = weight.as_ptr().add((ky * K + kx) * c + ch);
+                            let d = vsubl_s8(vld1_s8(src), z);
+                            let k = vmovl_s8(vld1_s8(wt));
+                            lo = vmlal_s16(lo, vget_low_s16(d), vget_low_s16(k));
+                            hi = vmlal_high_s16(hi, d, k);
+                        }
+                    }
+                    vst1q_s32(out.as_mut_ptr().add(o + ch), lo);
+                    vst1q_s32(out.as_mut_ptr().add(o + ch + 4), hi);
+                }
+                ch += 8;
+            }
+            for ch in c8..c {
+                let mut acc = bias[ch];
+                for ky in kys.clone() {
+                    for kx in kxs.clone() {
+                        let v = input[((y + ky - PAD) * w + x + kx - PAD) * c + ch] as i32;
+                        acc = acc
+                            .wrapping_add((v - zero_point) * weight[(ky * K + kx) * c + ch] as i32);
+                    }
+                }
+                out[o + ch] = acc;
+            }
+        }
+    }
+}
+
+#[cfg(all(test, target_arch = "aarch64"))]
+mod neon_tests {
+    use super::tests::bytes;
+    use super::*;
+    use crate::ops::testutil::*;
+    use std::vec::Vec;
+
+    #[test]
+    fn neon_bit_identical_to_reference() {
+        let mut rng = Rng::new(81);
+        let mut shapes = std::vec![
+            (1, 1, 1),
+            (7, 7, 320),
+            (14, 14, 160),
+            (56, 56, 40),
+            (5, 9, 13)
+        ];
+        for _ in 0..30 {
+            shapes.push((
+                1 + rng.next_u64() as usize % 12,
+                1 + rng.next_u64() as usize % 12,
+                1 + rng.next_u64() as usize % 45,
+            ));
+        }
+        for (h, w, c) in shapes {
+            let mut x = bytes(&mut rng, h * w * c);
+            let mut wt = bytes(&mut rng, 49 * c);
+            let b: Vec<i32> = (0..c).map(|_| (rng.next_u64() as i32) >> 8).collect();
+            let zp = (rng.next_u64() % 256) as i32 - 128;
+            if h * w > 4 {
+                // Extremes: the largest |x − z|·|w| products.
+                x[..c].fill(if zp >= 0 { -128 } else { 127 });
+                wt[..c].fill(-128);
+            }
+            let (mut want, mut got) = (std::vec![0i32; h * w * c], std::vec![0i32; h * w * c]);
+            dwconv7x7_i8_scalar(&x, h, w, c, zp, &wt, &b, &mut want);
+            dwconv7x7_i8_neon(&x, h, w, c, zp, &wt, &b, &mut got);
+            assert_eq!(got, want, "{h}x{w}x{c} zp {zp}");
+        }
+    }
+}
