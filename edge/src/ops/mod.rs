@@ -9,6 +9,7 @@ pub mod dwconv7x7;
 pub mod dwconv7x7_i8;
 pub mod gelu;
 pub mod grn;
+pub mod grn_f16;
 pub mod input;
 pub mod layernorm;
 pub mod patch_conv;

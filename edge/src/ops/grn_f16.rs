@@ -1,0 +1,367 @@
+//! GRN of the int8 path, in fp16 (`GrnF16`): int8 hidden activations in, int8 out (the second
+//! pointwise conv's input). GRN's per-channel statistics span the whole feature map, which is
+//! what int8 breaks; fp16 keeps them, with one trap avoided:
+//!
+//! 1. `x = f16(f32(q − z_in) · s_in)` (dequantize: one f32 multiply, then rounding to fp16);
+//! 2. `ss[c] = Σ_pixels x²` accumulated in **f32**, pixels in order: over 56×56 pixels an fp16
+//!    sum overflows (65504) once the RMS exceeds ~4.6, and would lose the small channels;
+//!    `x²` of an fp16 value is exact in f32 (22 significant bits), so fused and unfused
+//!    multiply-adds agree;
+//! 3. `g[c] = √ss[c]`, `m = Σ_c g[c] / C` (channels in order), `nx[c] = f16(g[c] / (m + eps))`
+//!    (C values: f32, shared by every kernel set);
+//! 4. `y = ((γ·(x·nx)) + β) + x`, each operation rounded to fp16 (γ, β stored as fp16);
+//! 5. `out = sat8(rint(f32(y) · (1/s_out)) + z_out)` (round half to even).
+//!
+//! fp16 arithmetic is emulated exactly by f32 operations rounded to fp16 after each step (f32's
+//! 24 bits ≥ 2·11 + 2, so the double rounding is innocuous for +, ×): the reference uses
+//! `half`, the NEON kernel `FCVTN`/`FCVTL` (base ARMv8.0).
+
+use half::f16;
+
+/// Quantization of the kernel's input and output (per tensor).
+#[derive(Clone, Copy, Debug)]
+pub struct GrnF16Quant {
+    /// Input scale and zero point.
+    pub in_scale: f32,
+    /// Input zero point.
+    pub in_zero: i32,
+    /// 1 / output scale.
+    pub out_inv_scale: f32,
+    /// Output zero point.
+    pub out_zero: i32,
+}
+
+#[inline]
+fn dequant(q: i8, qp: &GrnF16Quant) -> f16 {
+    f16::from_f32((q as i32 - qp.in_zero) as f32 * qp.in_scale)
+}
+
+#[inline]
+fn quant(y: f16, qp: &GrnF16Quant) -> i8 {
+    // `as` saturates (NaN → 0), as FCVTNS does.
+    let r = libm::rintf(y.to_f32() * qp.out_inv_scale) as i32;
+    (r as i64 + qp.out_zero as i64).clamp(-128, 127) as i8
+}
+
+/// Step 3 from the sums of squares in `ss[..c]`, written over them as `nx` (fp16 values).
+pub fn grn_f16_stats(ss: &mut [f32], eps: f32) {
+    let mut mean = 0f32;
+    for s in ss.iter_mut() {
+        *s = libm::sqrtf(*s);
+        mean += *s;
+    }
+    let denom = mean / ss.len() as f32 + eps;
+    for s in ss.iter_mut() {
+        *s = f16::from_f32(*s / denom).to_f32();
+    }
+}
+
+/// The reference. `scratch`: at least `c` f32.
+#[allow(clippy::too_many_arguments)]
+pub fn grn_f16_scalar(
+    input: &[i8],
+    pixels: usize,
+    c: usize,
+    gamma: &[f16],
+    beta: &[f16],
+    eps: f32,
+    qp: &GrnF16Quant,
+    out: &mut [i8],
+    scratch: &mut [f32],
+) {
+    let ss = &mut scratch[..c];
+    ss.fill(0.0);
+    for px in input[..pixels * c].chunks_exact(c) {
+        for (s, &q) in ss.iter_mut().zip(px) {
+            let x = dequant(q, qp).to_f32();
+            *s += x * x;
+        }
+    }
+    grn_f16_stats(ss, eps);
+    let m = |a: f16, b: f16| f16::from_f32(a.to_f32() * b.to_f32());
+    let a = |a: f16, b: f16| f16::from_f32(a.to_f32() + b.to_f32());
+    for (px, o) in input[..pixels * c]
+        .chunks_exact(c)
+        .zip(out.chunks_exact_mut(c))
+    {
+        for j in 0..c {
+            let x = dequant(px[j], qp);
+            let y = a(a(m(gamma[j], m(x, f16::from_f32(ss[j]))), beta[j]), x);
+            o[j] = quant(y, qp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::testutil::*;
+    use std::vec::Vec;
+
+    pub(super) struct Case {
+        pub q: Vec<i8>,
+        pub gamma: Vec<f16>,
+        pub beta: Vec<f16>,
+        pub qp: GrnF16Quant,
+    }
+
+    pub(super) fn case(rng: &mut Rng, p: usize, c: usize, in_scale: f32) -> Case {
+        Case {
+            q: (0..p * c).map(|_| rng.next_u64() as i8).collect(),
+            gamma: (0..c).map(|_| f16::from_f32(rng.f32())).collect(),
+            beta: (0..c).map(|_| f16::from_f32(rng.f32() * 0.5)).collect(),
+            qp: GrnF16Quant {
+                in_scale,
+                in_zero: (rng.next_u64() % 256) as i32 - 128,
+                out_inv_scale: 127.0 / (4.0 * 128.0 * in_scale),
+                out_zero: (rng.next_u64() % 41) as i32 - 20,
+            },
+        }
+    }
+
+    /// Against the f32 GRN reference on the dequantized input: fp16 arithmetic adds a few
+    /// fp16 roundings (2^−11 relative each), then the int8 grid: within 1 output step.
+    #[test]
+    fn close_to_f32_grn() {
+        let mut rng = Rng::new(90);
+        // in_scale 0.05: RMS ~3.7, and 0.2: RMS ~15 (where an fp16 sum of squares would overflow).
+        for (p, c, s) in [(1, 1, 0.05), (49, 40, 0.05), (3136, 16, 0.2), (9, 13, 0.2)] {
+            let t = case(&mut rng, p, c, s);
+            let mut got = std::vec![0i8; p * c];
+            let mut scratch = std::vec![0f32; c];
+            grn_f16_scalar(
+                &t.q,
+                p,
+                c,
+                &t.gamma,
+                &t.beta,
+                1e-6,
+                &t.qp,
+                &mut got,
+                &mut scratch,
+            );
+            let mut x: Vec<f32> =
+                t.q.iter()
+                    .map(|&v| (v as i32 - t.qp.in_zero) as f32 * s)
+                    .collect();
+            let g: Vec<f32> = t.gamma.iter().map(|v| v.to_f32()).collect();
+            let b: Vec<f32> = t.beta.iter().map(|v| v.to_f32()).collect();
+            crate::ops::grn::grn_f32_scalar(&mut x, p, c, &g, &b, 1e-6, &mut scratch);
+            for (i, (&q, &y)) in got.iter().zip(&x).enumerate() {
+                let want = (y * t.qp.out_inv_scale + t.qp.out_zero as f32).clamp(-128.0, 127.0);
+                assert!(
+                    (q as f32 - want).abs() <= 1.0,
+                    "{p}x{c} [{i}]: {q} vs {want}"
+                );
+            }
+        }
+    }
+}
+
+/// NEON (ARMv8.0): 8 channels per step; fp16 rounding by `FCVTN` + `FCVTL` after each
+/// operation, the sum of squares in f32 lanes, quantization by `FCVTNS` and saturating
+/// narrows; a scalar tail. Bit-identical to [`grn_f16_scalar`].
+#[cfg(target_arch = "aarch64")]
+#[allow(clippy::too_many_arguments)]
+pub fn grn_f16_neon(
+    input: &[i8],
+    pixels: usize,
+    c: usize,
+    gamma: &[f16],
+    beta: &[f16],
+    eps: f32,
+    qp: &GrnF16Quant,
+    out: &mut [i8],
+    scratch: &mut [f32],
+) {
+    use core::arch::aarch64::*;
+    use neon::*;
+    assert!(input.len() >= pixels * c && out.len() >= pixels * c);
+    assert!(gamma.len() >= c && beta.len() >= c && scratch.len() >= c);
+    let c8 = c / 8 * 8;
+    let ss = &mut scratch[..c];
+    ss.fill(0.0);
+    for px in input[..pixels * c].chunks_exact(c) {
+        let mut j = 0;
+        while j < c8 {
+            // SAFETY: channels j..j+8 ≤ c8 of `px` and `ss`.
+            unsafe {
+                let (lo, hi) = dequant8(vld1_s8(px.as_ptr().add(j)), qp);
+                let s = ss.as_mut_ptr().add(j);
+                vst1q_f32(s, vfmaq_f32(vld1q_f32(s), lo, lo));
+                vst1q_f32(s.add(4), vfmaq_f32(vld1q_f32(s.add(4)), hi, hi));
+            }
+            j += 8;
+        }
+        for j in c8..c {
+            let x = dequant(px[j], qp).to_f32();
+            ss[j] += x * x;
+        }
+    }
+    grn_f16_stats(ss, eps);
+    for (px, o) in input[..pixels * c]
+        .chunks_exact(c)
+        .zip(out.chunks_exact_mut(c))
+    {
+        let mut j = 0;
+        while j < c8 {
+            // SAFETY: channels j..j+8 ≤ c8 of `px`, `o`, `ss`, `gamma`, `beta`.
+            unsafe {
+                let (x0, x1) = dequant8(vld1_s8(px.as_ptr().add(j)), qp);
+                let (g0, g1) = load_f16x8(&gamma[j..j + 8]);
+                let (b0, b1) = load_f16x8(&beta[j..j + 8]);
+                let (n0, n1) = (
+                    vld1q_f32(ss.as_ptr().add(j)),
+                    vld1q_f32(ss.as_ptr().add(j + 4)),
+                );
+                let y = |x: float32x4_t, n, g, b| {
+                    let t = round_f16(vmulq_f32(x, n));
+                    let t = round_f16(vmulq_f32(g, t));
+                    let t = round_f16(vaddq_f32(t, b));
+                    round_f16(vaddq_f32(t, x))
+                };
+                let y0 = y(x0, n0, g0, b0);
+                let y1 = y(x1, n1, g1, b1);
+                vst1_s8(o.as_mut_ptr().add(j), quant8(y0, y1, qp));
+            }
+            j += 8;
+        }
+        for j in c8..c {
+            let x = dequant(px[j], qp);
+            let m = |a: f16, b: f16| f16::from_f32(a.to_f32() * b.to_f32());
+            let a = |a: f16, b: f16| f16::from_f32(a.to_f32() + b.to_f32());
+            o[j] = quant(
+                a(a(m(gamma[j], m(x, f16::from_f32(ss[j]))), beta[j]), x),
+                qp,
+            );
+        }
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    use super::GrnF16Quant;
+    use core::arch::aarch64::*;
+    use half::f16;
+
+    /// Rounds 4 f32 lanes to fp16 precision and back (`FCVTN` then `FCVTL`: round to nearest
+    /// even, fp16 overflow to ±inf, subnormals kept), i.e. `f16::from_f32(v).to_f32()`.
+    #[inline(always)]
+    pub(super) fn round_f16(v: float32x4_t) -> float32x4_t {
+        let r: float32x4_t;
+        // SAFETY: register-only instructions of base ARMv8 AdvSIMD.
+        unsafe {
+            core::arch::asm!(
+                "fcvtn {r:v}.4h, {v:v}.4s",
+                "fcvtl {r:v}.4s, {r:v}.4h",
+                v = in(vreg) v,
+                r = out(vreg) r,
+                options(pure, nomem, nostack, preserves_flags),
+            );
+        }
+        r
+    }
+
+    /// 8 fp16 values widened to two f32 vectors (exact).
+    #[inline(always)]
+    pub(super) fn load_f16x8(v: &[f16]) -> (float32x4_t, float32x4_t) {
+        let bits: [u16; 8] = core::array::from_fn(|i| v[i].to_bits());
+        let (lo, hi): (float32x4_t, float32x4_t);
+        // SAFETY: `bits` holds 8 u16; FCVTL/FCVTL2 are base ARMv8 AdvSIMD.
+        unsafe {
+            let b = vld1q_u16(bits.as_ptr());
+            core::arch::asm!(
+                "fcvtl {lo:v}.4s, {b:v}.4h",
+                "fcvtl2 {hi:v}.4s, {b:v}.8h",
+                b = in(vreg) b,
+                lo = out(vreg) lo,
+                hi = out(vreg) hi,
+                options(pure, nomem, nostack, preserves_flags),
+            );
+        }
+        (lo, hi)
+    }
+
+    /// Step 1 for 8 lanes: `(q − z) → f32 → · s → fp16 precision`.
+    #[inline(always)]
+    pub(super) fn dequant8(q: int8x8_t, qp: &GrnF16Quant) -> (float32x4_t, float32x4_t) {
+        // SAFETY: register arithmetic only.
+        unsafe {
+            let w = vmovl_s8(q);
+            let z = vdupq_n_s32(qp.in_zero);
+            let lo = vsubq_s32(vmovl_s16(vget_low_s16(w)), z);
+            let hi = vsubq_s32(vmovl_high_s16(w), z);
+            let s = vdupq_n_f32(qp.in_scale);
+            (
+                round_f16(vmulq_f32(vcvtq_f32_s32(lo), s)),
+                round_f16(vmulq_f32(vcvtq_f32_s32(hi), s)),
+            )
+        }
+    }
+
+    /// Step 5 for 8 lanes.
+    #[inline(always)]
+    pub(super) fn quant8(y0: float32x4_t, y1: float32x4_t, qp: &GrnF16Quant) -> int8x8_t {
+        // SAFETY: register arithmetic only.
+        unsafe {
+            let inv = vdupq_n_f32(qp.out_inv_scale);
+            let r0 = vcvtnq_s32_f32(vmulq_f32(y0, inv));
+            let r1 = vcvtnq_s32_f32(vmulq_f32(y1, inv));
+            let z = vdupq_n_s16(qp.out_zero.clamp(-128, 127) as i16);
+            vqmovn_s16(vqaddq_s16(vcombine_s16(vqmovn_s32(r0), vqmovn_s32(r1)), z))
+        }
+    }
+}
+
+#[cfg(all(test, target_arch = "aarch64"))]
+mod neon_tests {
+    use super::tests::case;
+    use super::*;
+    use crate::ops::testutil::*;
+
+    #[test]
+    fn neon_bit_identical_to_reference() {
+        let mut rng = Rng::new(91);
+        let mut shapes = std::vec![
+            (1, 1, 0.05),
+            (49, 1280, 0.05),
+            (3136, 160, 0.2),
+            (9, 13, 1.0)
+        ];
+        for _ in 0..25 {
+            shapes.push((
+                1 + rng.next_u64() as usize % 50,
+                1 + rng.next_u64() as usize % 70,
+                [0.01, 0.1, 0.5, 4.0][rng.next_u64() as usize % 4],
+            ));
+        }
+        for (p, c, s) in shapes {
+            let t = case(&mut rng, p, c, s);
+            let (mut want, mut got) = (std::vec![0i8; p * c], std::vec![0i8; p * c]);
+            let mut scratch = std::vec![0f32; c];
+            grn_f16_scalar(
+                &t.q,
+                p,
+                c,
+                &t.gamma,
+                &t.beta,
+                1e-6,
+                &t.qp,
+                &mut want,
+                &mut scratch,
+            );
+            grn_f16_neon(
+                &t.q,
+                p,
+                c,
+                &t.gamma,
+                &t.beta,
+                1e-6,
+                &t.qp,
+                &mut got,
+                &mut scratch,
+            );
+            assert_eq!(got, want, "{p}x{c} scale {s}");
+        }
+    }
+}
