@@ -8,6 +8,7 @@
 pub mod dwconv7x7;
 pub mod dwconv7x7_i8;
 pub mod gelu;
+pub mod gelu_i8;
 pub mod grn;
 pub mod grn_f16;
 pub mod input;
