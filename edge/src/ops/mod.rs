@@ -13,6 +13,7 @@ pub mod grn;
 pub mod grn_f16;
 pub mod input;
 pub mod layernorm;
+pub mod layernorm_i8;
 pub mod patch_conv;
 pub mod pointwise;
 pub mod pointwise_i8;
