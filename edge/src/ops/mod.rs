@@ -19,6 +19,7 @@ pub mod pointwise;
 pub mod pointwise_i8;
 pub mod pool;
 pub mod requant;
+pub mod residual_i8;
 
 /// Calls `f(j)` for j = 0, 4, 8, … < `c4` (a multiple of 4), two calls per loop iteration:
 /// the elementwise NEON passes' loop, with half the bookkeeping of one vector per iteration.

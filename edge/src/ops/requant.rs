@@ -77,9 +77,10 @@ impl Requant {
     }
 }
 
-/// Steps 1–4 of the module docs for one accumulator: the reference every kernel matches.
+/// Steps 1–3 of the module docs for one accumulator (the value before narrowing; it always
+/// fits in i32).
 #[inline]
-pub fn requantize_scalar(acc: i32, rq: Requant, zero_point: i32) -> i8 {
+pub fn requantize_i32_scalar(acc: i32, rq: Requant) -> i32 {
     let x = ((acc as i64) << rq.pre_shift).clamp(i32::MIN as i64, i32::MAX as i64);
     // SQRDMULH: sat((2·x·M + 2^31) >> 32); only x = M = i32::MIN saturates, and M > 0.
     let x = (x * rq.multiplier as i64 + (1 << 30)) >> 31;
@@ -88,7 +89,13 @@ pub fn requantize_scalar(acc: i32, rq: Requant, zero_point: i32) -> i8 {
     } else {
         x
     };
-    (x + zero_point as i64).clamp(-128, 127) as i8
+    x as i32
+}
+
+/// Steps 1–4 of the module docs for one accumulator: the reference every kernel matches.
+#[inline]
+pub fn requantize_scalar(acc: i32, rq: Requant, zero_point: i32) -> i8 {
+    (requantize_i32_scalar(acc, rq) as i64 + zero_point as i64).clamp(-128, 127) as i8
 }
 
 #[cfg(target_arch = "aarch64")]
