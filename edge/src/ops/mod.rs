@@ -15,6 +15,7 @@ pub mod input;
 pub mod layernorm;
 pub mod layernorm_i8;
 pub mod patch_conv;
+pub mod patch_conv_i8;
 pub mod pointwise;
 pub mod pointwise_i8;
 pub mod pool;

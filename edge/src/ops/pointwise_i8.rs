@@ -21,7 +21,7 @@ pub const NR: usize = 8;
 /// Inputs per group.
 pub const KR: usize = 4;
 /// Bytes per group of a panel.
-const GROUP: usize = NR * KR;
+pub(crate) const GROUP: usize = NR * KR;
 
 /// Packed length of an `n × k` weight matrix.
 pub const fn packed_len(n: usize, k: usize) -> usize {
@@ -30,7 +30,7 @@ pub const fn packed_len(n: usize, k: usize) -> usize {
 
 /// Index of `W[j][i]` in the packed layout.
 #[inline]
-fn packed_index(k: usize, j: usize, i: usize) -> usize {
+pub(crate) fn packed_index(k: usize, j: usize, i: usize) -> usize {
     ((j / NR) * k.div_ceil(KR) + i / KR) * GROUP + (j % NR) * KR + i % KR
 }
 
@@ -271,7 +271,7 @@ fn gemm_i8(
 }
 
 #[cfg(target_arch = "aarch64")]
-mod neon {
+pub(crate) mod neon {
     use super::{GROUP, KR, NR};
     use core::arch::aarch64::*;
 
@@ -293,7 +293,7 @@ mod neon {
     /// `MR` rows × 8 outputs with `SMULL` + `SADALP`: accumulator `2i` holds outputs 4i, 4i+1
     /// (lanes 0–1, 2–3), `2i+1` outputs 4i+2, 4i+3; `ADDP` of the two gives outputs 4i..4i+4.
     #[inline(always)]
-    pub(super) fn tile_smull<const MR: usize>(
+    pub(crate) fn tile_smull<const MR: usize>(
         x: &[i8],
         k: usize,
         w: &[i8],
@@ -333,7 +333,7 @@ mod neon {
     /// The CPU must implement FEAT_DotProd.
     #[cfg(feature = "dotprod")]
     #[target_feature(enable = "dotprod")]
-    pub(super) unsafe fn tile_sdot<const MR: usize>(
+    pub(crate) unsafe fn tile_sdot<const MR: usize>(
         x: &[i8],
         k: usize,
         w: &[i8],

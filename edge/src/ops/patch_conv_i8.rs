@@ -1,0 +1,184 @@
+//! int8 non-overlapping k×k / stride k convolution over NHWC (stem 4×4/s4, downsample
+//! 2×2/s2) to int32 accumulators: `acc[oy][ox][co] = bias[co] + Σ in[k·oy+ky][k·ox+kx][ci] ·
+//! W[co][(ky·k + kx)·cin + ci]`. Patches never leave the image, so the input zero point is folded
+//! into `bias` by the quantizer (`−z_in·Σ W[co][·]`), as for the pointwise conv. The stem's
+//! LayerNorm consumes the accumulators; the downsample's are requantized by the caller.
+//!
+//! Weights: the pointwise int8 layout ([`crate::ops::pointwise_i8::pack_c4`]) of the `cout ×
+//! k·k·cin` matrix, K ordered `(ky, kx, ci)`: a patch is then `k` contiguous runs of `k·cin`.
+
+use crate::ops::pointwise_i8::packed_index;
+
+/// Output pixel `q`'s patch as `k` runs of `k·cin` values: the start of run `ky`.
+#[inline]
+fn run_start(q: usize, ky: usize, w: usize, cin: usize, k: usize) -> usize {
+    let ow = w / k;
+    ((q / ow * k + ky) * w + q % ow * k) * cin
+}
+
+/// The reference.
+#[allow(clippy::too_many_arguments)]
+pub fn patch_conv_i8_scalar(
+    input: &[i8],
+    h: usize,
+    w: usize,
+    cin: usize,
+    k: usize,
+    weight: &[i8],
+    bias: &[i32],
+    cout: usize,
+    out: &mut [i32],
+) {
+    let kk = k * k * cin;
+    for q in 0..(h / k) * (w / k) {
+        for co in 0..cout {
+            let mut acc = bias[co];
+            for ky in 0..k {
+                let run = &input[run_start(q, ky, w, cin, k)..][..k * cin];
+                for (j, &v) in run.iter().enumerate() {
+                    let wv = weight[packed_index(kk, co, ky * k * cin + j)];
+                    acc = acc.wrapping_add(v as i32 * wv as i32);
+                }
+            }
+            out[q * cout + co] = acc;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::pointwise_i8::{pack_c4, packed_len};
+    use crate::ops::testutil::*;
+    use std::vec::Vec;
+
+    pub(super) fn bytes(rng: &mut Rng, n: usize) -> Vec<i8> {
+        (0..n).map(|_| rng.next_u64() as i8).collect()
+    }
+
+    /// Against the f32 patch conv on integer values (exact in f32 at these sizes).
+    #[test]
+    fn equals_f32_reference_on_integer_values() {
+        let mut rng = Rng::new(130);
+        for (h, w, cin, cout, k) in [(8, 8, 3, 5, 4), (4, 6, 7, 9, 2), (2, 2, 1, 1, 2)] {
+            let x = bytes(&mut rng, h * w * cin);
+            let wm = bytes(&mut rng, cout * k * k * cin); // [cout][(ky,kx,ci)]
+            let b: Vec<i32> = (0..cout)
+                .map(|_| (rng.next_u64() % 2001) as i32 - 1000)
+                .collect();
+            let mut wp = std::vec![0i8; packed_len(cout, k * k * cin)];
+            pack_c4(&wm, cout, k * k * cin, &mut wp);
+            let mut got = std::vec![0i32; (h / k) * (w / k) * cout];
+            patch_conv_i8_scalar(&x, h, w, cin, k, &wp, &b, cout, &mut got);
+            // HWIO f32 weights from the [cout][(ky,kx,ci)] matrix.
+            let mut hwio = std::vec![0f32; wm.len()];
+            for co in 0..cout {
+                for r in 0..k * k * cin {
+                    hwio[r * cout + co] = wm[co * k * k * cin + r] as f32;
+                }
+            }
+            let xf: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+            let bf: Vec<f32> = b.iter().map(|&v| v as f32).collect();
+            let mut want = std::vec![0f32; got.len()];
+            crate::ops::patch_conv::patch_conv_f32_scalar(
+                &xf, h, w, cin, k, &hwio, &bf, cout, &mut want,
+            );
+            for (g, wv) in got.iter().zip(&want) {
+                assert_eq!(*g as f32, *wv);
+            }
+        }
+    }
+}
+
+/// NEON: up to 4 output pixels' patches gathered into `scratch` (`4·k·k·cin` bytes, from the
+/// caller's arena), then the pointwise int8 micro-kernel (`SMULL` + `SADALP`) over every
+/// 8-output panel. Bit-identical to [`patch_conv_i8_scalar`].
+#[cfg(target_arch = "aarch64")]
+#[allow(clippy::too_many_arguments)]
+pub fn patch_conv_i8_neon(
+    input: &[i8],
+    h: usize,
+    w: usize,
+    cin: usize,
+    k: usize,
+    weight: &[i8],
+    bias: &[i32],
+    cout: usize,
+    out: &mut [i32],
+    scratch: &mut [i8],
+) {
+    use crate::ops::pointwise_i8::{neon::tile_smull, packed_len, GROUP, KR, NR};
+    let kk = k * k * cin;
+    let pixels = (h / k) * (w / k);
+    assert!(input.len() >= h * w * cin && weight.len() >= packed_len(cout, kk));
+    assert!(bias.len() >= cout && out.len() >= pixels * cout && scratch.len() >= 4 * kk);
+    let panel = kk.div_ceil(KR) * GROUP;
+    let mut q = 0;
+    while q < pixels {
+        let mr = [4, 2, 1]
+            .into_iter()
+            .find(|&m| pixels - q >= m)
+            .unwrap_or(1);
+        for r in 0..mr {
+            for ky in 0..k {
+                let src = &input[run_start(q + r, ky, w, cin, k)..][..k * cin];
+                scratch[r * kk + ky * k * cin..][..k * cin].copy_from_slice(src);
+            }
+        }
+        let x = &scratch[..mr * kk];
+        for j in 0..cout.div_ceil(NR) {
+            let mut acc = [[0i32; NR]; 4];
+            let wj = &weight[j * panel..][..panel];
+            match mr {
+                4 => tile_smull::<4>(x, kk, wj, &mut acc),
+                2 => tile_smull::<2>(x, kk, wj, &mut acc),
+                _ => tile_smull::<1>(x, kk, wj, &mut acc),
+            }
+            let lanes = NR.min(cout - j * NR);
+            for (r, a) in acc.iter().enumerate().take(mr) {
+                let o = &mut out[(q + r) * cout + j * NR..][..lanes];
+                for ((d, &v), &b) in o.iter_mut().zip(a).zip(&bias[j * NR..]) {
+                    *d = b.wrapping_add(v);
+                }
+            }
+        }
+        q += mr;
+    }
+}
+
+#[cfg(all(test, target_arch = "aarch64"))]
+mod neon_tests {
+    use super::tests::bytes;
+    use super::*;
+    use crate::ops::pointwise_i8::packed_len;
+    use crate::ops::testutil::*;
+    use std::vec::Vec;
+
+    #[test]
+    fn neon_bit_identical_to_reference() {
+        let mut rng = Rng::new(131);
+        let mut shapes = std::vec![(224, 224, 3, 40, 4), (14, 14, 160, 320, 2), (2, 2, 1, 1, 2)];
+        for _ in 0..25 {
+            let k = if rng.next_u64() % 2 == 0 { 2 } else { 4 };
+            shapes.push((
+                k * (1 + rng.next_u64() as usize % 5),
+                k * (1 + rng.next_u64() as usize % 5),
+                1 + rng.next_u64() as usize % 20,
+                1 + rng.next_u64() as usize % 40,
+                k,
+            ));
+        }
+        for (h, w, cin, cout, k) in shapes {
+            let kk = k * k * cin;
+            let x = bytes(&mut rng, h * w * cin);
+            let wp = bytes(&mut rng, packed_len(cout, kk));
+            let b: Vec<i32> = (0..cout).map(|_| (rng.next_u64() as i32) >> 8).collect();
+            let n = (h / k) * (w / k) * cout;
+            let (mut want, mut got) = (std::vec![0i32; n], std::vec![0i32; n]);
+            let mut scratch = std::vec![0i8; 4 * kk];
+            patch_conv_i8_scalar(&x, h, w, cin, k, &wp, &b, cout, &mut want);
+            patch_conv_i8_neon(&x, h, w, cin, k, &wp, &b, cout, &mut got, &mut scratch);
+            assert_eq!(got, want, "{h}x{w}x{cin}->{cout} k{k}");
+        }
+    }
+}
