@@ -60,13 +60,39 @@ pub fn pointwise_i8_scalar(
     for p in 0..pixels {
         let x = &input[p * k..][..k];
         for j in 0..n {
-            let mut acc = bias[j];
-            for (i, &v) in x.iter().enumerate() {
-                acc = acc.wrapping_add(v as i32 * weight[packed_index(k, j, i)] as i32);
-            }
-            out[p * n + j] = requantize_scalar(acc, rq[j], zero_point);
+            out[p * n + j] = requantize_scalar(dot(x, k, weight, j, bias[j]), rq[j], zero_point);
         }
     }
+}
+
+/// The reference of the int32-output form (the block's second pointwise conv, whose
+/// accumulators the residual add consumes): `out[p][n] = bias[n] + Σ_k in[p][k]·W[n][k]`.
+#[allow(clippy::too_many_arguments)]
+pub fn pointwise_i8_acc_scalar(
+    input: &[i8],
+    pixels: usize,
+    k: usize,
+    weight: &[i8],
+    bias: &[i32],
+    n: usize,
+    out: &mut [i32],
+) {
+    for p in 0..pixels {
+        let x = &input[p * k..][..k];
+        for j in 0..n {
+            out[p * n + j] = dot(x, k, weight, j, bias[j]);
+        }
+    }
+}
+
+/// `bias + Σ_i x[i]·W[j][i]`, wrapping.
+#[inline]
+fn dot(x: &[i8], k: usize, weight: &[i8], j: usize, bias: i32) -> i32 {
+    let mut acc = bias;
+    for (i, &v) in x.iter().enumerate() {
+        acc = acc.wrapping_add(v as i32 * weight[packed_index(k, j, i)] as i32);
+    }
+    acc
 }
 
 #[cfg(test)]
@@ -137,22 +163,29 @@ pub fn pointwise_i8_neon(
     n: usize,
     out: &mut [i8],
 ) {
-    gemm_i8(
-        input,
-        pixels,
-        k,
-        weight,
-        bias,
-        rq,
-        zero_point,
-        n,
-        out,
-        |mr, x, w, acc| match mr {
-            4 => neon::tile_smull::<4>(x, k, w, acc),
-            2 => neon::tile_smull::<2>(x, k, w, acc),
-            _ => neon::tile_smull::<1>(x, k, w, acc),
-        },
-    )
+    assert!(rq.len() >= n && out.len() >= pixels * n);
+    let mut emit = requant_store(rq, zero_point, n, out);
+    gemm_i8(input, pixels, k, weight, bias, n, smull(k), &mut emit)
+}
+
+/// NEON int32-output form of [`pointwise_i8_neon`]; bit-identical to
+/// [`pointwise_i8_acc_scalar`].
+#[cfg(target_arch = "aarch64")]
+#[allow(clippy::too_many_arguments)]
+pub fn pointwise_i8_acc_neon(
+    input: &[i8],
+    pixels: usize,
+    k: usize,
+    weight: &[i8],
+    bias: &[i32],
+    n: usize,
+    out: &mut [i32],
+) {
+    assert!(out.len() >= pixels * n);
+    let mut emit = |p: usize, col: usize, lanes: usize, acc: &[i32; NR]| {
+        out[p * n + col..][..lanes].copy_from_slice(&acc[..lanes])
+    };
+    gemm_i8(input, pixels, k, weight, bias, n, smull(k), &mut emit)
 }
 
 /// NEON with `SDOT` (ARMv8.2 dotprod; cargo feature `dotprod`, nightly features on stable via
@@ -175,29 +208,67 @@ pub unsafe fn pointwise_i8_sdot(
     n: usize,
     out: &mut [i8],
 ) {
+    assert!(rq.len() >= n && out.len() >= pixels * n);
+    let mut emit = requant_store(rq, zero_point, n, out);
     // SAFETY: the caller guarantees dotprod.
-    gemm_i8(
-        input,
-        pixels,
-        k,
-        weight,
-        bias,
-        rq,
-        zero_point,
-        n,
-        out,
-        |mr, x, w, acc| unsafe {
-            match mr {
-                4 => neon::tile_sdot::<4>(x, k, w, acc),
-                2 => neon::tile_sdot::<2>(x, k, w, acc),
-                _ => neon::tile_sdot::<1>(x, k, w, acc),
-            }
-        },
-    )
+    let tile = |mr, x: &[i8], w: &[i8], acc: &mut [[i32; NR]; 4]| unsafe {
+        match mr {
+            4 => neon::tile_sdot::<4>(x, k, w, acc),
+            2 => neon::tile_sdot::<2>(x, k, w, acc),
+            _ => neon::tile_sdot::<1>(x, k, w, acc),
+        }
+    };
+    gemm_i8(input, pixels, k, weight, bias, n, tile, &mut emit)
+}
+
+/// The ARMv8.0 tile for rows of `k`.
+#[cfg(target_arch = "aarch64")]
+fn smull(k: usize) -> impl FnMut(usize, &[i8], &[i8], &mut [[i32; NR]; 4]) {
+    move |mr, x, w, acc| match mr {
+        4 => neon::tile_smull::<4>(x, k, w, acc),
+        2 => neon::tile_smull::<2>(x, k, w, acc),
+        _ => neon::tile_smull::<1>(x, k, w, acc),
+    }
+}
+
+/// The requantizing epilogue: 8 accumulators (bias included) of pixel `p` from column `col`
+/// → int8, `lanes` of them stored.
+#[cfg(target_arch = "aarch64")]
+fn requant_store<'o>(
+    rq: &'o [Requant],
+    zero_point: i32,
+    n: usize,
+    out: &'o mut [i8],
+) -> impl FnMut(usize, usize, usize, &[i32; NR]) + 'o {
+    use crate::ops::requant::neon::{narrow8, scale4, Requant4};
+    use core::arch::aarch64::*;
+    // SAFETY: register arithmetic only.
+    let zpv = unsafe { vdupq_n_s16(zero_point.clamp(-128, 127) as i16) };
+    move |p, col, lanes, acc| {
+        let mut r = [Requant {
+            multiplier: 1 << 30,
+            pre_shift: 0,
+            post_shift: 0,
+        }; NR];
+        r[..lanes].copy_from_slice(&rq[col..][..lanes]);
+        let (r_lo, r_hi) = (
+            Requant4::load(&[r[0], r[1], r[2], r[3]]),
+            Requant4::load(&[r[4], r[5], r[6], r[7]]),
+        );
+        let mut y = [0i8; NR];
+        // SAFETY: 4-lane loads from an 8-element array, an 8-byte store to `y`.
+        unsafe {
+            let lo = scale4(vld1q_s32(acc.as_ptr()), &r_lo);
+            let hi = scale4(vld1q_s32(acc.as_ptr().add(4)), &r_hi);
+            vst1_s8(y.as_mut_ptr(), narrow8(lo, hi, zpv));
+        }
+        out[p * n + col..][..lanes].copy_from_slice(&y[..lanes]);
+    }
 }
 
 /// The driver shared by the NEON kernels: tiles of up to 4 pixels × one panel; `tile` fills
-/// each pixel's 8 int32 dot products, then bias, requantization and the narrowing store.
+/// each pixel's 8 int32 dot products, the bias is added (wrapping), and `emit(pixel, column,
+/// lanes, acc)` stores them.
 #[cfg(target_arch = "aarch64")]
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
@@ -207,24 +278,12 @@ fn gemm_i8(
     k: usize,
     weight: &[i8],
     bias: &[i32],
-    rq: &[Requant],
-    zero_point: i32,
     n: usize,
-    out: &mut [i8],
     mut tile: impl FnMut(usize, &[i8], &[i8], &mut [[i32; NR]; 4]),
+    emit: &mut impl FnMut(usize, usize, usize, &[i32; NR]),
 ) {
-    use crate::ops::requant::neon::{narrow8, scale4, Requant4};
-    use core::arch::aarch64::*;
-    assert!(
-        input.len() >= pixels * k
-            && weight.len() >= packed_len(n, k)
-            && bias.len() >= n
-            && rq.len() >= n
-            && out.len() >= pixels * n
-    );
+    assert!(input.len() >= pixels * k && weight.len() >= packed_len(n, k) && bias.len() >= n);
     let panel = k.div_ceil(KR) * GROUP;
-    // SAFETY: register arithmetic only.
-    let zpv = unsafe { vdupq_n_s16(zero_point.clamp(-128, 127) as i16) };
     let mut p = 0;
     while p < pixels {
         let mr = [4, 2, 1]
@@ -233,14 +292,6 @@ fn gemm_i8(
             .unwrap_or(1);
         for j in 0..n.div_ceil(NR) {
             let lanes = NR.min(n - j * NR);
-            let mut b = [0i32; NR];
-            b[..lanes].copy_from_slice(&bias[j * NR..][..lanes]);
-            let mut r = [Requant {
-                multiplier: 1 << 30,
-                pre_shift: 0,
-                post_shift: 0,
-            }; NR];
-            r[..lanes].copy_from_slice(&rq[j * NR..][..lanes]);
             let mut acc = [[0i32; NR]; 4];
             tile(
                 mr,
@@ -248,22 +299,11 @@ fn gemm_i8(
                 &weight[j * panel..][..panel],
                 &mut acc,
             );
-            let (r_lo, r_hi) = (
-                Requant4::load(&[r[0], r[1], r[2], r[3]]),
-                Requant4::load(&[r[4], r[5], r[6], r[7]]),
-            );
-            for (q, a) in acc.iter().enumerate().take(mr) {
-                let mut y = [0i8; NR];
-                // SAFETY: 4-lane loads from 8-element arrays, an 8-byte store to `y`.
-                unsafe {
-                    let lo = vaddq_s32(vld1q_s32(b.as_ptr()), vld1q_s32(a.as_ptr()));
-                    let hi = vaddq_s32(vld1q_s32(b.as_ptr().add(4)), vld1q_s32(a.as_ptr().add(4)));
-                    vst1_s8(
-                        y.as_mut_ptr(),
-                        narrow8(scale4(lo, &r_lo), scale4(hi, &r_hi), zpv),
-                    );
+            for (q, a) in acc.iter_mut().enumerate().take(mr) {
+                for (v, &b) in a.iter_mut().zip(&bias[j * NR..][..lanes]) {
+                    *v = v.wrapping_add(b);
                 }
-                out[(p + q) * n + j * NR..][..lanes].copy_from_slice(&y[..lanes]);
+                emit(p + q, j * NR, lanes, a);
             }
         }
         p += mr;
@@ -404,6 +444,10 @@ mod neon_tests {
             pointwise_i8_scalar(&x, p, k, &wp, &bias, &rq, zp, n, &mut want);
             pointwise_i8_neon(&x, p, k, &wp, &bias, &rq, zp, n, &mut got);
             assert_eq!(got, want, "smull {p}x{k}x{n}");
+            let (mut acc_want, mut acc_got) = (vec![0i32; p * n], vec![0i32; p * n]);
+            pointwise_i8_acc_scalar(&x, p, k, &wp, &bias, n, &mut acc_want);
+            pointwise_i8_acc_neon(&x, p, k, &wp, &bias, n, &mut acc_got);
+            assert_eq!(acc_got, acc_want, "acc {p}x{k}x{n}");
             #[cfg(feature = "dotprod")]
             if std::arch::is_aarch64_feature_detected!("dotprod") {
                 let mut got = vec![0i8; p * n];
