@@ -163,8 +163,8 @@ pub fn pointwise_i8_neon(
     n: usize,
     out: &mut [i8],
 ) {
-    assert!(rq.len() >= n && out.len() >= pixels * n);
-    let mut emit = requant_store(rq, zero_point, n, out);
+    assert!(rq.len() >= n && out.len() >= pixels * n && bias.len() >= n);
+    let mut emit = requant_store(bias, rq, zero_point, n, out);
     gemm_i8(input, pixels, k, weight, bias, n, smull(k), &mut emit)
 }
 
@@ -182,9 +182,7 @@ pub fn pointwise_i8_acc_neon(
     out: &mut [i32],
 ) {
     assert!(out.len() >= pixels * n);
-    let mut emit = |p: usize, col: usize, lanes: usize, acc: &[i32; NR]| {
-        out[p * n + col..][..lanes].copy_from_slice(&acc[..lanes])
-    };
+    let mut emit = acc_store(bias, n, out);
     gemm_i8(input, pixels, k, weight, bias, n, smull(k), &mut emit)
 }
 
@@ -208,17 +206,83 @@ pub unsafe fn pointwise_i8_sdot(
     n: usize,
     out: &mut [i8],
 ) {
-    assert!(rq.len() >= n && out.len() >= pixels * n);
-    let mut emit = requant_store(rq, zero_point, n, out);
+    assert!(rq.len() >= n && out.len() >= pixels * n && bias.len() >= n);
+    let mut emit = requant_store(bias, rq, zero_point, n, out);
     // SAFETY: the caller guarantees dotprod.
-    let tile = |mr, x: &[i8], w: &[i8], acc: &mut [[i32; NR]; 4]| unsafe {
+    gemm_i8(
+        input,
+        pixels,
+        k,
+        weight,
+        bias,
+        n,
+        unsafe { sdot(k) },
+        &mut emit,
+    )
+}
+
+/// NEON int32-output form with `SDOT`; bit-identical to [`pointwise_i8_acc_scalar`].
+///
+/// # Safety
+/// The CPU must implement FEAT_DotProd.
+#[cfg(all(target_arch = "aarch64", feature = "dotprod"))]
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "dotprod")]
+pub unsafe fn pointwise_i8_acc_sdot(
+    input: &[i8],
+    pixels: usize,
+    k: usize,
+    weight: &[i8],
+    bias: &[i32],
+    n: usize,
+    out: &mut [i32],
+) {
+    assert!(out.len() >= pixels * n);
+    let mut emit = acc_store(bias, n, out);
+    // SAFETY: the caller guarantees dotprod.
+    gemm_i8(
+        input,
+        pixels,
+        k,
+        weight,
+        bias,
+        n,
+        unsafe { sdot(k) },
+        &mut emit,
+    )
+}
+
+/// The dotprod tile for rows of `k`.
+///
+/// # Safety
+/// The returned closure may only run on a CPU with FEAT_DotProd.
+#[cfg(all(target_arch = "aarch64", feature = "dotprod"))]
+unsafe fn sdot(k: usize) -> impl FnMut(usize, &[i8], &[i8], &mut [[i32; NR]; 4]) {
+    // SAFETY: forwarded to the caller.
+    move |mr, x, w, acc| unsafe {
         match mr {
             4 => neon::tile_sdot::<4>(x, k, w, acc),
             2 => neon::tile_sdot::<2>(x, k, w, acc),
             _ => neon::tile_sdot::<1>(x, k, w, acc),
         }
-    };
-    gemm_i8(input, pixels, k, weight, bias, n, tile, &mut emit)
+    }
+}
+
+/// The int32 epilogue: bias added (wrapping), `lanes` of each row stored.
+#[cfg(target_arch = "aarch64")]
+fn acc_store<'o>(
+    bias: &'o [i32],
+    n: usize,
+    out: &'o mut [i32],
+) -> impl FnMut(usize, usize, usize, usize, &[[i32; NR]; 4]) + 'o {
+    move |p, mr, col, lanes, acc| {
+        for (q, a) in acc.iter().enumerate().take(mr) {
+            let o = &mut out[(p + q) * n + col..][..lanes];
+            for ((d, &v), &b) in o.iter_mut().zip(a).zip(&bias[col..]) {
+                *d = v.wrapping_add(b);
+            }
+        }
+    }
 }
 
 /// The ARMv8.0 tile for rows of `k`.
@@ -231,44 +295,67 @@ fn smull(k: usize) -> impl FnMut(usize, &[i8], &[i8], &mut [[i32; NR]; 4]) {
     }
 }
 
-/// The requantizing epilogue: 8 accumulators (bias included) of pixel `p` from column `col`
-/// → int8, `lanes` of them stored.
+/// The requantizing epilogue: a tile's `mr` rows of 8 accumulators from column `col` →
+/// bias added (wrapping) → int8, `lanes` of each stored. The panel's parameters are loaded
+/// once per tile.
 #[cfg(target_arch = "aarch64")]
 fn requant_store<'o>(
+    bias: &'o [i32],
     rq: &'o [Requant],
     zero_point: i32,
     n: usize,
     out: &'o mut [i8],
-) -> impl FnMut(usize, usize, usize, &[i32; NR]) + 'o {
+) -> impl FnMut(usize, usize, usize, usize, &[[i32; NR]; 4]) + 'o {
     use crate::ops::requant::neon::{narrow8, scale4, Requant4};
     use core::arch::aarch64::*;
     // SAFETY: register arithmetic only.
     let zpv = unsafe { vdupq_n_s16(zero_point.clamp(-128, 127) as i16) };
-    move |p, col, lanes, acc| {
-        let mut r = [Requant {
-            multiplier: 1 << 30,
-            pre_shift: 0,
-            post_shift: 0,
-        }; NR];
-        r[..lanes].copy_from_slice(&rq[col..][..lanes]);
-        let (r_lo, r_hi) = (
-            Requant4::load(&[r[0], r[1], r[2], r[3]]),
-            Requant4::load(&[r[4], r[5], r[6], r[7]]),
-        );
-        let mut y = [0i8; NR];
-        // SAFETY: 4-lane loads from an 8-element array, an 8-byte store to `y`.
-        unsafe {
-            let lo = scale4(vld1q_s32(acc.as_ptr()), &r_lo);
-            let hi = scale4(vld1q_s32(acc.as_ptr().add(4)), &r_hi);
-            vst1_s8(y.as_mut_ptr(), narrow8(lo, hi, zpv));
+    // The panel's parameters, loaded when the column changes (once per panel: the driver
+    // walks all pixels of a panel before the next).
+    let mut cached: Option<(usize, [Requant4; 2], [int32x4_t; 2])> = None;
+    move |p, mr, col, lanes, acc| {
+        if !matches!(cached, Some((c, ..)) if c == col) {
+            let mut r = [Requant {
+                multiplier: 1 << 30,
+                pre_shift: 0,
+                post_shift: 0,
+            }; NR];
+            r[..lanes].copy_from_slice(&rq[col..][..lanes]);
+            let mut b = [0i32; NR];
+            b[..lanes].copy_from_slice(&bias[col..][..lanes]);
+            let r4 = [
+                Requant4::load(&[r[0], r[1], r[2], r[3]]),
+                Requant4::load(&[r[4], r[5], r[6], r[7]]),
+            ];
+            // SAFETY: 4-lane loads from an 8-element array.
+            let b4 = unsafe { [vld1q_s32(b.as_ptr()), vld1q_s32(b.as_ptr().add(4))] };
+            cached = Some((col, r4, b4));
         }
-        out[p * n + col..][..lanes].copy_from_slice(&y[..lanes]);
+        let Some((_, r, b)) = cached else { return };
+        for (q, a) in acc.iter().enumerate().take(mr) {
+            // SAFETY: 4-lane loads from an 8-element array.
+            let y = unsafe {
+                let lo = scale4(vaddq_s32(b[0], vld1q_s32(a.as_ptr())), &r[0]);
+                let hi = scale4(vaddq_s32(b[1], vld1q_s32(a.as_ptr().add(4))), &r[1]);
+                narrow8(lo, hi, zpv)
+            };
+            let o = &mut out[(p + q) * n + col..][..lanes];
+            if lanes == NR {
+                // SAFETY: `o` is 8 bytes.
+                unsafe { vst1_s8(o.as_mut_ptr(), y) };
+            } else {
+                let mut t = [0i8; NR];
+                // SAFETY: an 8-byte store to `t`.
+                unsafe { vst1_s8(t.as_mut_ptr(), y) };
+                o.copy_from_slice(&t[..lanes]);
+            }
+        }
     }
 }
 
 /// The driver shared by the NEON kernels: tiles of up to 4 pixels × one panel; `tile` fills
-/// each pixel's 8 int32 dot products, the bias is added (wrapping), and `emit(pixel, column,
-/// lanes, acc)` stores them.
+/// each pixel's 8 int32 dot products and `emit(first pixel, pixels, column, lanes, acc)` adds
+/// the bias and stores them.
 #[cfg(target_arch = "aarch64")]
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
@@ -280,33 +367,25 @@ fn gemm_i8(
     bias: &[i32],
     n: usize,
     mut tile: impl FnMut(usize, &[i8], &[i8], &mut [[i32; NR]; 4]),
-    emit: &mut impl FnMut(usize, usize, usize, &[i32; NR]),
+    emit: &mut impl FnMut(usize, usize, usize, usize, &[[i32; NR]; 4]),
 ) {
     assert!(input.len() >= pixels * k && weight.len() >= packed_len(n, k) && bias.len() >= n);
     let panel = k.div_ceil(KR) * GROUP;
-    let mut p = 0;
-    while p < pixels {
-        let mr = [4, 2, 1]
-            .into_iter()
-            .find(|&m| pixels - p >= m)
-            .unwrap_or(1);
-        for j in 0..n.div_ceil(NR) {
-            let lanes = NR.min(n - j * NR);
+    // Panel-major: a panel's weights (k·8 bytes) and output parameters serve every pixel.
+    for j in 0..n.div_ceil(NR) {
+        let lanes = NR.min(n - j * NR);
+        let wj = &weight[j * panel..][..panel];
+        let mut p = 0;
+        while p < pixels {
+            let mr = [4, 2, 1]
+                .into_iter()
+                .find(|&m| pixels - p >= m)
+                .unwrap_or(1);
             let mut acc = [[0i32; NR]; 4];
-            tile(
-                mr,
-                &input[p * k..][..mr * k],
-                &weight[j * panel..][..panel],
-                &mut acc,
-            );
-            for (q, a) in acc.iter_mut().enumerate().take(mr) {
-                for (v, &b) in a.iter_mut().zip(&bias[j * NR..][..lanes]) {
-                    *v = v.wrapping_add(b);
-                }
-                emit(p + q, j * NR, lanes, a);
-            }
+            tile(mr, &input[p * k..][..mr * k], wj, &mut acc);
+            emit(p, mr, j * NR, lanes, &acc);
+            p += mr;
         }
-        p += mr;
     }
 }
 
@@ -321,6 +400,15 @@ pub(crate) mod neon {
     fn group<const MR: usize>(x: &[i8], k: usize, g: usize) -> [i32; MR] {
         core::array::from_fn(|q| {
             let row = &x[q * k..][..k];
+            if let Some(full) = row.get(g * KR..g * KR + KR) {
+                // One 4-byte load.
+                return i32::from_ne_bytes([
+                    full[0] as u8,
+                    full[1] as u8,
+                    full[2] as u8,
+                    full[3] as u8,
+                ]);
+            }
             let mut b = [0u8; KR];
             let have = KR.min(k - g * KR);
             for (d, &v) in b.iter_mut().zip(&row[g * KR..][..have]) {
@@ -341,24 +429,47 @@ pub(crate) mod neon {
     ) {
         let groups = k.div_ceil(KR);
         assert!(x.len() >= MR * k && w.len() >= groups * GROUP && MR <= 4);
-        // SAFETY: weight group g is 32 bytes at g·32 < groups·32 ≤ w.len(); inputs are read
-        // through safe slices (`group`); stores go to `out`.
+        // SAFETY: weight group g is 32 bytes at g·32 < groups·32 ≤ w.len(); 16-byte input
+        // loads stay inside their row (16·b + 16 ≤ k), the tail goes through `group`; stores go
+        // to `out`.
         unsafe {
             let mut acc = [[vdupq_n_s32(0); 4]; MR];
-            for g in 0..groups {
-                let a = group::<MR>(x, k, g);
+            let step = |acc: &mut [[int32x4_t; 4]; MR], a: [int8x8_t; MR], g: usize| {
                 let wg = w.as_ptr().add(g * GROUP);
                 let wv = [vld1q_s8(wg), vld1q_s8(wg.add(16))];
                 for q in 0..MR {
-                    // The row's 4 inputs twice: one 8-byte operand for 2 outputs.
-                    let av = vreinterpret_s8_s32(vdup_n_s32(a[q]));
                     for (h, wh) in wv.iter().enumerate() {
-                        let p0 = vmull_s8(av, vget_low_s8(*wh));
-                        let p1 = vmull_s8(av, vget_high_s8(*wh));
+                        let p0 = vmull_s8(a[q], vget_low_s8(*wh));
+                        let p1 = vmull_s8(a[q], vget_high_s8(*wh));
                         acc[q][2 * h] = vpadalq_s16(acc[q][2 * h], p0);
                         acc[q][2 * h + 1] = vpadalq_s16(acc[q][2 * h + 1], p1);
                     }
                 }
+            };
+            // 16 inputs (4 groups) per row load; each group's 4 inputs duplicated into an
+            // 8-byte operand (one per 2 outputs) with DUP (element).
+            let blocks = k / 16;
+            for b in 0..blocks {
+                let a: [int32x4_t; MR] = core::array::from_fn(|q| {
+                    vreinterpretq_s32_s8(vld1q_s8(x.as_ptr().add(q * k + 16 * b)))
+                });
+                macro_rules! lane {
+                    ($l:literal) => {
+                        step(
+                            &mut acc,
+                            a.map(|v| vreinterpret_s8_s32(vdup_laneq_s32::<$l>(v))),
+                            4 * b + $l,
+                        );
+                    };
+                }
+                lane!(0);
+                lane!(1);
+                lane!(2);
+                lane!(3);
+            }
+            for g in 4 * blocks..groups {
+                let a = group::<MR>(x, k, g);
+                step(&mut acc, a.map(|v| vreinterpret_s8_s32(vdup_n_s32(v))), g);
             }
             for q in 0..MR {
                 vst1q_s32(out[q].as_mut_ptr(), vpaddq_s32(acc[q][0], acc[q][1]));
@@ -384,7 +495,27 @@ pub(crate) mod neon {
         // SAFETY: as in `tile_smull`; dotprod is guaranteed by the caller.
         unsafe {
             let mut acc = [[vdupq_n_s32(0); 2]; MR];
-            for g in 0..groups {
+            // 16 inputs per row load; SDOT (element) takes each group's 4 from its lane.
+            let blocks = k / 16;
+            for b in 0..blocks {
+                let a: [int8x16_t; MR] =
+                    core::array::from_fn(|q| vld1q_s8(x.as_ptr().add(q * k + 16 * b)));
+                macro_rules! lane {
+                    ($l:literal) => {
+                        let wg = w.as_ptr().add((4 * b + $l) * GROUP);
+                        let (w0, w1) = (vld1q_s8(wg), vld1q_s8(wg.add(16)));
+                        for q in 0..MR {
+                            acc[q][0] = vdotq_laneq_s32::<$l>(acc[q][0], w0, a[q]);
+                            acc[q][1] = vdotq_laneq_s32::<$l>(acc[q][1], w1, a[q]);
+                        }
+                    };
+                }
+                lane!(0);
+                lane!(1);
+                lane!(2);
+                lane!(3);
+            }
+            for g in 4 * blocks..groups {
                 let a = group::<MR>(x, k, g);
                 let wg = w.as_ptr().add(g * GROUP);
                 let (w0, w1) = (vld1q_s8(wg), vld1q_s8(wg.add(16)));
@@ -454,6 +585,10 @@ mod neon_tests {
                 // SAFETY: dotprod detected.
                 unsafe { pointwise_i8_sdot(&x, p, k, &wp, &bias, &rq, zp, n, &mut got) };
                 assert_eq!(got, want, "sdot {p}x{k}x{n}");
+                let mut acc_got = vec![0i32; p * n];
+                // SAFETY: dotprod detected.
+                unsafe { pointwise_i8_acc_sdot(&x, p, k, &wp, &bias, n, &mut acc_got) };
+                assert_eq!(acc_got, acc_want, "acc sdot {p}x{k}x{n}");
                 sdot_checked += 1;
             }
         }
