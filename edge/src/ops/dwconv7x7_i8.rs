@@ -76,8 +76,9 @@ mod tests {
 }
 
 /// NEON: 8 channels per step, `SSUBL` widens `x − z_in` to int16, `SXTL` the weights, and two
-/// `SMLAL` accumulate into int32; a scalar tail for the last `c mod 8` channels. Border taps are
-/// excluded by loop bounds per pixel. Bit-identical to [`dwconv7x7_i8_scalar`].
+/// `SMLAL` accumulate into int32; interior pixels in strips of 8 ([`strip8`]), border pixels
+/// one at a time (taps excluded by loop bounds); a scalar tail for the last `c mod 8` channels.
+/// Bit-identical to [`dwconv7x7_i8_scalar`].
 #[cfg(target_arch = "aarch64")]
 #[allow(clippy::too_many_arguments)]
 pub fn dwconv7x7_i8_neon(
@@ -101,7 +102,38 @@ pub fn dwconv7x7_i8_neon(
     let zp = zero_point.clamp(-128, 127) as i8;
     for y in 0..h {
         let kys = PAD.saturating_sub(y)..K.min(h + PAD - y);
-        for x in 0..w {
+        let mut x = 0;
+        while x < w {
+            if x >= PAD && x + STRIP + PAD <= w && c8 > 0 {
+                // SAFETY: columns x−3..x+8+3 and rows `kys` around y are inside the image,
+                // channels 0..c8 ≤ c, outputs of pixels x..x+8 in bounds (assertion).
+                unsafe {
+                    strip8(
+                        input.as_ptr(),
+                        weight.as_ptr(),
+                        bias.as_ptr(),
+                        out.as_mut_ptr(),
+                        (y, x, w, c),
+                        kys.clone(),
+                        c8,
+                        zp,
+                    )
+                };
+                for x in x..x + STRIP {
+                    tail(
+                        input,
+                        weight,
+                        bias,
+                        out,
+                        (y, x, w, c),
+                        kys.clone(),
+                        c8,
+                        zero_point,
+                    );
+                }
+                x += STRIP;
+                continue;
+            }
             let kxs = PAD.saturating_sub(x)..K.min(w + PAD - x);
             let o = (y * w + x) * c;
             let mut ch = 0;
@@ -129,16 +161,107 @@ pub fn dwconv7x7_i8_neon(
                 }
                 ch += 8;
             }
-            for ch in c8..c {
-                let mut acc = bias[ch];
-                for ky in kys.clone() {
-                    for kx in kxs.clone() {
-                        let v = input[((y + ky - PAD) * w + x + kx - PAD) * c + ch] as i32;
-                        acc = acc
-                            .wrapping_add((v - zero_point) * weight[(ky * K + kx) * c + ch] as i32);
-                    }
+            tail(
+                input,
+                weight,
+                bias,
+                out,
+                (y, x, w, c),
+                kys.clone(),
+                c8,
+                zero_point,
+            );
+            x += 1;
+        }
+    }
+}
+
+/// Output pixels per strip.
+#[cfg(target_arch = "aarch64")]
+const STRIP: usize = 8;
+
+/// Channels `from..c` of pixel (y, x) by the reference formula.
+#[cfg(target_arch = "aarch64")]
+#[allow(clippy::too_many_arguments)]
+fn tail(
+    input: &[i8],
+    weight: &[i8],
+    bias: &[i32],
+    out: &mut [i32],
+    (y, x, w, c): (usize, usize, usize, usize),
+    kys: core::ops::Range<usize>,
+    from: usize,
+    zero_point: i32,
+) {
+    let kxs = PAD.saturating_sub(x)..K.min(w + PAD - x);
+    for ch in from..c {
+        let mut acc = bias[ch];
+        for ky in kys.clone() {
+            for kx in kxs.clone() {
+                let v = input[((y + ky - PAD) * w + x + kx - PAD) * c + ch] as i32;
+                acc = acc.wrapping_add((v - zero_point) * weight[(ky * K + kx) * c + ch] as i32);
+            }
+        }
+        out[(y * w + x) * c + ch] = acc;
+    }
+}
+
+/// 8 output pixels from (y, x) whose windows lie inside the image horizontally, channels
+/// `0..c8` eight at a time: per kernel row the 7 widened tap weights stay in registers and each
+/// of the 14 input vectors is widened (`SSUBL`) once for the up-to-7 outputs using it
+/// (16 int32 accumulators). Never inlined, so its 24 vector registers are allocated alone.
+///
+/// # Safety
+/// Rows `kys` around y and columns x−3..x+11 are inside the image; `c8 ≤ c`, a multiple of 8;
+/// the pointers cover the image, 49·c weights, c biases and the outputs.
+#[cfg(target_arch = "aarch64")]
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn strip8(
+    input: *const i8,
+    weight: *const i8,
+    bias: *const i32,
+    out: *mut i32,
+    (y, x, w, c): (usize, usize, usize, usize),
+    kys: core::ops::Range<usize>,
+    c8: usize,
+    zp: i8,
+) {
+    use core::arch::aarch64::*;
+    let offs: [usize; STRIP + K - 1] = core::array::from_fn(|j| j * c);
+    for ch in (0..c8).step_by(8) {
+        // SAFETY: guaranteed by the caller.
+        unsafe {
+            let z = vdup_n_s8(zp);
+            let (b0, b1) = (vld1q_s32(bias.add(ch)), vld1q_s32(bias.add(ch + 4)));
+            let mut lo = [b0; STRIP];
+            let mut hi = [b1; STRIP];
+            for ky in kys.clone() {
+                let ip = input.add(((y + ky - PAD) * w + x - PAD) * c + ch);
+                let wp = weight.add(ky * K * c + ch);
+                let wt: [int16x8_t; K] =
+                    core::array::from_fn(|t| vmovl_s8(vld1_s8(wp.add(offs[t]))));
+                // Written out per column: LLVM does not fully unroll the 14×7 nest by itself,
+                // and a rolled loop indexes the accumulators through memory.
+                macro_rules! column {
+                    ($($j:literal)*) => {$({
+                        let v = vsubl_s8(vld1_s8(ip.add(offs[$j])), z);
+                        // Input column j feeds output p through tap j − p.
+                        for (t, &wv) in wt.iter().enumerate() {
+                            if $j >= t && $j - t < STRIP {
+                                let p = $j - t;
+                                lo[p] = vmlal_s16(lo[p], vget_low_s16(v), vget_low_s16(wv));
+                                hi[p] = vmlal_high_s16(hi[p], v, wv);
+                            }
+                        }
+                    })*};
                 }
-                out[o + ch] = acc;
+                column!(0 1 2 3 4 5 6 7 8 9 10 11 12 13);
+            }
+            let o = out.add((y * w + x) * c + ch);
+            for p in 0..STRIP {
+                vst1q_s32(o.add(p * c), lo[p]);
+                vst1q_s32(o.add(p * c + 4), hi[p]);
             }
         }
     }
