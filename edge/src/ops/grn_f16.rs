@@ -31,6 +31,9 @@ pub struct GrnF16Quant {
     pub out_zero: i32,
 }
 
+/// f32 scratch per channel the kernels take: the statistics, and γ, β widened once per call.
+pub const SCRATCH_PER_CHANNEL: usize = 3;
+
 #[inline]
 fn dequant(q: i8, qp: &GrnF16Quant) -> f16 {
     f16::from_f32((q as i32 - qp.in_zero) as f32 * qp.in_scale)
@@ -56,7 +59,8 @@ pub fn grn_f16_stats(ss: &mut [f32], eps: f32) {
     }
 }
 
-/// The reference. `scratch`: at least `c` f32.
+/// The reference. `scratch`: at least [`SCRATCH_PER_CHANNEL`]`·c` f32 (every kernel set takes
+/// the same; this one uses `c`).
 #[allow(clippy::too_many_arguments)]
 pub fn grn_f16_scalar(
     input: &[i8],
@@ -177,9 +181,15 @@ pub fn grn_f16_neon(
     use core::arch::aarch64::*;
     use neon::*;
     assert!(input.len() >= pixels * c && out.len() >= pixels * c);
-    assert!(gamma.len() >= c && beta.len() >= c && scratch.len() >= c);
+    assert!(gamma.len() >= c && beta.len() >= c && scratch.len() >= SCRATCH_PER_CHANNEL * c);
     let c8 = c / 8 * 8;
-    let ss = &mut scratch[..c];
+    let (ss, gb) = scratch.split_at_mut(c);
+    // γ and β as f32 once per call (exact), not once per pixel.
+    let (g32, b32) = gb.split_at_mut(c);
+    for j in 0..c {
+        g32[j] = gamma[j].to_f32();
+        b32[j] = beta[j].to_f32();
+    }
     ss.fill(0.0);
     for px in input[..pixels * c].chunks_exact(c) {
         let mut j = 0;
@@ -208,8 +218,14 @@ pub fn grn_f16_neon(
             // SAFETY: channels j..j+8 ≤ c8 of `px`, `o`, `ss`, `gamma`, `beta`.
             unsafe {
                 let (x0, x1) = dequant8(vld1_s8(px.as_ptr().add(j)), qp);
-                let (g0, g1) = load_f16x8(&gamma[j..j + 8]);
-                let (b0, b1) = load_f16x8(&beta[j..j + 8]);
+                let (g0, g1) = (
+                    vld1q_f32(g32.as_ptr().add(j)),
+                    vld1q_f32(g32.as_ptr().add(j + 4)),
+                );
+                let (b0, b1) = (
+                    vld1q_f32(b32.as_ptr().add(j)),
+                    vld1q_f32(b32.as_ptr().add(j + 4)),
+                );
                 let (n0, n1) = (
                     vld1q_f32(ss.as_ptr().add(j)),
                     vld1q_f32(ss.as_ptr().add(j + 4)),
@@ -242,7 +258,6 @@ pub fn grn_f16_neon(
 mod neon {
     use super::GrnF16Quant;
     use core::arch::aarch64::*;
-    use half::f16;
 
     /// Rounds 4 f32 lanes to fp16 precision and back (`FCVTN` then `FCVTL`: round to nearest
     /// even, fp16 overflow to ±inf, subnormals kept), i.e. `f16::from_f32(v).to_f32()`.
@@ -260,26 +275,6 @@ mod neon {
             );
         }
         r
-    }
-
-    /// 8 fp16 values widened to two f32 vectors (exact).
-    #[inline(always)]
-    pub(super) fn load_f16x8(v: &[f16]) -> (float32x4_t, float32x4_t) {
-        let bits: [u16; 8] = core::array::from_fn(|i| v[i].to_bits());
-        let (lo, hi): (float32x4_t, float32x4_t);
-        // SAFETY: `bits` holds 8 u16; FCVTL/FCVTL2 are base ARMv8 AdvSIMD.
-        unsafe {
-            let b = vld1q_u16(bits.as_ptr());
-            core::arch::asm!(
-                "fcvtl {lo:v}.4s, {b:v}.4h",
-                "fcvtl2 {hi:v}.4s, {b:v}.8h",
-                b = in(vreg) b,
-                lo = out(vreg) lo,
-                hi = out(vreg) hi,
-                options(pure, nomem, nostack, preserves_flags),
-            );
-        }
-        (lo, hi)
     }
 
     /// Step 1 for 8 lanes: `(q − z) → f32 → · s → fp16 precision`.
@@ -338,7 +333,7 @@ mod neon_tests {
         for (p, c, s) in shapes {
             let t = case(&mut rng, p, c, s);
             let (mut want, mut got) = (std::vec![0i8; p * c], std::vec![0i8; p * c]);
-            let mut scratch = std::vec![0f32; c];
+            let mut scratch = std::vec![0f32; SCRATCH_PER_CHANNEL * c];
             grn_f16_scalar(
                 &t.q,
                 p,
