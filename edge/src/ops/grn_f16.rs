@@ -46,6 +46,14 @@ fn quant(y: f16, qp: &GrnF16Quant) -> i8 {
     (r as i64 + qp.out_zero as i64).clamp(-128, 127) as i8
 }
 
+/// Step 4 for one value (`nx` holds an fp16 value as f32).
+#[inline]
+fn apply(x: f16, nx: f32, gamma: f16, beta: f16) -> f16 {
+    let m = |a: f16, b: f16| f16::from_f32(a.to_f32() * b.to_f32());
+    let a = |a: f16, b: f16| f16::from_f32(a.to_f32() + b.to_f32());
+    a(a(m(gamma, m(x, f16::from_f32(nx))), beta), x)
+}
+
 /// Step 3 from the sums of squares in `ss[..c]`, written over them as `nx` (fp16 values).
 pub fn grn_f16_stats(ss: &mut [f32], eps: f32) {
     let mut mean = 0f32;
@@ -82,16 +90,12 @@ pub fn grn_f16_scalar(
         }
     }
     grn_f16_stats(ss, eps);
-    let m = |a: f16, b: f16| f16::from_f32(a.to_f32() * b.to_f32());
-    let a = |a: f16, b: f16| f16::from_f32(a.to_f32() + b.to_f32());
     for (px, o) in input[..pixels * c]
         .chunks_exact(c)
         .zip(out.chunks_exact_mut(c))
     {
         for j in 0..c {
-            let x = dequant(px[j], qp);
-            let y = a(a(m(gamma[j], m(x, f16::from_f32(ss[j]))), beta[j]), x);
-            o[j] = quant(y, qp);
+            o[j] = quant(apply(dequant(px[j], qp), ss[j], gamma[j], beta[j]), qp);
         }
     }
 }
@@ -243,13 +247,7 @@ pub fn grn_f16_neon(
             j += 8;
         }
         for j in c8..c {
-            let x = dequant(px[j], qp);
-            let m = |a: f16, b: f16| f16::from_f32(a.to_f32() * b.to_f32());
-            let a = |a: f16, b: f16| f16::from_f32(a.to_f32() + b.to_f32());
-            o[j] = quant(
-                a(a(m(gamma[j], m(x, f16::from_f32(ss[j]))), beta[j]), x),
-                qp,
-            );
+            o[j] = quant(apply(dequant(px[j], qp), ss[j], gamma[j], beta[j]), qp);
         }
     }
 }
