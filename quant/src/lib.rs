@@ -1,6 +1,7 @@
 //! `quant`: turns ConvNeXt V2 weights (timm or official facebookresearch names; f32/f16/bf16
 //! safetensors) into `edge` model files.
 
+pub mod calib;
 pub mod convert;
 pub mod names;
 pub mod synth;
