@@ -104,11 +104,25 @@ pub fn dwconv7x7_i8_neon(
         let kys = PAD.saturating_sub(y)..K.min(h + PAD - y);
         let mut x = 0;
         while x < w {
-            if x >= PAD && x + STRIP + PAD <= w && c8 > 0 {
-                // SAFETY: columns x−3..x+8+3 and rows `kys` around y are inside the image,
-                // channels 0..c8 ≤ c, outputs of pixels x..x+8 in bounds (assertion).
+            // Strip input columns j (image column x − 3 + j) inside the image: lo..hi. The
+            // interior and the two border cases of 224-class shapes have compiled bounds.
+            let (lo, hi) = (
+                PAD.saturating_sub(x),
+                (w + PAD).saturating_sub(x).min(STRIP + K - 1),
+            );
+            let strip: Option<StripFn> = match (lo, hi) {
+                _ if x + STRIP > w || c8 == 0 => None,
+                (0, 14) => Some(strip8::<0, 14>),
+                (3, 14) => Some(strip8::<3, 14>),
+                (0, 11) => Some(strip8::<0, 11>),
+                _ => None,
+            };
+            if let Some(strip) = strip {
+                // SAFETY: rows `kys` around y are inside the image, and columns lo..hi of the
+                // strip (the others are skipped); channels 0..c8 ≤ c; outputs of pixels
+                // x..x+8 are in bounds (assertion).
                 unsafe {
-                    strip8(
+                    strip(
                         input.as_ptr(),
                         weight.as_ptr(),
                         bias.as_ptr(),
@@ -180,6 +194,19 @@ pub fn dwconv7x7_i8_neon(
 #[cfg(target_arch = "aarch64")]
 const STRIP: usize = 8;
 
+/// A [`strip8`] instance.
+#[cfg(target_arch = "aarch64")]
+type StripFn = unsafe fn(
+    *const i8,
+    *const i8,
+    *const i32,
+    *mut i32,
+    (usize, usize, usize, usize),
+    core::ops::Range<usize>,
+    usize,
+    i8,
+);
+
 /// Channels `from..c` of pixel (y, x) by the reference formula.
 #[cfg(target_arch = "aarch64")]
 #[allow(clippy::too_many_arguments)]
@@ -206,18 +233,18 @@ fn tail(
     }
 }
 
-/// 8 output pixels from (y, x) whose windows lie inside the image horizontally, channels
-/// `0..c8` eight at a time: per kernel row the 7 widened tap weights stay in registers and each
+/// 8 output pixels from (y, x), channels `0..c8` eight at a time, strip input columns outside
+/// `LO..HI` (outside the image) skipped: per kernel row the 7 widened tap weights stay in registers and each
 /// of the 14 input vectors is widened (`SSUBL`) once for the up-to-7 outputs using it
 /// (16 int32 accumulators). Never inlined, so its 24 vector registers are allocated alone.
 ///
 /// # Safety
-/// Rows `kys` around y and columns x−3..x+11 are inside the image; `c8 ≤ c`, a multiple of 8;
+/// Rows `kys` around y and strip columns `LO..HI` are inside the image; `c8 ≤ c`, a multiple of 8;
 /// the pointers cover the image, 49·c weights, c biases and the outputs.
 #[cfg(target_arch = "aarch64")]
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn strip8(
+unsafe fn strip8<const LO: usize, const HI: usize>(
     input: *const i8,
     weight: *const i8,
     bias: *const i32,
@@ -237,15 +264,17 @@ unsafe fn strip8(
             let mut lo = [b0; STRIP];
             let mut hi = [b1; STRIP];
             for ky in kys.clone() {
-                let ip = input.add(((y + ky - PAD) * w + x - PAD) * c + ch);
+                // Column −3 may lie before the image: wrapping arithmetic, never dereferenced there.
+                let first = ((y + ky - PAD) * w + x) as isize - PAD as isize;
+                let ip = input.wrapping_offset(first * c as isize + ch as isize);
                 let wp = weight.add(ky * K * c + ch);
                 let wt: [int16x8_t; K] =
                     core::array::from_fn(|t| vmovl_s8(vld1_s8(wp.add(offs[t]))));
                 // Written out per column: LLVM does not fully unroll the 14×7 nest by itself,
                 // and a rolled loop indexes the accumulators through memory.
                 macro_rules! column {
-                    ($($j:literal)*) => {$({
-                        let v = vsubl_s8(vld1_s8(ip.add(offs[$j])), z);
+                    ($($j:literal)*) => {$(if $j >= LO && $j < HI {
+                        let v = vsubl_s8(vld1_s8(ip.wrapping_add(offs[$j])), z);
                         // Input column j feeds output p through tap j − p.
                         for (t, &wv) in wt.iter().enumerate() {
                             if $j >= t && $j - t < STRIP {
@@ -282,7 +311,13 @@ mod neon_tests {
             (7, 7, 320),
             (14, 14, 160),
             (56, 56, 40),
-            (5, 9, 13)
+            (5, 9, 13),
+            // Widths mixing interior and border strips.
+            (6, 30, 16),
+            (5, 23, 9),
+            (3, 22, 8),
+            (4, 11, 8),
+            (2, 19, 24),
         ];
         for _ in 0..30 {
             shapes.push((
