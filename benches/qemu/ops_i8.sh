@@ -16,6 +16,6 @@ per_image() { local one three; one=$(count "$1" "$2" 1); three=$(count "$1" "$2"
 printf "%-11s %14s %14s %14s\n" op scalar neon sdot
 for op in stem downsample dwconv ln fc1 gelu grn fc2 residual; do
   s=$(per_image $op scalar); n=$(per_image $op neon)
-  d="-"; case $op in fc1|fc2) d=$(per_image $op sdot);; esac
+  d="-"; case $op in stem|downsample|fc1|fc2) d=$(per_image $op sdot);; esac
   printf "%-11s %14d %14d %14s\n" $op $s $n $d
 done

@@ -173,11 +173,15 @@ fn run_patch(
     out: &mut [i32],
     scratch: &mut [i8],
 ) {
-    if set == "scalar" {
-        patch_conv_i8::patch_conv_i8_scalar(x, h, w, cin, k, wt, b, cout, out);
-    } else {
+    match set {
+        #[cfg(all(target_arch = "aarch64", feature = "dotprod"))]
+        // SAFETY: only run (by benches/qemu/ops_i8.sh) on a CPU model with dotprod.
+        "sdot" => unsafe {
+            patch_conv_i8::patch_conv_i8_sdot(x, h, w, cin, k, wt, b, cout, out, scratch)
+        },
         #[cfg(target_arch = "aarch64")]
-        patch_conv_i8::patch_conv_i8_neon(x, h, w, cin, k, wt, b, cout, out, scratch);
+        "neon" => patch_conv_i8::patch_conv_i8_neon(x, h, w, cin, k, wt, b, cout, out, scratch),
+        _ => patch_conv_i8::patch_conv_i8_scalar(x, h, w, cin, k, wt, b, cout, out),
     }
     let _ = scratch;
 }

@@ -107,7 +107,51 @@ pub fn patch_conv_i8_neon(
     out: &mut [i32],
     scratch: &mut [i8],
 ) {
-    use crate::ops::pointwise_i8::{neon::tile_smull, packed_len, GROUP, KR, NR};
+    let tile = crate::ops::pointwise_i8::smull(k * k * cin);
+    patch_conv_i8_with(input, h, w, cin, k, weight, bias, cout, out, scratch, tile)
+}
+
+/// [`patch_conv_i8_neon`] with the `SDOT` micro-kernel (cargo feature `dotprod`).
+///
+/// # Safety
+/// The CPU must implement FEAT_DotProd.
+#[cfg(all(target_arch = "aarch64", feature = "dotprod"))]
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "dotprod")]
+pub unsafe fn patch_conv_i8_sdot(
+    input: &[i8],
+    h: usize,
+    w: usize,
+    cin: usize,
+    k: usize,
+    weight: &[i8],
+    bias: &[i32],
+    cout: usize,
+    out: &mut [i32],
+    scratch: &mut [i8],
+) {
+    // SAFETY: the caller guarantees dotprod.
+    let tile = unsafe { crate::ops::pointwise_i8::sdot(k * k * cin) };
+    patch_conv_i8_with(input, h, w, cin, k, weight, bias, cout, out, scratch, tile)
+}
+
+#[cfg(target_arch = "aarch64")]
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn patch_conv_i8_with(
+    input: &[i8],
+    h: usize,
+    w: usize,
+    cin: usize,
+    k: usize,
+    weight: &[i8],
+    bias: &[i32],
+    cout: usize,
+    out: &mut [i32],
+    scratch: &mut [i8],
+    mut tile: impl FnMut(usize, &[i8], &[i8], &mut [[i32; 8]; 4]),
+) {
+    use crate::ops::pointwise_i8::{packed_len, GROUP, KR, NR};
     let kk = k * k * cin;
     let pixels = (h / k) * (w / k);
     assert!(input.len() >= h * w * cin && weight.len() >= packed_len(cout, kk));
@@ -128,12 +172,7 @@ pub fn patch_conv_i8_neon(
         let x = &scratch[..mr * kk];
         for j in 0..cout.div_ceil(NR) {
             let mut acc = [[0i32; NR]; 4];
-            let wj = &weight[j * panel..][..panel];
-            match mr {
-                4 => tile_smull::<4>(x, kk, wj, &mut acc),
-                2 => tile_smull::<2>(x, kk, wj, &mut acc),
-                _ => tile_smull::<1>(x, kk, wj, &mut acc),
-            }
+            tile(mr, x, &weight[j * panel..][..panel], &mut acc);
             let lanes = NR.min(cout - j * NR);
             for (r, a) in acc.iter().enumerate().take(mr) {
                 let o = &mut out[(q + r) * cout + j * NR..][..lanes];
@@ -179,6 +218,15 @@ mod neon_tests {
             patch_conv_i8_scalar(&x, h, w, cin, k, &wp, &b, cout, &mut want);
             patch_conv_i8_neon(&x, h, w, cin, k, &wp, &b, cout, &mut got, &mut scratch);
             assert_eq!(got, want, "{h}x{w}x{cin}->{cout} k{k}");
+            #[cfg(feature = "dotprod")]
+            if std::arch::is_aarch64_feature_detected!("dotprod") {
+                let mut got = std::vec![0i32; n];
+                // SAFETY: dotprod detected.
+                unsafe {
+                    patch_conv_i8_sdot(&x, h, w, cin, k, &wp, &b, cout, &mut got, &mut scratch)
+                };
+                assert_eq!(got, want, "sdot {h}x{w}x{cin}->{cout} k{k}");
+            }
         }
     }
 }

@@ -257,7 +257,7 @@ pub unsafe fn pointwise_i8_acc_sdot(
 /// # Safety
 /// The returned closure may only run on a CPU with FEAT_DotProd.
 #[cfg(all(target_arch = "aarch64", feature = "dotprod"))]
-unsafe fn sdot(k: usize) -> impl FnMut(usize, &[i8], &[i8], &mut [[i32; NR]; 4]) {
+pub(crate) unsafe fn sdot(k: usize) -> impl FnMut(usize, &[i8], &[i8], &mut [[i32; NR]; 4]) {
     // SAFETY: forwarded to the caller.
     move |mr, x, w, acc| unsafe {
         match mr {
@@ -287,7 +287,7 @@ fn acc_store<'o>(
 
 /// The ARMv8.0 tile for rows of `k`.
 #[cfg(target_arch = "aarch64")]
-fn smull(k: usize) -> impl FnMut(usize, &[i8], &[i8], &mut [[i32; NR]; 4]) {
+pub(crate) fn smull(k: usize) -> impl FnMut(usize, &[i8], &[i8], &mut [[i32; NR]; 4]) {
     move |mr, x, w, acc| match mr {
         4 => neon::tile_smull::<4>(x, k, w, acc),
         2 => neon::tile_smull::<2>(x, k, w, acc),
