@@ -1,7 +1,8 @@
 //! The int8 path's operators over all of Atto-224's instances of each (the shapes one image
 //! needs), `iters` times, for the instruction counter (see `op_insns.rs` and
 //! benches/qemu/ops_i8.sh). Usage: op_insns_i8 OP scalar|neon|sdot ITERS, OP in
-//! stem|downsample|dwconv|ln|fc1|gelu|grn|fc2|residual. `sdot` needs the `dotprod` feature.
+//! stem|downsample|dwconv|ln|fc1|gelu|grn|fc2|residual. `sdot` (ARMv8.2: SDOT for the
+//! convolutions, native fp16 for GRN) needs the `dotprod` feature and such a CPU.
 
 use edge::ops::grn_f16::GrnF16Quant;
 use edge::ops::layernorm_i8::OutQuant;
@@ -100,6 +101,11 @@ fn main() {
                     "grn" if !neon => {
                         grn_f16::grn_f16_scalar(&h, p, n, &g, &g, 1e-6, &gq, &mut b, &mut fs)
                     }
+                    #[cfg(target_arch = "aarch64")]
+                    // SAFETY: only run (by benches/qemu/ops_i8.sh) on a CPU model with fp16.
+                    "grn" if set == "sdot" => unsafe {
+                        grn_f16::grn_f16_fp16(&h, p, n, &g, &g, 1e-6, &gq, &mut b, &mut fs)
+                    },
                     #[cfg(target_arch = "aarch64")]
                     "grn" => grn_f16::grn_f16_neon(&h, p, n, &g, &g, 1e-6, &gq, &mut b, &mut fs),
                     "fc2" => fc2(set, &h, p, n, &w, &bias, c, &mut acc),

@@ -194,24 +194,7 @@ pub fn grn_f16_neon(
         g32[j] = gamma[j].to_f32();
         b32[j] = beta[j].to_f32();
     }
-    ss.fill(0.0);
-    for px in input[..pixels * c].chunks_exact(c) {
-        let mut j = 0;
-        while j < c8 {
-            // SAFETY: channels j..j+8 ≤ c8 of `px` and `ss`.
-            unsafe {
-                let (lo, hi) = dequant8(vld1_s8(px.as_ptr().add(j)), qp);
-                let s = ss.as_mut_ptr().add(j);
-                vst1q_f32(s, vfmaq_f32(vld1q_f32(s), lo, lo));
-                vst1q_f32(s.add(4), vfmaq_f32(vld1q_f32(s.add(4)), hi, hi));
-            }
-            j += 8;
-        }
-        for j in c8..c {
-            let x = dequant(px[j], qp).to_f32();
-            ss[j] += x * x;
-        }
-    }
+    sumsq_neon(input, pixels, c, qp, ss);
     grn_f16_stats(ss, eps);
     for (px, o) in input[..pixels * c]
         .chunks_exact(c)
@@ -252,6 +235,96 @@ pub fn grn_f16_neon(
     }
 }
 
+/// NEON with native fp16 arithmetic (FEAT_FP16, e.g. Cortex-A55/A76): step 4 on 8 lanes per
+/// instruction (`FMUL`/`FADD .8h`), which rounds each operation to fp16 exactly as the
+/// reference's emulation does; steps 1–3 and 5 as [`grn_f16_neon`]. Bit-identical to
+/// [`grn_f16_scalar`].
+///
+/// # Safety
+/// The CPU must implement FEAT_FP16.
+#[cfg(target_arch = "aarch64")]
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "fp16")]
+pub unsafe fn grn_f16_fp16(
+    input: &[i8],
+    pixels: usize,
+    c: usize,
+    gamma: &[f16],
+    beta: &[f16],
+    eps: f32,
+    qp: &GrnF16Quant,
+    out: &mut [i8],
+    scratch: &mut [f32],
+) {
+    use core::arch::aarch64::*;
+    use neon::*;
+    assert!(input.len() >= pixels * c && out.len() >= pixels * c);
+    assert!(gamma.len() >= c && beta.len() >= c && scratch.len() >= SCRATCH_PER_CHANNEL * c);
+    let c8 = c / 8 * 8;
+    let (ss, rest) = scratch.split_at_mut(c);
+    sumsq_neon(input, pixels, c, qp, ss);
+    grn_f16_stats(ss, eps);
+    // nx, γ, β as fp16 bits, once per call (3c u16 fit in the 2c f32 left).
+    let bits: &mut [u16] = bytemuck::cast_slice_mut(&mut rest[..2 * c]);
+    let (nxb, gbb) = bits.split_at_mut(c);
+    let (gb, bb) = gbb.split_at_mut(c);
+    for j in 0..c {
+        nxb[j] = f16::from_f32(ss[j]).to_bits();
+        gb[j] = gamma[j].to_bits();
+        bb[j] = beta[j].to_bits();
+    }
+    for (px, o) in input[..pixels * c]
+        .chunks_exact(c)
+        .zip(out.chunks_exact_mut(c))
+    {
+        let mut j = 0;
+        while j < c8 {
+            // SAFETY: channels j..j+8 ≤ c8 of `px`, `o` and the three parameter rows; fp16
+            // arithmetic is guaranteed by the caller.
+            unsafe {
+                let (x0, x1) = dequant8(vld1_s8(px.as_ptr().add(j)), qp);
+                let x = vreinterpretq_f16_u16(narrow_f16(x0, x1));
+                let nx = vreinterpretq_f16_u16(vld1q_u16(nxb.as_ptr().add(j)));
+                let g = vreinterpretq_f16_u16(vld1q_u16(gb.as_ptr().add(j)));
+                let b = vreinterpretq_f16_u16(vld1q_u16(bb.as_ptr().add(j)));
+                let y = vaddq_f16(vaddq_f16(vmulq_f16(g, vmulq_f16(x, nx)), b), x);
+                let (y0, y1) = (vcvt_f32_f16(vget_low_f16(y)), vcvt_high_f32_f16(y));
+                vst1_s8(o.as_mut_ptr().add(j), quant8(y0, y1, qp));
+            }
+            j += 8;
+        }
+        for j in c8..c {
+            o[j] = quant(apply(dequant(px[j], qp), ss[j], gamma[j], beta[j]), qp);
+        }
+    }
+}
+
+/// Steps 1–2 (sum of squares into `ss[..c]`) for the NEON kernels.
+#[cfg(target_arch = "aarch64")]
+fn sumsq_neon(input: &[i8], pixels: usize, c: usize, qp: &GrnF16Quant, ss: &mut [f32]) {
+    use core::arch::aarch64::*;
+    let c8 = c / 8 * 8;
+    let ss = &mut ss[..c];
+    ss.fill(0.0);
+    for px in input[..pixels * c].chunks_exact(c) {
+        let mut j = 0;
+        while j < c8 {
+            // SAFETY: channels j..j+8 ≤ c8 of `px` and `ss`.
+            unsafe {
+                let (lo, hi) = neon::dequant8(vld1_s8(px.as_ptr().add(j)), qp);
+                let s = ss.as_mut_ptr().add(j);
+                vst1q_f32(s, vfmaq_f32(vld1q_f32(s), lo, lo));
+                vst1q_f32(s.add(4), vfmaq_f32(vld1q_f32(s.add(4)), hi, hi));
+            }
+            j += 8;
+        }
+        for j in c8..c {
+            let x = dequant(px[j], qp).to_f32();
+            ss[j] += x * x;
+        }
+    }
+}
+
 #[cfg(target_arch = "aarch64")]
 mod neon {
     use super::GrnF16Quant;
@@ -268,6 +341,24 @@ mod neon {
                 "fcvtn {r:v}.4h, {v:v}.4s",
                 "fcvtl {r:v}.4s, {r:v}.4h",
                 v = in(vreg) v,
+                r = out(vreg) r,
+                options(pure, nomem, nostack, preserves_flags),
+            );
+        }
+        r
+    }
+
+    /// Two f32 vectors holding fp16 values, as 8 fp16 bit patterns (`FCVTN`, `FCVTN2`: exact).
+    #[inline(always)]
+    pub(super) fn narrow_f16(lo: float32x4_t, hi: float32x4_t) -> uint16x8_t {
+        let r: uint16x8_t;
+        // SAFETY: register-only instructions of base ARMv8 AdvSIMD.
+        unsafe {
+            core::arch::asm!(
+                "fcvtn {r:v}.4h, {lo:v}.4s",
+                "fcvtn2 {r:v}.8h, {hi:v}.4s",
+                lo = in(vreg) lo,
+                hi = in(vreg) hi,
                 r = out(vreg) r,
                 options(pure, nomem, nostack, preserves_flags),
             );
@@ -328,6 +419,7 @@ mod neon_tests {
                 [0.01, 0.1, 0.5, 4.0][rng.next_u64() as usize % 4],
             ));
         }
+        let mut fp16_checked = 0;
         for (p, c, s) in shapes {
             let t = case(&mut rng, p, c, s);
             let (mut want, mut got) = (std::vec![0i8; p * c], std::vec![0i8; p * c]);
@@ -355,6 +447,15 @@ mod neon_tests {
                 &mut scratch,
             );
             assert_eq!(got, want, "{p}x{c} scale {s}");
+            if std::arch::is_aarch64_feature_detected!("fp16") {
+                let mut got = std::vec![0i8; p * c];
+                let q = (&t.q, &t.gamma, &t.beta, &t.qp);
+                // SAFETY: fp16 detected.
+                unsafe { grn_f16_fp16(q.0, p, c, q.1, q.2, 1e-6, q.3, &mut got, &mut scratch) };
+                assert_eq!(got, want, "fp16 {p}x{c} scale {s}");
+                fp16_checked += 1;
+            }
         }
+        std::println!("GrnF16: NEON bit-identical on all shapes; native fp16 on {fp16_checked}");
     }
 }
