@@ -91,8 +91,8 @@ mod tests {
 }
 
 /// NEON: up to 4 output pixels' patches gathered into `scratch` (`4·k·k·cin` bytes, from the
-/// caller's arena), then the pointwise int8 micro-kernel (`SMULL` + `SADALP`) over every
-/// 8-output panel. Bit-identical to [`patch_conv_i8_scalar`].
+/// caller's arena), then the pointwise int8 GEMM driver and micro-kernel (`SMULL` + `SADALP`)
+/// over them. Bit-identical to [`patch_conv_i8_scalar`].
 #[cfg(target_arch = "aarch64")]
 #[allow(clippy::too_many_arguments)]
 pub fn patch_conv_i8_neon(
@@ -151,36 +151,34 @@ fn patch_conv_i8_with(
     scratch: &mut [i8],
     mut tile: impl FnMut(usize, &[i8], &[i8], &mut [[i32; 8]; 4]),
 ) {
-    use crate::ops::pointwise_i8::{packed_len, GROUP, KR, NR};
+    use crate::ops::pointwise_i8::{acc_store, gemm_i8, packed_len};
     let kk = k * k * cin;
     let pixels = (h / k) * (w / k);
     assert!(input.len() >= h * w * cin && weight.len() >= packed_len(cout, kk));
     assert!(bias.len() >= cout && out.len() >= pixels * cout && scratch.len() >= 4 * kk);
-    let panel = kk.div_ceil(KR) * GROUP;
     let mut q = 0;
     while q < pixels {
         let mr = [4, 2, 1]
             .into_iter()
             .find(|&m| pixels - q >= m)
             .unwrap_or(1);
+        // The pixels' patches become `mr` contiguous GEMM rows of k·k·cin.
         for r in 0..mr {
             for ky in 0..k {
                 let src = &input[run_start(q + r, ky, w, cin, k)..][..k * cin];
                 scratch[r * kk + ky * k * cin..][..k * cin].copy_from_slice(src);
             }
         }
-        let x = &scratch[..mr * kk];
-        for j in 0..cout.div_ceil(NR) {
-            let mut acc = [[0i32; NR]; 4];
-            tile(mr, x, &weight[j * panel..][..panel], &mut acc);
-            let lanes = NR.min(cout - j * NR);
-            for (r, a) in acc.iter().enumerate().take(mr) {
-                let o = &mut out[(q + r) * cout + j * NR..][..lanes];
-                for ((d, &v), &b) in o.iter_mut().zip(a).zip(&bias[j * NR..]) {
-                    *d = b.wrapping_add(v);
-                }
-            }
-        }
+        let mut emit = acc_store(bias, cout, &mut out[q * cout..]);
+        gemm_i8(
+            &scratch[..mr * kk],
+            mr,
+            kk,
+            weight,
+            cout,
+            &mut tile,
+            &mut emit,
+        );
         q += mr;
     }
 }

@@ -163,9 +163,9 @@ pub fn pointwise_i8_neon(
     n: usize,
     out: &mut [i8],
 ) {
-    assert!(rq.len() >= n && out.len() >= pixels * n && bias.len() >= n);
+    assert!(out.len() >= pixels * n);
     let mut emit = requant_store(bias, rq, zero_point, n, out);
-    gemm_i8(input, pixels, k, weight, bias, n, smull(k), &mut emit)
+    gemm_i8(input, pixels, k, weight, n, smull(k), &mut emit)
 }
 
 /// NEON int32-output form of [`pointwise_i8_neon`]; bit-identical to
@@ -183,7 +183,7 @@ pub fn pointwise_i8_acc_neon(
 ) {
     assert!(out.len() >= pixels * n);
     let mut emit = acc_store(bias, n, out);
-    gemm_i8(input, pixels, k, weight, bias, n, smull(k), &mut emit)
+    gemm_i8(input, pixels, k, weight, n, smull(k), &mut emit)
 }
 
 /// NEON with `SDOT` (ARMv8.2 dotprod; cargo feature `dotprod`, nightly features on stable via
@@ -206,19 +206,10 @@ pub unsafe fn pointwise_i8_sdot(
     n: usize,
     out: &mut [i8],
 ) {
-    assert!(rq.len() >= n && out.len() >= pixels * n && bias.len() >= n);
+    assert!(out.len() >= pixels * n);
     let mut emit = requant_store(bias, rq, zero_point, n, out);
     // SAFETY: the caller guarantees dotprod.
-    gemm_i8(
-        input,
-        pixels,
-        k,
-        weight,
-        bias,
-        n,
-        unsafe { sdot(k) },
-        &mut emit,
-    )
+    gemm_i8(input, pixels, k, weight, n, unsafe { sdot(k) }, &mut emit)
 }
 
 /// NEON int32-output form with `SDOT`; bit-identical to [`pointwise_i8_acc_scalar`].
@@ -240,16 +231,7 @@ pub unsafe fn pointwise_i8_acc_sdot(
     assert!(out.len() >= pixels * n);
     let mut emit = acc_store(bias, n, out);
     // SAFETY: the caller guarantees dotprod.
-    gemm_i8(
-        input,
-        pixels,
-        k,
-        weight,
-        bias,
-        n,
-        unsafe { sdot(k) },
-        &mut emit,
-    )
+    gemm_i8(input, pixels, k, weight, n, unsafe { sdot(k) }, &mut emit)
 }
 
 /// The dotprod tile for rows of `k`.
@@ -270,11 +252,12 @@ pub(crate) unsafe fn sdot(k: usize) -> impl FnMut(usize, &[i8], &[i8], &mut [[i3
 
 /// The int32 epilogue: bias added (wrapping), `lanes` of each row stored.
 #[cfg(target_arch = "aarch64")]
-fn acc_store<'o>(
+pub(crate) fn acc_store<'o>(
     bias: &'o [i32],
     n: usize,
     out: &'o mut [i32],
 ) -> impl FnMut(usize, usize, usize, usize, &[[i32; NR]; 4]) + 'o {
+    assert!(bias.len() >= n);
     move |p, mr, col, lanes, acc| {
         for (q, a) in acc.iter().enumerate().take(mr) {
             let o = &mut out[(p + q) * n + col..][..lanes];
@@ -308,6 +291,7 @@ fn requant_store<'o>(
 ) -> impl FnMut(usize, usize, usize, usize, &[[i32; NR]; 4]) + 'o {
     use crate::ops::requant::neon::{narrow8, scale4, Requant4};
     use core::arch::aarch64::*;
+    assert!(bias.len() >= n && rq.len() >= n);
     // SAFETY: register arithmetic only.
     let zpv = unsafe { vdupq_n_s16(zero_point.clamp(-128, 127) as i16) };
     // The panel's parameters, loaded when the column changes (once per panel: the driver
@@ -359,17 +343,16 @@ fn requant_store<'o>(
 #[cfg(target_arch = "aarch64")]
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn gemm_i8(
+pub(crate) fn gemm_i8(
     input: &[i8],
     pixels: usize,
     k: usize,
     weight: &[i8],
-    bias: &[i32],
     n: usize,
     mut tile: impl FnMut(usize, &[i8], &[i8], &mut [[i32; NR]; 4]),
     emit: &mut impl FnMut(usize, usize, usize, usize, &[[i32; NR]; 4]),
 ) {
-    assert!(input.len() >= pixels * k && weight.len() >= packed_len(n, k) && bias.len() >= n);
+    assert!(input.len() >= pixels * k && weight.len() >= packed_len(n, k));
     let panel = k.div_ceil(KR) * GROUP;
     // Panel-major: a panel's weights (k·8 bytes) and output parameters serve every pixel.
     for j in 0..n.div_ceil(NR) {
