@@ -194,8 +194,7 @@ pub fn grn_f16_neon(
         g32[j] = gamma[j].to_f32();
         b32[j] = beta[j].to_f32();
     }
-    sumsq_neon(input, pixels, c, qp, ss);
-    grn_f16_stats(ss, eps);
+    norms_neon(input, pixels, c, eps, qp, ss);
     for (px, o) in input[..pixels * c]
         .chunks_exact(c)
         .zip(out.chunks_exact_mut(c))
@@ -262,8 +261,7 @@ pub unsafe fn grn_f16_fp16(
     assert!(gamma.len() >= c && beta.len() >= c && scratch.len() >= SCRATCH_PER_CHANNEL * c);
     let c8 = c / 8 * 8;
     let (ss, rest) = scratch.split_at_mut(c);
-    sumsq_neon(input, pixels, c, qp, ss);
-    grn_f16_stats(ss, eps);
+    norms_neon(input, pixels, c, eps, qp, ss);
     // nx, γ, β as fp16 bits, once per call (3c u16 fit in the 2c f32 left).
     let bits: &mut [u16] = bytemuck::cast_slice_mut(&mut rest[..2 * c]);
     let (nxb, gbb) = bits.split_at_mut(c);
@@ -299,9 +297,9 @@ pub unsafe fn grn_f16_fp16(
     }
 }
 
-/// Steps 1–2 (sum of squares into `ss[..c]`) for the NEON kernels.
+/// Steps 1–3 for the NEON kernels: the sums of squares into `ss[..c]`, then `nx` over them.
 #[cfg(target_arch = "aarch64")]
-fn sumsq_neon(input: &[i8], pixels: usize, c: usize, qp: &GrnF16Quant, ss: &mut [f32]) {
+fn norms_neon(input: &[i8], pixels: usize, c: usize, eps: f32, qp: &GrnF16Quant, ss: &mut [f32]) {
     use core::arch::aarch64::*;
     let c8 = c / 8 * 8;
     let ss = &mut ss[..c];
@@ -323,6 +321,7 @@ fn sumsq_neon(input: &[i8], pixels: usize, c: usize, qp: &GrnF16Quant, ss: &mut 
             ss[j] += x * x;
         }
     }
+    grn_f16_stats(ss, eps);
 }
 
 #[cfg(target_arch = "aarch64")]

@@ -25,6 +25,15 @@ pub struct ResidualQuant<'a> {
     pub out_zero: i32,
 }
 
+/// One channel `j` of the module's formula.
+#[inline]
+fn residual_one(x: i8, acc: i32, j: usize, q: &ResidualQuant) -> i8 {
+    let a = requantize_i32_scalar(x as i32 - q.x_zero, q.x_scale);
+    let b = requantize_i32_scalar(acc, q.acc_scale[j]);
+    let r = (a.saturating_add(b) as i64 + (1 << (FRAC_BITS - 1))) >> FRAC_BITS;
+    (r + q.out_zero as i64).clamp(-128, 127) as i8
+}
+
 /// The reference.
 pub fn residual_add_i8_scalar(
     x: &mut [i8],
@@ -35,11 +44,7 @@ pub fn residual_add_i8_scalar(
 ) {
     for (xp, ap) in x[..pixels * c].chunks_exact_mut(c).zip(acc.chunks_exact(c)) {
         for j in 0..c {
-            let a = requantize_i32_scalar(xp[j] as i32 - q.x_zero, q.x_scale);
-            let b = requantize_i32_scalar(ap[j], q.acc_scale[j]);
-            let s = a.saturating_add(b) as i64;
-            let r = (s + (1 << (FRAC_BITS - 1))) >> FRAC_BITS;
-            xp[j] = (r + q.out_zero as i64).clamp(-128, 127) as i8;
+            xp[j] = residual_one(xp[j], ap[j], j, q);
         }
     }
 }
@@ -142,10 +147,7 @@ pub fn residual_add_i8_neon(x: &mut [i8], acc: &[i32], pixels: usize, c: usize, 
             }
         }
         for j in c8..c {
-            let a = requantize_i32_scalar(xp[j] as i32 - q.x_zero, q.x_scale);
-            let b = requantize_i32_scalar(ap[j], q.acc_scale[j]);
-            let r = (a.saturating_add(b) as i64 + (1 << (FRAC_BITS - 1))) >> FRAC_BITS;
-            xp[j] = (r + q.out_zero as i64).clamp(-128, 127) as i8;
+            xp[j] = residual_one(xp[j], ap[j], j, q);
         }
     }
 }
