@@ -21,7 +21,7 @@ use half::f16;
 /// Quantization of the kernel's input and output (per tensor).
 #[derive(Clone, Copy, Debug)]
 pub struct GrnF16Quant {
-    /// Input scale and zero point.
+    /// Input scale.
     pub in_scale: f32,
     /// Input zero point.
     pub in_zero: i32,

@@ -159,7 +159,7 @@ pub fn patch_conv_f32_neon(
             // SAFETY: as above, for channels co..co+4 ≤ cout of pixel q.
             unsafe {
                 while co + 4 <= cout {
-                    neon::block::<1>(
+                    neon::block4(
                         input.as_ptr().add(base),
                         weight.as_ptr().add(co),
                         bias.as_ptr().add(co),
@@ -195,10 +195,11 @@ mod neon {
         pub cout: usize,
     }
 
-    /// `NB`·4 output channels of one output pixel. `x` points at the patch's top-left input
-    /// value, `wt` at weight column `co`, `b` at bias `co`, `o` at the output.
+    /// 4 output channels of one output pixel (the channels past the last full panel of 8).
+    /// `x` points at the patch's top-left input value, `wt` at weight column `co`, `b` at
+    /// bias `co`, `o` at the output.
     #[inline(always)]
-    pub(super) unsafe fn block<const NB: usize>(
+    pub(super) unsafe fn block4(
         x: *const f32,
         wt: *const f32,
         b: *const f32,
@@ -207,10 +208,7 @@ mod neon {
     ) {
         // SAFETY: guaranteed by the caller (see the wrapper).
         unsafe {
-            let mut acc = [vdupq_n_f32(0.0); NB];
-            for (v, a) in acc.iter_mut().enumerate() {
-                *a = vld1q_f32(b.add(4 * v));
-            }
+            let mut acc = vld1q_f32(b);
             let kc = g.k * g.cin;
             for ky in 0..g.k {
                 let row = x.add(ky * g.w * g.cin);
@@ -221,9 +219,7 @@ mod neon {
                     macro_rules! lane {
                         ($l:literal) => {
                             let wl = wrow.add((j + $l) * g.cout);
-                            for (v, a) in acc.iter_mut().enumerate() {
-                                *a = vfmaq_laneq_f32::<$l>(*a, vld1q_f32(wl.add(4 * v)), xv);
-                            }
+                            acc = vfmaq_laneq_f32::<$l>(acc, vld1q_f32(wl), xv);
                         };
                     }
                     lane!(0);
@@ -233,17 +229,11 @@ mod neon {
                     j += 4;
                 }
                 while j < kc {
-                    let xs = *row.add(j);
-                    let wl = wrow.add(j * g.cout);
-                    for (v, a) in acc.iter_mut().enumerate() {
-                        *a = vfmaq_n_f32(*a, vld1q_f32(wl.add(4 * v)), xs);
-                    }
+                    acc = vfmaq_n_f32(acc, vld1q_f32(wrow.add(j * g.cout)), *row.add(j));
                     j += 1;
                 }
             }
-            for (v, a) in acc.iter().enumerate() {
-                vst1q_f32(o.add(4 * v), *a);
-            }
+            vst1q_f32(o, acc);
         }
     }
 }
