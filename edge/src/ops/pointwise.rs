@@ -183,18 +183,19 @@ fn gemm_neon<const EPI: u8>(
         } else {
             1
         };
+        // The same rows serve every panel.
+        let x = input[p * k..].as_ptr();
+        let a = neon::ATile {
+            // Rows past `mr` are never read.
+            rows: core::array::from_fn(|r| x.wrapping_add(r * k)),
+            seg_len: k,
+            segs: 1,
+            seg_skip: 0,
+        };
         for j in 0..panels {
             let lanes = PANEL.min(n - j * PANEL);
             let mut b = [0f32; PANEL];
             b[..lanes].copy_from_slice(&bias[j * PANEL..j * PANEL + lanes]);
-            let x = input[p * k..].as_ptr();
-            let a = neon::ATile {
-                // Rows past `mr` are never read.
-                rows: core::array::from_fn(|r| x.wrapping_add(r * k)),
-                seg_len: k,
-                segs: 1,
-                seg_skip: 0,
-            };
             let w = weight[j * k * PANEL..].as_ptr();
             let o = out[p * n + j * PANEL..].as_mut_ptr();
             let mut sq = [0f32; PANEL];
