@@ -37,7 +37,7 @@ fn round_trip_preserves_arch_and_packed_tensors() {
     let m = Model::parse(file.as_slice()).unwrap();
     assert_eq!(*m.arch(), arch);
     assert_eq!(m.file_len(), file.as_slice().len());
-    for (i, id) in format::tensor_ids(&arch).enumerate() {
+    for (i, id) in format::tensor_ids(&arch, edge::Precision::F32).enumerate() {
         assert_eq!(m.tensor_id(i), Some(id));
     }
     // Same weights → byte-identical file (deterministic writer).
@@ -135,9 +135,23 @@ fn each_defect_has_its_own_error() {
         parse(&damaged(&file, |b| put_u32(b, field::VERSION, 9))),
         Err(Error::UnsupportedVersion {
             found: 9,
-            supported: 1
+            supported: 2
         })
     );
+    // Version 1 files (f32 only, same layout) are still read; version 1 has no int8 flag.
+    assert_eq!(resealed(&file, |b| put_u32(b, field::VERSION, 1)), Ok(()));
+    assert!(matches!(
+        resealed(&file, |b| {
+            put_u32(b, field::VERSION, 1);
+            put_u32(b, field::FLAGS, format::FLAG_INT8)
+        }),
+        Err(Error::BadHeader { field: "flags", .. })
+    ));
+    // An f32 file flagged int8 lacks the int8 tensors.
+    assert!(matches!(
+        resealed(&file, |b| put_u32(b, field::FLAGS, format::FLAG_INT8)),
+        Err(Error::TensorCount { .. })
+    ));
     let mut longer = b.to_vec();
     longer.push(0);
     assert!(matches!(
@@ -158,7 +172,7 @@ fn each_defect_has_its_own_error() {
     );
 
     assert!(matches!(
-        resealed(&file, |b| put_u32(b, field::FLAGS, 1)),
+        resealed(&file, |b| put_u32(b, field::FLAGS, 2)),
         Err(Error::BadHeader { field: "flags", .. })
     ));
     assert!(matches!(

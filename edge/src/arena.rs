@@ -1,24 +1,33 @@
 //! Scratch memory planning. `run` needs two activation buffers (the residual stream and the
-//! block's depthwise/LN output), the 4C-wide hidden buffer of one block, and a little scratch.
-//! Each region is sized for the largest stage; ConvNeXt halves P·C at each stage, so this total
-//! equals the largest live set (stage 0: 2·P·C + 4·P·C floats).
+//! block's depthwise/LN output), the 4C-wide hidden buffer of one block (two for int8: GRN
+//! and fc2 read one and write the other, and they double as the int32 accumulators), and a little
+//! f32 scratch. Each region is sized for the largest stage; ConvNeXt halves P·C at each stage, so
+//! this total equals the largest live set (f32 stage 0: 2·P·C + 4·P·C floats; int8: 2·P·C +
+//! 2·4·P·C bytes).
 
-use crate::arch::{Arch, MLP_RATIO};
+use crate::arch::{Arch, DOWN_PATCH, MLP_RATIO, STEM_PATCH};
+use crate::format::Precision;
+use crate::ops::grn_f16;
 use crate::Error;
 
 /// Byte alignment `run` gives every region (NEON- and cache-friendly).
 pub const ARENA_ALIGN: usize = 16;
 
-/// Sizes (in f32 elements) of the arena's regions for one architecture and input size.
+/// Byte sizes of the arena's regions for one architecture, input size and precision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ArenaPlan {
-    /// One activation buffer: max over stages of H·W·C (two of these).
+    /// Which runtime the plan is for.
+    pub precision: Precision,
+    /// One activation buffer (two of these): max over stages of H·W·C elements.
     pub act: usize,
-    /// The block's hidden buffer: max over stages of H·W·4C (also stages the input image).
-    pub hidden: usize,
-    /// Per-channel scratch: GRN norms (4C) and the pooled head vector.
+    /// One wide buffer: max over stages of H·W·4C elements (f32: one, also stages the input
+    /// image; int8: two, that also hold int32 accumulators of H·W·C).
+    pub wide: usize,
+    /// Number of wide buffers (1 or 2).
+    pub wide_count: usize,
+    /// f32 scratch: GRN statistics, LayerNorm and head vectors.
     pub scratch: usize,
-    /// Largest set of floats live at one time (the lower bound any plan must meet).
+    /// Bytes of the largest set live at one time (the lower bound any plan must meet).
     pub live_set: usize,
 }
 
@@ -29,93 +38,160 @@ fn round16(n: usize) -> Option<usize> {
 impl ArenaPlan {
     /// A plan of zero size.
     pub const EMPTY: ArenaPlan = ArenaPlan {
+        precision: Precision::F32,
         act: 0,
-        hidden: 0,
+        wide: 0,
+        wide_count: 1,
         scratch: 0,
         live_set: 0,
     };
 
-    /// The plan for `arch`, or `None` if its sizes overflow `usize` on this target.
+    /// The f32 plan for `arch` (see [`ArenaPlan::for_model`]).
     pub fn for_arch(arch: &Arch) -> Option<Self> {
-        let (mut act, mut hidden, mut scratch, mut live) =
-            (0usize, 0usize, arch.last_dim(), 0usize);
+        Self::for_model(arch, Precision::F32)
+    }
+
+    /// The plan for `arch` at precision `p`, or `None` if its sizes overflow `usize` here.
+    pub fn for_model(arch: &Arch, p: Precision) -> Option<Self> {
+        let (mut pc_max, mut hid_max, mut live) = (0usize, 0usize, 0usize);
+        let mut ch_scratch = 2 * arch.last_dim();
         for s in 0..arch.num_stages {
             let (h, w) = arch.stage_hw(s);
             let pc = h.checked_mul(w)?.checked_mul(arch.dims[s])?;
             let hid = pc.checked_mul(MLP_RATIO)?;
-            act = act.max(pc);
-            hidden = hidden.max(hid);
-            scratch = scratch.max(arch.dims[s].checked_mul(MLP_RATIO)?);
-            live = live.max(pc.checked_mul(2)?.checked_add(hid)?);
+            pc_max = pc_max.max(pc);
+            hid_max = hid_max.max(hid);
+            let wide_c = arch.dims[s].checked_mul(MLP_RATIO)?;
+            ch_scratch = ch_scratch.max(match p {
+                Precision::F32 => wide_c,
+                Precision::Int8 => wide_c.checked_mul(grn_f16::SCRATCH_PER_CHANNEL)?,
+            });
+            if s > 0 {
+                ch_scratch = ch_scratch.max(arch.dims[s - 1].checked_mul(2)?);
+            }
+            live = live.max(match p {
+                Precision::F32 => pc.checked_mul(2)?.checked_add(hid)?.checked_mul(4)?,
+                Precision::Int8 => pc.checked_mul(2)?.checked_add(hid.checked_mul(2)?)?,
+            });
         }
         let input = arch
             .input_h
             .checked_mul(arch.input_w)?
             .checked_mul(arch.in_chans)?;
-        hidden = hidden.max(input);
-        let plan = ArenaPlan {
-            act: round16(act)?,
-            hidden: round16(hidden)?,
-            scratch: round16(scratch)?,
-            live_set: live,
+        let plan = match p {
+            Precision::F32 => ArenaPlan {
+                precision: p,
+                act: round16(pc_max.checked_mul(4)?)?,
+                wide: round16(hid_max.max(input).checked_mul(4)?)?,
+                wide_count: 1,
+                scratch: round16(ch_scratch.checked_mul(4)?)?,
+                live_set: live,
+            },
+            Precision::Int8 => {
+                // The patch convs gather 4 patches of int8 into a free activation buffer.
+                let gather = 4
+                    * (STEM_PATCH * STEM_PATCH * arch.in_chans)
+                        .max(DOWN_PATCH * DOWN_PATCH * arch.dims[..arch.num_stages].iter().max()?);
+                let classes = arch.num_classes.checked_mul(4)?;
+                ArenaPlan {
+                    precision: p,
+                    act: round16(pc_max.max(gather))?,
+                    wide: round16(hid_max.max(input).max(classes))?,
+                    wide_count: 2,
+                    scratch: round16(ch_scratch.checked_mul(4)?)?,
+                    live_set: live,
+                }
+            }
         };
-        plan.total_floats()?
-            .checked_mul(4)?
-            .checked_add(ARENA_ALIGN)?;
+        plan.total()?.checked_add(ARENA_ALIGN)?;
         Some(plan)
     }
 
-    fn total_floats(&self) -> Option<usize> {
+    fn total(&self) -> Option<usize> {
         self.act
             .checked_mul(2)?
-            .checked_add(self.hidden)?
+            .checked_add(self.wide.checked_mul(self.wide_count)?)?
             .checked_add(self.scratch)
     }
 
     /// Bytes the caller must pass: the regions plus slack to align a buffer of any alignment.
     pub fn arena_len(&self) -> usize {
-        self.total_floats().unwrap_or(0) * 4 + ARENA_ALIGN - 1
+        self.total().unwrap_or(0) + ARENA_ALIGN - 1
     }
 
     /// Bytes of the largest live set (report: how close the plan is to the lower bound).
     pub fn live_set_bytes(&self) -> usize {
-        self.live_set * 4
+        self.live_set
     }
 
-    /// Splits a caller's buffer into the planned regions.
-    pub(crate) fn split<'b>(&self, arena: &'b mut [u8]) -> Result<Regions<'b>, Error> {
+    /// The aligned part of a caller's buffer that holds the regions.
+    fn region<'b>(&self, arena: &'b mut [u8]) -> Result<&'b mut [u8], Error> {
         let needed = self.arena_len();
         let got = arena.len();
         let skip = arena.as_ptr().align_offset(ARENA_ALIGN);
-        let floats = self.total_floats().unwrap_or(usize::MAX);
-        let bytes = floats
-            .checked_mul(4)
+        let end = self
+            .total()
+            .and_then(|t| skip.checked_add(t))
             .ok_or(Error::ArenaTooSmall { needed, got })?;
-        let end = skip
-            .checked_add(bytes)
-            .ok_or(Error::ArenaTooSmall { needed, got })?;
-        let Some(region) = arena.get_mut(skip..end) else {
-            return Err(Error::ArenaTooSmall { needed, got });
-        };
-        let all: &mut [f32] = bytemuck::try_cast_slice_mut(region)
+        arena
+            .get_mut(skip..end)
+            .ok_or(Error::ArenaTooSmall { needed, got })
+    }
+
+    /// Splits a caller's buffer into the f32 regions.
+    pub(crate) fn split_f32<'b>(&self, arena: &'b mut [u8]) -> Result<RegionsF32<'b>, Error> {
+        let (needed, got) = (self.arena_len(), arena.len());
+        let all: &mut [f32] = bytemuck::try_cast_slice_mut(self.region(arena)?)
             .map_err(|_| Error::ArenaTooSmall { needed, got })?;
-        let (a, rest) = all.split_at_mut(self.act);
-        let (b, rest) = rest.split_at_mut(self.act);
-        let (hidden, scratch) = rest.split_at_mut(self.hidden);
-        Ok(Regions {
+        let (a, rest) = all.split_at_mut(self.act / 4);
+        let (b, rest) = rest.split_at_mut(self.act / 4);
+        let (hidden, scratch) = rest.split_at_mut(self.wide / 4);
+        Ok(RegionsF32 {
             a,
             b,
             hidden,
             scratch,
         })
     }
+
+    /// Splits a caller's buffer into the int8 regions.
+    pub(crate) fn split_i8<'b>(&self, arena: &'b mut [u8]) -> Result<RegionsI8<'b>, Error> {
+        let (needed, got) = (self.arena_len(), arena.len());
+        let all = self.region(arena)?;
+        if self.wide_count != 2 {
+            return Err(Error::ArenaTooSmall { needed, got });
+        }
+        let (x, rest) = all.split_at_mut(self.act);
+        let (t, rest) = rest.split_at_mut(self.act);
+        let (w1, rest) = rest.split_at_mut(self.wide);
+        let (w2, scratch) = rest.split_at_mut(self.wide);
+        let scratch: &mut [f32] = bytemuck::try_cast_slice_mut(scratch)
+            .map_err(|_| Error::ArenaTooSmall { needed, got })?;
+        Ok(RegionsI8 {
+            x: bytemuck::cast_slice_mut(x),
+            t: bytemuck::cast_slice_mut(t),
+            w1,
+            w2,
+            scratch,
+        })
+    }
 }
 
-/// The arena cut into its regions.
-pub(crate) struct Regions<'b> {
+/// The arena cut into the f32 runtime's regions.
+pub(crate) struct RegionsF32<'b> {
     pub a: &'b mut [f32],
     pub b: &'b mut [f32],
     pub hidden: &'b mut [f32],
+    pub scratch: &'b mut [f32],
+}
+
+/// The arena cut into the int8 runtime's regions: the residual stream `x`, the block's
+/// LayerNorm output `t`, two wide byte buffers (16-aligned, viewed as i8 or i32), f32 scratch.
+pub(crate) struct RegionsI8<'b> {
+    pub x: &'b mut [i8],
+    pub t: &'b mut [i8],
+    pub w1: &'b mut [u8],
+    pub w2: &'b mut [u8],
     pub scratch: &'b mut [f32],
 }
 
@@ -127,23 +203,38 @@ mod tests {
     fn atto_plan_equals_live_set() {
         let a = Arch::named("atto", 1000, 224, 224).unwrap();
         let p = ArenaPlan::for_arch(&a).unwrap();
-        assert_eq!(p.act, 56 * 56 * 40);
-        assert_eq!(p.hidden, 56 * 56 * 160);
-        assert_eq!(p.live_set, 6 * 56 * 56 * 40);
+        assert_eq!(p.act, 56 * 56 * 40 * 4);
+        assert_eq!(p.wide, 56 * 56 * 160 * 4);
+        assert_eq!(p.live_set, 6 * 56 * 56 * 40 * 4);
         // Only the 4C GRN scratch (1280 floats) and alignment slack above the live set.
         assert_eq!(p.arena_len(), p.live_set_bytes() + 1280 * 4 + 15);
+        let q = ArenaPlan::for_model(&a, Precision::Int8).unwrap();
+        assert_eq!(q.live_set, 10 * 56 * 56 * 40);
+        // int8: the 3·4C f32 GRN scratch above the live set; 2.3× smaller than f32.
+        assert_eq!(q.arena_len(), q.live_set_bytes() + 3 * 1280 * 4 + 15);
+        assert!(q.arena_len() * 23 / 10 < p.arena_len());
     }
 
     #[test]
     fn split_handles_any_alignment_and_short_buffers() {
         let a = Arch::new([1, 1, 1, 1], [8, 16, 24, 32], 3, 32, 32);
-        let p = ArenaPlan::for_arch(&a).unwrap();
-        let mut buf = [0u8; 32768];
-        for off in 0..16 {
-            let len = p.arena_len();
-            assert!(p.split(&mut buf[off..off + len]).is_ok());
-            let short = p.split(&mut buf[off..off + len - 16 - 1]);
-            assert!(matches!(short, Err(Error::ArenaTooSmall { needed, .. }) if needed == len));
+        for prec in [Precision::F32, Precision::Int8] {
+            let p = ArenaPlan::for_model(&a, prec).unwrap();
+            let mut buf = [0u8; 32768];
+            for off in 0..16 {
+                let len = p.arena_len();
+                let split = |b: &mut [u8]| match prec {
+                    Precision::F32 => p.split_f32(b).map(|_| ()),
+                    Precision::Int8 => p.split_i8(b).map(|_| ()),
+                };
+                assert!(split(&mut buf[off..off + len]).is_ok());
+                let short = split(&mut buf[off..off + len - 16 - 1]);
+                assert!(matches!(short, Err(Error::ArenaTooSmall { needed, .. }) if needed == len));
+                // A plan of the other precision is refused, not misread.
+                if prec == Precision::F32 {
+                    assert!(p.split_i8(&mut buf[off..off + len]).is_err());
+                }
+            }
         }
     }
 }

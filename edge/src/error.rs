@@ -137,6 +137,15 @@ pub enum Error {
         /// Element index inside the tensor.
         element: usize,
     },
+    /// Table entry `index` holds a quantization parameter the int8 kernels cannot use.
+    BadQuantParam {
+        /// Table index.
+        index: u32,
+        /// Element (or record) inside the tensor.
+        element: usize,
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// A reserved field is not zero (it will mean something in a later version).
     ReservedNotZero {
         /// Which field.
@@ -238,6 +247,11 @@ impl fmt::Display for Error {
             NonFiniteWeight { index, element } => {
                 write!(f, "tensor {index}: element {element} is NaN or infinite")
             }
+            BadQuantParam {
+                index,
+                element,
+                reason,
+            } => write!(f, "tensor {index}, element {element}: {reason}"),
             ReservedNotZero { field } => write!(f, "reserved field {field} is not zero"),
             ArenaTooSmall { needed, got } => {
                 write!(f, "arena too small: the model needs {needed} bytes, got {got}")

@@ -35,9 +35,11 @@ mod kernels;
 pub mod model;
 pub mod ops;
 pub mod runtime;
+mod runtime_i8;
 
 pub use arch::Arch;
 pub use arena::ArenaPlan;
 pub use error::Error;
-pub use model::{AlignedModel, Model};
+pub use format::Precision;
+pub use model::{AlignedModel, Model, QParams};
 pub use runtime::{BlockOp, Input, Kernels, NoObserver, Observer, Tap};

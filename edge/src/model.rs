@@ -3,14 +3,17 @@
 
 use crate::arch::{Arch, MAX_STAGES};
 use crate::arena::ArenaPlan;
-use crate::format::{self, entry, field, Dtype, TensorId};
+use crate::format::{self, entry, field, Dtype, Layout, Precision, TensorId};
+use crate::ops::requant::Requant;
 use crate::Error;
+use half::f16;
 
 /// A validated model borrowing its file bytes.
 #[derive(Clone, Copy, Debug)]
 pub struct Model<'a> {
     bytes: &'a [u8],
     arch: Arch,
+    precision: Precision,
     table_offset: usize,
     stage_base: [usize; MAX_STAGES],
     head_base: usize,
@@ -53,7 +56,7 @@ impl<'a> Model<'a> {
         // Then the fixed header: everything below reads inside these 160 bytes.
         let h = read_bytes(bytes, 0, format::HEADER_LEN, "header")?;
         let version = u32_at(h, field::VERSION);
-        if version != format::VERSION {
+        if !(format::MIN_VERSION..=format::VERSION).contains(&version) {
             return Err(Error::UnsupportedVersion {
                 found: version,
                 supported: format::VERSION,
@@ -83,12 +86,16 @@ impl<'a> Model<'a> {
             });
         }
         let flags = u32_at(h, field::FLAGS);
-        if flags != 0 {
-            return Err(Error::BadHeader {
-                field: "flags",
-                value: flags as u64,
-            });
-        }
+        let precision = match (version, flags) {
+            (_, 0) => Precision::F32,
+            (2.., format::FLAG_INT8) => Precision::Int8,
+            _ => {
+                return Err(Error::BadHeader {
+                    field: "flags",
+                    value: flags as u64,
+                })
+            }
+        };
         if h[field::RESERVED..field::RESERVED + 8]
             .iter()
             .any(|&b| b != 0)
@@ -124,12 +131,12 @@ impl<'a> Model<'a> {
         };
         arch.validate()?;
         // The arena size must be representable on this target.
-        ArenaPlan::for_arch(&arch).ok_or(Error::BadArch {
+        ArenaPlan::for_model(&arch, precision).ok_or(Error::BadArch {
             reason: "activations too large for this target's address space",
         })?;
 
         let count = u32_at(h, field::TENSOR_COUNT);
-        let expected = format::tensor_count(&arch) as u32;
+        let expected = format::tensor_count(&arch, precision) as u32;
         if count != expected {
             return Err(Error::TensorCount {
                 expected,
@@ -163,7 +170,7 @@ impl<'a> Model<'a> {
         }
 
         let mut prev_end = payload_offset;
-        for (i, id) in format::tensor_ids(&arch).enumerate() {
+        for (i, id) in format::tensor_ids(&arch, precision).enumerate() {
             let e = &table[i * format::ENTRY_LEN..(i + 1) * format::ENTRY_LEN];
             let index = i as u32;
             let found = (
@@ -178,11 +185,14 @@ impl<'a> Model<'a> {
                     found,
                 });
             }
-            let dtype = e[entry::DTYPE];
-            if dtype != Dtype::F32 as u8 {
-                return Err(Error::UnsupportedDtype { index, tag: dtype });
+            let dtype = id.role.dtype(precision);
+            if e[entry::DTYPE] != dtype as u8 {
+                return Err(Error::UnsupportedDtype {
+                    index,
+                    tag: e[entry::DTYPE],
+                });
             }
-            let layout = id.role.layout() as u8;
+            let layout = id.role.layout(precision) as u8;
             if e[entry::LAYOUT] != layout {
                 return Err(Error::BadLayout {
                     index,
@@ -197,10 +207,10 @@ impl<'a> Model<'a> {
             }
             if u32_at(e, entry::QUANT) != format::NO_QUANT {
                 return Err(Error::ReservedNotZero {
-                    field: "entry.quant_index (must be NO_QUANT for f32)",
+                    field: "entry.quant_index (must be NO_QUANT)",
                 });
             }
-            let want = format::packed_shape(&arch, id);
+            let want = format::packed_shape(&arch, precision, id);
             let mut shape = [0u32; 4];
             for (d, s) in shape.iter_mut().enumerate() {
                 *s = u32_at(e, entry::SHAPE + 4 * d);
@@ -215,7 +225,7 @@ impl<'a> Model<'a> {
             }
             let offset = u64_at(e, entry::OFFSET);
             let len = u64_at(e, entry::NBYTES);
-            if len != format::shape_elems(&want) * 4 {
+            if len != format::shape_elems(&want) * dtype.size() as u64 {
                 return Err(Error::TensorOutOfBounds { index, offset, len });
             }
             if !offset.is_multiple_of(format::TENSOR_ALIGN as u64) {
@@ -229,21 +239,19 @@ impl<'a> Model<'a> {
                 return Err(Error::TensorOutOfBounds { index, offset, len });
             };
             prev_end = end;
-            let data = cast_f32(&bytes[offset as usize..end as usize])
-                .ok_or(Error::TensorMisaligned { index, offset })?;
-            if let Some(element) = data.iter().position(|v| !v.is_finite()) {
-                return Err(Error::NonFiniteWeight { index, element });
-            }
+            let data = &bytes[offset as usize..end as usize];
+            check_values(data, dtype, id.role.layout(precision), index, offset)?;
         }
 
         let mut stage_base = [0usize; MAX_STAGES];
         for (s, base) in stage_base.iter_mut().enumerate().take(num_stages) {
-            *base = format::stage_base(&arch, s);
+            *base = format::stage_base(&arch, precision, s);
         }
-        let head_base = format::tensor_count(&arch) - format::HEAD_ROLES.len();
+        let head_base = format::tensor_count(&arch, precision) - precision.roles().head.len();
         Ok(Model {
             bytes,
             arch,
+            precision,
             table_offset: format::HEADER_LEN,
             stage_base,
             head_base,
@@ -255,6 +263,11 @@ impl<'a> Model<'a> {
         &self.arch
     }
 
+    /// Whether the file holds an f32 or an int8 model.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
     /// Size of the model file in bytes.
     pub fn file_len(&self) -> usize {
         self.bytes.len()
@@ -263,7 +276,7 @@ impl<'a> Model<'a> {
     /// The arena plan for this model's input size.
     pub fn arena_plan(&self) -> ArenaPlan {
         // Validated in `parse`: the plan fits in usize.
-        ArenaPlan::for_arch(&self.arch).unwrap_or(ArenaPlan::EMPTY)
+        ArenaPlan::for_model(&self.arch, self.precision).unwrap_or(ArenaPlan::EMPTY)
     }
 
     /// Bytes of scratch `run` needs (any alignment of the caller's buffer).
@@ -271,8 +284,20 @@ impl<'a> Model<'a> {
         self.arena_plan().arena_len()
     }
 
-    /// The tensor at table index `i` (validated at parse time).
+    /// The tensor at table index `i` as f32 (validated at parse time).
     pub(crate) fn tensor(&self, i: usize) -> &'a [f32] {
+        self.slice(i)
+    }
+
+    /// The tensor at table index `i` of an f32 model, as stored (packed layout), for tools
+    /// that read weights back; `None` for other dtypes or indices.
+    pub fn tensor_f32(&self, i: usize) -> Option<&'a [f32]> {
+        let id = self.tensor_id(i)?;
+        (id.role.dtype(self.precision) == Dtype::F32).then(|| self.slice(i))
+    }
+
+    /// The tensor at table index `i` as `T` (its dtype, validated at parse time).
+    pub(crate) fn slice<T: bytemuck::Pod>(&self, i: usize) -> &'a [T] {
         let e = self.table_offset + i * format::ENTRY_LEN;
         let (Some(off), Some(len)) = (
             self.bytes.get(e + entry::OFFSET..e + entry::OFFSET + 8),
@@ -284,7 +309,7 @@ impl<'a> Model<'a> {
         let len = u64_at(len, 0) as usize;
         self.bytes
             .get(off..off.saturating_add(len))
-            .and_then(cast_f32)
+            .and_then(|b| bytemuck::try_cast_slice(b).ok())
             .unwrap_or(&[])
     }
 
@@ -299,11 +324,15 @@ impl<'a> Model<'a> {
         core::array::from_fn(|r| self.tensor(base + r))
     }
 
+    /// Table index of the first tensor of block `b` of stage `s`.
+    fn block_base(&self, s: usize, b: usize) -> usize {
+        let r = self.precision.roles();
+        self.stage_base[s] + if s > 0 { r.down.len() } else { 0 } + b * r.block.len()
+    }
+
     /// Tensors of block `b` of stage `s`, in [`format::BLOCK_ROLES`] order.
     pub(crate) fn block(&self, s: usize, b: usize) -> [&'a [f32]; 10] {
-        let base = self.stage_base[s]
-            + if s > 0 { format::DOWN_ROLES.len() } else { 0 }
-            + b * format::BLOCK_ROLES.len();
+        let base = self.block_base(s, b);
         core::array::from_fn(|r| self.tensor(base + r))
     }
 
@@ -314,13 +343,208 @@ impl<'a> Model<'a> {
 
     /// Identity of table entry `i` (for tools that list a file's contents).
     pub fn tensor_id(&self, i: usize) -> Option<TensorId> {
-        format::tensor_ids(&self.arch).nth(i)
+        format::tensor_ids(&self.arch, self.precision).nth(i)
+    }
+
+    /// The (scale, zero point) pair `k` of the `*Act` tensor at table index `i`.
+    fn pair(&self, i: usize, k: usize) -> QParams {
+        let v: &[f32] = self.slice(i);
+        match v.get(2 * k..2 * k + 2) {
+            Some(&[scale, zero]) => QParams {
+                scale,
+                zero: zero as i32,
+            },
+            _ => QParams {
+                scale: 1.0,
+                zero: 0,
+            },
+        }
+    }
+
+    /// int8 model: the stem's tensors.
+    pub(crate) fn stem_i8(&self) -> StemI8<'a> {
+        StemI8 {
+            input: self.pair(0, format::act::STEM_IN),
+            out: self.pair(0, format::act::STEM_OUT),
+            conv_w: self.slice(1),
+            conv_b: self.slice(2),
+            deq: self.slice(3),
+            norm_w: self.slice(4),
+            norm_b: self.slice(5),
+        }
+    }
+
+    /// int8 model: stage `s`'s downsample (s ≥ 1).
+    pub(crate) fn downsample_i8(&self, s: usize) -> DownI8<'a> {
+        let i = self.stage_base[s];
+        DownI8 {
+            norm_q: self.pair(i, format::act::DOWN_NORM),
+            out: self.pair(i, format::act::DOWN_OUT),
+            norm_w: self.slice(i + 1),
+            norm_b: self.slice(i + 2),
+            conv_w: self.slice(i + 3),
+            conv_b: self.slice(i + 4),
+            rq: self.slice(i + 5),
+        }
+    }
+
+    /// int8 model: block `b` of stage `s`.
+    pub(crate) fn block_i8(&self, s: usize, b: usize) -> BlockI8<'a> {
+        let i = self.block_base(s, b);
+        let lut: &[i8] = self.slice(i + 9);
+        BlockI8 {
+            norm_q: self.pair(i, format::act::NORM),
+            fc1_q: self.pair(i, format::act::FC1),
+            gelu_q: self.pair(i, format::act::GELU),
+            grn_q: self.pair(i, format::act::GRN),
+            out: self.pair(i, format::act::OUT),
+            dw_w: self.slice(i + 1),
+            dw_b: self.slice(i + 2),
+            dw_deq: self.slice(i + 3),
+            norm_w: self.slice(i + 4),
+            norm_b: self.slice(i + 5),
+            fc1_w: self.slice(i + 6),
+            fc1_b: self.slice(i + 7),
+            fc1_rq: self.slice(i + 8),
+            gelu_lut: lut.try_into().unwrap_or(&[0; 256]),
+            grn_w: self.slice(i + 10),
+            grn_b: self.slice(i + 11),
+            fc2_w: self.slice(i + 12),
+            fc2_b: self.slice(i + 13),
+            res_rq: self.slice(i + 14),
+        }
+    }
+
+    /// int8 model: the head.
+    pub(crate) fn head_i8(&self) -> HeadI8<'a> {
+        let i = self.head_base;
+        HeadI8 {
+            norm_q: self.pair(i, format::act::HEAD_NORM),
+            norm_w: self.slice(i + 1),
+            norm_b: self.slice(i + 2),
+            fc_w: self.slice(i + 3),
+            fc_b: self.slice(i + 4),
+            deq: self.slice(i + 5),
+        }
     }
 }
 
-/// Reinterprets 4-aligned little-endian bytes as f32 (safe: bytemuck checks size and alignment).
-fn cast_f32(b: &[u8]) -> Option<&[f32]> {
-    bytemuck::try_cast_slice(b).ok()
+/// Per-tensor quantization of an activation: `real = (q − zero) · scale`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QParams {
+    /// Step between codes (finite, > 0).
+    pub scale: f32,
+    /// The code of real 0 (in −128..=127).
+    pub zero: i32,
+}
+
+/// int8 stem tensors (file order of [`format::STEM_ROLES_I8`]).
+pub(crate) struct StemI8<'a> {
+    pub input: QParams,
+    pub out: QParams,
+    pub conv_w: &'a [i8],
+    pub conv_b: &'a [i32],
+    pub deq: &'a [f32],
+    pub norm_w: &'a [f32],
+    pub norm_b: &'a [f32],
+}
+
+/// int8 downsample tensors.
+pub(crate) struct DownI8<'a> {
+    pub norm_q: QParams,
+    pub out: QParams,
+    pub norm_w: &'a [f32],
+    pub norm_b: &'a [f32],
+    pub conv_w: &'a [i8],
+    pub conv_b: &'a [i32],
+    pub rq: &'a [Requant],
+}
+
+/// int8 block tensors.
+pub(crate) struct BlockI8<'a> {
+    pub norm_q: QParams,
+    pub fc1_q: QParams,
+    pub gelu_q: QParams,
+    pub grn_q: QParams,
+    pub out: QParams,
+    pub dw_w: &'a [i8],
+    pub dw_b: &'a [i32],
+    pub dw_deq: &'a [f32],
+    pub norm_w: &'a [f32],
+    pub norm_b: &'a [f32],
+    pub fc1_w: &'a [i8],
+    pub fc1_b: &'a [i32],
+    pub fc1_rq: &'a [Requant],
+    pub gelu_lut: &'a [i8; 256],
+    pub grn_w: &'a [f16],
+    pub grn_b: &'a [f16],
+    pub fc2_w: &'a [i8],
+    pub fc2_b: &'a [i32],
+    pub res_rq: &'a [Requant],
+}
+
+/// int8 head tensors.
+pub(crate) struct HeadI8<'a> {
+    pub norm_q: QParams,
+    pub norm_w: &'a [f32],
+    pub norm_b: &'a [f32],
+    pub fc_w: &'a [i8],
+    pub fc_b: &'a [i32],
+    pub deq: &'a [f32],
+}
+
+/// Checks a tensor's values against what its dtype and layout allow.
+fn check_values(
+    data: &[u8],
+    dtype: Dtype,
+    layout: Layout,
+    index: u32,
+    offset: u64,
+) -> Result<(), Error> {
+    let misaligned = Error::TensorMisaligned { index, offset };
+    let bad = |element: usize, reason: &'static str| Error::BadQuantParam {
+        index,
+        element,
+        reason,
+    };
+    match dtype {
+        Dtype::F32 => {
+            let v: &[f32] = bytemuck::try_cast_slice(data).map_err(|_| misaligned)?;
+            if let Some(element) = v.iter().position(|v| !v.is_finite()) {
+                return Err(Error::NonFiniteWeight { index, element });
+            }
+            if layout == Layout::QuantPairs {
+                for (k, p) in v.chunks_exact(2).enumerate() {
+                    if p[0] < f32::MIN_POSITIVE {
+                        return Err(bad(2 * k, "activation scale must be > 0 and normal"));
+                    }
+                    if libm::truncf(p[1]) != p[1] || !(-128.0..=127.0).contains(&p[1]) {
+                        return Err(bad(
+                            2 * k + 1,
+                            "zero point must be an integer in -128..=127",
+                        ));
+                    }
+                }
+            }
+        }
+        Dtype::F16 => {
+            let v: &[f16] = bytemuck::try_cast_slice(data).map_err(|_| misaligned)?;
+            if let Some(element) = v.iter().position(|v| !v.is_finite()) {
+                return Err(Error::NonFiniteWeight { index, element });
+            }
+        }
+        Dtype::Requant => {
+            let v: &[Requant] = bytemuck::try_cast_slice(data).map_err(|_| misaligned)?;
+            if let Some(element) = v.iter().position(|r| !r.is_valid()) {
+                return Err(bad(
+                    element,
+                    "requantization record: multiplier outside [2^30, 2^31), shift out of range or reserved bytes set",
+                ));
+            }
+        }
+        Dtype::I8 | Dtype::I32 => {}
+    }
+    Ok(())
 }
 
 #[cfg(target_endian = "big")]

@@ -1,7 +1,8 @@
 //! Running a model: composes the operator kernels over the arena. No kernel code lives here.
 
 use crate::arch::{DOWN_PATCH, MLP_RATIO, STEM_PATCH};
-use crate::model::Model;
+use crate::format::Precision;
+use crate::model::{Model, QParams};
 use crate::ops::input;
 use crate::Error;
 
@@ -27,7 +28,7 @@ pub enum Kernels {
 }
 
 /// Operators inside a block whose outputs an [`Observer`] can see.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BlockOp {
     /// After the depthwise 7×7.
     DwConv,
@@ -46,10 +47,14 @@ pub enum BlockOp {
 }
 
 /// Points of the network whose activations an [`Observer`] can see.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Tap {
+    /// The normalized input image (HWC).
+    Input,
     /// After stem conv + LN.
     Stem,
+    /// After the LayerNorm of stage `s`'s downsample (the downsample conv's input), s ≥ 1.
+    DownsampleNorm(usize),
     /// After downsample of stage `s` (its first block's input), s ≥ 1.
     Downsample(usize),
     /// Inside block `block` of stage `stage`.
@@ -72,8 +77,13 @@ pub enum Tap {
 pub trait Observer {
     /// Whether `observe` does anything.
     const ENABLED: bool;
-    /// Called with each tap's activations.
+    /// Called with each tap's activations (f32 models).
     fn observe(&mut self, tap: Tap, h: usize, w: usize, c: usize, nhwc: &[f32]);
+    /// Called with each tap's int8 codes and their quantization (int8 models; taps whose value
+    /// is an int32 accumulator, `DwConv` and `Fc2`, are not seen). Ignores them by default.
+    fn observe_i8(&mut self, tap: Tap, h: usize, w: usize, c: usize, q: &[i8], qp: QParams) {
+        let _ = (tap, h, w, c, q, qp);
+    }
 }
 
 /// The observer that observes nothing.
@@ -125,7 +135,10 @@ impl Model<'_> {
                 got: logits.len(),
             });
         }
-        let r = self.arena_plan().split(arena)?;
+        if self.precision() == Precision::Int8 {
+            return self.run_i8(image, arena, logits, kernels.set_i8()?, obs);
+        }
+        let r = self.arena_plan().split_f32(arena)?;
         let (mut cur, mut other, hidden, scratch) = (r.a, r.b, r.hidden, r.scratch);
 
         // Input → HWC f32 in the hidden region (free until the first block).
@@ -133,6 +146,9 @@ impl Model<'_> {
         match image {
             Input::NchwF32(x) => input::nchw_to_hwc_f32_scalar(x, ih * iw, a.in_chans, staged),
             Input::HwcU8(x) => input::normalize_u8_hwc_scalar(x, staged),
+        }
+        if O::ENABLED {
+            obs.observe(Tap::Input, ih, iw, a.in_chans, staged);
         }
 
         // Stem: conv 4×4/s4 + LN.
@@ -151,6 +167,9 @@ impl Model<'_> {
                 let prev = a.dims[s - 1];
                 let [nw, nb, cw, cb] = self.downsample(s);
                 (k.layernorm)(cur, h * w, prev, nw, nb, a.ln_eps);
+                if O::ENABLED {
+                    obs.observe(Tap::DownsampleNorm(s), h, w, prev, &cur[..h * w * prev]);
+                }
                 (k.patch_conv)(cur, h, w, prev, DOWN_PATCH, cw, cb, c, other);
                 core::mem::swap(&mut cur, &mut other);
                 (h, w) = a.stage_hw(s);

@@ -228,7 +228,7 @@ pub fn named_arch(
 pub fn convert(sd: &StateDict, arch: &Arch) -> Result<Vec<u8>, ConvertError> {
     arch.validate().map_err(ConvertError::Arch)?;
     let last = arch.num_stages as u16 - 1;
-    let wanted: Vec<TensorId> = format::tensor_ids(arch).collect();
+    let wanted: Vec<TensorId> = format::tensor_ids(arch, edge::Precision::F32).collect();
     let mut by_id = BTreeMap::<(u16, u16, u32), &Tensor>::new();
     let mut unexpected = Vec::new();
     for (k, t) in sd {

@@ -1,9 +1,13 @@
 //! `quant`: turns ConvNeXt V2 weights (timm or official facebookresearch names; f32/f16/bf16
-//! safetensors) into `edge` model files.
+//! safetensors) into `edge` model files, f32 (`convert`) or int8 (`calibrate`: post-training
+//! calibration, scheme in [`quantize`]).
 
 pub mod calib;
+pub mod calibrate;
 pub mod convert;
+pub mod data;
 pub mod names;
+pub mod quantize;
 pub mod synth;
 
 pub use convert::{convert_file, infer_arch, load_state_dict, ConvertError, StateDict, Tensor};

@@ -52,11 +52,62 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// int8 post-training calibration: f32 weights + images → int8 model file (GRN in fp16),
+    /// with an accuracy report on held-out images.
+    Calibrate {
+        /// timm- or official-named safetensors (exclusive with --model).
+        #[arg(long, conflicts_with = "model", required_unless_present = "model")]
+        weights: Option<PathBuf>,
+        /// An f32 edge model file (from `quant convert`).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// With --weights: a named size (inferred when absent).
+        #[arg(long)]
+        arch: Option<String>,
+        /// With --weights: the input size, N or HxW.
+        #[arg(long, default_value = "224", value_parser = parse_hw)]
+        input_size: (usize, usize),
+        /// A folder of png/jpg images (searched recursively) or the Fashion-MNIST IDX folder.
+        #[arg(long)]
+        images: PathBuf,
+        /// Calibration images.
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+        num: u64,
+        /// Held-out images for the report (Fashion-MNIST: its test split; a folder: the images
+        /// after the calibration ones). 0 skips the evaluation.
+        #[arg(long, default_value_t = 200)]
+        eval: u64,
+        /// How activation ranges are chosen.
+        #[arg(long, value_enum, default_value_t = MethodArg::Mse)]
+        method: MethodArg,
+        /// With --method percentile: the central percentage kept.
+        #[arg(long, default_value_t = 99.99)]
+        percentile: f64,
+        /// Seed of the calibration sample.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output int8 model file (written atomically; nothing is written on error).
+        #[arg(long)]
+        out: PathBuf,
+        /// Also write the report as JSON.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// No progress bars.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Validates a model file and prints its architecture and arena needs.
     Inspect {
         /// The model file.
         model: PathBuf,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum MethodArg {
+    Minmax,
+    Percentile,
+    Mse,
 }
 
 fn parse_hw(s: &str) -> Result<(usize, usize), String> {
@@ -121,6 +172,77 @@ fn run(cmd: Cmd) -> Result<(), Box<dyn std::error::Error>> {
             );
             Ok(())
         }
+        Cmd::Calibrate {
+            weights,
+            model,
+            arch,
+            input_size,
+            images,
+            num,
+            eval,
+            method,
+            percentile,
+            seed,
+            out,
+            report,
+            quiet,
+        } => {
+            let method = match method {
+                MethodArg::Minmax => quant::calib::Method::MinMax,
+                MethodArg::Mse => quant::calib::Method::Mse,
+                MethodArg::Percentile if percentile > 0.0 && percentile <= 100.0 => {
+                    quant::calib::Method::Percentile(percentile)
+                }
+                MethodArg::Percentile => {
+                    return Err(
+                        format!("--percentile must be in (0, 100], got {percentile}").into(),
+                    )
+                }
+            };
+            let f32_file = match (&weights, &model) {
+                (Some(w), _) => {
+                    let sd = quant::load_state_dict(w)?;
+                    let a = match &arch {
+                        Some(n) => quant::convert::named_arch(n, &sd, input_size.0, input_size.1)?,
+                        None => quant::infer_arch(&sd, input_size.0, input_size.1)?,
+                    };
+                    quant::convert::convert(&sd, &a)?
+                }
+                (None, Some(m)) => std::fs::read(m).map_err(|e| format!("{}: {e}", m.display()))?,
+                (None, None) => return Err("give --weights or --model".into()),
+            };
+            let src = quant::data::Source::open(&images)?;
+            let opt = quant::calibrate::Options {
+                num: num as usize,
+                eval: eval as usize,
+                method,
+                seed,
+                progress: !quiet,
+            };
+            let (int8, rep) = quant::calibrate::calibrate(&f32_file, &src, &opt)?;
+            quant::convert::write_atomic(&out, &int8)?;
+            let buf = edge::builder::AlignedBytes::from_slice(&int8);
+            let m = edge::Model::parse(buf.as_slice())?;
+            let name = m.arch().name().unwrap_or("custom");
+            let method_name = match method {
+                quant::calib::Method::MinMax => "minmax".to_string(),
+                quant::calib::Method::Mse => "mse".to_string(),
+                quant::calib::Method::Percentile(p) => format!("percentile {p}"),
+            };
+            println!(
+                "wrote {} ({} bytes): int8 {name}, method {method_name}",
+                out.display(),
+                int8.len()
+            );
+            print!("{}", rep.table());
+            if let Some(r) = report {
+                let j = rep.to_json(&images.display().to_string(), &method_name, name);
+                let text = serde_json::to_string_pretty(&j)?;
+                quant::convert::write_atomic(&r, text.as_bytes())?;
+                println!("report: {}", r.display());
+            }
+            Ok(())
+        }
         Cmd::Inspect { model } => {
             let bytes = std::fs::read(&model)?;
             let buf = edge::builder::AlignedBytes::from_slice(&bytes);
@@ -128,9 +250,10 @@ fn run(cmd: Cmd) -> Result<(), Box<dyn std::error::Error>> {
             let a = m.arch();
             let plan = m.arena_plan();
             println!(
-                "{}: valid edge model, format version {}",
+                "{}: valid edge model, format version {}, {}",
                 model.display(),
-                edge::format::VERSION
+                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]),
+                m.precision().name()
             );
             println!(
                 "  arch {} depths {:?} dims {:?}, {} classes, input {}x{}, eps ln {:e} grn {:e}",

@@ -73,9 +73,11 @@ pub fn timm_name(id: TensorId) -> String {
     use Role::*;
     let (s, b, r) = (id.stage, id.block, id.role.name());
     match id.role {
-        StemConvW | StemConvB | StemNormW | StemNormB | HeadNormW | HeadNormB | HeadFcW
-        | HeadFcB => r.to_string(),
-        DownNormW | DownNormB | DownConvW | DownConvB => format!("stages.{s}.{r}"),
+        StemConvW | StemConvB | StemNormW | StemNormB | StemAct | StemDeq | HeadNormW
+        | HeadNormB | HeadFcW | HeadFcB | HeadAct | HeadDeq => r.to_string(),
+        DownNormW | DownNormB | DownConvW | DownConvB | DownAct | DownRq => {
+            format!("stages.{s}.{r}")
+        }
         _ => format!("stages.{s}.blocks.{b}.{r}"),
     }
 }

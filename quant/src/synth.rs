@@ -20,7 +20,7 @@ pub fn synth_model(arch: &Arch, seed: u64) -> Result<Vec<u8>, edge::Error> {
         let (a, b) = (u(), u());
         ((-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos()).clamp(-2.0, 2.0) as f32
     };
-    let tensors: Vec<Vec<f32>> = format::tensor_ids(arch)
+    let tensors: Vec<Vec<f32>> = format::tensor_ids(arch, edge::Precision::F32)
         .map(|id| {
             let n = builder::logical_len(&builder::logical_shape(arch, id));
             use Role::*;
@@ -34,6 +34,8 @@ pub fn synth_model(arch: &Arch, seed: u64) -> Result<Vec<u8>, edge::Error> {
                 StemConvW | DownConvW | DwConvW | Fc1W | Fc2W | HeadFcW => {
                     (0..n).map(|_| 0.02 * normal()).collect()
                 }
+                // Quantization parameters: not part of an f32 file.
+                _ => Vec::new(),
             }
         })
         .collect();

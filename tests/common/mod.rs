@@ -68,7 +68,7 @@ pub fn tiny_model(seed: u64) -> (edge::Arch, AlignedBytes) {
         s ^= s << 17;
         ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.4
     };
-    let tensors: Vec<Vec<f32>> = edge::format::tensor_ids(&arch)
+    let tensors: Vec<Vec<f32>> = edge::format::tensor_ids(&arch, edge::Precision::F32)
         .map(|id| {
             let n = edge::builder::logical_len(&edge::builder::logical_shape(&arch, id));
             (0..n).map(|_| next()).collect()

@@ -7,7 +7,7 @@ pub const K: usize = 7;
 pub const PAD: usize = 3;
 
 /// Packs PyTorch's `[C][1][7][7]` weights into `[7][7][C]`.
-pub fn pack_dw(cikk: &[f32], c: usize, out: &mut [f32]) {
+pub fn pack_dw<T: Copy>(cikk: &[T], c: usize, out: &mut [T]) {
     for ch in 0..c {
         for t in 0..K * K {
             out[t * c + ch] = cikk[ch * K * K + t];

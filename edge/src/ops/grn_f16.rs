@@ -396,6 +396,25 @@ mod neon {
     }
 }
 
+/// [`grn_f16_fp16`] in a build whose target has FEAT_FP16 (`-C target-feature=+fp16`): safe
+/// to call, every CPU the binary may run on implements it. Kernel-set slot.
+#[cfg(all(target_arch = "aarch64", target_feature = "fp16"))]
+#[allow(clippy::too_many_arguments)]
+pub fn grn_f16_fp16_static(
+    input: &[i8],
+    pixels: usize,
+    c: usize,
+    gamma: &[f16],
+    beta: &[f16],
+    eps: f32,
+    qp: &GrnF16Quant,
+    out: &mut [i8],
+    scratch: &mut [f32],
+) {
+    // SAFETY: `target_feature = "fp16"` holds for the whole build (cfg above).
+    unsafe { grn_f16_fp16(input, pixels, c, gamma, beta, eps, qp, out, scratch) }
+}
+
 #[cfg(all(test, target_arch = "aarch64"))]
 mod neon_tests {
     use super::tests::case;

@@ -1,4 +1,7 @@
-//! Input staging: the caller's image (normalized f32 NCHW, or u8 RGB HWC) → normalized f32 HWC.
+//! Input staging: the caller's image (normalized f32 NCHW, or u8 RGB HWC) → normalized f32 HWC,
+//! or, for int8 models, straight to quantized int8 HWC (one pass, no f32 copy of the image).
+
+use crate::model::QParams;
 
 /// ImageNet mean (RGB), as timm/torchvision use it.
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
@@ -24,9 +27,95 @@ pub fn normalize_u8_hwc_scalar(input: &[u8], out: &mut [f32]) {
     }
 }
 
+/// Quantizes one value: `sat8(rint(v · inv_scale) + zero)` (round half to even).
+#[inline]
+pub fn quantize_one(v: f32, inv_scale: f32, zero: i32) -> i8 {
+    let q = libm::rintf(v * inv_scale);
+    // `as` saturates (and maps NaN to 0) before the zero point is added.
+    (q.clamp(-1024.0, 1024.0) as i32 + zero).clamp(-128, 127) as i8
+}
+
+/// Normalized f32 `[C][H·W]` → int8 `[H·W][C]` with the model's input quantization.
+pub fn quantize_nchw_f32_i8_scalar(
+    input: &[f32],
+    pixels: usize,
+    c: usize,
+    q: QParams,
+    out: &mut [i8],
+) {
+    let inv = 1.0 / q.scale;
+    for (p, px) in out[..pixels * c].chunks_exact_mut(c).enumerate() {
+        for (ch, v) in px.iter_mut().enumerate() {
+            *v = quantize_one(input[ch * pixels + p], inv, q.zero);
+        }
+    }
+}
+
+/// The int8 code of every u8 value of each RGB channel: `quantize((v/255 − mean)/std)`, the
+/// same f32 operations as [`normalize_u8_hwc_scalar`] then [`quantize_one`].
+pub fn u8_to_i8_table(q: QParams) -> [[i8; 256]; 3] {
+    let inv = 1.0 / q.scale;
+    core::array::from_fn(|ch| {
+        core::array::from_fn(|v| {
+            quantize_one(
+                (v as f32 / 255.0 - IMAGENET_MEAN[ch]) / IMAGENET_STD[ch],
+                inv,
+                q.zero,
+            )
+        })
+    })
+}
+
+/// u8 RGB HWC → int8 HWC through [`u8_to_i8_table`].
+pub fn quantize_u8_hwc_i8_scalar(input: &[u8], table: &[[i8; 256]; 3], out: &mut [i8]) {
+    for (src, dst) in input.chunks_exact(3).zip(out.chunks_exact_mut(3)) {
+        for ch in 0..3 {
+            dst[ch] = table[ch][src[ch] as usize];
+        }
+    }
+}
+
+/// f32 → int8 with a per-tensor quantization (the head's pooled features).
+pub fn quantize_f32_i8_scalar(input: &[f32], q: QParams, out: &mut [i8]) {
+    let inv = 1.0 / q.scale;
+    for (o, &v) in out.iter_mut().zip(input) {
+        *o = quantize_one(v, inv, q.zero);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quantizes_with_rounding_and_saturation() {
+        let q = QParams {
+            scale: 0.5,
+            zero: -3,
+        };
+        let mut out = [0i8; 6];
+        quantize_f32_i8_scalar(&[0.0, 0.25, 0.75, -1.0, 1e9, -1e9], q, &mut out);
+        // 0.25/0.5 = 0.5 → 0 (half to even); 0.75/0.5 = 1.5 → 2.
+        assert_eq!(out, [-3, -3, -1, -5, 127, -128]);
+        // The u8 table is the normalize-then-quantize composition.
+        let q = QParams {
+            scale: 0.02,
+            zero: 5,
+        };
+        let t = u8_to_i8_table(q);
+        let rgb = [0u8, 128, 255, 17, 99, 201];
+        let mut via_f32 = [0f32; 6];
+        normalize_u8_hwc_scalar(&rgb, &mut via_f32);
+        let mut a = [0i8; 6];
+        let mut b = [0i8; 6];
+        quantize_u8_hwc_i8_scalar(&rgb, &t, &mut a);
+        quantize_f32_i8_scalar(&via_f32, q, &mut b);
+        assert_eq!(a, b);
+        let nchw = [0.1f32, -0.2, 0.3, -0.4, 0.5, -0.6];
+        let mut hwc = [0i8; 6];
+        quantize_nchw_f32_i8_scalar(&nchw, 2, 3, q, &mut hwc);
+        assert_eq!(hwc, [10, 20, 30, -5, -15, -25]);
+    }
 
     #[test]
     fn transposes_and_normalizes() {

@@ -74,6 +74,14 @@ pub fn layernorm_i32_i8_scalar(
     }
 }
 
+/// The residual stream's codes as LayerNorm input: `out[i] = x[i] − zero` (the downsample's
+/// LayerNorm then dequantizes with the stream's scale for every channel).
+pub fn widen_i8_i32_scalar(x: &[i8], zero: i32, out: &mut [i32]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = v as i32 - zero;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,6 +45,24 @@ pub fn patch_conv_i8_scalar(
     }
 }
 
+/// [`patch_conv_i8_scalar`] with the kernel-set signature (the NEON forms gather patches into
+/// `scratch`; the reference needs none).
+#[allow(clippy::too_many_arguments)]
+pub fn patch_conv_i8_scalar_slot(
+    input: &[i8],
+    h: usize,
+    w: usize,
+    cin: usize,
+    k: usize,
+    weight: &[i8],
+    bias: &[i32],
+    cout: usize,
+    out: &mut [i32],
+    _scratch: &mut [i8],
+) {
+    patch_conv_i8_scalar(input, h, w, cin, k, weight, bias, cout, out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,6 +199,29 @@ fn patch_conv_i8_with(
         );
         q += mr;
     }
+}
+
+/// [`patch_conv_i8_sdot`] in a build whose target has FEAT_DotProd. Kernel-set slot.
+#[cfg(all(
+    target_arch = "aarch64",
+    feature = "dotprod",
+    target_feature = "dotprod"
+))]
+#[allow(clippy::too_many_arguments)]
+pub fn patch_conv_i8_sdot_static(
+    input: &[i8],
+    h: usize,
+    w: usize,
+    cin: usize,
+    k: usize,
+    weight: &[i8],
+    bias: &[i32],
+    cout: usize,
+    out: &mut [i32],
+    scratch: &mut [i8],
+) {
+    // SAFETY: `target_feature = "dotprod"` holds for the whole build (cfg above).
+    unsafe { patch_conv_i8_sdot(input, h, w, cin, k, weight, bias, cout, out, scratch) }
 }
 
 #[cfg(all(test, target_arch = "aarch64"))]

@@ -299,11 +299,7 @@ fn requant_store<'o>(
     let mut cached: Option<(usize, [Requant4; 2], [int32x4_t; 2])> = None;
     move |p, mr, col, lanes, acc| {
         if !matches!(cached, Some((c, ..)) if c == col) {
-            let mut r = [Requant {
-                multiplier: 1 << 30,
-                pre_shift: 0,
-                post_shift: 0,
-            }; NR];
+            let mut r = [Requant::HALF; NR];
             r[..lanes].copy_from_slice(&rq[col..][..lanes]);
             let mut b = [0i32; NR];
             b[..lanes].copy_from_slice(&bias[col..][..lanes]);
@@ -514,6 +510,48 @@ pub(crate) mod neon {
             }
         }
     }
+}
+
+/// [`pointwise_i8_sdot`] in a build whose target has FEAT_DotProd (`-C target-feature=+dotprod`):
+/// safe to call, every CPU the binary may run on implements it. Kernel-set slot.
+#[cfg(all(
+    target_arch = "aarch64",
+    feature = "dotprod",
+    target_feature = "dotprod"
+))]
+#[allow(clippy::too_many_arguments)]
+pub fn pointwise_i8_sdot_static(
+    input: &[i8],
+    pixels: usize,
+    k: usize,
+    weight: &[i8],
+    bias: &[i32],
+    rq: &[Requant],
+    zero_point: i32,
+    n: usize,
+    out: &mut [i8],
+) {
+    // SAFETY: `target_feature = "dotprod"` holds for the whole build (cfg above).
+    unsafe { pointwise_i8_sdot(input, pixels, k, weight, bias, rq, zero_point, n, out) }
+}
+
+/// [`pointwise_i8_acc_sdot`] in a build whose target has FEAT_DotProd. Kernel-set slot.
+#[cfg(all(
+    target_arch = "aarch64",
+    feature = "dotprod",
+    target_feature = "dotprod"
+))]
+pub fn pointwise_i8_acc_sdot_static(
+    input: &[i8],
+    pixels: usize,
+    k: usize,
+    weight: &[i8],
+    bias: &[i32],
+    n: usize,
+    out: &mut [i32],
+) {
+    // SAFETY: `target_feature = "dotprod"` holds for the whole build (cfg above).
+    unsafe { pointwise_i8_acc_sdot(input, pixels, k, weight, bias, n, out) }
 }
 
 #[cfg(all(test, target_arch = "aarch64"))]

@@ -18,9 +18,47 @@ pub fn avgpool_f32_scalar(input: &[f32], pixels: usize, c: usize, out: &mut [f32
     }
 }
 
+/// int8 global average pool to f32: `out[c] = s · Σ_p (in[p][c] − z) / P`, the sum exact in
+/// int32 (|x − z| ≤ 255, so any P < 2^23 fits).
+pub fn avgpool_i8_f32_scalar(
+    input: &[i8],
+    pixels: usize,
+    c: usize,
+    q: crate::model::QParams,
+    out: &mut [f32],
+) {
+    for (j, o) in out[..c].iter_mut().enumerate() {
+        let sum: i32 = input[..pixels * c]
+            .iter()
+            .skip(j)
+            .step_by(c)
+            .map(|&v| v as i32 - q.zero)
+            .sum();
+        *o = (sum as f64 * q.scale as f64 / pixels as f64) as f32;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn int8_pool_dequantizes_the_mean() {
+        let x: [i8; 6] = [-128, 10, 127, -2, 0, 3]; // 3 pixels × 2 channels
+        let mut y = [0f32; 2];
+        let q = crate::model::QParams {
+            scale: 0.5,
+            zero: 1,
+        };
+        avgpool_i8_f32_scalar(&x, 3, 2, q, &mut y);
+        assert_eq!(
+            y,
+            [
+                (-129.0 + 126.0 - 1.0) * 0.5 / 3.0,
+                (9.0 - 3.0 + 2.0) * 0.5 / 3.0
+            ]
+        );
+    }
 
     #[test]
     fn averages_each_channel() {

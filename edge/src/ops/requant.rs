@@ -15,8 +15,10 @@
 //! `0.5 + 2^−(post+1)` of `acc · real_scale + zero_point` before saturation; saturation at both
 //! ends of int8. `>>` is arithmetic (toward −∞), as in the instructions.
 
-/// Per-output-channel requantization parameters (see the module docs).
+/// Per-output-channel requantization parameters (see the module docs). Stored in model files
+/// as is (8 bytes, little-endian, the last two zero), and read from them in place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
 pub struct Requant {
     /// `M`, in `[2^30, 2^31)`.
     pub multiplier: i32,
@@ -24,7 +26,20 @@ pub struct Requant {
     pub pre_shift: u8,
     /// Rounding right shift after it, 0..=62.
     pub post_shift: u8,
+    reserved: [u8; 2],
 }
+
+// SAFETY: `repr(C)` with fields of 4 + 1 + 1 + 2 bytes at offsets 0, 4, 5, 6: no padding, and
+// every bit pattern is a value of every field. (Whether a value is a *valid* requantization is
+// checked by `Requant::is_valid` where files are parsed.)
+unsafe impl bytemuck::Zeroable for Requant {}
+// SAFETY: as above; `Copy + 'static`.
+unsafe impl bytemuck::Pod for Requant {}
+
+/// Bounds of a valid record (see [`Requant::is_valid`]).
+pub const MAX_PRE_SHIFT: u8 = 31;
+/// See [`MAX_PRE_SHIFT`].
+pub const MAX_POST_SHIFT: u8 = 62;
 
 /// Why a scale cannot be represented.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -36,6 +51,14 @@ pub enum ScaleError {
 }
 
 impl Requant {
+    /// The scale 0.5 (`M = 2^30`, no shifts): a valid filler for unused lanes.
+    pub const HALF: Requant = Requant {
+        multiplier: 1 << 30,
+        pre_shift: 0,
+        post_shift: 0,
+        reserved: [0; 2],
+    };
+
     /// The parameters nearest to `real` (relative error ≤ 2^−31).
     pub fn from_scale(real: f64) -> Result<Requant, ScaleError> {
         if !(real.is_finite() && real > 0.0) {
@@ -67,7 +90,17 @@ impl Requant {
             multiplier: q as i32,
             pre_shift: pre as u8,
             post_shift: post as u8,
+            reserved: [0; 2],
         })
+    }
+
+    /// Whether the record is one `from_scale` can produce: `M ∈ [2^30, 2^31)`, shifts within
+    /// their bounds, reserved bytes zero. The kernels assume it (file parsing checks it).
+    pub fn is_valid(&self) -> bool {
+        self.multiplier >= 1 << 30
+            && self.pre_shift <= MAX_PRE_SHIFT
+            && self.post_shift <= MAX_POST_SHIFT
+            && self.reserved == [0; 2]
     }
 
     /// The real scale these parameters represent.
@@ -96,6 +129,26 @@ pub fn requantize_i32_scalar(acc: i32, rq: Requant) -> i32 {
 #[inline]
 pub fn requantize_scalar(acc: i32, rq: Requant, zero_point: i32) -> i8 {
     (requantize_i32_scalar(acc, rq) as i64 + zero_point as i64).clamp(-128, 127) as i8
+}
+
+/// Requantizes int32 accumulators `[pixels][c]` to int8 with per-channel parameters (the
+/// downsample conv's output).
+pub fn requantize_channels_scalar(
+    acc: &[i32],
+    pixels: usize,
+    c: usize,
+    rq: &[Requant],
+    zero_point: i32,
+    out: &mut [i8],
+) {
+    for (a, o) in acc[..pixels * c]
+        .chunks_exact(c)
+        .zip(out[..pixels * c].chunks_exact_mut(c))
+    {
+        for ((&v, y), &r) in a.iter().zip(o.iter_mut()).zip(&rq[..c]) {
+            *y = requantize_scalar(v, r, zero_point);
+        }
+    }
 }
 
 #[cfg(target_arch = "aarch64")]
