@@ -416,3 +416,21 @@ pub fn quantize(
         .map_err(QuantError::SelfCheck)?;
     Ok(file)
 }
+
+/// Calibrates an f32 model on inputs already in edge's input forms and returns the int8 file
+/// (library use and tests; `quant calibrate` does the same from image files).
+pub fn quantize_with_inputs<'i>(
+    model: &Model,
+    inputs: impl IntoIterator<Item = edge::Input<'i>>,
+    method: Method,
+) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+    let a = *model.arch();
+    let mut stats = StatsObserver::default();
+    let mut arena = vec![0u8; model.arena_len()];
+    let mut logits = vec![0f32; a.num_classes];
+    for x in inputs {
+        model.run_with(x, &mut arena, &mut logits, edge::Kernels::Auto, &mut stats)?;
+    }
+    let act = activation_params(&stats.stats, method)?;
+    Ok(quantize(&a, &f32_weights(model)?, &act)?)
+}

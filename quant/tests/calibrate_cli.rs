@@ -1,0 +1,135 @@
+//! `quant calibrate` as a user runs it: the timm Atto fixture calibrated on real Fashion-MNIST
+//! images (Debian's `dataset-fashion-mnist`, installed by scripts/test.sh), the int8 file and the
+//! report checked; bad inputs refused with nothing written.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const FASHION_MNIST: &str = "/usr/share/datasets/fashion-mnist";
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}
+
+fn quant(args: &[&str]) -> (bool, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_quant"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("quant-calib-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+#[test]
+fn calibrates_atto_on_fashion_mnist_with_a_report() {
+    assert!(
+        Path::new(FASHION_MNIST)
+            .join("t10k-images-idx3-ubyte.gz")
+            .exists(),
+        "{FASHION_MNIST} missing: apt-get install dataset-fashion-mnist (scripts/test.sh does)"
+    );
+    let (out, rep) = (tmp("atto_i8.cnx"), tmp("report.json"));
+    let w = fixtures().join("atto/weights.safetensors");
+    let (ok, stdout, stderr) = quant(&[
+        "calibrate",
+        "--weights",
+        w.to_str().unwrap(),
+        "--images",
+        FASHION_MNIST,
+        "--num",
+        "8",
+        "--eval",
+        "24",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+        "--report",
+        rep.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}\n{stderr}");
+    println!("{stdout}");
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&rep).unwrap()).unwrap();
+    let f = |p: &str| j.pointer(p).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
+    assert_eq!(f("/calibration/images"), 8.0);
+    assert_eq!(f("/evaluation/images"), 24.0);
+    // The file: one byte per weight plus the f32/fp16 parameters and records (target ≤ 1.1).
+    let size = std::fs::metadata(&out).unwrap().len() as f64;
+    assert_eq!(size, f("/files/int8_bytes"));
+    assert!(
+        f("/files/int8_bytes_per_param") < 1.1,
+        "{}",
+        f("/files/int8_bytes_per_param")
+    );
+    // ImageNet weights on out-of-distribution images: logits still agree closely.
+    assert!(f("/evaluation/logits_cosine_mean") > 0.999, "{j}");
+    assert!(f("/evaluation/top1_agreement") >= 0.9, "{j}");
+    assert!(f("/evaluation/top5_agreement") >= 0.99, "{j}");
+    // 1000 classes ≠ 10 labels: no accuracy claimed.
+    assert!(j.pointer("/evaluation/accuracy_f32").unwrap().is_null());
+    let layers = j["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 1 + 1 + 3 * 2 + 12 * 5 + 1); // input, stem, downsamples, blocks, head
+    for l in layers {
+        let db = l["sqnr_db"].as_f64().unwrap();
+        assert!(db > 20.0, "{l}");
+    }
+    // The written model is a valid int8 file.
+    let (ok, stdout, _) = quant(&["inspect", out.to_str().unwrap()]);
+    assert!(ok && stdout.contains("int8"), "{stdout}");
+}
+
+#[test]
+fn calibration_failures_are_named_and_write_nothing() {
+    let out = tmp("never.cnx");
+    let w = fixtures().join("atto/weights.safetensors");
+    // A folder whose only image is corrupt: skipped, counted, then fatal (none remain).
+    let dir = tmp("broken-images");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("a.png"), b"\x89PNG but not really").unwrap();
+    let args = |images: &str| {
+        vec![
+            "calibrate".to_string(),
+            "--weights".into(),
+            w.to_str().unwrap().into(),
+            "--images".into(),
+            images.into(),
+            "--quiet".into(),
+            "--out".into(),
+            out.to_str().unwrap().into(),
+        ]
+    };
+    let run = |a: Vec<String>| quant(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let (ok, _, stderr) = run(args(dir.to_str().unwrap()));
+    assert!(
+        !ok && stderr.contains("no readable calibration image (1 skipped)"),
+        "{stderr}"
+    );
+    let empty = tmp("empty-dir");
+    std::fs::create_dir_all(&empty).unwrap();
+    let (ok, _, stderr) = run(args(empty.to_str().unwrap()));
+    assert!(
+        !ok && stderr.contains("no .png/.jpg/.jpeg images"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = run(args("/nonexistent/images"));
+    assert!(!ok && stderr.contains("/nonexistent/images"), "{stderr}");
+    let mut a = args(dir.to_str().unwrap());
+    a.extend([
+        "--method".into(),
+        "percentile".into(),
+        "--percentile".into(),
+        "0".into(),
+    ]);
+    let (ok, _, stderr) = run(a);
+    assert!(!ok && stderr.contains("--percentile"), "{stderr}");
+    assert!(!out.exists());
+}
