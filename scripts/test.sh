@@ -4,6 +4,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 
+echo "== data: Fashion-MNIST (Debian package; idempotent)"
+./scripts/setup-data.sh
+
 echo "== host: build, lint and test the workspace (x86-64, Rust stable)"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
@@ -12,16 +15,20 @@ cargo test --workspace
 echo "== aarch64: toolchain (Debian packages; idempotent)"
 ./scripts/setup-aarch64.sh
 
-echo "== aarch64: edge tests (NEON kernels vs references, full-model timm parity) under qemu-aarch64"
+echo "== aarch64: edge tests (NEON kernels vs references, full-model timm parity, int8 models"
+echo "   bit-identical to the scalar reference tap by tap) under qemu-aarch64"
 for cpu in cortex-a72 cortex-a76; do
   echo "-- QEMU_CPU=$cpu"
   QEMU_CPU=$cpu cargo +deb196 test -p edge --target aarch64-unknown-linux-gnu
 done
-echo "-- SDOT int8 kernels (feature dotprod; Rust 1.96 gates vdotq_s32: RUSTC_BOOTSTRAP) on cortex-a76"
-QEMU_CPU=cortex-a76 RUSTC_BOOTSTRAP=1 cargo +deb196 test -p edge --features dotprod \
-  --target aarch64-unknown-linux-gnu --lib -- i8 --nocapture
+echo "-- int8 with SDOT and native fp16 (feature dotprod, built for +dotprod,+fp16; Rust 1.96 gates"
+echo "   vdotq_s32: RUSTC_BOOTSTRAP) on cortex-a76: kernels and whole models vs the scalar reference"
+QEMU_CPU=cortex-a76 RUSTC_BOOTSTRAP=1 \
+  CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-feature=+dotprod,+fp16" \
+  cargo +deb196 test -p edge --features dotprod --target aarch64-unknown-linux-gnu \
+  --lib --test int8_model -- i8 int8 --nocapture
 echo "== aarch64: edge-bench (the tool users copy to a board) reproduces timm's logits under qemu-aarch64"
-cargo build -q -p quant
+cargo build -q -p quant -p edge-bench
 mkdir -p target/aarch64-check
 ./target/debug/quant convert --weights tests/fixtures/atto/weights.safetensors --out target/aarch64-check/atto.cnx >/dev/null
 QEMU_CPU=cortex-a72 cargo +deb196 run -q -p edge-bench --target aarch64-unknown-linux-gnu -- \
@@ -35,6 +42,18 @@ err = max(abs(x - y) for x, y in zip(a, b))
 print(f"aarch64 edge-bench (neon): max |edge - timm| = {err:.3e}")
 sys.exit(0 if err <= 1e-4 else 1)
 PY
+
+echo "== aarch64: an int8 model calibrated on the host runs bit-identically in edge-bench on aarch64"
+./target/debug/quant calibrate --weights tests/fixtures/atto/weights.safetensors \
+  --images /usr/share/datasets/fashion-mnist --num 8 --eval 0 --quiet --out target/aarch64-check/atto_i8.cnx
+./target/debug/edge-bench --model target/aarch64-check/atto_i8.cnx --kernels scalar \
+  --input tests/fixtures/atto/inputs/astronaut.bin --iters 1 --warmup 0 \
+  --logits-out target/aarch64-check/i8_host.bin >/dev/null
+QEMU_CPU=cortex-a72 cargo +deb196 run -q -p edge-bench --target aarch64-unknown-linux-gnu -- \
+  --model target/aarch64-check/atto_i8.cnx --input tests/fixtures/atto/inputs/astronaut.bin \
+  --iters 1 --warmup 0 --logits-out target/aarch64-check/i8_neon.bin | grep -E "kernels|1\. class"
+cmp target/aarch64-check/i8_host.bin target/aarch64-check/i8_neon.bin
+echo "aarch64 edge-bench int8 (neon) logits = host scalar logits, bit for bit"
 
 echo "== aarch64 bare metal: firmware under qemu-system-aarch64 (top-1 must match the host's)"
 ./scripts/firmware.sh

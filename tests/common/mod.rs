@@ -82,3 +82,19 @@ pub fn tiny_model(seed: u64) -> (edge::Arch, AlignedBytes) {
     .unwrap();
     (arch, AlignedBytes::from_slice(&file))
 }
+
+/// The tiny random model of `tiny_model(seed)` calibrated to int8 on two synthetic images.
+pub fn tiny_int8_model(seed: u64) -> (edge::Arch, AlignedBytes) {
+    let (arch, f32_file) = tiny_model(seed);
+    let m = edge::Model::parse(f32_file.as_slice()).unwrap();
+    let n = arch.input_h * arch.input_w * 3;
+    let a: Vec<u8> = (0..n).map(|i| (i * 7 % 251) as u8).collect();
+    let b: Vec<u8> = (0..n).map(|i| (i / 3 % 256) as u8).collect();
+    let raw = quant::quantize::quantize_with_inputs(
+        &m,
+        [edge::Input::HwcU8(&a), edge::Input::HwcU8(&b)],
+        quant::calib::Method::MinMax,
+    )
+    .unwrap();
+    (arch, AlignedBytes::from_slice(&raw))
+}

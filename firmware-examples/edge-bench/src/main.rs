@@ -16,7 +16,7 @@ use edge::{Input, Kernels, Model, NoObserver};
     about = "Top-5 and latency per image of an edge model file"
 )]
 struct Cli {
-    /// Model file (from `quant convert`).
+    /// Model file (f32 from `quant convert`, int8 from `quant calibrate`).
     #[arg(long)]
     model: PathBuf,
     /// Raw little-endian f32 NCHW `[1,3,H,W]` `.bin` (already normalized), or an image
@@ -125,7 +125,10 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         KernelArg::Neon => Kernels::Neon,
     };
     // `run_with` refuses a set this target lacks with its typed error.
-    let kernel_name = kernels.resolved_name().unwrap_or("unavailable");
+    let kernel_name = kernels
+        .resolved_name_for(model.precision())
+        .unwrap_or("unavailable");
+    let precision = model.precision().name();
     let mut arena = vec![0u8; model.arena_len()];
     let mut logits = vec![0f32; a.num_classes];
     for _ in 0..cli.warmup {
@@ -153,7 +156,7 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
             .map(|&i| format!("{{\"class\":{i},\"logit\":{}}}", logits[i]))
             .collect();
         println!(
-            "{{\"model\":\"{}\",\"arch\":\"{name}\",\"input_h\":{},\"input_w\":{},\"classes\":{},\"kernels\":\"{}\",\"threads\":1,\"iters\":{},\"latency_ms\":{{\"min\":{:.4},\"p50\":{:.4},\"p90\":{:.4},\"max\":{:.4}}},\"arena_bytes\":{},\"live_set_bytes\":{},\"model_bytes\":{},\"macs\":{},\"top5\":[{}]}}",
+            "{{\"model\":\"{}\",\"arch\":\"{name}\",\"precision\":\"{precision}\",\"input_h\":{},\"input_w\":{},\"classes\":{},\"kernels\":\"{}\",\"threads\":1,\"iters\":{},\"latency_ms\":{{\"min\":{:.4},\"p50\":{:.4},\"p90\":{:.4},\"max\":{:.4}}},\"arena_bytes\":{},\"live_set_bytes\":{},\"model_bytes\":{},\"macs\":{},\"top5\":[{}]}}",
             cli.model.display().to_string().replace('\\', "\\\\").replace('"', "\\\""),
             a.input_h,
             a.input_w,
@@ -172,7 +175,7 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         );
     } else {
         println!(
-            "model   {} ({} bytes): {name}, input {}x{}, {} classes, {:.3} GMAC",
+            "model   {} ({} bytes): {name} {precision}, input {}x{}, {} classes, {:.3} GMAC",
             cli.model.display(),
             model.file_len(),
             a.input_h,
