@@ -11,7 +11,7 @@ use crate::model::{Model, QParams};
 use crate::ops::grn_f16::GrnF16Quant;
 use crate::ops::layernorm_i8::{self, OutQuant};
 use crate::ops::residual_i8::ResidualQuant;
-use crate::ops::{input, layernorm, pool, requant};
+use crate::ops::{input, layernorm, pool};
 use crate::runtime::{BlockOp, Input, Observer, Tap};
 use crate::Error;
 
@@ -140,14 +140,7 @@ impl Model<'_> {
                 let acc = accs(w1, oh * ow * c)?;
                 (k.patch_conv)(tn, h, w, prev, DOWN_PATCH, d.conv_w, d.conv_b, c, acc, x);
                 (h, w) = (oh, ow);
-                requant::requantize_channels_scalar(
-                    acc,
-                    h * w,
-                    c,
-                    d.rq,
-                    d.out.zero,
-                    &mut x[..h * w * c],
-                );
+                (k.requant)(acc, h * w, c, d.rq, d.out.zero, &mut x[..h * w * c]);
                 xq = d.out;
                 if O::ENABLED {
                     obs.observe_i8(Tap::Downsample(s), h, w, c, &x[..h * w * c], xq);

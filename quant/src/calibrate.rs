@@ -215,17 +215,26 @@ fn evaluate_items(
     Ok(acc)
 }
 
-/// Calibrates `f32_file` on `src` and returns the int8 file and the report.
+/// Calibrates `f32_file` on `src` and returns the int8 file and the report. Held-out images
+/// come from `eval_src` when given (all of it is held out), else from `src`'s held-out split.
 pub fn calibrate(
     f32_file: &[u8],
     src: &Source,
+    eval_src: Option<&Source>,
     opt: &Options,
 ) -> Result<(Vec<u8>, Report), Box<dyn std::error::Error>> {
     let fbuf = AlignedBytes::from_slice(f32_file);
     let f32m = Model::parse(fbuf.as_slice())?;
     let a = *f32m.arch();
     let weights = quantize::f32_weights(&f32m)?;
-    let (calib, eval) = src.split(opt.num, opt.eval, opt.seed);
+    let (calib, eval) = match eval_src {
+        None => src.split(opt.num, opt.eval, opt.seed),
+        Some(e) => (
+            src.split(opt.num, 0, opt.seed).0,
+            e.split(0, opt.eval, opt.seed).1,
+        ),
+    };
+    let src_eval = eval_src.unwrap_or(src);
     let mut report = Report {
         f32_bytes: f32_file.len(),
         params: a.param_count(),
@@ -284,7 +293,7 @@ pub fn calibrate(
                 .chunks(chunk)
                 .map(|part| {
                     let (f, q, pb) = (&f32m, &i8m, &pb);
-                    sc.spawn(move || evaluate_items(f, q, src, part, pb))
+                    sc.spawn(move || evaluate_items(f, q, src_eval, part, pb))
                 })
                 .collect();
             hs.into_iter()
@@ -327,7 +336,7 @@ pub fn calibrate(
         report.top5_agreement = total.top5 as f64 / n;
         report.cosine_mean = total.cos_sum / n;
         report.cosine_min = total.cos_min;
-        if total.labelled > 0 && src.label_classes() == Some(a.num_classes) {
+        if total.labelled > 0 && src_eval.label_classes() == Some(a.num_classes) {
             let l = total.labelled as f64;
             report.accuracy = Some((total.correct.0 as f64 / l, total.correct.1 as f64 / l));
         }

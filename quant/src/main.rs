@@ -70,6 +70,10 @@ enum Cmd {
         /// A folder of png/jpg images (searched recursively) or the Fashion-MNIST IDX folder.
         #[arg(long)]
         images: PathBuf,
+        /// Held-out images from another source (folder or Fashion-MNIST test split) instead of
+        /// the held-out part of --images.
+        #[arg(long)]
+        eval_images: Option<PathBuf>,
         /// Calibration images.
         #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
         num: u64,
@@ -178,6 +182,7 @@ fn run(cmd: Cmd) -> Result<(), Box<dyn std::error::Error>> {
             arch,
             input_size,
             images,
+            eval_images,
             num,
             eval,
             method,
@@ -219,7 +224,12 @@ fn run(cmd: Cmd) -> Result<(), Box<dyn std::error::Error>> {
                 seed,
                 progress: !quiet,
             };
-            let (int8, rep) = quant::calibrate::calibrate(&f32_file, &src, &opt)?;
+            let eval_src = match &eval_images {
+                Some(p) => Some(quant::data::Source::open(p)?),
+                None => None,
+            };
+            let (int8, rep) =
+                quant::calibrate::calibrate(&f32_file, &src, eval_src.as_ref(), &opt)?;
             quant::convert::write_atomic(&out, &int8)?;
             let buf = edge::builder::AlignedBytes::from_slice(&int8);
             let m = edge::Model::parse(buf.as_slice())?;
@@ -236,7 +246,11 @@ fn run(cmd: Cmd) -> Result<(), Box<dyn std::error::Error>> {
             );
             print!("{}", rep.table());
             if let Some(r) = report {
-                let j = rep.to_json(&images.display().to_string(), &method_name, name);
+                let mut source = images.display().to_string();
+                if let Some(e) = &eval_images {
+                    source += &format!(" (held out: {})", e.display());
+                }
+                let j = rep.to_json(&source, &method_name, name);
                 let text = serde_json::to_string_pretty(&j)?;
                 quant::convert::write_atomic(&r, text.as_bytes())?;
                 println!("report: {}", r.display());

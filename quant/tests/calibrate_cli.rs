@@ -85,6 +85,75 @@ fn calibrates_atto_on_fashion_mnist_with_a_report() {
     // The written model is a valid int8 file.
     let (ok, stdout, _) = quant(&["inspect", out.to_str().unwrap()]);
     assert!(ok && stdout.contains("int8"), "{stdout}");
+
+    // Held-out images from another source: every image of the folder is evaluated.
+    let photos = tmp("photos");
+    std::fs::create_dir_all(&photos).unwrap();
+    for i in 0..3u8 {
+        let img = image::RgbImage::from_fn(300, 200, |x, y| {
+            image::Rgb([(x / 2) as u8, (y + 40 * i as u32) as u8, 128])
+        });
+        img.save(photos.join(format!("p{i}.png"))).unwrap();
+    }
+    let out2 = tmp("atto_i8_photos.cnx");
+    let (ok, stdout, stderr) = quant(&[
+        "calibrate",
+        "--model",
+        out.with_extension("f32").to_str().unwrap(),
+        "--images",
+        FASHION_MNIST,
+        "--eval-images",
+        photos.to_str().unwrap(),
+        "--num",
+        "2",
+        "--quiet",
+        "--out",
+        out2.to_str().unwrap(),
+    ]);
+    assert!(
+        !ok && stderr.contains("atto_i8.f32"),
+        "a missing --model is named: {stderr}"
+    );
+    let f32_model = tmp("atto.cnx");
+    let (ok, _, stderr) = quant(&[
+        "convert",
+        "--weights",
+        w.to_str().unwrap(),
+        "--out",
+        f32_model.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    let (ok, stdout2, stderr) = quant(&[
+        "calibrate",
+        "--model",
+        f32_model.to_str().unwrap(),
+        "--images",
+        FASHION_MNIST,
+        "--eval-images",
+        photos.to_str().unwrap(),
+        "--num",
+        "2",
+        "--quiet",
+        "--out",
+        out2.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(
+        stdout2.contains("held-out: 3 images (0 skipped)"),
+        "{stdout2}"
+    );
+    // An int8 model is not a calibration input.
+    let (ok, _, stderr) = quant(&[
+        "calibrate",
+        "--model",
+        out2.to_str().unwrap(),
+        "--images",
+        FASHION_MNIST,
+        "--out",
+        tmp("never2.cnx").to_str().unwrap(),
+    ]);
+    assert!(!ok && stderr.contains("needs an f32 model"), "{stderr}");
+    assert!(!tmp("never2.cnx").exists());
 }
 
 #[test]
