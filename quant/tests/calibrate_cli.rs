@@ -3,30 +3,13 @@
 //! report checked; bad inputs refused with nothing written.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+use common::*;
 
 const FASHION_MNIST: &str = "/usr/share/datasets/fashion-mnist";
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
-}
-
-fn quant(args: &[&str]) -> (bool, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_quant"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).into(),
-        String::from_utf8_lossy(&o.stderr).into(),
-    )
-}
-
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("quant-calib-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
+    tmp_in("calib", name)
 }
 
 #[test]

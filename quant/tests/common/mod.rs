@@ -1,0 +1,29 @@
+//! Helpers shared by quant's CLI tests: the fixture folder, running the binary, a temp folder.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}
+
+/// Runs `quant ARGS`: (success, stdout, stderr).
+pub fn quant(args: &[&str]) -> (bool, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_quant"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
+}
+
+/// A path in this test process's own temporary folder (`tag` separates test files).
+pub fn tmp_in(tag: &str, name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("quant-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
