@@ -1,6 +1,7 @@
 //! `edge`: ConvNeXt V2 inference for devices. `#![no_std]`, no allocator: the model is read in
 //! place from `&[u8]` (validated once by [`Model::parse`]) and `run` works inside a caller-given
-//! arena whose size [`Model::arena_len`] states.
+//! arena whose size [`Model::arena_len`] states. One file format carries f32 and int8 models
+//! ([`Model::precision`]); `run` is the same call for both.
 //!
 //! ```no_run
 //! // In firmware: `static MODEL: &[u8] = edge::include_model!("atto.cnx");`
@@ -13,7 +14,7 @@
 //!
 //! Layout of the crate: [`format`] (the file format, documented in `FORMAT.md`), [`model`]
 //! (parsing), [`arena`] (scratch planning), [`ops`] (one module per operator: scalar reference,
-//! packing, tests), [`runtime`] (composition only). Kernel names follow
+//! packing, tests), [`runtime`] (composition only; `runtime_i8` for int8 models). Kernel names follow
 //! `<op>_<dtype>_<isa>` (`dwconv7x7_f32_scalar`).
 #![no_std]
 #![cfg_attr(feature = "dotprod", feature(stdarch_neon_dotprod))]
