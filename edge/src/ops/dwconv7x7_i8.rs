@@ -45,18 +45,14 @@ mod tests {
     use crate::ops::testutil::*;
     use std::vec::Vec;
 
-    pub(super) fn bytes(rng: &mut Rng, n: usize) -> Vec<i8> {
-        (0..n).map(|_| rng.next_u64() as i8).collect()
-    }
-
     /// Against the f32 reference on dequantized values: with scale 1 every product and sum
     /// is an exact small integer in f32, so both must agree exactly.
     #[test]
     fn equals_f32_reference_on_integer_values() {
         let mut rng = Rng::new(80);
         for (h, w, c) in [(1, 1, 1), (7, 7, 5), (9, 4, 8), (3, 12, 17)] {
-            let x = bytes(&mut rng, h * w * c);
-            let wt = bytes(&mut rng, 49 * c);
+            let x = rng.bytes(h * w * c);
+            let wt = rng.bytes(49 * c);
             let b: Vec<i32> = (0..c)
                 .map(|_| (rng.next_u64() % 2001) as i32 - 1000)
                 .collect();
@@ -298,7 +294,6 @@ unsafe fn strip8<const LO: usize, const HI: usize>(
 
 #[cfg(all(test, target_arch = "aarch64"))]
 mod neon_tests {
-    use super::tests::bytes;
     use super::*;
     use crate::ops::testutil::*;
     use std::vec::Vec;
@@ -327,8 +322,8 @@ mod neon_tests {
             ));
         }
         for (h, w, c) in shapes {
-            let mut x = bytes(&mut rng, h * w * c);
-            let mut wt = bytes(&mut rng, 49 * c);
+            let mut x = rng.bytes(h * w * c);
+            let mut wt = rng.bytes(49 * c);
             let b: Vec<i32> = (0..c).map(|_| (rng.next_u64() as i32) >> 8).collect();
             let zp = (rng.next_u64() % 256) as i32 - 128;
             if h * w > 4 {

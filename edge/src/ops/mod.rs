@@ -62,6 +62,22 @@ pub(crate) mod testutil {
         pub fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
             (0..n).map(|_| self.f32() * scale).collect()
         }
+        /// `n` uniformly random int8 values.
+        pub fn bytes(&mut self, n: usize) -> Vec<i8> {
+            (0..n).map(|_| self.next_u64() as i8).collect()
+        }
+        /// The int8 elementwise kernels' test shapes `(pixels, channels)`: the Atto extremes,
+        /// tiny and odd ones, then 30 random ones (pixels < 21, channels < 71). Used by the
+        /// aarch64-only NEON tests.
+        #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+        pub fn pixel_channel_shapes(&mut self) -> Vec<(usize, usize)> {
+            let mut shapes = std::vec![(1, 1), (3136, 40), (49, 320), (5, 13)];
+            for _ in 0..30 {
+                let p = 1 + self.next_u64() as usize % 20;
+                shapes.push((p, 1 + self.next_u64() as usize % 70));
+            }
+            shapes
+        }
     }
 
     /// max |a-b| / max(1, |b|) over two slices of equal length.

@@ -70,17 +70,13 @@ mod tests {
     use crate::ops::testutil::*;
     use std::vec::Vec;
 
-    pub(super) fn bytes(rng: &mut Rng, n: usize) -> Vec<i8> {
-        (0..n).map(|_| rng.next_u64() as i8).collect()
-    }
-
     /// Against the f32 patch conv on integer values (exact in f32 at these sizes).
     #[test]
     fn equals_f32_reference_on_integer_values() {
         let mut rng = Rng::new(130);
         for (h, w, cin, cout, k) in [(8, 8, 3, 5, 4), (4, 6, 7, 9, 2), (2, 2, 1, 1, 2)] {
-            let x = bytes(&mut rng, h * w * cin);
-            let wm = bytes(&mut rng, cout * k * k * cin); // [cout][(ky,kx,ci)]
+            let x = rng.bytes(h * w * cin);
+            let wm = rng.bytes(cout * k * k * cin); // [cout][(ky,kx,ci)]
             let b: Vec<i32> = (0..cout)
                 .map(|_| (rng.next_u64() % 2001) as i32 - 1000)
                 .collect();
@@ -226,7 +222,6 @@ pub fn patch_conv_i8_sdot_static(
 
 #[cfg(all(test, target_arch = "aarch64"))]
 mod neon_tests {
-    use super::tests::bytes;
     use super::*;
     use crate::ops::pointwise_i8::packed_len;
     use crate::ops::testutil::*;
@@ -248,8 +243,8 @@ mod neon_tests {
         }
         for (h, w, cin, cout, k) in shapes {
             let kk = k * k * cin;
-            let x = bytes(&mut rng, h * w * cin);
-            let wp = bytes(&mut rng, packed_len(cout, kk));
+            let x = rng.bytes(h * w * cin);
+            let wp = rng.bytes(packed_len(cout, kk));
             let b: Vec<i32> = (0..cout).map(|_| (rng.next_u64() as i32) >> 8).collect();
             let n = (h / k) * (w / k) * cout;
             let (mut want, mut got) = (std::vec![0i32; n], std::vec![0i32; n]);

@@ -161,14 +161,7 @@ mod neon_tests {
     #[test]
     fn neon_bit_identical_to_reference() {
         let mut rng = Rng::new(121);
-        let mut shapes = std::vec![(1, 1), (3136, 40), (49, 320), (5, 13)];
-        for _ in 0..30 {
-            shapes.push((
-                1 + rng.next_u64() as usize % 20,
-                1 + rng.next_u64() as usize % 70,
-            ));
-        }
-        for (p, c) in shapes {
+        for (p, c) in rng.pixel_channel_shapes() {
             let (mut t, acc_rq, x_rq) = case(&mut rng, p, c);
             t.acc[0] = i32::MAX;
             let q = ResidualQuant {
