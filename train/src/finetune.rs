@@ -1,0 +1,492 @@
+//! `train finetune`: supervised training with the official ConvNeXt V2 fine-tuning recipe
+//! (AdamW, layer-wise lr decay, warmup + cosine per iteration, label smoothing, drop path, EMA),
+//! top-1 on the test split every epoch, a metrics CSV and a PNG of the curves, an atomic
+//! checkpoint every epoch, exact `--resume`, and a stop on a non-finite loss.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Tensor, TensorData};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use crate::checkpoint::{self, Checkpoint};
+use crate::data::{self, Augment, Dataset, Split};
+use crate::model::{Config, ConvNeXtV2, Size};
+use crate::optim::{self, AdamW, AdamWConfig};
+use crate::rng::SplitMix64;
+use crate::weights;
+
+/// Which compute device runs the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// burn-ndarray on the CPU (the default build).
+    Cpu,
+    /// A Burn wgpu device (the `gpu` feature).
+    Gpu,
+}
+
+/// The plain (no autodiff) device for a kind.
+pub fn device(kind: DeviceKind) -> Result<Device, String> {
+    match kind {
+        // burn-ndarray: the backend the product defaults to (0.22 marks it deprecated in favour
+        // of flex; switching is a one-line change once flex is measured here).
+        #[allow(deprecated)]
+        DeviceKind::Cpu => Ok(Device::ndarray()),
+        #[cfg(feature = "gpu")]
+        DeviceKind::Gpu => Ok(Device::wgpu(Default::default())),
+        #[cfg(not(feature = "gpu"))]
+        DeviceKind::Gpu => Err(
+            "--device gpu needs a build with the GPU backend: cargo build --release -p train --features gpu"
+                .into(),
+        ),
+    }
+}
+
+/// Everything `train finetune` takes.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Model size.
+    pub size: Size,
+    /// Dataset root.
+    pub data: PathBuf,
+    /// Initial weights (timm/official safetensors, an exported model, or a checkpoint).
+    pub init: Option<PathBuf>,
+    /// Square input size.
+    pub input_size: u32,
+    /// Epochs.
+    pub epochs: u64,
+    /// Batch size.
+    pub batch: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Final learning rate of the cosine.
+    pub min_lr: f64,
+    /// Linear warmup length (epochs, fractional allowed).
+    pub warmup_epochs: f64,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// Layer-wise lr decay.
+    pub layer_decay: f64,
+    /// Largest drop-path rate.
+    pub drop_path: f64,
+    /// Label smoothing ε.
+    pub label_smoothing: f64,
+    /// EMA decay (None: no EMA).
+    pub ema: Option<f64>,
+    /// Seed of every random draw.
+    pub seed: u64,
+    /// Run directory.
+    pub out: PathBuf,
+    /// Continue from `out/checkpoint.safetensors`.
+    pub resume: bool,
+    /// Compute device.
+    pub device: DeviceKind,
+    /// Use only this many training images (seeded subset).
+    pub train_subset: Option<usize>,
+    /// Evaluate on only this many test images (seeded subset).
+    pub test_subset: Option<usize>,
+    /// Random-resized-crop scale range.
+    pub crop_scale: (f64, f64),
+    /// Held-out fraction when the folder has no train/val split.
+    pub test_fraction: f64,
+    /// No progress bar.
+    pub quiet: bool,
+}
+
+/// What a finished run reports.
+#[derive(Clone, Debug)]
+pub struct Summary {
+    /// Top-1 on the test split after the last epoch.
+    pub top1: f64,
+    /// Same for the EMA weights.
+    pub ema_top1: Option<f64>,
+    /// Training images per second over the last epoch.
+    pub img_per_s: f64,
+    /// Images skipped as unreadable over the run.
+    pub skipped: usize,
+}
+
+/// Label-smoothed cross-entropy, mean over the batch: targets ε/C everywhere plus 1 − ε on the
+/// label (timm's `LabelSmoothingCrossEntropy`).
+pub fn smoothed_cross_entropy(logits: Tensor<2>, labels: &[usize], eps: f64) -> Tensor<1> {
+    let [n, c] = logits.dims();
+    let mut t = vec![(eps / c as f64) as f32; n * c];
+    for (i, &y) in labels.iter().enumerate() {
+        t[i * c + y] += (1.0 - eps) as f32;
+    }
+    let t = Tensor::<2>::from_data(TensorData::new(t, [n, c]), &logits.device());
+    (log_softmax(logits, 1) * t).sum_dim(1).mean().neg()
+}
+
+/// Top-1 accuracy of `model` (no autodiff) on `split`, in batches, and the unreadable images
+/// skipped (each reported on stderr).
+pub fn evaluate(model: &ConvNeXtV2, split: &Split, size: u32, device: &Device) -> (f64, usize) {
+    let (mut right, mut seen, mut skipped) = (0usize, 0usize, 0usize);
+    let idx: Vec<usize> = (0..split.len()).collect();
+    for chunk in idx.chunks(64) {
+        let b = data::batch(split, chunk, size, None);
+        for e in &b.skipped {
+            eprintln!("skipped unreadable test image: {e}");
+        }
+        skipped += b.skipped.len();
+        if b.is_empty() {
+            continue;
+        }
+        let s = size as usize;
+        let x =
+            Tensor::<4>::from_data(TensorData::new(b.images, [b.labels.len(), 3, s, s]), device);
+        let pred = model.forward(x, None).argmax(1).into_data();
+        let pred: Vec<i64> = pred
+            .convert::<i64>()
+            .try_to_vec::<i64>()
+            .expect("argmax gives integers");
+        right += pred
+            .iter()
+            .zip(&b.labels)
+            .filter(|(p, l)| **p as usize == **l)
+            .count();
+        seen += b.labels.len();
+    }
+    (right as f64 / seen.max(1) as f64, skipped)
+}
+
+/// Loads initial weights: a checkpoint (its `model.` tensors), or timm/official safetensors.
+/// The classifier is kept from the file only when its class count matches; otherwise (or when
+/// absent, as in FCMAE encoder exports) it is initialized the official fine-tuning way.
+pub fn load_init(
+    model: ConvNeXtV2,
+    path: &Path,
+    seed: u64,
+) -> Result<(ConvNeXtV2, String), String> {
+    let sd = if Checkpoint::is_checkpoint(path) {
+        let ck = Checkpoint::load(path).map_err(|e| e.to_string())?;
+        ck.group("model")
+            .iter()
+            .map(|(k, v)| (k.clone(), weights::burn_to_timm(k, v)))
+            .collect()
+    } else {
+        quant::convert::load_state_dict(path).map_err(|e| e.to_string())?
+    };
+    let classes = model.num_classes();
+    let file_classes = sd.get("head.fc.bias").map(|t| t.data.len());
+    let fresh = if !sd.contains_key("head.norm.weight") {
+        weights::Fresh::Head
+    } else if file_classes != Some(classes) {
+        weights::Fresh::Classifier
+    } else {
+        weights::Fresh::Nothing
+    };
+    let (model, report) = weights::load_timm(model, &sd, fresh).map_err(|e| e.to_string())?;
+    let model = if fresh == weights::Fresh::Nothing {
+        model
+    } else {
+        model.reset_head(classes, seed, 0.001)
+    };
+    let note = match fresh {
+        weights::Fresh::Nothing => {
+            format!("{} tensors loaded from {}", report.loaded, path.display())
+        }
+        _ => format!(
+            "{} tensors loaded from {}; {} initialized fresh ({} classes; file: {})",
+            report.loaded,
+            path.display(),
+            if fresh == weights::Fresh::Head {
+                "head norm and classifier"
+            } else {
+                "classifier"
+            },
+            classes,
+            file_classes.map_or("none".to_string(), |c| c.to_string())
+        ),
+    };
+    Ok((model, note))
+}
+
+fn csv_header() -> &'static str {
+    "epoch,step,train_loss,lr,img_per_s,test_top1,ema_top1,skipped,seconds"
+}
+
+/// Keeps the CSV's header and the rows of epochs ≤ `epoch` (a resumed run rewrites the rest).
+fn truncate_csv(path: &Path, epoch: u64) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut out = String::from(csv_header());
+    out.push('\n');
+    for line in text.lines().skip(1) {
+        if line
+            .split(',')
+            .next()
+            .and_then(|e| e.parse::<u64>().ok())
+            .is_some_and(|e| e <= epoch)
+        {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    std::fs::write(path, out).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn read_curves(path: &Path) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let (mut l, mut a, mut e) = (Vec::new(), Vec::new(), Vec::new());
+    for line in text.lines().skip(1) {
+        let f: Vec<f64> = line
+            .split(',')
+            .map(|v| v.parse().unwrap_or(f64::NAN))
+            .collect();
+        if f.len() >= 7 {
+            l.push(f[2]);
+            a.push(f[5]);
+            e.push(f[6]);
+        }
+    }
+    (l, a, e)
+}
+
+/// Runs the fine-tuning. Errors are messages for the user; the last good checkpoint survives.
+pub fn run(o: &Options) -> Result<Summary, String> {
+    let base = device(o.device)?;
+    let train_dev = base.clone().autodiff();
+    std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
+    let ds = Dataset::open(&o.data, o.test_fraction, o.seed).map_err(|e| e.to_string())?;
+    let train = match o.train_subset {
+        Some(n) => ds.train.subset(n, o.seed),
+        None => ds.train.clone(),
+    };
+    let test = match o.test_subset {
+        Some(n) => ds.test.subset(n, o.seed ^ 1),
+        None => ds.test.clone(),
+    };
+    if train.is_empty() || test.is_empty() {
+        return Err(format!(
+            "{}: {} training and {} test images: need at least one of each",
+            o.data.display(),
+            train.len(),
+            test.len()
+        ));
+    }
+    let classes = ds.classes.len();
+    let config = Config {
+        size: o.size.clone(),
+        num_classes: classes,
+        drop_path: o.drop_path,
+    };
+    let ck_path = o.out.join(checkpoint::FILE);
+    let csv_path = o.out.join("metrics.csv");
+    let mut model = ConvNeXtV2::new(&config, o.seed, &train_dev);
+    let mut opt = AdamW::new(AdamWConfig {
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: o.weight_decay,
+        layer_decay: o.layer_decay,
+    });
+    let mut start_epoch = 0u64;
+    if o.resume && ck_path.is_file() {
+        let ck = Checkpoint::load(&ck_path).map_err(|e| e.to_string())?;
+        let st = &ck.state;
+        if st["kind"] != "finetune"
+            || st["size"] != o.size.name
+            || st["num_classes"] != classes
+            || st["input_size"] != o.input_size
+        {
+            return Err(format!(
+                "{}: checkpoint is for {} (kind/size/classes/input), this run is finetune {} {} classes {} px",
+                ck_path.display(),
+                st,
+                o.size.name,
+                classes,
+                o.input_size
+            ));
+        }
+        let sd = ck
+            .group("model")
+            .iter()
+            .map(|(k, v)| (k.clone(), weights::burn_to_timm(k, v)))
+            .collect();
+        model = weights::load_timm(model, &sd, weights::Fresh::Nothing)
+            .map_err(|e| e.to_string())?
+            .0;
+        start_epoch = st["epoch"].as_u64().unwrap_or(0);
+        opt.load_state(st["step"].as_u64().unwrap_or(0), &ck.tensors, &base);
+        truncate_csv(&csv_path, start_epoch)?;
+        eprintln!("resuming {} after epoch {start_epoch}", ck_path.display());
+    } else {
+        if let Some(init) = &o.init {
+            let (m, note) = load_init(model, init, o.seed)?;
+            model = m;
+            eprintln!("{note}");
+        }
+        let mut f =
+            std::fs::File::create(&csv_path).map_err(|e| format!("{}: {e}", csv_path.display()))?;
+        writeln!(f, "{}", csv_header()).map_err(|e| e.to_string())?;
+    }
+    let mut ema = o.ema.map(|_| model.valid());
+    if let (Some(_), true) = (&ema, o.resume && ck_path.is_file()) {
+        let ck = Checkpoint::load(&ck_path).map_err(|e| e.to_string())?;
+        let e = ck.group("ema");
+        if !e.is_empty() {
+            let sd = e
+                .iter()
+                .map(|(k, v)| (k.clone(), weights::burn_to_timm(k, v)))
+                .collect();
+            ema = Some(
+                weights::load_timm(model.valid(), &sd, weights::Fresh::Nothing)
+                    .map_err(|e| e.to_string())?
+                    .0,
+            );
+        }
+    }
+
+    let steps_per_epoch = train.len().div_ceil(o.batch) as u64;
+    let total = steps_per_epoch * o.epochs;
+    let warmup = (o.warmup_epochs * steps_per_epoch as f64).round() as u64;
+    let augment = Augment {
+        scale: o.crop_scale,
+        ..Augment::FINETUNE
+    };
+    let s = o.input_size as usize;
+    let mut summary = Summary {
+        top1: f64::NAN,
+        ema_top1: None,
+        img_per_s: 0.0,
+        skipped: 0,
+    };
+    let started = Instant::now();
+    for epoch in start_epoch..o.epochs {
+        let order = SplitMix64::derive(&[o.seed, epoch, 0x5348_5546]).permutation(train.len());
+        let batches: Vec<Vec<usize>> = order.chunks(o.batch).map(<[usize]>::to_vec).collect();
+        let rx = data::prefetch(
+            train.clone(),
+            batches,
+            o.input_size,
+            Some((augment, o.seed, epoch)),
+        );
+        let pb = if o.quiet {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(steps_per_epoch)
+        };
+        pb.set_style(
+            ProgressStyle::with_template(
+                "{prefix} [{bar:28}] {pos}/{len} {msg} [{elapsed_precise} < {eta_precise}]",
+            )
+            .expect("static template")
+            .progress_chars("=> "),
+        );
+        pb.set_prefix(format!("epoch {}/{}", epoch + 1, o.epochs));
+        let t0 = Instant::now();
+        let (mut loss_sum, mut seen, mut skipped) = (0.0f64, 0usize, 0usize);
+        let mut lr = 0.0;
+        for (k, b) in rx.into_iter().enumerate() {
+            let step = epoch * steps_per_epoch + k as u64;
+            skipped += b.skipped.len();
+            for e in &b.skipped {
+                pb.println(format!("skipped unreadable image: {e}"));
+            }
+            if b.is_empty() {
+                pb.inc(1);
+                continue;
+            }
+            lr = optim::lr_at(step, total, warmup, o.lr, o.min_lr);
+            let n = b.len();
+            let x = Tensor::<4>::from_data(TensorData::new(b.images, [n, 3, s, s]), &train_dev);
+            let mut rng = SplitMix64::derive(&[o.seed, epoch, k as u64, 0x4450]);
+            let logits = model.forward(x, Some(&mut rng));
+            let loss = smoothed_cross_entropy(logits, &b.labels, o.label_smoothing);
+            let lv: f64 = loss.clone().into_scalar::<f32>() as f64;
+            if !lv.is_finite() {
+                pb.abandon();
+                return Err(format!(
+                    "loss is {lv} at epoch {} step {k} (lr {lr:.3e}): stopping; the last good checkpoint is {} (lower --lr, or check the data)",
+                    epoch + 1,
+                    if ck_path.is_file() { ck_path.display().to_string() } else { "none (first epoch)".into() }
+                ));
+            }
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = opt.update(lr, model, grads);
+            if let (Some(e), Some(d)) = (ema.take(), o.ema) {
+                ema = Some(optim::ema_update(e, &model, d));
+            }
+            loss_sum += lv * n as f64;
+            seen += n;
+            let ips = seen as f64 / t0.elapsed().as_secs_f64();
+            pb.set_message(format!("loss {lv:.4} lr {lr:.2e} {ips:.1} img/s"));
+            pb.inc(1);
+        }
+        pb.finish_and_clear();
+        let secs = t0.elapsed().as_secs_f64();
+        let ips = seen as f64 / secs;
+        let eval_model = model.valid();
+        let (top1, test_skipped) = evaluate(&eval_model, &test, o.input_size, &base);
+        let skipped = skipped + test_skipped;
+        let ema_top1 = ema
+            .as_ref()
+            .map(|e| evaluate(e, &test, o.input_size, &base).0);
+        let train_loss = loss_sum / seen.max(1) as f64;
+        let step = (epoch + 1) * steps_per_epoch;
+        println!(
+            "epoch {}/{}: train loss {train_loss:.4}, lr {lr:.3e}, {ips:.1} img/s, test top-1 {:.2}%{}{}",
+            epoch + 1,
+            o.epochs,
+            100.0 * top1,
+            ema_top1.map_or(String::new(), |a| format!(", EMA top-1 {:.2}%", 100.0 * a)),
+            if skipped > 0 { format!(", {skipped} unreadable images skipped") } else { String::new() }
+        );
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&csv_path)
+            .map_err(|e| format!("{}: {e}", csv_path.display()))?;
+        writeln!(
+            f,
+            "{},{step},{train_loss:.6},{lr:.6e},{ips:.2},{top1:.6},{},{skipped},{secs:.1}",
+            epoch + 1,
+            ema_top1.map_or(String::new(), |a| format!("{a:.6}"))
+        )
+        .map_err(|e| e.to_string())?;
+        let (l, a, e) = read_curves(&csv_path);
+        crate::plot::write(&o.out.join("curves.png"), &l, &a, &e)?;
+        // Checkpoint last: a crash before this line replays the epoch from the previous one.
+        let mut tensors = std::collections::HashMap::new();
+        tensors.extend(checkpoint::prefixed("model", weights::burn_tensors(&model)));
+        if let Some(e) = &ema {
+            tensors.extend(checkpoint::prefixed("ema", weights::burn_tensors(e)));
+        }
+        tensors.extend(opt.state_tensors());
+        Checkpoint {
+            tensors,
+            state: json!({
+                "kind": "finetune",
+                "epoch": epoch + 1,
+                "step": opt.step,
+                "size": o.size.name,
+                "num_classes": classes,
+                "classes": ds.classes,
+                "input_size": o.input_size,
+                "seed": o.seed,
+                "top1": top1,
+                "ema_top1": ema_top1,
+            }),
+        }
+        .save(&ck_path)
+        .map_err(|e| e.to_string())?;
+        summary = Summary {
+            top1,
+            ema_top1,
+            img_per_s: ips,
+            skipped: summary.skipped + skipped,
+        };
+    }
+    if start_epoch >= o.epochs {
+        eprintln!("nothing to do: the checkpoint already has {start_epoch} epochs");
+        let ck = Checkpoint::load(&ck_path).map_err(|e| e.to_string())?;
+        summary.top1 = ck.state["top1"].as_f64().unwrap_or(f64::NAN);
+        summary.ema_top1 = ck.state["ema_top1"].as_f64();
+    }
+    eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(summary)
+}

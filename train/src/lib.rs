@@ -1,0 +1,15 @@
+//! ConvNeXt V2 training in Burn: the model exactly as timm computes it ([`model`]), timm/official
+//! weights in and timm-named weights out ([`weights`]), data ([`data`]), AdamW with the official
+//! parameter groups and schedule ([`optim`]), checkpoints ([`checkpoint`]), supervised fine-tuning
+//! ([`finetune`]) and prediction ([`predict`]).
+
+pub mod checkpoint;
+pub mod data;
+pub mod fcmae;
+pub mod finetune;
+pub mod model;
+pub mod optim;
+pub mod plot;
+pub mod predict;
+pub mod rng;
+pub mod weights;

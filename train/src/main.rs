@@ -1,0 +1,298 @@
+//! `train`: ConvNeXt V2 fine-tuning, prediction and export on Burn (CPU by default).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use train::checkpoint::Checkpoint;
+use train::finetune::{self, DeviceKind};
+use train::model::Size;
+use train::predict;
+
+#[derive(Parser)]
+#[command(
+    name = "train",
+    version,
+    about = "ConvNeXt V2 training on Burn (burn-ndarray CPU by default)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Dev {
+    Cpu,
+    Gpu,
+}
+
+impl From<Dev> for DeviceKind {
+    fn from(d: Dev) -> Self {
+        match d {
+            Dev::Cpu => DeviceKind::Cpu,
+            Dev::Gpu => DeviceKind::Gpu,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Supervised fine-tuning (defaults: the official Atto fine-tuning recipe, lr = blr·batch/256).
+    Finetune {
+        /// Model size: atto, femto, pico, nano, tiny, base, large, huge.
+        #[arg(long, default_value = "atto")]
+        size: String,
+        /// Fashion-MNIST IDX folder, or an ImageFolder tree (root/<class>/*.png|jpg, optionally
+        /// with train/ and val/ subfolders).
+        #[arg(long, default_value = "/usr/share/datasets/fashion-mnist")]
+        data: PathBuf,
+        /// Initial weights: timm/official safetensors, a `train export` file or a checkpoint.
+        #[arg(long)]
+        init: Option<PathBuf>,
+        /// Square input size in pixels (≥ 32; a multiple of 32 keeps every stage's map whole).
+        #[arg(long, default_value_t = 224)]
+        input_size: u32,
+        #[arg(long, default_value_t = 600)]
+        epochs: u64,
+        #[arg(long, default_value_t = 1024)]
+        batch: usize,
+        /// Peak learning rate (default: blr · batch / 256).
+        #[arg(long)]
+        lr: Option<f64>,
+        /// Base learning rate for the linear scaling rule.
+        #[arg(long, default_value_t = 2e-4)]
+        blr: f64,
+        #[arg(long, default_value_t = 1e-6)]
+        min_lr: f64,
+        #[arg(long, default_value_t = 0.0)]
+        warmup_epochs: f64,
+        #[arg(long, default_value_t = 0.3)]
+        weight_decay: f64,
+        /// Layer-wise learning-rate decay (1 = off).
+        #[arg(long, default_value_t = 0.9)]
+        layer_decay: f64,
+        #[arg(long, default_value_t = 0.1)]
+        drop_path: f64,
+        #[arg(long, default_value_t = 0.2)]
+        label_smoothing: f64,
+        /// EMA decay of the weights, evaluated every epoch (0 = no EMA).
+        #[arg(long, default_value_t = 0.9999)]
+        ema: f64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Run directory: checkpoint.safetensors, metrics.csv, curves.png.
+        #[arg(long)]
+        out: PathBuf,
+        /// Continue from OUT/checkpoint.safetensors (exactly where the last finished epoch left off).
+        #[arg(long)]
+        resume: bool,
+        #[arg(long, value_enum, default_value = "cpu")]
+        device: Dev,
+        /// Train on a seeded subset of this many images.
+        #[arg(long)]
+        train_subset: Option<usize>,
+        /// Evaluate on a seeded subset of this many test images.
+        #[arg(long)]
+        test_subset: Option<usize>,
+        /// Smallest area fraction of the random resized crop.
+        #[arg(long, default_value_t = 0.08)]
+        crop_scale_min: f64,
+        /// Held-out fraction for a folder without train/ and val/.
+        #[arg(long, default_value_t = 0.1)]
+        test_fraction: f64,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Logits of one input (raw f32 NCHW .bin, or an image).
+    Predict {
+        /// timm/official safetensors, a `train export` file or a checkpoint.
+        #[arg(long)]
+        weights: PathBuf,
+        #[arg(long, default_value = "atto")]
+        size: String,
+        #[arg(long)]
+        input: PathBuf,
+        /// Image inputs are resized/cropped to this size (.bin inputs carry their own).
+        #[arg(long, default_value_t = 224)]
+        input_size: u32,
+        /// Use a checkpoint's EMA weights.
+        #[arg(long)]
+        ema: bool,
+        /// Raw little-endian f32 logits.
+        #[arg(long)]
+        logits_out: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "cpu")]
+        device: Dev,
+    },
+    /// Checkpoint (or any weights) → timm-named safetensors + OUT.json (architecture, normalization).
+    Export {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Model size (default: the checkpoint's).
+        #[arg(long)]
+        size: Option<String>,
+        /// Export the EMA weights.
+        #[arg(long)]
+        ema: bool,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn size(name: &str) -> Result<Size, String> {
+    Size::named(name).ok_or_else(|| {
+        format!(
+            "unknown --size {name:?} (known: {})",
+            Size::names().join(", ")
+        )
+    })
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match cli.cmd {
+        Cmd::Finetune {
+            size: s,
+            data,
+            init,
+            input_size,
+            epochs,
+            batch,
+            lr,
+            blr,
+            min_lr,
+            warmup_epochs,
+            weight_decay,
+            layer_decay,
+            drop_path,
+            label_smoothing,
+            ema,
+            seed,
+            out,
+            resume,
+            device,
+            train_subset,
+            test_subset,
+            crop_scale_min,
+            test_fraction,
+            quiet,
+        } => {
+            if input_size < 32 {
+                return Err(format!("--input-size {input_size}: ConvNeXt V2 needs at least 32 px (it downsamples by 32)"));
+            }
+            if batch == 0 || epochs == 0 {
+                return Err("--batch and --epochs must be positive".into());
+            }
+            if !(0.0..1.0).contains(&label_smoothing)
+                || !(0.0..1.0).contains(&drop_path)
+                || !(0.0..1.0).contains(&ema)
+            {
+                return Err("--label-smoothing, --drop-path and --ema must be in [0, 1)".into());
+            }
+            if !(crop_scale_min > 0.0 && crop_scale_min <= 1.0) {
+                return Err("--crop-scale-min must be in (0, 1]".into());
+            }
+            let lr = lr.unwrap_or(blr * batch as f64 / 256.0);
+            let o = finetune::Options {
+                size: size(&s)?,
+                data,
+                init,
+                input_size,
+                epochs,
+                batch,
+                lr,
+                min_lr,
+                warmup_epochs,
+                weight_decay,
+                layer_decay,
+                drop_path,
+                label_smoothing,
+                ema: (ema > 0.0).then_some(ema),
+                seed,
+                out,
+                resume,
+                device: device.into(),
+                train_subset,
+                test_subset,
+                crop_scale: (crop_scale_min, 1.0),
+                test_fraction,
+                quiet,
+            };
+            let s = finetune::run(&o)?;
+            println!(
+                "final: test top-1 {:.2}%{}, {:.1} img/s",
+                100.0 * s.top1,
+                s.ema_top1
+                    .map_or(String::new(), |a| format!(", EMA top-1 {:.2}%", 100.0 * a)),
+                s.img_per_s
+            );
+            Ok(())
+        }
+        Cmd::Predict {
+            weights,
+            size: s,
+            input,
+            input_size,
+            ema,
+            logits_out,
+            device,
+        } => {
+            let dev = finetune::device(device.into())?;
+            let model = predict::load_model(&weights, &size(&s)?, ema, &dev)?;
+            let (x, side) = predict::read_input(&input, input_size)?;
+            let logits = predict::predict(&model, x, side, &dev);
+            let mut top: Vec<(usize, f32)> = logits.iter().copied().enumerate().collect();
+            top.sort_by(|a, b| b.1.total_cmp(&a.1));
+            for (i, v) in top.iter().take(5) {
+                println!("{i:>5} {v:>10.5}");
+            }
+            if let Some(p) = logits_out {
+                let bytes: Vec<u8> = logits.iter().flat_map(|v| v.to_le_bytes()).collect();
+                quant::convert::write_atomic(&p, &bytes).map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        }
+        Cmd::Export {
+            checkpoint,
+            size: s,
+            ema,
+            out,
+        } => {
+            let (sz, input_size, classes) = if Checkpoint::is_checkpoint(&checkpoint) {
+                let ck = Checkpoint::load(&checkpoint).map_err(|e| e.to_string())?;
+                let name =
+                    s.unwrap_or_else(|| ck.state["size"].as_str().unwrap_or("atto").to_string());
+                let classes: Option<Vec<String>> =
+                    serde_json::from_value(ck.state["classes"].clone()).ok();
+                (
+                    name,
+                    ck.state["input_size"].as_u64().unwrap_or(224) as u32,
+                    classes,
+                )
+            } else {
+                (s.unwrap_or_else(|| "atto".into()), 224, None)
+            };
+            let sz = size(&sz)?;
+            let dev = finetune::device(DeviceKind::Cpu)?;
+            let model = predict::load_model(&checkpoint, &sz, ema, &dev)?;
+            predict::export(&model, &sz, input_size, classes, &out, false)?;
+            println!(
+                "wrote {} and {}",
+                out.display(),
+                out.with_extension("json").display()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

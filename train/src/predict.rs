@@ -1,0 +1,143 @@
+//! `train predict` and `train export`: weights in, logits or timm-named safetensors out.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::checkpoint::Checkpoint;
+use crate::model::{Config, ConvNeXtV2, Size};
+use crate::weights;
+
+/// Loads a model for inference from timm/official safetensors, an exported model, or a training
+/// checkpoint (its EMA weights with `ema`). Size comes from the caller; classes from the file.
+pub fn load_model(
+    path: &Path,
+    size: &Size,
+    ema: bool,
+    device: &Device,
+) -> Result<ConvNeXtV2, String> {
+    let sd: quant::convert::StateDict = if Checkpoint::is_checkpoint(path) {
+        let ck = Checkpoint::load(path).map_err(|e| e.to_string())?;
+        let group = if ema { "ema" } else { "model" };
+        let g = ck.group(group);
+        if g.is_empty() {
+            return Err(format!(
+                "{}: checkpoint has no {group} weights",
+                path.display()
+            ));
+        }
+        g.iter()
+            .map(|(k, v)| (k.clone(), weights::burn_to_timm(k, v)))
+            .collect()
+    } else {
+        quant::convert::load_state_dict(path).map_err(|e| e.to_string())?
+    };
+    let classes = sd
+        .get("head.fc.bias")
+        .map(|t| t.data.len())
+        .ok_or_else(|| {
+            format!(
+                "{}: no classifier (head.fc.*): not a classification model",
+                path.display()
+            )
+        })?;
+    let config = Config {
+        size: size.clone(),
+        num_classes: classes,
+        drop_path: 0.0,
+    };
+    let model = ConvNeXtV2::new(&config, 0, device);
+    weights::load_timm(model, &sd, weights::Fresh::Nothing)
+        .map(|(m, _)| m)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Reads an input: a raw little-endian f32 NCHW file `[1, 3, s, s]` (already normalized), or an
+/// image (resized so the short side is s/0.875, centre-cropped to s, ImageNet-normalized).
+pub fn read_input(path: &Path, size: u32) -> Result<(Vec<f32>, usize), String> {
+    let is_bin = path.extension().is_some_and(|e| e == "bin");
+    if is_bin {
+        let b = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if b.len() % 12 != 0 {
+            return Err(format!(
+                "{}: {} bytes is not 3 planes of f32",
+                path.display(),
+                b.len()
+            ));
+        }
+        let n = b.len() / 12;
+        let s = (n as f64).sqrt().round() as usize;
+        if s * s != n || s < 32 {
+            return Err(format!(
+                "{}: {} values per channel is not a square image of at least 32×32",
+                path.display(),
+                n
+            ));
+        }
+        let v: Vec<f32> = b
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        if v.iter().any(|x| !x.is_finite()) {
+            return Err(format!("{}: input holds NaN or infinity", path.display()));
+        }
+        return Ok((v, s));
+    }
+    let rgb = quant::data::load_center_crop(path, size as usize, size as usize, 0.875)?;
+    let img =
+        image::RgbImage::from_raw(size, size, rgb).ok_or("decoded image has the wrong size")?;
+    Ok((crate::data::normalize(&img), size as usize))
+}
+
+/// Logits of one input.
+pub fn predict(model: &ConvNeXtV2, input: Vec<f32>, s: usize, device: &Device) -> Vec<f32> {
+    let x = Tensor::<4>::from_data(TensorData::new(input, [1, 3, s, s]), device);
+    model
+        .forward(x, None)
+        .into_data()
+        .try_to_vec::<f32>()
+        .expect("logits are f32")
+}
+
+/// Writes timm-named safetensors and a JSON description beside it (`<out>.json`).
+pub fn export(
+    model: &ConvNeXtV2,
+    size: &Size,
+    input_size: u32,
+    classes: Option<Vec<String>>,
+    out: &Path,
+    encoder_only: bool,
+) -> Result<(), String> {
+    let mut sd = weights::to_timm(model);
+    if encoder_only {
+        sd.retain(|k, _| !k.starts_with("head.fc."));
+    }
+    let mut meta = BTreeMap::new();
+    meta.insert("format".to_string(), "pt".to_string());
+    meta.insert(
+        "architecture".to_string(),
+        format!("convnextv2_{}", size.name),
+    );
+    weights::write_safetensors(out, &sd, Some(meta)).map_err(|e| e.to_string())?;
+    let desc = serde_json::json!({
+        "architecture": format!("convnextv2_{}", size.name),
+        "size": size.name,
+        "depths": size.depths,
+        "dims": size.dims,
+        "num_classes": if encoder_only { 0 } else { model.num_classes() },
+        "classes": classes,
+        "input_size": [3, input_size, input_size],
+        "mean": crate::data::MEAN,
+        "std": crate::data::STD,
+        "interpolation": "bicubic",
+        "crop_pct": 0.875,
+        "key_names": "timm",
+    });
+    let json_path = out.with_extension("json");
+    std::fs::write(
+        &json_path,
+        serde_json::to_string_pretty(&desc).expect("json"),
+    )
+    .map_err(|e| format!("{}: {e}", json_path.display()))
+}
