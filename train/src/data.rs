@@ -85,6 +85,13 @@ impl Split {
         }
     }
 
+    /// Image files with label 0 (for pictures and prediction).
+    pub fn files(paths: Vec<PathBuf>) -> Split {
+        Split {
+            items: paths.into_iter().map(|p| (Pixels::File(p), 0)).collect(),
+        }
+    }
+
     /// Label of sample `i`.
     pub fn label(&self, i: usize) -> usize {
         self.items[i].1

@@ -11,5 +11,7 @@ pub mod model;
 pub mod optim;
 pub mod plot;
 pub mod predict;
+pub mod pretrain;
 pub mod rng;
+pub mod runlog;
 pub mod weights;

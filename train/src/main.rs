@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use train::checkpoint::Checkpoint;
 use train::finetune::{self, DeviceKind};
 use train::model::Size;
-use train::predict;
+use train::{predict, pretrain};
 
 #[derive(Parser)]
 #[command(
@@ -23,7 +23,11 @@ struct Cli {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Dev {
+    /// Burn's flex CPU backend (the fastest CPU backend here).
     Cpu,
+    /// burn-ndarray (CPU).
+    Ndarray,
+    /// Burn's wgpu backend (build with `--features gpu`).
     Gpu,
 }
 
@@ -31,6 +35,7 @@ impl From<Dev> for DeviceKind {
     fn from(d: Dev) -> Self {
         match d {
             Dev::Cpu => DeviceKind::Cpu,
+            Dev::Ndarray => DeviceKind::Ndarray,
             Dev::Gpu => DeviceKind::Gpu,
         }
     }
@@ -105,6 +110,72 @@ enum Cmd {
         #[arg(long)]
         quiet: bool,
     },
+    /// FCMAE pretraining (defaults: the official recipe; lr = blr·batch/256).
+    Pretrain {
+        #[arg(long, default_value = "atto")]
+        size: String,
+        /// Fashion-MNIST IDX folder or a folder of images (labels are not used).
+        #[arg(long, default_value = "/usr/share/datasets/fashion-mnist")]
+        data: PathBuf,
+        /// Square input size (a multiple of 32, at least 64).
+        #[arg(long, default_value_t = 224)]
+        input_size: u32,
+        /// Patch side in pixels (the encoder's stride: 32).
+        #[arg(long, default_value_t = 32)]
+        patch_size: usize,
+        #[arg(long, default_value_t = 0.6)]
+        mask_ratio: f64,
+        #[arg(long, default_value_t = 512)]
+        decoder_dim: usize,
+        #[arg(long, default_value_t = 1)]
+        decoder_depth: usize,
+        /// Targets are raw pixels instead of per-patch normalized ones.
+        #[arg(long)]
+        no_norm_pix_loss: bool,
+        #[arg(long, default_value_t = 800)]
+        epochs: u64,
+        /// Batch size (the official effective batch is 4096 over many GPUs).
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Peak learning rate (default: blr · batch / 256).
+        #[arg(long)]
+        lr: Option<f64>,
+        #[arg(long, default_value_t = 1.5e-4)]
+        blr: f64,
+        #[arg(long, default_value_t = 0.0)]
+        min_lr: f64,
+        #[arg(long, default_value_t = 40.0)]
+        warmup_epochs: f64,
+        #[arg(long, default_value_t = 0.05)]
+        weight_decay: f64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        resume: bool,
+        #[arg(long, value_enum, default_value = "cpu")]
+        device: Dev,
+        #[arg(long)]
+        train_subset: Option<usize>,
+        /// Write OUT/recon_epochNNN.png every this many epochs (0: never).
+        #[arg(long, default_value_t = 1)]
+        vis_every: u64,
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// original | masked | reconstruction | reconstruction + visible patches, as one PNG.
+    Visualize {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long)]
+        image: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Seed of the random mask.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Logits of one input (raw f32 NCHW .bin, or an image).
     Predict {
         /// timm/official safetensors, a `train export` file or a checkpoint.
@@ -127,6 +198,7 @@ enum Cmd {
         device: Dev,
     },
     /// Checkpoint (or any weights) → timm-named safetensors + OUT.json (architecture, normalization).
+    /// A pretraining checkpoint exports its encoder only (no head, like timm's `.fcmae` weights).
     Export {
         #[arg(long)]
         checkpoint: PathBuf,
@@ -229,6 +301,73 @@ fn run(cli: Cli) -> Result<(), String> {
             );
             Ok(())
         }
+        Cmd::Pretrain {
+            size: s,
+            data,
+            input_size,
+            patch_size,
+            mask_ratio,
+            decoder_dim,
+            decoder_depth,
+            no_norm_pix_loss,
+            epochs,
+            batch,
+            lr,
+            blr,
+            min_lr,
+            warmup_epochs,
+            weight_decay,
+            seed,
+            out,
+            resume,
+            device,
+            train_subset,
+            vis_every,
+            quiet,
+        } => {
+            if batch == 0 || epochs == 0 || decoder_dim == 0 {
+                return Err("--batch, --epochs and --decoder-dim must be positive".into());
+            }
+            if !(mask_ratio > 0.0 && mask_ratio < 1.0) {
+                return Err("--mask-ratio must be in (0, 1)".into());
+            }
+            let o = pretrain::Options {
+                size: size(&s)?,
+                data,
+                input_size,
+                patch: patch_size,
+                mask_ratio,
+                decoder_dim,
+                decoder_depth,
+                norm_pix: !no_norm_pix_loss,
+                epochs,
+                batch,
+                lr: lr.unwrap_or(blr * batch as f64 / 256.0),
+                min_lr,
+                warmup_epochs,
+                weight_decay,
+                seed,
+                out,
+                resume,
+                device: device.into(),
+                train_subset,
+                vis_every,
+                quiet,
+            };
+            let loss = pretrain::run(&o)?;
+            println!("final: pretrain loss {loss:.4}");
+            Ok(())
+        }
+        Cmd::Visualize {
+            checkpoint,
+            image,
+            out,
+            seed,
+        } => {
+            pretrain::visualize(&checkpoint, &image, &out, seed)?;
+            println!("wrote {}", out.display());
+            Ok(())
+        }
         Cmd::Predict {
             weights,
             size: s,
@@ -259,24 +398,35 @@ fn run(cli: Cli) -> Result<(), String> {
             ema,
             out,
         } => {
-            let (sz, input_size, classes) = if Checkpoint::is_checkpoint(&checkpoint) {
-                let ck = Checkpoint::load(&checkpoint).map_err(|e| e.to_string())?;
-                let name =
-                    s.unwrap_or_else(|| ck.state["size"].as_str().unwrap_or("atto").to_string());
-                let classes: Option<Vec<String>> =
-                    serde_json::from_value(ck.state["classes"].clone()).ok();
-                (
-                    name,
-                    ck.state["input_size"].as_u64().unwrap_or(224) as u32,
-                    classes,
-                )
-            } else {
-                (s.unwrap_or_else(|| "atto".into()), 224, None)
-            };
-            let sz = size(&sz)?;
             let dev = finetune::device(DeviceKind::Cpu)?;
-            let model = predict::load_model(&checkpoint, &sz, ema, &dev)?;
-            predict::export(&model, &sz, input_size, classes, &out, false)?;
+            let ck = if Checkpoint::is_checkpoint(&checkpoint) {
+                Some(Checkpoint::load(&checkpoint).map_err(|e| e.to_string())?)
+            } else {
+                None
+            };
+            if ck.as_ref().is_some_and(|c| c.state["kind"] == "pretrain") {
+                let (enc, o) = pretrain::encoder(&checkpoint, &dev)?;
+                predict::export(&enc, &o.size, o.input_size, None, &out, true)?;
+            } else {
+                let (sz, input_size, classes) = match &ck {
+                    Some(ck) => {
+                        let name = s.unwrap_or_else(|| {
+                            ck.state["size"].as_str().unwrap_or("atto").to_string()
+                        });
+                        let classes: Option<Vec<String>> =
+                            serde_json::from_value(ck.state["classes"].clone()).ok();
+                        (
+                            name,
+                            ck.state["input_size"].as_u64().unwrap_or(224) as u32,
+                            classes,
+                        )
+                    }
+                    None => (s.unwrap_or_else(|| "atto".into()), 224, None),
+                };
+                let sz = size(&sz)?;
+                let model = predict::load_model(&checkpoint, &sz, ema, &dev)?;
+                predict::export(&model, &sz, input_size, classes, &out, false)?;
+            }
             println!(
                 "wrote {} and {}",
                 out.display(),

@@ -96,13 +96,46 @@ impl Conv {
     }
 
     /// NCHW in, NCHW out.
+    ///
+    /// The patchify convolutions (stem 4×4/s4, downsampling 2×2/s2: kernel = stride, no padding)
+    /// are a reshape to patches and one matrix product, an exact rewrite of the same sum (tested
+    /// against `conv2d`) whose gradients are plain matmuls, not the backends' general
+    /// convolution backward.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [_, _, k, _] = self.weight.dims();
+        if self.groups == 1 && self.stride == k && self.padding == 0 {
+            return self.forward_patchify(x);
+        }
+        self.forward_conv2d(x)
+    }
+
+    /// Burn's `conv2d` (the reference for the patchify rewrite).
+    pub fn forward_conv2d(&self, x: Tensor<4>) -> Tensor<4> {
         conv2d(
             x,
             self.weight.val(),
             Some(self.bias.val()),
             ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], self.groups),
         )
+    }
+
+    fn forward_patchify(&self, x: Tensor<4>) -> Tensor<4> {
+        let [n, cin, h, w] = x.dims();
+        let [cout, _, k, _] = self.weight.dims();
+        let (oh, ow) = (h / k, w / k);
+        // Windows beyond the last whole one are dropped, as conv2d does.
+        let x = if oh * k != h || ow * k != w {
+            x.slice([0..n, 0..cin, 0..oh * k, 0..ow * k])
+        } else {
+            x
+        };
+        let patches = x
+            .reshape([n, cin, oh, k, ow, k])
+            .permute([0, 2, 4, 1, 3, 5])
+            .reshape([n * oh * ow, cin * k * k]);
+        let wm = self.weight.val().reshape([cout, cin * k * k]).transpose();
+        let y = patches.matmul(wm) + self.bias.val().reshape([1, cout]);
+        y.reshape([n, oh, ow, cout]).permute([0, 3, 1, 2])
     }
 }
 
@@ -444,4 +477,32 @@ pub fn trunc_normal<const D: usize>(
         })
         .collect();
     TensorData::new(v, shape)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cpu() -> Device {
+        crate::finetune::device(crate::finetune::DeviceKind::Cpu).unwrap()
+    }
+
+    fn max_abs(a: Tensor<4>, b: Tensor<4>) -> f32 {
+        (a - b).abs().max().into_scalar::<f32>()
+    }
+
+    #[test]
+    fn patchify_rewrite_equals_conv2d() {
+        let dev = cpu();
+        let mut rng = SplitMix64::new(11);
+        for &(n, cin, cout, k, h, w) in
+            &[(2, 3, 8, 4, 16, 12), (1, 5, 7, 2, 6, 9), (2, 4, 3, 2, 5, 5)]
+        {
+            let mut conv = Conv::new([cin, cout, k], k, 0, 1, &mut rng, &dev);
+            conv.bias = param(trunc_normal(&mut rng, [cout], 1.0), &dev);
+            let x = Tensor::<4>::from_data(trunc_normal(&mut rng, [n, cin, h, w], 1.0), &dev);
+            let e = max_abs(conv.forward(x.clone()), conv.forward_conv2d(x));
+            assert!(e < 1e-5, "patchify {cin}->{cout} k{k} {h}x{w}: {e}");
+        }
+    }
 }

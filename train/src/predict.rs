@@ -100,7 +100,8 @@ pub fn predict(model: &ConvNeXtV2, input: Vec<f32>, s: usize, device: &Device) -
         .expect("logits are f32")
 }
 
-/// Writes timm-named safetensors and a JSON description beside it (`<out>.json`).
+/// Writes timm-named safetensors and a JSON description beside it (`<out>.json`);
+/// `encoder_only` leaves out the head.
 pub fn export(
     model: &ConvNeXtV2,
     size: &Size,
@@ -111,7 +112,8 @@ pub fn export(
 ) -> Result<(), String> {
     let mut sd = weights::to_timm(model);
     if encoder_only {
-        sd.retain(|k, _| !k.starts_with("head.fc."));
+        // An FCMAE encoder never trains its head (norm or classifier): timm's `.fcmae` layout.
+        sd.retain(|k, _| !k.starts_with("head."));
     }
     let mut meta = BTreeMap::new();
     meta.insert("format".to_string(), "pt".to_string());

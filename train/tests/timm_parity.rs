@@ -275,3 +275,19 @@ fn predict_cli_writes_the_pytorch_logits() {
     assert!(String::from_utf8_lossy(&st.stderr).contains("not 3 planes"));
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn the_ndarray_backend_matches_pytorch_too() {
+    let dev = train::finetune::device(train::finetune::DeviceKind::Ndarray).unwrap();
+    let m = predict::load_model(
+        &fixture("weights.safetensors"),
+        &Size::named("atto").unwrap(),
+        false,
+        &dev,
+    )
+    .unwrap();
+    let x = read_f32(&fixture("inputs/astronaut.bin"));
+    let want = read_f32(&fixture("logits/astronaut.bin"));
+    let err = max_abs(&predict::predict(&m, x, 224, &dev), &want);
+    assert!(err <= TOL, "burn-ndarray: logits max |Δ| {err}");
+}
