@@ -3,6 +3,7 @@
 //! parameter groups and schedule ([`optim`]), checkpoints ([`checkpoint`]), supervised fine-tuning
 //! ([`finetune`]) and prediction ([`predict`]).
 
+pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod fcmae;

@@ -176,6 +176,21 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Training throughput: forward + backward + AdamW steps on random data (fine-tuning step and
+    /// FCMAE step), images per second after warm-up steps.
+    BenchStep {
+        #[arg(long, default_value = "atto")]
+        size: String,
+        #[arg(long, default_value_t = 224)]
+        input_size: u32,
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// Timed steps (after 2 warm-up steps).
+        #[arg(long, default_value_t = 5)]
+        steps: u64,
+        #[arg(long, value_enum, default_value = "cpu")]
+        device: Dev,
+    },
     /// Logits of one input (raw f32 NCHW .bin, or an image).
     Predict {
         /// timm/official safetensors, a `train export` file or a checkpoint.
@@ -366,6 +381,22 @@ fn run(cli: Cli) -> Result<(), String> {
         } => {
             pretrain::visualize(&checkpoint, &image, &out, seed)?;
             println!("wrote {}", out.display());
+            Ok(())
+        }
+        Cmd::BenchStep {
+            size: s,
+            input_size,
+            batch,
+            steps,
+            device,
+        } => {
+            let r =
+                train::bench::steps(&size(&s)?, input_size as usize, batch, steps, device.into())?;
+            println!(
+                "{} {}px batch {batch} on {}: fine-tune step {:.1} img/s ({:.0} ms/step), FCMAE step {:.1} img/s ({:.0} ms/step)",
+                s, input_size, r.device, r.finetune_img_s, 1000.0 * batch as f64 / r.finetune_img_s,
+                r.fcmae_img_s, 1000.0 * batch as f64 / r.fcmae_img_s
+            );
             Ok(())
         }
         Cmd::Predict {

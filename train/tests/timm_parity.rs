@@ -88,6 +88,7 @@ fn logits_and_activations_match_pytorch() {
         let want = read_f32(&fixture(&format!("logits/{input}.bin")));
         let got = predict::predict(&m, x.clone(), 224, &dev);
         let err = max_abs(&got, &want);
+        println!("{input}: Burn vs PyTorch logits max |Δ| = {err:.2e}");
         assert!(err <= TOL, "{input}: logits max |Δ| {err}");
         let argmax = |v: &[f32]| {
             v.iter()
@@ -108,6 +109,7 @@ fn logits_and_activations_match_pytorch() {
             .unwrap();
         let want = read_f32(&fixture(&format!("act/{input}__stage3.bin")));
         let err = max_abs(&f, &want);
+        println!("{input}: stage3 max |Δ| = {err:.2e}");
         assert!(err <= TOL, "{input}: stage3 max |Δ| {err}");
     }
 }
@@ -149,6 +151,7 @@ fn export_reimports_exactly_and_edge_runs_it_to_the_same_logits() {
         .unwrap();
     let burn_logits = predict::predict(&m, x, 224, &dev);
     let err = max_abs(&logits, &burn_logits);
+    println!("export → quant convert → edge vs Burn: max |Δ| = {err:.2e}");
     assert!(err <= TOL, "edge vs burn max |Δ| {err}");
     std::fs::remove_dir_all(dir).ok();
 }

@@ -1,0 +1,103 @@
+//! Training-step throughput on random data, for `train bench-step` and `scripts/bench-train.sh`
+//! (side by side with PyTorch/timm's same step).
+
+use std::time::Instant;
+
+use burn::optim::GradientsParams;
+use burn::tensor::{Tensor, TensorData};
+
+use crate::fcmae::{self, Fcmae, FcmaeConfig};
+use crate::finetune::{device, smoothed_cross_entropy, DeviceKind};
+use crate::model::{Config, ConvNeXtV2, Size};
+use crate::optim::{AdamW, AdamWConfig};
+use crate::rng::SplitMix64;
+
+/// Images per second of each step kind.
+pub struct Throughput {
+    /// Which device ran.
+    pub device: String,
+    /// Supervised step (forward, label-smoothed CE, backward, AdamW).
+    pub finetune_img_s: f64,
+    /// FCMAE step (masked encoder, decoder, masked MSE, backward, AdamW).
+    pub fcmae_img_s: f64,
+}
+
+fn adamw() -> AdamW {
+    AdamW::new(AdamWConfig {
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.05,
+        layer_decay: 0.9,
+    })
+}
+
+/// Times `steps` steps of each kind after two warm-up steps.
+pub fn steps(
+    size: &Size,
+    s: usize,
+    batch: usize,
+    steps: u64,
+    kind: DeviceKind,
+) -> Result<Throughput, String> {
+    if !s.is_multiple_of(32) || s < 64 || batch == 0 {
+        return Err("--input-size must be a multiple of 32 (≥ 64) and --batch positive".into());
+    }
+    let base = device(kind)?;
+    let dev = base.clone().autodiff();
+    let mut rng = SplitMix64::new(1);
+    let images: Vec<f32> = (0..batch * 3 * s * s)
+        .map(|_| rng.next_normal() as f32)
+        .collect();
+    let labels: Vec<usize> = (0..batch).map(|i| i % 1000).collect();
+    let cfg = Config {
+        size: size.clone(),
+        num_classes: 1000,
+        drop_path: 0.1,
+    };
+    let mut model = ConvNeXtV2::new(&cfg, 0, &dev);
+    let mut opt = adamw();
+    let mut t0 = Instant::now();
+    for k in 0..steps + 2 {
+        if k == 2 {
+            t0 = Instant::now();
+        }
+        let x = Tensor::<4>::from_data(TensorData::new(images.clone(), [batch, 3, s, s]), &dev);
+        let loss = smoothed_cross_entropy(model.forward(x, Some(&mut rng)), &labels, 0.1);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = opt.update(1e-4, model, grads);
+    }
+    let finetune_img_s = (steps as usize * batch) as f64 / t0.elapsed().as_secs_f64();
+    drop(model);
+
+    let fc = FcmaeConfig {
+        encoder: Config {
+            drop_path: 0.0,
+            num_classes: 1,
+            ..cfg
+        },
+        decoder_dim: 512,
+        decoder_depth: 1,
+        patch: 32,
+    };
+    let mut model = Fcmae::new(&fc, 0, &dev);
+    let mut opt = adamw();
+    let l = (s / 32) * (s / 32);
+    let target = fcmae::patchify(&images, batch, s, s, 32, true);
+    for k in 0..steps + 2 {
+        if k == 2 {
+            t0 = Instant::now();
+        }
+        let mask = fcmae::random_mask(batch, l, 0.6, &mut rng);
+        let x = Tensor::<4>::from_data(TensorData::new(images.clone(), [batch, 3, s, s]), &dev);
+        let loss = fcmae::masked_mse(model.forward(x, &mask, None), &target, &mask);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = opt.update(1e-4, model, grads);
+    }
+    let fcmae_img_s = (steps as usize * batch) as f64 / t0.elapsed().as_secs_f64();
+    Ok(Throughput {
+        device: format!("{kind:?}"),
+        finetune_img_s,
+        fcmae_img_s,
+    })
+}
