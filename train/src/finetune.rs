@@ -304,68 +304,43 @@ pub fn run(o: &Options) -> Result<Summary, String> {
     };
     let started = Instant::now();
     for epoch in start_epoch..o.epochs {
-        let order = SplitMix64::derive(&[o.seed, epoch, 0x5348_5546]).permutation(train.len());
-        let batches: Vec<Vec<usize>> = order.chunks(o.batch).map(<[usize]>::to_vec).collect();
-        let rx = data::prefetch(
-            train.clone(),
-            batches,
-            o.input_size,
-            Some((augment, o.seed, epoch)),
-        );
-        let pb = runlog::progress(
-            steps_per_epoch,
-            o.quiet,
-            format!("epoch {}/{}", epoch + 1, o.epochs),
-        );
-        let t0 = Instant::now();
-        let (mut loss_sum, mut seen, mut skipped) = (0.0f64, 0usize, 0usize);
-        let mut lr = 0.0;
-        for (k, b) in rx.into_iter().enumerate() {
-            let step = epoch * steps_per_epoch + k as u64;
-            skipped += b.skipped.len();
-            for e in &b.skipped {
-                pb.println(format!("skipped unreadable image: {e}"));
-            }
-            if b.is_empty() {
-                pb.inc(1);
-                continue;
-            }
-            lr = optim::lr_at(step, total, warmup, o.lr, o.min_lr);
+        let lr_of = |i: u64| optim::lr_at(i, total, warmup, o.lr, o.min_lr);
+        let plan = runlog::Epoch {
+            train: &train,
+            batch: o.batch,
+            input_size: o.input_size,
+            augment,
+            seed: o.seed,
+            epoch,
+            epochs: o.epochs,
+            lr: &lr_of,
+            checkpoint: &ck_path,
+            quiet: o.quiet,
+        };
+        let stats = runlog::run_epoch(&plan, |k, lr, b| {
             let n = b.len();
             let x = Tensor::<4>::from_data(TensorData::new(b.images, [n, 3, s, s]), &train_dev);
-            let mut rng = SplitMix64::derive(&[o.seed, epoch, k as u64, 0x4450]);
+            let mut rng = SplitMix64::derive(&[o.seed, epoch, k, 0x4450]);
             let logits = model.forward(x, Some(&mut rng));
             let loss = smoothed_cross_entropy(logits, &b.labels, o.label_smoothing);
-            let lv: f64 = loss.clone().into_scalar::<f32>() as f64;
-            if !lv.is_finite() {
-                pb.abandon();
-                return Err(format!(
-                    "loss is {lv} at epoch {} step {k} (lr {lr:.3e}): stopping; the last good checkpoint is {} (lower --lr, or check the data)",
-                    epoch + 1,
-                    if ck_path.is_file() { ck_path.display().to_string() } else { "none (first epoch)".into() }
-                ));
+            let lv = loss.clone().into_scalar::<f32>() as f64;
+            if lv.is_finite() {
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                model = opt.update(lr, model.clone(), grads);
+                if let (Some(e), Some(d)) = (ema.take(), o.ema) {
+                    ema = Some(optim::ema_update(e, &model, d));
+                }
             }
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = opt.update(lr, model, grads);
-            if let (Some(e), Some(d)) = (ema.take(), o.ema) {
-                ema = Some(optim::ema_update(e, &model, d));
-            }
-            loss_sum += lv * n as f64;
-            seen += n;
-            let ips = seen as f64 / t0.elapsed().as_secs_f64();
-            pb.set_message(format!("loss {lv:.4} lr {lr:.2e} {ips:.1} img/s"));
-            pb.inc(1);
-        }
-        pb.finish_and_clear();
-        let secs = t0.elapsed().as_secs_f64();
-        let ips = seen as f64 / secs;
+            lv
+        })?;
+        let (secs, ips, lr, skipped) = (stats.secs, stats.img_per_s(), stats.lr, stats.skipped);
         let eval_model = model.valid();
         let (top1, test_skipped) = evaluate(&eval_model, &test, o.input_size, &base);
         let skipped = skipped + test_skipped;
         let ema_top1 = ema
             .as_ref()
             .map(|e| evaluate(e, &test, o.input_size, &base).0);
-        let train_loss = loss_sum / seen.max(1) as f64;
+        let train_loss = stats.loss;
         let step = (epoch + 1) * steps_per_epoch;
         println!(
             "epoch {}/{}: train loss {train_loss:.4}, lr {lr:.3e}, {ips:.1} img/s, test top-1 {:.2}%{}{}",

@@ -4,7 +4,6 @@
 //! NaN stop as fine-tuning, and reconstruction pictures every N epochs.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::GradientsParams;
@@ -183,56 +182,32 @@ pub fn run(o: &Options) -> Result<f64, String> {
     let s = o.input_size as usize;
     let mut last = f64::NAN;
     for epoch in start_epoch..o.epochs {
-        let order = SplitMix64::derive(&[o.seed, epoch, 0x5348_5546]).permutation(train.len());
-        let batches: Vec<Vec<usize>> = order.chunks(o.batch).map(<[usize]>::to_vec).collect();
-        let rx = data::prefetch(
-            train.clone(),
-            batches,
-            o.input_size,
-            Some((augment, o.seed, epoch)),
-        );
-        let pb = runlog::progress(
-            steps_per_epoch,
-            o.quiet,
-            format!("epoch {}/{}", epoch + 1, o.epochs),
-        );
-        let t0 = Instant::now();
-        let (mut loss_sum, mut seen, mut skipped, mut lr) = (0.0f64, 0usize, 0usize, 0.0);
-        for (k, b) in rx.into_iter().enumerate() {
-            let step = epoch * steps_per_epoch + k as u64;
-            skipped += b.skipped.len();
-            for e in &b.skipped {
-                pb.println(format!("skipped unreadable image: {e}"));
-            }
-            if b.is_empty() {
-                pb.inc(1);
-                continue;
-            }
-            lr = optim::lr_at(step, total, warmup, o.lr, o.min_lr);
+        let lr_of = |i: u64| optim::lr_at(i, total, warmup, o.lr, o.min_lr);
+        let plan = runlog::Epoch {
+            train: &train,
+            batch: o.batch,
+            input_size: o.input_size,
+            augment,
+            seed: o.seed,
+            epoch,
+            epochs: o.epochs,
+            lr: &lr_of,
+            checkpoint: &ck_path,
+            quiet: o.quiet,
+        };
+        let stats = runlog::run_epoch(&plan, |k, lr, b| {
             let n = b.len();
-            let mut rng = SplitMix64::derive(&[o.seed, epoch, k as u64, 0x4d41_534b]);
+            let mut rng = SplitMix64::derive(&[o.seed, epoch, k, 0x4d41_534b]);
             let loss = batch_loss(&model, b.images, n, s, o, &mut rng, &train_dev);
             let lv = loss.clone().into_scalar::<f32>() as f64;
-            if !lv.is_finite() {
-                pb.abandon();
-                return Err(format!(
-                    "loss is {lv} at epoch {} step {k} (lr {lr:.3e}): stopping; the last good checkpoint is {}",
-                    epoch + 1,
-                    if ck_path.is_file() { ck_path.display().to_string() } else { "none (first epoch)".into() }
-                ));
+            if lv.is_finite() {
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                model = opt.update(lr, model.clone(), grads);
             }
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = opt.update(lr, model, grads);
-            loss_sum += lv * n as f64;
-            seen += n;
-            let ips = seen as f64 / t0.elapsed().as_secs_f64();
-            pb.set_message(format!("loss {lv:.4} lr {lr:.2e} {ips:.1} img/s"));
-            pb.inc(1);
-        }
-        pb.finish_and_clear();
-        let secs = t0.elapsed().as_secs_f64();
-        let ips = seen as f64 / secs;
-        last = loss_sum / seen.max(1) as f64;
+            lv
+        })?;
+        let (secs, ips, lr, skipped) = (stats.secs, stats.img_per_s(), stats.lr, stats.skipped);
+        last = stats.loss;
         println!(
             "epoch {}/{}: pretrain loss {last:.4}, lr {lr:.3e}, {ips:.1} img/s",
             epoch + 1,

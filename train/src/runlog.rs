@@ -125,3 +125,117 @@ pub fn load_burn_layout<M: Module>(
         tensors.get(k).cloned()
     }))
 }
+
+/// One epoch's setting, shared by fine-tuning and pretraining.
+pub struct Epoch<'a> {
+    /// Training images.
+    pub train: &'a crate::data::Split,
+    /// Batch size.
+    pub batch: usize,
+    /// Square input size.
+    pub input_size: u32,
+    /// Training augmentation.
+    pub augment: crate::data::Augment,
+    /// Run seed.
+    pub seed: u64,
+    /// This epoch (0-based) and the run's count.
+    pub epoch: u64,
+    /// Epochs in the run.
+    pub epochs: u64,
+    /// Learning rate of global step `i`.
+    pub lr: &'a dyn Fn(u64) -> f64,
+    /// The checkpoint a NaN stop points to.
+    pub checkpoint: &'a std::path::Path,
+    /// No progress bar.
+    pub quiet: bool,
+}
+
+/// What an epoch measured.
+pub struct EpochStats {
+    /// Mean training loss over the images seen.
+    pub loss: f64,
+    /// Images stepped on.
+    pub seen: usize,
+    /// Unreadable images skipped.
+    pub skipped: usize,
+    /// Wall time.
+    pub secs: f64,
+    /// Learning rate of the last step.
+    pub lr: f64,
+}
+
+impl EpochStats {
+    /// Training images per second.
+    pub fn img_per_s(&self) -> f64 {
+        self.seen as f64 / self.secs
+    }
+}
+
+/// Runs one epoch: the epoch's seeded order in batches decoded ahead on another thread, a progress
+/// bar, and `step(k, lr, batch)` for each batch, which returns the batch's loss and updates the
+/// model only when that loss is finite. A non-finite loss stops the run with the step, the lr and
+/// the last good checkpoint named.
+pub fn run_epoch(
+    e: &Epoch<'_>,
+    mut step: impl FnMut(u64, f64, crate::data::Batch) -> f64,
+) -> Result<EpochStats, String> {
+    let steps = e.train.len().div_ceil(e.batch) as u64;
+    let order =
+        crate::rng::SplitMix64::derive(&[e.seed, e.epoch, 0x5348_5546]).permutation(e.train.len());
+    let batches: Vec<Vec<usize>> = order.chunks(e.batch).map(<[usize]>::to_vec).collect();
+    let rx = crate::data::prefetch(
+        e.train.clone(),
+        batches,
+        e.input_size,
+        Some((e.augment, e.seed, e.epoch)),
+    );
+    let pb = progress(
+        steps,
+        e.quiet,
+        format!("epoch {}/{}", e.epoch + 1, e.epochs),
+    );
+    let t0 = std::time::Instant::now();
+    let mut st = EpochStats {
+        loss: 0.0,
+        seen: 0,
+        skipped: 0,
+        secs: 0.0,
+        lr: 0.0,
+    };
+    let mut loss_sum = 0.0;
+    for (k, b) in rx.into_iter().enumerate() {
+        st.skipped += b.skipped.len();
+        for s in &b.skipped {
+            pb.println(format!("skipped unreadable image: {s}"));
+        }
+        if b.is_empty() {
+            pb.inc(1);
+            continue;
+        }
+        st.lr = (e.lr)(e.epoch * steps + k as u64);
+        let n = b.len();
+        let lv = step(k as u64, st.lr, b);
+        if !lv.is_finite() {
+            pb.abandon();
+            let last = if e.checkpoint.is_file() {
+                e.checkpoint.display().to_string()
+            } else {
+                "none (first epoch)".into()
+            };
+            return Err(format!(
+                "loss is {lv} at epoch {} step {k} (lr {:.3e}): stopping; the last good checkpoint is {last} (lower --lr, or check the data)",
+                e.epoch + 1,
+                st.lr
+            ));
+        }
+        loss_sum += lv * n as f64;
+        st.seen += n;
+        let ips = st.seen as f64 / t0.elapsed().as_secs_f64();
+        pb.set_message(format!("loss {lv:.4} lr {:.2e} {ips:.1} img/s", st.lr));
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    st.secs = t0.elapsed().as_secs_f64();
+    st.loss = loss_sum / st.seen.max(1) as f64;
+    Ok(st)
+}
