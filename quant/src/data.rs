@@ -120,7 +120,8 @@ pub fn read_idx(images: &Path, labels: &Path) -> Result<IdxSplit, DataError> {
     })
 }
 
-fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
+/// Appends every png/jpg/jpeg below `dir` (recursively) to `out`.
+pub fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
     let rd = std::fs::read_dir(dir).map_err(|e| DataError::Io(dir.into(), e))?;
     for e in rd {
         let p = e.map_err(|e| DataError::Io(dir.into(), e))?.path();

@@ -211,27 +211,14 @@ fn folder_split(root: &Path, classes: &[String]) -> Result<Split, DataError> {
             continue;
         }
         let mut files = Vec::new();
-        collect(&dir, &mut files)?;
+        quant::data::collect_images(&dir, &mut files).map_err(|e| match e {
+            quant::data::DataError::Io(p, e) => DataError::Io(p, e),
+            other => DataError::Idx(other.to_string()),
+        })?;
         files.sort();
         items.extend(files.into_iter().map(|p| (Pixels::File(p), label)));
     }
     Ok(Split { items })
-}
-
-fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
-    let rd = std::fs::read_dir(dir).map_err(|e| DataError::Io(dir.into(), e))?;
-    for e in rd {
-        let p = e.map_err(|e| DataError::Io(dir.into(), e))?.path();
-        if p.is_dir() {
-            collect(&p, out)?;
-        } else if p.extension().is_some_and(|x| {
-            let x = x.to_ascii_lowercase();
-            x == "png" || x == "jpg" || x == "jpeg"
-        }) {
-            out.push(p);
-        }
-    }
-    Ok(())
 }
 
 /// Random-resized-crop parameters (torchvision's `RandomResizedCrop`).
