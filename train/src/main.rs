@@ -41,10 +41,33 @@ impl From<Dev> for DeviceKind {
     }
 }
 
+/// What every training run takes besides its hyperparameters.
+#[derive(clap::Args)]
+struct RunArgs {
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Run directory: checkpoint.safetensors, metrics.csv, curves.png (and pictures).
+    #[arg(long)]
+    out: PathBuf,
+    /// Continue from OUT/checkpoint.safetensors, exactly where the last finished epoch left off.
+    #[arg(long)]
+    resume: bool,
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: Dev,
+    /// Train on a seeded subset of this many images.
+    #[arg(long)]
+    train_subset: Option<usize>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Supervised fine-tuning (defaults: the official Atto fine-tuning recipe, lr = blr·batch/256).
     Finetune {
+        #[command(flatten)]
+        run: RunArgs,
         /// Model size: atto, femto, pico, nano, tiny, base, large, huge.
         #[arg(long, default_value = "atto")]
         size: String,
@@ -84,19 +107,6 @@ enum Cmd {
         /// EMA decay of the weights, evaluated every epoch (0 = no EMA).
         #[arg(long, default_value_t = 0.9999)]
         ema: f64,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Run directory: checkpoint.safetensors, metrics.csv, curves.png.
-        #[arg(long)]
-        out: PathBuf,
-        /// Continue from OUT/checkpoint.safetensors (exactly where the last finished epoch left off).
-        #[arg(long)]
-        resume: bool,
-        #[arg(long, value_enum, default_value = "cpu")]
-        device: Dev,
-        /// Train on a seeded subset of this many images.
-        #[arg(long)]
-        train_subset: Option<usize>,
         /// Evaluate on a seeded subset of this many test images.
         #[arg(long)]
         test_subset: Option<usize>,
@@ -106,12 +116,11 @@ enum Cmd {
         /// Held-out fraction for a folder without train/ and val/.
         #[arg(long, default_value_t = 0.1)]
         test_fraction: f64,
-        /// No progress bar.
-        #[arg(long)]
-        quiet: bool,
     },
     /// FCMAE pretraining (defaults: the official recipe; lr = blr·batch/256).
     Pretrain {
+        #[command(flatten)]
+        run: RunArgs,
         #[arg(long, default_value = "atto")]
         size: String,
         /// Fashion-MNIST IDX folder or a folder of images (labels are not used).
@@ -148,21 +157,9 @@ enum Cmd {
         warmup_epochs: f64,
         #[arg(long, default_value_t = 0.05)]
         weight_decay: f64,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        #[arg(long)]
-        out: PathBuf,
-        #[arg(long)]
-        resume: bool,
-        #[arg(long, value_enum, default_value = "cpu")]
-        device: Dev,
-        #[arg(long)]
-        train_subset: Option<usize>,
         /// Write OUT/recon_epochNNN.png every this many epochs (0: never).
         #[arg(long, default_value_t = 1)]
         vis_every: u64,
-        #[arg(long)]
-        quiet: bool,
     },
     /// original | masked | reconstruction | reconstruction + visible patches, as one PNG.
     Visualize {
@@ -240,6 +237,7 @@ fn size(name: &str) -> Result<Size, String> {
 fn run(cli: Cli) -> Result<(), String> {
     match cli.cmd {
         Cmd::Finetune {
+            run,
             size: s,
             data,
             init,
@@ -255,15 +253,9 @@ fn run(cli: Cli) -> Result<(), String> {
             drop_path,
             label_smoothing,
             ema,
-            seed,
-            out,
-            resume,
-            device,
-            train_subset,
             test_subset,
             crop_scale_min,
             test_fraction,
-            quiet,
         } => {
             if input_size < 32 {
                 return Err(format!("--input-size {input_size}: ConvNeXt V2 needs at least 32 px (it downsamples by 32)"));
@@ -296,15 +288,15 @@ fn run(cli: Cli) -> Result<(), String> {
                 drop_path,
                 label_smoothing,
                 ema: (ema > 0.0).then_some(ema),
-                seed,
-                out,
-                resume,
-                device: device.into(),
-                train_subset,
+                seed: run.seed,
+                out: run.out,
+                resume: run.resume,
+                device: run.device.into(),
+                train_subset: run.train_subset,
                 test_subset,
                 crop_scale: (crop_scale_min, 1.0),
                 test_fraction,
-                quiet,
+                quiet: run.quiet,
             };
             let s = finetune::run(&o)?;
             println!(
@@ -317,6 +309,7 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Cmd::Pretrain {
+            run,
             size: s,
             data,
             input_size,
@@ -332,13 +325,7 @@ fn run(cli: Cli) -> Result<(), String> {
             min_lr,
             warmup_epochs,
             weight_decay,
-            seed,
-            out,
-            resume,
-            device,
-            train_subset,
             vis_every,
-            quiet,
         } => {
             if batch == 0 || epochs == 0 || decoder_dim == 0 {
                 return Err("--batch, --epochs and --decoder-dim must be positive".into());
@@ -361,13 +348,13 @@ fn run(cli: Cli) -> Result<(), String> {
                 min_lr,
                 warmup_epochs,
                 weight_decay,
-                seed,
-                out,
-                resume,
-                device: device.into(),
-                train_subset,
+                seed: run.seed,
+                out: run.out,
+                resume: run.resume,
+                device: run.device.into(),
+                train_subset: run.train_subset,
                 vis_every,
-                quiet,
+                quiet: run.quiet,
             };
             let loss = pretrain::run(&o)?;
             println!("final: pretrain loss {loss:.4}");
