@@ -7,7 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 fw=firmware-examples/baremetal
 mkdir -p $fw/assets
-cargo build -q --workspace --bins
+# Only the two tools it runs: a workspace-wide `--bins` build resolves features without the
+# dev-dependencies and would rebuild the Burn stack that `cargo test` already built.
+cargo build -q -p quant -p edge-bench
 ./target/debug/quant convert --weights tests/fixtures/atto/weights.safetensors --out $fw/assets/model.cnx >/dev/null
 img=tests/fixtures/atto/inputs/astronaut_u8_hwc_224x224x3.bin
 cp $img $fw/assets/image_u8_hwc.bin
