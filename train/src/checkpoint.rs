@@ -102,15 +102,32 @@ impl Checkpoint {
         Ok(Checkpoint { tensors, state })
     }
 
-    /// Whether a safetensors file is a training checkpoint (has `train_state` metadata).
+    /// Whether a safetensors file is a training checkpoint (has `train_state` metadata). Reads
+    /// only the header, not the tensors.
     pub fn is_checkpoint(path: &Path) -> bool {
-        std::fs::read(path).ok().is_some_and(|b| {
-            SafeTensors::read_metadata(&b).ok().is_some_and(|(_, m)| {
-                m.metadata()
-                    .as_ref()
-                    .is_some_and(|m| m.contains_key("train_state"))
-            })
-        })
+        use std::io::Read;
+        let header = || -> Option<serde_json::Value> {
+            let mut f = std::fs::File::open(path).ok()?;
+            let mut len = [0u8; 8];
+            f.read_exact(&mut len).ok()?;
+            let n = usize::try_from(u64::from_le_bytes(len)).ok()?;
+            // safetensors caps its header at 100 MB.
+            if n > 100_000_000 {
+                return None;
+            }
+            let mut h = vec![0u8; n];
+            f.read_exact(&mut h).ok()?;
+            serde_json::from_slice(&h).ok()
+        };
+        header().is_some_and(|h| h["__metadata__"]["train_state"].is_string())
+    }
+
+    /// The tensors of group `model` or `ema` as a timm state dict (timm layouts).
+    pub fn timm_group(&self, prefix: &str) -> quant::convert::StateDict {
+        self.group(prefix)
+            .iter()
+            .map(|(k, v)| (k.clone(), crate::weights::burn_to_timm(k, v)))
+            .collect()
     }
 }
 

@@ -165,15 +165,7 @@ pub fn load_init(
     path: &Path,
     seed: u64,
 ) -> Result<(ConvNeXtV2, String), String> {
-    let sd = if Checkpoint::is_checkpoint(path) {
-        let ck = Checkpoint::load(path).map_err(|e| e.to_string())?;
-        ck.group("model")
-            .iter()
-            .map(|(k, v)| (k.clone(), weights::burn_to_timm(k, v)))
-            .collect()
-    } else {
-        quant::convert::load_state_dict(path).map_err(|e| e.to_string())?
-    };
+    let sd = crate::predict::read_weights(path, false)?;
     let classes = model.num_classes();
     let file_classes = sd.get("head.fc.bias").map(|t| t.data.len());
     let fresh = if !sd.contains_key("head.norm.weight") {

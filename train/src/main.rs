@@ -422,28 +422,28 @@ fn run(cli: Cli) -> Result<(), String> {
             } else {
                 None
             };
-            if ck.as_ref().is_some_and(|c| c.state["kind"] == "pretrain") {
-                let (enc, o) = pretrain::encoder(&checkpoint, &dev)?;
-                predict::export(&enc, &o.size, o.input_size, None, &out, true)?;
-            } else {
-                let (sz, input_size, classes) = match &ck {
-                    Some(ck) => {
-                        let name = s.unwrap_or_else(|| {
-                            ck.state["size"].as_str().unwrap_or("atto").to_string()
-                        });
-                        let classes: Option<Vec<String>> =
-                            serde_json::from_value(ck.state["classes"].clone()).ok();
-                        (
-                            name,
-                            ck.state["input_size"].as_u64().unwrap_or(224) as u32,
-                            classes,
-                        )
-                    }
-                    None => (s.unwrap_or_else(|| "atto".into()), 224, None),
-                };
-                let sz = size(&sz)?;
-                let model = predict::load_model(&checkpoint, &sz, ema, &dev)?;
-                predict::export(&model, &sz, input_size, classes, &out, false)?;
+            match &ck {
+                Some(ck) if ck.state["kind"] == "pretrain" => {
+                    let (m, o) = pretrain::from_checkpoint(ck, &checkpoint, &dev)?;
+                    predict::export(&m.encoder, &o.size, o.input_size, None, &out, true)?;
+                }
+                Some(ck) => {
+                    let name = s
+                        .unwrap_or_else(|| ck.state["size"].as_str().unwrap_or("atto").to_string());
+                    let classes: Option<Vec<String>> =
+                        serde_json::from_value(ck.state["classes"].clone()).ok();
+                    let input_size = ck.state["input_size"].as_u64().unwrap_or(224) as u32;
+                    let sz = size(&name)?;
+                    let group = if ema { "ema" } else { "model" };
+                    let model = predict::model_from_timm(&ck.timm_group(group), &sz, &dev)
+                        .map_err(|e| format!("{}: {group} weights: {e}", checkpoint.display()))?;
+                    predict::export(&model, &sz, input_size, classes, &out, false)?;
+                }
+                None => {
+                    let sz = size(&s.unwrap_or_else(|| "atto".into()))?;
+                    let model = predict::load_model(&checkpoint, &sz, ema, &dev)?;
+                    predict::export(&model, &sz, 224, None, &out, false)?;
+                }
             }
             println!(
                 "wrote {} and {}",

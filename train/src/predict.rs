@@ -9,48 +9,55 @@ use crate::checkpoint::Checkpoint;
 use crate::model::{Config, ConvNeXtV2, Size};
 use crate::weights;
 
-/// Loads a model for inference from timm/official safetensors, an exported model, or a training
-/// checkpoint (its EMA weights with `ema`). Size comes from the caller; classes from the file.
+/// Reads weights as a timm state dict: a training checkpoint (its EMA weights with `ema`), or
+/// timm/official safetensors and `train export` files (official names rewritten, f16/bf16 widened).
+pub fn read_weights(path: &Path, ema: bool) -> Result<quant::convert::StateDict, String> {
+    if !Checkpoint::is_checkpoint(path) {
+        return quant::convert::load_state_dict(path).map_err(|e| e.to_string());
+    }
+    let ck = Checkpoint::load(path).map_err(|e| e.to_string())?;
+    let group = if ema { "ema" } else { "model" };
+    let sd = ck.timm_group(group);
+    if sd.is_empty() {
+        return Err(format!(
+            "{}: checkpoint has no {group} weights",
+            path.display()
+        ));
+    }
+    Ok(sd)
+}
+
+/// Loads a model for inference from [`read_weights`]. Size comes from the caller; classes from
+/// the file.
 pub fn load_model(
     path: &Path,
     size: &Size,
     ema: bool,
     device: &Device,
 ) -> Result<ConvNeXtV2, String> {
-    let sd: quant::convert::StateDict = if Checkpoint::is_checkpoint(path) {
-        let ck = Checkpoint::load(path).map_err(|e| e.to_string())?;
-        let group = if ema { "ema" } else { "model" };
-        let g = ck.group(group);
-        if g.is_empty() {
-            return Err(format!(
-                "{}: checkpoint has no {group} weights",
-                path.display()
-            ));
-        }
-        g.iter()
-            .map(|(k, v)| (k.clone(), weights::burn_to_timm(k, v)))
-            .collect()
-    } else {
-        quant::convert::load_state_dict(path).map_err(|e| e.to_string())?
-    };
+    model_from_timm(&read_weights(path, ema)?, size, device)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// A model of `size` holding a timm state dict (classes from its classifier).
+pub fn model_from_timm(
+    sd: &quant::convert::StateDict,
+    size: &Size,
+    device: &Device,
+) -> Result<ConvNeXtV2, String> {
     let classes = sd
         .get("head.fc.bias")
         .map(|t| t.data.len())
-        .ok_or_else(|| {
-            format!(
-                "{}: no classifier (head.fc.*): not a classification model",
-                path.display()
-            )
-        })?;
+        .ok_or("no classifier (head.fc.*): not a classification model")?;
     let config = Config {
         size: size.clone(),
         num_classes: classes,
         drop_path: 0.0,
     };
     let model = ConvNeXtV2::new(&config, 0, device);
-    weights::load_timm(model, &sd, weights::Fresh::Nothing)
+    weights::load_timm(model, sd, weights::Fresh::Nothing)
         .map(|(m, _)| m)
-        .map_err(|e| format!("{}: {e}", path.display()))
+        .map_err(|e| e.to_string())
 }
 
 /// Reads an input: a raw little-endian f32 NCHW file `[1, 3, s, s]` (already normalized), or an

@@ -15,7 +15,7 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::data::{self, Augment, Dataset, Split, MEAN, STD};
 use crate::fcmae::{self, Fcmae, FcmaeConfig, STRIDE};
 use crate::finetune::{device, DeviceKind};
-use crate::model::{Config, ConvNeXtV2, Size};
+use crate::model::{Config, Size};
 use crate::optim::{self, AdamW, AdamWConfig};
 use crate::rng::SplitMix64;
 use crate::runlog::{self, MetricsCsv};
@@ -372,19 +372,23 @@ pub fn options_from_checkpoint(ck: &Checkpoint, path: &Path) -> Result<Options, 
     })
 }
 
-/// Loads the FCMAE model of a pretraining checkpoint.
-pub fn load_checkpoint(path: &Path, device: &Device) -> Result<(Fcmae, Options), String> {
-    let ck = Checkpoint::load(path).map_err(|e| e.to_string())?;
-    let o = options_from_checkpoint(&ck, path)?;
+/// The FCMAE model of a loaded pretraining checkpoint, and its options.
+pub fn from_checkpoint(
+    ck: &Checkpoint,
+    path: &Path,
+    device: &Device,
+) -> Result<(Fcmae, Options), String> {
+    let o = options_from_checkpoint(ck, path)?;
     let model =
         runlog::load_burn_layout(Fcmae::new(&o.fcmae_config(), 0, device), &ck.group("model"))
             .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok((model, o))
 }
 
-/// The encoder of a pretraining checkpoint, for export without head (timm's `.fcmae` weights).
-pub fn encoder(path: &Path, device: &Device) -> Result<(ConvNeXtV2, Options), String> {
-    load_checkpoint(path, device).map(|(m, o)| (m.encoder, o))
+/// Loads the FCMAE model of a pretraining checkpoint file.
+pub fn load_checkpoint(path: &Path, device: &Device) -> Result<(Fcmae, Options), String> {
+    let ck = Checkpoint::load(path).map_err(|e| e.to_string())?;
+    from_checkpoint(&ck, path, device)
 }
 
 /// `train visualize`: the four-panel strip for one image file.

@@ -37,7 +37,10 @@ fn max_abs(a: &[f32], b: &[f32]) -> f32 {
 }
 
 fn atto() -> (ConvNeXtV2, Device) {
-    let dev = cpu();
+    atto_on(cpu())
+}
+
+fn atto_on(dev: Device) -> (ConvNeXtV2, Device) {
     let m = predict::load_model(
         &fixture("weights.safetensors"),
         &Size::named("atto").unwrap(),
@@ -281,14 +284,7 @@ fn predict_cli_writes_the_pytorch_logits() {
 
 #[test]
 fn the_ndarray_backend_matches_pytorch_too() {
-    let dev = train::finetune::device(train::finetune::DeviceKind::Ndarray).unwrap();
-    let m = predict::load_model(
-        &fixture("weights.safetensors"),
-        &Size::named("atto").unwrap(),
-        false,
-        &dev,
-    )
-    .unwrap();
+    let (m, dev) = atto_on(train::finetune::device(train::finetune::DeviceKind::Ndarray).unwrap());
     let x = read_f32(&fixture("inputs/astronaut.bin"));
     let want = read_f32(&fixture("logits/astronaut.bin"));
     let err = max_abs(&predict::predict(&m, x, 224, &dev), &want);
