@@ -98,12 +98,12 @@ pub fn load_burn_layout<M: Module>(
 ) -> Result<M, WeightsError> {
     let mut missing = Vec::new();
     let mut misshaped = Vec::new();
-    let have = weights::burn_tensors(&model);
-    for (k, d) in &have {
+    let have = weights::param_shapes(&model);
+    for (k, shape) in &have {
         match tensors.get(k) {
             None => missing.push(k.clone()),
-            Some(t) if t.shape().to_vec() != d.shape().to_vec() => {
-                misshaped.push((k.clone(), d.shape().to_vec(), t.shape().to_vec()))
+            Some(t) if t.shape().to_vec() != *shape => {
+                misshaped.push((k.clone(), shape.clone(), t.shape().to_vec()))
             }
             Some(_) => {}
         }

@@ -131,6 +131,32 @@ pub fn burn_tensors<M: Module>(model: &M) -> Vec<(String, TensorData)> {
     c.out
 }
 
+/// Every float parameter's (timm key, shape), without reading the values.
+pub fn param_shapes<M: Module>(model: &M) -> Vec<(String, Vec<usize>)> {
+    struct Shapes {
+        path: Vec<String>,
+        out: Vec<(String, Vec<usize>)>,
+    }
+    impl ModuleVisitor for Shapes {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.out
+                .push((timm_key(&self.path), param.val().dims().to_vec()));
+        }
+    }
+    let mut v = Shapes {
+        path: Vec::new(),
+        out: Vec::new(),
+    };
+    model.visit(&mut v);
+    v.out
+}
+
 /// Replaces parameters by key with Burn-layout data from `get`; keys `get` returns `None` for
 /// stay as they are. Shapes must match exactly (checked by the caller's `get`).
 pub fn replace_tensors<M: Module>(
@@ -241,19 +267,18 @@ pub fn load_timm(
     let mut used = BTreeSet::new();
     let mut report = LoadReport::default();
     // Validate everything before changing anything.
-    for (key, data) in burn_tensors(&model) {
+    for (key, want) in param_shapes(&model) {
         if fresh.keeps(&key) {
             used.insert(key.clone());
             report.kept.push(key);
             continue;
         }
-        let want = data.shape().to_vec();
         let Some(t) = sd.get(&key) else {
             missing.push(key);
             continue;
         };
         used.insert(key.clone());
-        let mut want_timm = want.clone();
+        let mut want_timm = want;
         if transposed(&key) {
             want_timm.reverse();
         }
