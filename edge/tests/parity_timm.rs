@@ -202,6 +202,8 @@ fn custom_arch_non_square_input_matches_timm_with_both_naming_schemes() {
     for weights in [
         "extra/custom_weights.safetensors",
         "extra/custom_official_f32.safetensors",
+        "extra/custom_official.pth",
+        "extra/custom_timm_bf16_legacy.pth",
     ] {
         let file = convert(weights, (96, 128));
         let model = Model::parse(file.bytes()).unwrap();

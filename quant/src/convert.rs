@@ -33,7 +33,9 @@ pub enum ConvertError {
     },
     /// The weights file is not valid safetensors.
     Safetensors { path: PathBuf, message: String },
-    /// A tensor has a dtype other than f32/f16/bf16.
+    /// The weights file is not a readable PyTorch checkpoint, or holds no ConvNeXt tensors.
+    Pytorch { path: PathBuf, message: String },
+    /// A tensor has a dtype other than f32/f16/bf16/f64.
     Dtype { name: String, dtype: String },
     /// Two keys name the same tensor (e.g. both timm and official names present).
     Duplicate { name: String },
@@ -64,10 +66,13 @@ impl fmt::Display for ConvertError {
                     path.display()
                 )
             }
+            ConvertError::Pytorch { path, message } => {
+                write!(f, "{}: PyTorch checkpoint: {message}", path.display())
+            }
             ConvertError::Dtype { name, dtype } => {
                 write!(
                     f,
-                    "tensor {name}: dtype {dtype} is not supported (f32, f16, bf16 are)"
+                    "tensor {name}: dtype {dtype} is not supported (f32, f16, bf16, f64 are)"
                 )
             }
             ConvertError::Duplicate { name } => {
@@ -116,32 +121,29 @@ impl fmt::Display for ConvertError {
 
 impl std::error::Error for ConvertError {}
 
-/// Reads a safetensors file, widening f16/bf16 to f32 and rewriting official names to timm's.
+/// Reads weights — safetensors, or a PyTorch checkpoint (`.pth`/`.pt`, or any file that is a ZIP
+/// archive) — widening f16/bf16/f64 to f32 and rewriting official names to timm's.
 pub fn load_state_dict(path: &Path) -> Result<StateDict, ConvertError> {
     let bytes = std::fs::read(path).map_err(|source| ConvertError::Io {
         path: path.into(),
         source,
     })?;
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if matches!(ext, "pth" | "pt") || bytes.starts_with(b"PK\x03\x04") {
+        drop(bytes);
+        return load_pytorch(path);
+    }
     let st = SafeTensors::deserialize(&bytes).map_err(|e| ConvertError::Safetensors {
         path: path.into(),
         message: e.to_string(),
     })?;
     let mut sd = StateDict::new();
     for (name, view) in st.tensors() {
-        let raw = view.data();
-        let data: Vec<f32> = match view.dtype() {
-            Dtype::F32 => raw
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Dtype::F16 => raw
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => raw
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
+        let dtype = match view.dtype() {
+            Dtype::F32 => Wide::F32,
+            Dtype::F16 => Wide::F16,
+            Dtype::BF16 => Wide::BF16,
+            Dtype::F64 => Wide::F64,
             other => {
                 return Err(ConvertError::Dtype {
                     name,
@@ -149,19 +151,113 @@ pub fn load_state_dict(path: &Path) -> Result<StateDict, ConvertError> {
                 })
             }
         };
-        let timm = names::to_timm(&name);
-        if sd
-            .insert(
-                timm.clone(),
-                Tensor {
-                    shape: view.shape().to_vec(),
-                    data,
-                },
-            )
-            .is_some()
-        {
-            return Err(ConvertError::Duplicate { name: timm });
-        }
+        insert(
+            &mut sd,
+            &name,
+            view.shape().to_vec(),
+            widen(dtype, view.data()),
+        )?;
+    }
+    Ok(sd)
+}
+
+/// Floating-point storage types, widened to f32 on load.
+#[derive(Clone, Copy)]
+enum Wide {
+    F32,
+    F16,
+    BF16,
+    F64,
+}
+
+/// Little-endian (safetensors) / native-endian (pytorch-reader, little-endian files only) bytes → f32.
+fn widen(dtype: Wide, raw: &[u8]) -> Vec<f32> {
+    match dtype {
+        Wide::F32 => raw
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Wide::F16 => raw
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Wide::BF16 => raw
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Wide::F64 => raw
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().expect("8-byte chunk")) as f32)
+            .collect(),
+    }
+}
+
+fn insert(
+    sd: &mut StateDict,
+    name: &str,
+    shape: Vec<usize>,
+    data: Vec<f32>,
+) -> Result<(), ConvertError> {
+    let timm = names::to_timm(name);
+    if sd.insert(timm.clone(), Tensor { shape, data }).is_some() {
+        return Err(ConvertError::Duplicate { name: timm });
+    }
+    Ok(())
+}
+
+/// Where training scripts nest the weights inside a checkpoint dict: the official ConvNeXt V2
+/// scripts under `model` (beside `optimizer`, `epoch`, ...), others under `state_dict`; a bare
+/// `torch.save(model.state_dict())` has none.
+const PYTORCH_PREFIXES: [&str; 4] = ["", "model.", "state_dict.", "model_ema."];
+
+/// Reads a `torch.save` file (ZIP or legacy pickle) with burn's pytorch-reader: the first of
+/// [`PYTORCH_PREFIXES`] under which ConvNeXt tensors are found; other entries are ignored.
+fn load_pytorch(path: &Path) -> Result<StateDict, ConvertError> {
+    let err = |message: String| ConvertError::Pytorch {
+        path: path.into(),
+        message,
+    };
+    let reader = pytorch_reader::PytorchReader::new(path).map_err(|e| err(e.to_string()))?;
+    let tensors = reader.into_tensors();
+    let is_convnext = |n: &str| names::tensor_id(&names::to_timm(n)).is_some();
+    let prefix = PYTORCH_PREFIXES
+        .iter()
+        .find(|p| {
+            tensors
+                .keys()
+                .any(|k| k.strip_prefix(*p).is_some_and(is_convnext))
+        })
+        .ok_or_else(|| {
+            let mut keys: Vec<&String> = tensors.keys().collect();
+            keys.sort();
+            keys.truncate(5);
+            err(format!(
+                "no ConvNeXt tensors at the top level or under model/state_dict/model_ema (first keys: {keys:?})"
+            ))
+        })?;
+    let mut sd = StateDict::new();
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    for full in names {
+        let Some(name) = full.strip_prefix(prefix) else {
+            continue;
+        };
+        let t = &tensors[full];
+        use pytorch_reader::DType;
+        let dtype = match t.dtype() {
+            DType::F32 => Wide::F32,
+            DType::F16 => Wide::F16,
+            DType::BF16 => Wide::BF16,
+            DType::F64 => Wide::F64,
+            other => {
+                return Err(ConvertError::Dtype {
+                    name: name.into(),
+                    dtype: format!("{other:?}"),
+                })
+            }
+        };
+        let raw = t.read().map_err(|e| err(e.to_string()))?;
+        insert(&mut sd, name, t.shape().to_vec(), widen(dtype, &raw))?;
     }
     Ok(sd)
 }

@@ -66,6 +66,9 @@ pub fn steps(
         let loss = smoothed_cross_entropy(model.forward(x, Some(&mut rng)), &labels, 0.1);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = opt.update(1e-4, model, grads);
+        // Read the loss back as the training loops do (NaN check); on a GPU this is the sync point
+        // that makes the wall clock measure finished steps.
+        loss.into_scalar::<f32>();
     }
     let finetune_img_s = (steps as usize * batch) as f64 / t0.elapsed().as_secs_f64();
     drop(model);
@@ -93,6 +96,9 @@ pub fn steps(
         let loss = fcmae::masked_mse(model.forward(x, &mask, None), &target, &mask);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = opt.update(1e-4, model, grads);
+        // Read the loss back as the training loops do (NaN check); on a GPU this is the sync point
+        // that makes the wall clock measure finished steps.
+        loss.into_scalar::<f32>();
     }
     let fcmae_img_s = (steps as usize * batch) as f64 / t0.elapsed().as_secs_f64();
     Ok(Throughput {

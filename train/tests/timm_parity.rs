@@ -290,3 +290,27 @@ fn the_ndarray_backend_matches_pytorch_too() {
     let err = max_abs(&predict::predict(&m, x, 224, &dev), &want);
     assert!(err <= TOL, "burn-ndarray: logits max |Δ| {err}");
 }
+
+#[test]
+fn pytorch_checkpoints_load_and_give_timms_logits() {
+    // tools/make_pth_fixtures.py: torch.save files holding the `custom` fixture's weights (depths
+    // 1,1,3,1, dims 16..64, 7 classes, 96×128): the official layout nested under "model" (ZIP
+    // format) and timm names in bf16 (legacy pickle format).
+    let extra = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/extra");
+    let x = read_f32(&extra.join("custom_input.bin"));
+    let want = read_f32(&extra.join("custom_logits.bin"));
+    let size = Size {
+        name: "custom",
+        depths: [1, 1, 3, 1],
+        dims: [16, 32, 48, 64],
+    };
+    let dev = cpu();
+    for file in ["custom_official.pth", "custom_timm_bf16_legacy.pth"] {
+        let m = predict::load_model(&extra.join(file), &size, false, &dev).unwrap();
+        let t = Tensor::<4>::from_data(TensorData::new(x.clone(), [1, 3, 96, 128]), &dev);
+        let got: Vec<f32> = m.forward(t, None).into_data().try_to_vec().unwrap();
+        let err = max_abs(&got, &want);
+        println!("{file}: Burn vs PyTorch logits max |Δ| = {err:.2e}");
+        assert!(err <= TOL, "{file}: logits max |Δ| {err}");
+    }
+}
