@@ -35,15 +35,7 @@ fn pth_files_hold_exactly_the_safetensors_tensors() {
 fn convert_reads_a_pth_and_rejects_broken_ones_writing_nothing() {
     let out = tmp_in("pth", "custom.cnx");
     let w = fixtures().join("extra/custom_official.pth");
-    let (ok, stdout, stderr) = quant(&[
-        "convert",
-        "--weights",
-        w.to_str().unwrap(),
-        "--input-size",
-        "96x128",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let (ok, stdout, stderr) = convert(&w, &out, &["--input-size", "96x128"]);
     assert!(ok, "{stderr}");
     assert!(out.exists(), "{stdout}");
     // Truncated (the ZIP directory at the end is gone), and a real checkpoint holding no model.
@@ -58,13 +50,7 @@ fn convert_reads_a_pth_and_rejects_broken_ones_writing_nothing() {
         ),
     ] {
         let out = tmp_in("pth", "bad.cnx");
-        let (ok, _, stderr) = quant(&[
-            "convert",
-            "--weights",
-            bad.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ]);
+        let (ok, _, stderr) = convert(&bad, &out, &[]);
         assert!(!ok);
         assert!(stderr.contains(why), "{}: {stderr}", bad.display());
         assert!(!out.exists());

@@ -27,3 +27,16 @@ pub fn tmp_in(tag: &str, name: &str) -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d.join(name)
 }
+
+/// Runs `quant convert --weights W --out O EXTRA...`.
+pub fn convert(weights: &Path, out: &Path, extra: &[&str]) -> (bool, String, String) {
+    let mut args = vec![
+        "convert",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    quant(&args)
+}
