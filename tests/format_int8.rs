@@ -123,6 +123,18 @@ fn each_int8_record_defect_has_its_own_error() {
         resealed(&file, put_f32(off, f32::NAN)),
         Err(Error::NonFiniteWeight { .. })
     ));
+    // GRN runs in fp16: GELU's output scale (pair 2) and 1 / GRN's output scale (pair 3) must be
+    // normal fp16 values; normal f32 scales outside that range are refused, naming GELU's pair.
+    let (gelu, grn) = (off + 2 * 8, off + 3 * 8);
+    for (at, v) in [(gelu, 1e-6), (gelu, 1e5), (grn, 1e-6), (grn, 1e5)] {
+        let e = resealed(&file, put_f32(at, v)).unwrap_err();
+        assert!(
+            matches!(e, Error::BadQuantParam { index, element: 4, .. } if index as usize == i)
+                && e.to_string().contains("fp16"),
+            "{v}: {e}"
+        );
+    }
+    assert!(resealed(&file, put_f32(gelu, 0.01)).is_ok());
     // Requantization records: multiplier in [2^30, 2^31), shifts bounded, reserved bytes zero.
     let (i, off) = find(&arch, b, Role::Fc1Rq);
     let cases: [(usize, &[u8]); 4] = [

@@ -4,6 +4,7 @@
 # ARMv8.2 (+dotprod,+fp16: SDOT GEMMs, native fp16 GRN; RUSTC_BOOTSTRAP on Rust 1.96).
 # The int8 model is calibrated here on 16 Fashion-MNIST images (scripts/setup-data.sh).
 # Per image = (count with 3 iterations − count with 1) / 2. Usage: benches/qemu/int8.sh [QEMU_CPU, default cortex-a76]
+# QUICK=1 skips the slow int8 scalar and ARMv8.0 runs (f32 NEON and ARMv8.2 only).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cpu=${1:-cortex-a76}
@@ -25,8 +26,11 @@ input=tests/fixtures/atto/inputs/astronaut.bin
 count() { env -i QEMU_CPU=$cpu qemu-aarch64 -plugin $work/insn_count.so "$@" 2>&1 >/dev/null | sed -n 's/^insn_count: //p'; }
 per_image() { local one three; one=$(count "$@" --iters 1 --warmup 0); three=$(count "$@" --iters 3 --warmup 0); echo $(( (three - one) / 2 )); }
 f32=$(per_image $v80 --model $work/atto.cnx --input $input --kernels neon)
-s8=$(per_image $v80 --model $work/atto_i8.cnx --input $input --kernels scalar)
-n8=$(per_image $v80 --model $work/atto_i8.cnx --input $input --kernels neon)
+s8=0; n8=0
+if [ -z "${QUICK:-}" ]; then
+  s8=$(per_image $v80 --model $work/atto_i8.cnx --input $input --kernels scalar)
+  n8=$(per_image $v80 --model $work/atto_i8.cnx --input $input --kernels neon)
+fi
 d8=$(per_image $v82 --model $work/atto_i8.cnx --input $input --kernels neon)
 ratio() { python3 -c "print(f'{$1/$2:.3f}')"; }
 printf "%-34s %14s %12s\n" "Atto 224, per image" instructions "÷ f32 NEON"

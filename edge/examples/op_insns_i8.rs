@@ -36,12 +36,7 @@ fn main() {
         inv_scale: 20.0,
         zero: 0,
     };
-    let gq = GrnF16Quant {
-        in_scale: 0.05,
-        in_zero: 0,
-        out_inv_scale: 20.0,
-        out_zero: 0,
-    };
+    let gq = GrnF16Quant::new(0.05, 0, 0.05, 0).unwrap();
     let neon = set != "scalar";
     for _ in 0..iters {
         if op == "stem" {

@@ -2,12 +2,13 @@
 //! reference; the NEON set replaces the slots that have a NEON kernel. Adding a kernel is one
 //! line here plus its module; tests in each op module run every variant against the reference.
 
+use crate::model::QParams;
 use crate::ops::layernorm_i8::OutQuant;
 use crate::ops::requant::{self, Requant};
 use crate::ops::residual_i8::ResidualQuant;
 use crate::ops::{dwconv7x7, gelu, grn, layernorm, patch_conv, pointwise, pool};
 use crate::ops::{dwconv7x7_i8, gelu_i8, grn_f16, layernorm_i8, patch_conv_i8, pointwise_i8};
-use crate::ops::{grn_f16::GrnF16Quant, residual_i8};
+use crate::ops::{grn_f16::GrnF16Quant, input, residual_i8};
 use crate::{Error, Kernels};
 use half::f16;
 
@@ -85,6 +86,7 @@ pub(crate) type GrnF16Fn =
     fn(&[i8], usize, usize, &[f16], &[f16], f32, &GrnF16Quant, &mut [i8], &mut [f32]);
 pub(crate) type ResidualI8Fn = fn(&mut [i8], &[i32], usize, usize, &ResidualQuant);
 pub(crate) type RequantFn = fn(&[i32], usize, usize, &[Requant], i32, &mut [i8]);
+pub(crate) type QuantizeInputFn = fn(&[f32], usize, usize, QParams, &mut [i8]);
 
 /// One implementation per operator of the int8 path.
 pub(crate) struct KernelSetI8 {
@@ -99,6 +101,8 @@ pub(crate) struct KernelSetI8 {
     pub residual: ResidualI8Fn,
     /// Per-channel requantization of a whole tensor (the downsample's output).
     pub requant: RequantFn,
+    /// Normalized f32 NCHW input → int8 HWC.
+    pub quantize_input: QuantizeInputFn,
 }
 
 pub(crate) const SCALAR_I8: KernelSetI8 = KernelSetI8 {
@@ -112,6 +116,7 @@ pub(crate) const SCALAR_I8: KernelSetI8 = KernelSetI8 {
     grn: grn_f16::grn_f16_scalar,
     residual: residual_i8::residual_add_i8_scalar,
     requant: requant::requantize_channels_scalar,
+    quantize_input: input::quantize_nchw_f32_i8_scalar,
 };
 
 /// NEON int8 set: ARMv8.0 (`SMULL`/`SADALP` GEMMs, fp16 emulated by conversions) unless the
@@ -142,6 +147,7 @@ pub(crate) const NEON_I8: KernelSetI8 = KernelSetI8 {
     grn: grn_f16::grn_f16_fp16_static,
     residual: residual_i8::residual_add_i8_neon,
     requant: requant::requantize_channels_neon,
+    quantize_input: input::quantize_nchw_f32_i8_neon,
 };
 
 #[cfg(target_arch = "aarch64")]

@@ -4,6 +4,7 @@
 use crate::arch::{Arch, MAX_STAGES};
 use crate::arena::ArenaPlan;
 use crate::format::{self, entry, field, Dtype, Layout, Precision, TensorId};
+use crate::ops::grn_f16::GrnF16Quant;
 use crate::ops::requant::Requant;
 use crate::Error;
 use half::f16;
@@ -241,6 +242,9 @@ impl<'a> Model<'a> {
             prev_end = end;
             let data = &bytes[offset as usize..end as usize];
             check_values(data, dtype, id.role.layout(precision), index, offset)?;
+            if id.role == format::Role::BlockAct {
+                check_grn_scales(data, index, offset)?;
+            }
         }
 
         let mut stage_base = [0usize; MAX_STAGES];
@@ -491,6 +495,26 @@ pub(crate) struct HeadI8<'a> {
     pub fc_w: &'a [i8],
     pub fc_b: &'a [i32],
     pub deq: &'a [f32],
+}
+
+/// GRN runs in fp16 on the int8 path: its input scale (GELU's output) and the inverse of its
+/// output scale must be normal fp16 values (see [`GrnF16Quant::new`]).
+fn check_grn_scales(data: &[u8], index: u32, offset: u64) -> Result<(), Error> {
+    let v: &[f32] =
+        bytemuck::try_cast_slice(data).map_err(|_| Error::TensorMisaligned { index, offset })?;
+    let (g, r) = (2 * format::act::GELU, 2 * format::act::GRN);
+    match (v.get(g..g + 2), v.get(r..r + 2)) {
+        (Some(&[gs, gz]), Some(&[rs, rz]))
+            if GrnF16Quant::new(gs, gz as i32, rs, rz as i32).is_none() =>
+        {
+            Err(Error::BadQuantParam {
+                index,
+                element: g,
+                reason: "GRN runs in fp16: GELU's output scale and 1 / GRN's output scale must be normal fp16 values (6.1e-5 ..= 65504)",
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Checks a tensor's values against what its dtype and layout allow.

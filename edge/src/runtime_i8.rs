@@ -63,9 +63,7 @@ impl Model<'_> {
         let stem = self.stem_i8();
         let img = codes(w1, ih * iw * cin)?;
         match image {
-            Input::NchwF32(v) => {
-                input::quantize_nchw_f32_i8_scalar(v, ih * iw, cin, stem.input, img)
-            }
+            Input::NchwF32(v) => (k.quantize_input)(v, ih * iw, cin, stem.input, img),
             Input::HwcU8(v) => {
                 input::quantize_u8_hwc_i8_scalar(v, &input::u8_to_i8_table(stem.input), img)
             }
@@ -192,12 +190,16 @@ impl Model<'_> {
                     obs.observe_i8(tap(BlockOp::Gelu), h, w, n, hid, bl.gelu_q);
                 }
                 let g = codes(w2, p * n)?;
-                let gq = GrnF16Quant {
-                    in_scale: bl.gelu_q.scale,
-                    in_zero: bl.gelu_q.zero,
-                    out_inv_scale: 1.0 / bl.grn_q.scale,
-                    out_zero: bl.grn_q.zero,
-                };
+                // Checked at parse (`check_grn_scales`).
+                let gq = GrnF16Quant::new(
+                    bl.gelu_q.scale,
+                    bl.gelu_q.zero,
+                    bl.grn_q.scale,
+                    bl.grn_q.zero,
+                )
+                .ok_or(Error::BadArch {
+                    reason: "GRN quantization scales outside fp16's normal range",
+                })?;
                 (k.grn)(hid, p, n, bl.grn_w, bl.grn_b, a.grn_eps, &gq, g, scratch);
                 if O::ENABLED {
                     obs.observe_i8(tap(BlockOp::Grn), h, w, n, g, bl.grn_q);

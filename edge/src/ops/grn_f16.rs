@@ -2,7 +2,9 @@
 //! pointwise conv's input). GRN's per-channel statistics span the whole feature map, which is
 //! what int8 breaks; fp16 keeps them, with one trap avoided:
 //!
-//! 1. `x = f16(f32(q − z_in) · s_in)` (dequantize: one f32 multiply, then rounding to fp16);
+//! 1. `x = f16((q − z_in) · s_in)` with `s_in` an fp16 value (an exact integer times an fp16
+//!    number, rounded once: one native fp16 `FMUL`, or an f32 multiply — exact, 8 × 11 bits —
+//!    then rounding to fp16);
 //! 2. `ss[c] = Σ_pixels x²` accumulated in **f32**, pixels in order: over 56×56 pixels an fp16
 //!    sum overflows (65504) once the RMS exceeds ~4.6, and would lose the small channels;
 //!    `x²` of an fp16 value is exact in f32 (22 significant bits), so fused and unfused
@@ -10,7 +12,13 @@
 //! 3. `g[c] = √ss[c]`, `m = Σ_c g[c] / C` (channels in order), `nx[c] = f16(g[c] / (m + eps))`
 //!    (C values: f32, shared by every kernel set);
 //! 4. `y = ((γ·(x·nx)) + β) + x`, each operation rounded to fp16 (γ, β stored as fp16);
-//! 5. `out = sat8(rint(f32(y) · (1/s_out)) + z_out)` (round half to even).
+//! 5. `out = sat8(rint(f16(y · r_out)) + z_out)` with `r_out = f16(1/s_out)`: one fp16 multiply
+//!    (exact in f32, then rounded to fp16), round half to even (`FCVTNS`).
+//!
+//! Both scales are fp16 values ([`GrnF16Quant::new`] rounds them; the model file's scales are
+//! checked at parse to land in fp16's normal range), so that the FEAT_FP16 kernel does
+//! steps 1, 4 and 5 on 8 lanes per instruction with nothing widened to f32 but the sum of squares.
+//! Rounding the scales to fp16 moves them by at most 2^−11 relative: far below the int8 step.
 //!
 //! fp16 arithmetic is emulated exactly by f32 operations rounded to fp16 after each step (f32's
 //! 24 bits ≥ 2·11 + 2, so the double rounding is innocuous for +, ×): the reference uses
@@ -18,17 +26,40 @@
 
 use half::f16;
 
-/// Quantization of the kernel's input and output (per tensor).
+/// Quantization of the kernel's input and output (per tensor), scales as fp16 values.
 #[derive(Clone, Copy, Debug)]
 pub struct GrnF16Quant {
-    /// Input scale.
-    pub in_scale: f32,
-    /// Input zero point.
-    pub in_zero: i32,
-    /// 1 / output scale.
-    pub out_inv_scale: f32,
-    /// Output zero point.
-    pub out_zero: i32,
+    in_scale: f32,
+    in_zero: i32,
+    out_inv_scale: f32,
+    out_zero: i32,
+}
+
+impl GrnF16Quant {
+    /// Input `real = (q − in_zero) · in_scale`, output `real = (q − out_zero) · out_scale`.
+    /// `in_scale` and `1 / out_scale` are rounded to fp16; `None` unless both land in fp16's
+    /// normal range (6.1e-5 ..= 65504) and the zero points are in −128..=127.
+    pub fn new(in_scale: f32, in_zero: i32, out_scale: f32, out_zero: i32) -> Option<Self> {
+        let h = |v: f32| {
+            let r = f16::from_f32(v);
+            (r.is_normal() && r.to_f32() > 0.0).then(|| r.to_f32())
+        };
+        let zero_ok = |z: i32| (-128..=127).contains(&z);
+        if !(zero_ok(in_zero) && zero_ok(out_zero)) {
+            return None;
+        }
+        Some(Self {
+            in_scale: h(in_scale)?,
+            in_zero,
+            out_inv_scale: h(1.0 / out_scale)?,
+            out_zero,
+        })
+    }
+
+    /// The input scale, as used (an fp16 value).
+    pub fn in_scale(&self) -> f32 {
+        self.in_scale
+    }
 }
 
 /// f32 scratch per channel the kernels take: the statistics, and γ, β widened once per call.
@@ -41,8 +72,10 @@ fn dequant(q: i8, qp: &GrnF16Quant) -> f16 {
 
 #[inline]
 fn quant(y: f16, qp: &GrnF16Quant) -> i8 {
+    // The product of two fp16 values is exact in f32: one rounding to fp16, as FMUL .8h.
+    let v = f16::from_f32(y.to_f32() * qp.out_inv_scale).to_f32();
     // `as` saturates (NaN → 0), as FCVTNS does.
-    let r = libm::rintf(y.to_f32() * qp.out_inv_scale) as i32;
+    let r = libm::rintf(v) as i32;
     (r as i64 + qp.out_zero as i64).clamp(-128, 127) as i8
 }
 
@@ -118,12 +151,13 @@ mod tests {
             q: (0..p * c).map(|_| rng.next_u64() as i8).collect(),
             gamma: (0..c).map(|_| f16::from_f32(rng.f32())).collect(),
             beta: (0..c).map(|_| f16::from_f32(rng.f32() * 0.5)).collect(),
-            qp: GrnF16Quant {
+            qp: GrnF16Quant::new(
                 in_scale,
-                in_zero: (rng.next_u64() % 256) as i32 - 128,
-                out_inv_scale: 127.0 / (4.0 * 128.0 * in_scale),
-                out_zero: (rng.next_u64() % 41) as i32 - 20,
-            },
+                (rng.next_u64() % 256) as i32 - 128,
+                4.0 * 128.0 * in_scale / 127.0,
+                (rng.next_u64() % 41) as i32 - 20,
+            )
+            .unwrap(),
         }
     }
 
@@ -234,10 +268,11 @@ pub fn grn_f16_neon(
     }
 }
 
-/// NEON with native fp16 arithmetic (FEAT_FP16, e.g. Cortex-A55/A76): step 4 on 8 lanes per
-/// instruction (`FMUL`/`FADD .8h`), which rounds each operation to fp16 exactly as the
-/// reference's emulation does; steps 1–3 and 5 as [`grn_f16_neon`]. Bit-identical to
-/// [`grn_f16_scalar`].
+/// NEON with native fp16 arithmetic (FEAT_FP16, e.g. Cortex-A55/A76): 8 lanes per instruction
+/// for the dequantization (`SXTL`, `SUB`, `SCVTF .8h`, `FMUL .8h`), step 4 (`FMUL`/`FADD .8h`)
+/// and the quantization (`FMUL .8h`, `FCVTNS .8h`, saturating add and narrow); only the sum of
+/// squares is widened to f32. Each fp16 operation rounds once, exactly as the reference's
+/// emulation does: bit-identical to [`grn_f16_scalar`].
 ///
 /// # Safety
 /// The CPU must implement FEAT_FP16.
@@ -256,12 +291,56 @@ pub unsafe fn grn_f16_fp16(
     scratch: &mut [f32],
 ) {
     use core::arch::aarch64::*;
-    use neon::*;
     assert!(input.len() >= pixels * c && out.len() >= pixels * c);
     assert!(gamma.len() >= c && beta.len() >= c && scratch.len() >= SCRATCH_PER_CHANNEL * c);
     let c8 = c / 8 * 8;
     let (ss, rest) = scratch.split_at_mut(c);
-    norms_neon(input, pixels, c, eps, qp, ss);
+    let h = |v: f32| vreinterpretq_f16_u16(vdupq_n_u16(f16::from_f32(v).to_bits()));
+    let (zin, sin) = (vdupq_n_s16(qp.in_zero as i16), h(qp.in_scale));
+    let (inv, zout) = (h(qp.out_inv_scale), vdupq_n_s16(qp.out_zero as i16));
+    // Step 1 on 8 lanes at `$p`: exact `q − z` in i16 (|q − z| ≤ 255), exact conversion, one
+    // rounding. (A macro: a nested fn would not inherit the fp16 target feature.)
+    macro_rules! dequant8 {
+        ($p:expr) => {
+            vmulq_f16(vcvtq_f16_s16(vsubq_s16(vmovl_s8(vld1_s8($p)), zin)), sin)
+        };
+    }
+    // Steps 1–2: two pixels per pass over the sums, pixels still added in order.
+    ss.fill(0.0);
+    let rows = &input[..pixels * c];
+    let mut pairs = rows.chunks_exact(2 * c);
+    for pair in &mut pairs {
+        let (p0, p1) = pair.split_at(c);
+        let mut j = 0;
+        while j < c8 {
+            // SAFETY: channels j..j+8 ≤ c8 of `p0`, `p1` and `ss`.
+            unsafe {
+                let x0 = dequant8!(p0.as_ptr().add(j));
+                let x1 = dequant8!(p1.as_ptr().add(j));
+                let s = ss.as_mut_ptr().add(j);
+                let (a0, a1) = (vcvt_f32_f16(vget_low_f16(x0)), vcvt_high_f32_f16(x0));
+                let (b0, b1) = (vcvt_f32_f16(vget_low_f16(x1)), vcvt_high_f32_f16(x1));
+                let lo = vfmaq_f32(vfmaq_f32(vld1q_f32(s), a0, a0), b0, b0);
+                let hi = vfmaq_f32(vfmaq_f32(vld1q_f32(s.add(4)), a1, a1), b1, b1);
+                vst1q_f32(s, lo);
+                vst1q_f32(s.add(4), hi);
+            }
+            j += 8;
+        }
+        for px in [p0, p1] {
+            for j in c8..c {
+                let x = dequant(px[j], qp).to_f32();
+                ss[j] += x * x;
+            }
+        }
+    }
+    for px in pairs.remainder().chunks_exact(c) {
+        for j in 0..c {
+            let x = dequant(px[j], qp).to_f32();
+            ss[j] += x * x;
+        }
+    }
+    grn_f16_stats(ss, eps);
     // nx, γ, β as fp16 bits, once per call (3c u16 fit in the 2c f32 left).
     let bits: &mut [u16] = bytemuck::cast_slice_mut(&mut rest[..2 * c]);
     let (nxb, gbb) = bits.split_at_mut(c);
@@ -271,23 +350,20 @@ pub unsafe fn grn_f16_fp16(
         gb[j] = gamma[j].to_bits();
         bb[j] = beta[j].to_bits();
     }
-    for (px, o) in input[..pixels * c]
-        .chunks_exact(c)
-        .zip(out.chunks_exact_mut(c))
-    {
+    for (px, o) in rows.chunks_exact(c).zip(out.chunks_exact_mut(c)) {
         let mut j = 0;
         while j < c8 {
             // SAFETY: channels j..j+8 ≤ c8 of `px`, `o` and the three parameter rows; fp16
             // arithmetic is guaranteed by the caller.
             unsafe {
-                let (x0, x1) = dequant8(vld1_s8(px.as_ptr().add(j)), qp);
-                let x = vreinterpretq_f16_u16(narrow_f16(x0, x1));
+                let x = dequant8!(px.as_ptr().add(j));
                 let nx = vreinterpretq_f16_u16(vld1q_u16(nxb.as_ptr().add(j)));
                 let g = vreinterpretq_f16_u16(vld1q_u16(gb.as_ptr().add(j)));
                 let b = vreinterpretq_f16_u16(vld1q_u16(bb.as_ptr().add(j)));
                 let y = vaddq_f16(vaddq_f16(vmulq_f16(g, vmulq_f16(x, nx)), b), x);
-                let (y0, y1) = (vcvt_f32_f16(vget_low_f16(y)), vcvt_high_f32_f16(y));
-                vst1_s8(o.as_mut_ptr().add(j), quant8(y0, y1, qp));
+                // Step 5: FCVTNS saturates to i16 (±inf → ±32767, NaN → 0); then + z, → i8.
+                let r = vcvtnq_s16_f16(vmulq_f16(y, inv));
+                vst1_s8(o.as_mut_ptr().add(j), vqmovn_s16(vqaddq_s16(r, zout)));
             }
             j += 8;
         }
@@ -347,24 +423,6 @@ mod neon {
         r
     }
 
-    /// Two f32 vectors holding fp16 values, as 8 fp16 bit patterns (`FCVTN`, `FCVTN2`: exact).
-    #[inline(always)]
-    pub(super) fn narrow_f16(lo: float32x4_t, hi: float32x4_t) -> uint16x8_t {
-        let r: uint16x8_t;
-        // SAFETY: register-only instructions of base ARMv8 AdvSIMD.
-        unsafe {
-            core::arch::asm!(
-                "fcvtn {r:v}.4h, {lo:v}.4s",
-                "fcvtn2 {r:v}.8h, {hi:v}.4s",
-                lo = in(vreg) lo,
-                hi = in(vreg) hi,
-                r = out(vreg) r,
-                options(pure, nomem, nostack, preserves_flags),
-            );
-        }
-        r
-    }
-
     /// Step 1 for 8 lanes: `(q − z) → f32 → · s → fp16 precision`.
     #[inline(always)]
     pub(super) fn dequant8(q: int8x8_t, qp: &GrnF16Quant) -> (float32x4_t, float32x4_t) {
@@ -388,8 +446,8 @@ mod neon {
         // SAFETY: register arithmetic only.
         unsafe {
             let inv = vdupq_n_f32(qp.out_inv_scale);
-            let r0 = vcvtnq_s32_f32(vmulq_f32(y0, inv));
-            let r1 = vcvtnq_s32_f32(vmulq_f32(y1, inv));
+            let r0 = vcvtnq_s32_f32(round_f16(vmulq_f32(y0, inv)));
+            let r1 = vcvtnq_s32_f32(round_f16(vmulq_f32(y1, inv)));
             let z = vdupq_n_s16(qp.out_zero.clamp(-128, 127) as i16);
             vqmovn_s16(vqaddq_s16(vcombine_s16(vqmovn_s32(r0), vqmovn_s32(r1)), z))
         }

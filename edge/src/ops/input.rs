@@ -51,6 +51,57 @@ pub fn quantize_nchw_f32_i8_scalar(
     }
 }
 
+/// NEON [`quantize_nchw_f32_i8_scalar`] for RGB (`c == 3`; other channel counts take the
+/// reference): 8 pixels per step, each plane multiplied, rounded half to even (`FRINTN`, as
+/// `rintf`), clamped, converted, offset and narrowed with saturation, then interleaved into HWC
+/// by one `ST3`. Bit-identical to the reference (NaN → the zero point, ±inf saturate).
+#[cfg(target_arch = "aarch64")]
+pub fn quantize_nchw_f32_i8_neon(
+    input: &[f32],
+    pixels: usize,
+    c: usize,
+    q: QParams,
+    out: &mut [i8],
+) {
+    use core::arch::aarch64::*;
+    if c != 3 {
+        return quantize_nchw_f32_i8_scalar(input, pixels, c, q, out);
+    }
+    assert!(input.len() >= 3 * pixels && out.len() >= 3 * pixels);
+    let inv = 1.0 / q.scale;
+    let p8 = pixels / 8 * 8;
+    let (r, rest) = input.split_at(pixels);
+    let (g, b) = rest.split_at(pixels);
+    let code8 = |plane: &[f32], p: usize| {
+        // SAFETY: pixels p..p+8 ≤ p8 of `plane`; register arithmetic otherwise.
+        unsafe {
+            let (inv, lim) = (vdupq_n_f32(inv), vdupq_n_f32(1024.0));
+            let half = |v: float32x4_t| {
+                let v = vrndnq_f32(vmulq_f32(v, inv));
+                // FMIN/FMAX keep NaN, FCVTZS maps it to 0: `clamp` then `as` in the reference.
+                vcvtq_s32_f32(vmaxq_f32(vminq_f32(v, lim), vnegq_f32(lim)))
+            };
+            let lo = half(vld1q_f32(plane.as_ptr().add(p)));
+            let hi = half(vld1q_f32(plane.as_ptr().add(p + 4)));
+            let z = vdupq_n_s16(q.zero as i16);
+            // |code| ≤ 1024 and |zero| ≤ 128 fit i16: the narrows below only saturate to i8.
+            vqmovn_s16(vaddq_s16(vcombine_s16(vmovn_s32(lo), vmovn_s32(hi)), z))
+        }
+    };
+    let mut p = 0;
+    while p < p8 {
+        let px = int8x8x3_t(code8(r, p), code8(g, p), code8(b, p));
+        // SAFETY: out[3p..3p+24] is inside `out` (p + 8 ≤ pixels).
+        unsafe { vst3_s8(out.as_mut_ptr().add(3 * p), px) };
+        p += 8;
+    }
+    for p in p8..pixels {
+        for ch in 0..3 {
+            out[3 * p + ch] = quantize_one(input[ch * pixels + p], inv, q.zero);
+        }
+    }
+}
+
 /// The int8 code of every u8 value of each RGB channel: `quantize((v/255 − mean)/std)`, the
 /// same f32 operations as [`normalize_u8_hwc_scalar`] then [`quantize_one`].
 pub fn u8_to_i8_table(q: QParams) -> [[i8; 256]; 3] {
@@ -127,5 +178,41 @@ mod tests {
         normalize_u8_hwc_scalar(&[0, 0, 0, 255, 255, 255], &mut out);
         assert!((out[0] - (-0.485 / 0.229)).abs() < 1e-6);
         assert!((out[5] - ((1.0 - 0.406) / 0.225)).abs() < 1e-6);
+    }
+}
+
+#[cfg(all(test, target_arch = "aarch64"))]
+mod neon_tests {
+    use super::*;
+    use crate::ops::testutil::*;
+
+    #[test]
+    fn neon_quantization_bit_identical_to_reference() {
+        let mut rng = Rng::new(17);
+        // Ties at scale 0.5 (v · 2 = k + 0.5) and 0.02 (v · 50), saturation, NaN, infinities.
+        let specials = [
+            f32::NAN,
+            f32::INFINITY,
+            -f32::INFINITY,
+            1e30,
+            -1e30,
+            0.25,
+            -0.75,
+            0.05,
+        ];
+        for pixels in [1, 7, 8, 9, 50, 224 * 224] {
+            for (scale, zero) in [(0.02, 5), (0.5, -128), (1e-3, 127), (0.037, 0)] {
+                let q = QParams { scale, zero };
+                let mut x: std::vec::Vec<f32> = (0..3 * pixels).map(|_| 3.0 * rng.f32()).collect();
+                let n = x.len();
+                for (i, s) in specials.iter().enumerate() {
+                    x[i * 7 % n] = *s;
+                }
+                let (mut want, mut got) = (std::vec![0i8; 3 * pixels], std::vec![1i8; 3 * pixels]);
+                quantize_nchw_f32_i8_scalar(&x, pixels, 3, q, &mut want);
+                quantize_nchw_f32_i8_neon(&x, pixels, 3, q, &mut got);
+                assert_eq!(got, want, "{pixels} px, scale {scale}, zero {zero}");
+            }
+        }
     }
 }

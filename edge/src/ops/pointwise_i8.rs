@@ -187,8 +187,9 @@ pub fn pointwise_i8_acc_neon(
 }
 
 /// NEON with `SDOT` (ARMv8.2 dotprod; cargo feature `dotprod`, nightly features on stable via
-/// `RUSTC_BOOTSTRAP=1`): 4 pixels × 8 outputs, one `SDOT` per 16 multiply-adds. Bit-identical
-/// to [`pointwise_i8_scalar`].
+/// `RUSTC_BOOTSTRAP=1`): 4 pixels × 8 outputs, one `SDOT` per 16 multiply-adds, the bias as the
+/// accumulators' initial value and the requantization done on the registers (one call per
+/// panel: no per-tile calls, spills or reloads). Bit-identical to [`pointwise_i8_scalar`].
 ///
 /// # Safety
 /// The CPU must implement FEAT_DotProd.
@@ -206,13 +207,14 @@ pub unsafe fn pointwise_i8_sdot(
     n: usize,
     out: &mut [i8],
 ) {
-    assert!(out.len() >= pixels * n);
-    let mut emit = requant_store(bias, rq, zero_point, n, out);
+    assert!(out.len() >= pixels * n && bias.len() >= n && rq.len() >= n);
+    let mut e = neon::RequantRows::new(rq, zero_point, out, n);
     // SAFETY: the caller guarantees dotprod.
-    gemm_i8(input, pixels, k, weight, n, unsafe { sdot(k) }, &mut emit)
+    unsafe { neon::gemm_sdot(input, pixels, k, weight, bias, n, &mut e) }
 }
 
-/// NEON int32-output form with `SDOT`; bit-identical to [`pointwise_i8_acc_scalar`].
+/// NEON int32-output form with `SDOT` (bias as the initial accumulators, rows stored from the
+/// registers); bit-identical to [`pointwise_i8_acc_scalar`].
 ///
 /// # Safety
 /// The CPU must implement FEAT_DotProd.
@@ -228,10 +230,14 @@ pub unsafe fn pointwise_i8_acc_sdot(
     n: usize,
     out: &mut [i32],
 ) {
-    assert!(out.len() >= pixels * n);
-    let mut emit = acc_store(bias, n, out);
+    assert!(out.len() >= pixels * n && bias.len() >= n);
+    let mut e = neon::StoreRows {
+        out,
+        n,
+        panel: (0, 0),
+    };
     // SAFETY: the caller guarantees dotprod.
-    gemm_i8(input, pixels, k, weight, n, unsafe { sdot(k) }, &mut emit)
+    unsafe { neon::gemm_sdot(input, pixels, k, weight, bias, n, &mut e) }
 }
 
 /// The dotprod tile for rows of `k`.
@@ -453,6 +459,192 @@ pub(crate) mod neon {
             for q in 0..MR {
                 vst1q_s32(out[q].as_mut_ptr(), vpaddq_s32(acc[q][0], acc[q][1]));
                 vst1q_s32(out[q].as_mut_ptr().add(4), vpaddq_s32(acc[q][2], acc[q][3]));
+            }
+        }
+    }
+
+    /// What [`gemm_sdot`] does with each finished row of 8 accumulators (base NEON only, so
+    /// it inlines into the dotprod loop).
+    pub(crate) trait RowEpilogue {
+        /// Called when the panel at column `col` (with `lanes` real outputs) starts.
+        fn panel(&mut self, col: usize, lanes: usize);
+        /// Row `p` of the current panel: outputs `col..col + lanes`.
+        fn row(&mut self, p: usize, acc: [int32x4_t; 2]);
+    }
+
+    /// Requantize to int8 and store.
+    pub(crate) struct RequantRows<'o> {
+        pub rq: &'o [super::Requant],
+        pub zp: int16x8_t,
+        pub out: &'o mut [i8],
+        pub n: usize,
+        /// The current panel: column, real lanes, its channels' parameters.
+        pub panel: (usize, usize, [crate::ops::requant::neon::Requant4; 2]),
+    }
+
+    impl<'o> RequantRows<'o> {
+        pub(crate) fn new(rq: &'o [super::Requant], zp: i32, out: &'o mut [i8], n: usize) -> Self {
+            use crate::ops::requant::neon::Requant4;
+            let h = Requant4::load(&[super::Requant::HALF; 4]);
+            // SAFETY: register arithmetic only.
+            let zp = unsafe { vdupq_n_s16(zp.clamp(-128, 127) as i16) };
+            RequantRows {
+                rq,
+                zp,
+                out,
+                n,
+                panel: (0, 0, [h, h]),
+            }
+        }
+    }
+
+    impl RowEpilogue for RequantRows<'_> {
+        #[inline(always)]
+        fn panel(&mut self, col: usize, lanes: usize) {
+            use crate::ops::requant::neon::Requant4;
+            let mut r = [super::Requant::HALF; NR];
+            r[..lanes].copy_from_slice(&self.rq[col..][..lanes]);
+            let r4 = [
+                Requant4::load(&[r[0], r[1], r[2], r[3]]),
+                Requant4::load(&[r[4], r[5], r[6], r[7]]),
+            ];
+            self.panel = (col, lanes, r4);
+        }
+        #[inline(always)]
+        fn row(&mut self, p: usize, acc: [int32x4_t; 2]) {
+            use crate::ops::requant::neon::{narrow8, scale4};
+            let (col, lanes, r) = &self.panel;
+            let y = narrow8(scale4(acc[0], &r[0]), scale4(acc[1], &r[1]), self.zp);
+            let o = &mut self.out[p * self.n + col..][..*lanes];
+            // SAFETY: 8 bytes stored inside `o` (its length checked by the slice) or through
+            // a temporary.
+            unsafe {
+                if *lanes == NR {
+                    vst1_s8(o.as_mut_ptr(), y);
+                } else {
+                    let mut t = [0i8; NR];
+                    vst1_s8(t.as_mut_ptr(), y);
+                    o.copy_from_slice(&t[..*lanes]);
+                }
+            }
+        }
+    }
+
+    /// Store the int32 accumulators.
+    pub(crate) struct StoreRows<'o> {
+        pub out: &'o mut [i32],
+        pub n: usize,
+        /// The current panel: column, real lanes.
+        pub panel: (usize, usize),
+    }
+
+    impl RowEpilogue for StoreRows<'_> {
+        #[inline(always)]
+        fn panel(&mut self, col: usize, lanes: usize) {
+            self.panel = (col, lanes);
+        }
+        #[inline(always)]
+        fn row(&mut self, p: usize, acc: [int32x4_t; 2]) {
+            let (col, lanes) = self.panel;
+            let o = &mut self.out[p * self.n + col..][..lanes];
+            // SAFETY: 8 lanes stored inside `o` (its length checked by the slice) or through
+            // a temporary.
+            unsafe {
+                if lanes == NR {
+                    vst1q_s32(o.as_mut_ptr(), acc[0]);
+                    vst1q_s32(o.as_mut_ptr().add(4), acc[1]);
+                } else {
+                    let mut t = [0i32; NR];
+                    vst1q_s32(t.as_mut_ptr(), acc[0]);
+                    vst1q_s32(t.as_mut_ptr().add(4), acc[1]);
+                    o.copy_from_slice(&t[..lanes]);
+                }
+            }
+        }
+    }
+
+    /// The SDOT GEMM, panel by panel: for each 8 outputs, every pixel in tiles of 4 (then 2, 1)
+    /// rows, accumulators starting at the bias, each finished row handed to the epilogue.
+    ///
+    /// # Safety
+    /// The CPU must implement FEAT_DotProd.
+    #[cfg(feature = "dotprod")]
+    #[target_feature(enable = "dotprod")]
+    pub(crate) unsafe fn gemm_sdot<E: RowEpilogue>(
+        input: &[i8],
+        pixels: usize,
+        k: usize,
+        weight: &[i8],
+        bias: &[i32],
+        n: usize,
+        e: &mut E,
+    ) {
+        assert!(input.len() >= pixels * k && weight.len() >= super::packed_len(n, k));
+        let groups = k.div_ceil(KR);
+        let panel = groups * GROUP;
+        let blocks = k / 16;
+        for j in 0..n.div_ceil(NR) {
+            let col = j * NR;
+            let lanes = NR.min(n - col);
+            let w = &weight[j * panel..][..panel];
+            let mut b = [0i32; NR];
+            b[..lanes].copy_from_slice(&bias[col..][..lanes]);
+            // SAFETY: 4-lane loads from an 8-element array.
+            let b4 = unsafe { [vld1q_s32(b.as_ptr()), vld1q_s32(b.as_ptr().add(4))] };
+            e.panel(col, lanes);
+            let mut p = 0;
+            macro_rules! tile {
+                ($mr:literal) => {{
+                    let x = &input[p * k..][..$mr * k];
+                    let mut acc = [b4; $mr];
+                    // SAFETY: row q's loads read x[q·k + 16·blk ..][..16] (blk < k/16), the
+                    // weight loads w[(4·blk + l)·GROUP ..][..32] (< panel); dotprod: caller.
+                    unsafe {
+                        for blk in 0..blocks {
+                            let a: [int8x16_t; $mr] = core::array::from_fn(|q| {
+                                vld1q_s8(x.as_ptr().add(q * k + 16 * blk))
+                            });
+                            macro_rules! lane {
+                                ($l:literal) => {
+                                    let wg = w.as_ptr().add((4 * blk + $l) * GROUP);
+                                    let (w0, w1) = (vld1q_s8(wg), vld1q_s8(wg.add(16)));
+                                    for q in 0..$mr {
+                                        acc[q][0] = vdotq_laneq_s32::<$l>(acc[q][0], w0, a[q]);
+                                        acc[q][1] = vdotq_laneq_s32::<$l>(acc[q][1], w1, a[q]);
+                                    }
+                                };
+                            }
+                            lane!(0);
+                            lane!(1);
+                            lane!(2);
+                            lane!(3);
+                        }
+                        for g in 4 * blocks..groups {
+                            let a = group::<$mr>(x, k, g);
+                            let wg = w.as_ptr().add(g * GROUP);
+                            let (w0, w1) = (vld1q_s8(wg), vld1q_s8(wg.add(16)));
+                            for q in 0..$mr {
+                                let av = vreinterpretq_s8_s32(vdupq_n_s32(a[q]));
+                                acc[q][0] = vdotq_s32(acc[q][0], w0, av);
+                                acc[q][1] = vdotq_s32(acc[q][1], w1, av);
+                            }
+                        }
+                    }
+                    for (q, a) in acc.into_iter().enumerate() {
+                        e.row(p + q, a);
+                    }
+                    p += $mr;
+                }};
+            }
+            while pixels - p >= 4 {
+                tile!(4);
+            }
+            // At most one of each (a remainder of 3 = 2 + 1).
+            while pixels - p >= 2 {
+                tile!(2);
+            }
+            while pixels > p {
+                tile!(1);
             }
         }
     }
