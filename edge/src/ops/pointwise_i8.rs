@@ -463,6 +463,7 @@ pub(crate) mod neon {
         }
     }
 
+    #[cfg(feature = "dotprod")]
     /// What [`gemm_sdot`] does with each finished row of 8 accumulators (base NEON only, so
     /// it inlines into the dotprod loop).
     pub(crate) trait RowEpilogue {
@@ -472,6 +473,7 @@ pub(crate) mod neon {
         fn row(&mut self, p: usize, acc: [int32x4_t; 2]);
     }
 
+    #[cfg(feature = "dotprod")]
     /// Requantize to int8 and store.
     pub(crate) struct RequantRows<'o> {
         pub rq: &'o [super::Requant],
@@ -482,6 +484,7 @@ pub(crate) mod neon {
         pub panel: (usize, usize, [crate::ops::requant::neon::Requant4; 2]),
     }
 
+    #[cfg(feature = "dotprod")]
     impl<'o> RequantRows<'o> {
         pub(crate) fn new(rq: &'o [super::Requant], zp: i32, out: &'o mut [i8], n: usize) -> Self {
             use crate::ops::requant::neon::Requant4;
@@ -498,6 +501,7 @@ pub(crate) mod neon {
         }
     }
 
+    #[cfg(feature = "dotprod")]
     impl RowEpilogue for RequantRows<'_> {
         #[inline(always)]
         fn panel(&mut self, col: usize, lanes: usize) {
@@ -530,6 +534,7 @@ pub(crate) mod neon {
         }
     }
 
+    #[cfg(feature = "dotprod")]
     /// Store the int32 accumulators.
     pub(crate) struct StoreRows<'o> {
         pub out: &'o mut [i32],
@@ -538,6 +543,7 @@ pub(crate) mod neon {
         pub panel: (usize, usize),
     }
 
+    #[cfg(feature = "dotprod")]
     impl RowEpilogue for StoreRows<'_> {
         #[inline(always)]
         fn panel(&mut self, col: usize, lanes: usize) {
