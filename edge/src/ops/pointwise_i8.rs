@@ -569,6 +569,50 @@ pub(crate) mod neon {
         }
     }
 
+    /// `$mr` rows × 8 outputs with `SDOT`, added into `$acc: [[int32x4_t; 2]; $mr]`: lane i of
+    /// accumulator h is output 4h + i. A macro so that it is inlined into both callers (a
+    /// `#[target_feature]` function cannot be `#[inline(always)]` on Rust 1.96, and `#[inline]`
+    /// was not inlined: +4 M instructions per Atto image). Must run in a dotprod function,
+    /// inside `unsafe`: row q reads `$x[q·k ..][..k]`, the weights `$w[..ceil(k/4)·GROUP]`.
+    #[cfg(feature = "dotprod")]
+    macro_rules! sdot_rows {
+        ($x:expr, $k:expr, $w:expr, $acc:ident, $mr:expr) => {{
+            let (x, k, w): (&[i8], usize, &[i8]) = ($x, $k, $w);
+            let groups = k.div_ceil(KR);
+            assert!(x.len() >= $mr * k && w.len() >= groups * GROUP && $mr <= 4);
+            // 16 inputs per row load; SDOT (element) takes each group's 4 from its lane.
+            let blocks = k / 16;
+            for b in 0..blocks {
+                let a: [int8x16_t; $mr] =
+                    core::array::from_fn(|q| vld1q_s8(x.as_ptr().add(q * k + 16 * b)));
+                macro_rules! lane {
+                    ($l:literal) => {
+                        let wg = w.as_ptr().add((4 * b + $l) * GROUP);
+                        let (w0, w1) = (vld1q_s8(wg), vld1q_s8(wg.add(16)));
+                        for q in 0..$mr {
+                            $acc[q][0] = vdotq_laneq_s32::<$l>($acc[q][0], w0, a[q]);
+                            $acc[q][1] = vdotq_laneq_s32::<$l>($acc[q][1], w1, a[q]);
+                        }
+                    };
+                }
+                lane!(0);
+                lane!(1);
+                lane!(2);
+                lane!(3);
+            }
+            for g in 4 * blocks..groups {
+                let a = group::<{ $mr }>(x, k, g);
+                let wg = w.as_ptr().add(g * GROUP);
+                let (w0, w1) = (vld1q_s8(wg), vld1q_s8(wg.add(16)));
+                for q in 0..$mr {
+                    let av = vreinterpretq_s8_s32(vdupq_n_s32(a[q]));
+                    $acc[q][0] = vdotq_s32($acc[q][0], w0, av);
+                    $acc[q][1] = vdotq_s32($acc[q][1], w1, av);
+                }
+            }
+        }};
+    }
+
     /// The SDOT GEMM, panel by panel: for each 8 outputs, every pixel in tiles of 4 (then 2, 1)
     /// rows, accumulators starting at the bias, each finished row handed to the epilogue.
     ///
@@ -588,7 +632,6 @@ pub(crate) mod neon {
         assert!(input.len() >= pixels * k && weight.len() >= super::packed_len(n, k));
         let groups = k.div_ceil(KR);
         let panel = groups * GROUP;
-        let blocks = k / 16;
         for j in 0..n.div_ceil(NR) {
             let col = j * NR;
             let lanes = NR.min(n - col);
@@ -603,39 +646,8 @@ pub(crate) mod neon {
                 ($mr:literal) => {{
                     let x = &input[p * k..][..$mr * k];
                     let mut acc = [b4; $mr];
-                    // SAFETY: row q's loads read x[q·k + 16·blk ..][..16] (blk < k/16), the
-                    // weight loads w[(4·blk + l)·GROUP ..][..32] (< panel); dotprod: caller.
-                    unsafe {
-                        for blk in 0..blocks {
-                            let a: [int8x16_t; $mr] = core::array::from_fn(|q| {
-                                vld1q_s8(x.as_ptr().add(q * k + 16 * blk))
-                            });
-                            macro_rules! lane {
-                                ($l:literal) => {
-                                    let wg = w.as_ptr().add((4 * blk + $l) * GROUP);
-                                    let (w0, w1) = (vld1q_s8(wg), vld1q_s8(wg.add(16)));
-                                    for q in 0..$mr {
-                                        acc[q][0] = vdotq_laneq_s32::<$l>(acc[q][0], w0, a[q]);
-                                        acc[q][1] = vdotq_laneq_s32::<$l>(acc[q][1], w1, a[q]);
-                                    }
-                                };
-                            }
-                            lane!(0);
-                            lane!(1);
-                            lane!(2);
-                            lane!(3);
-                        }
-                        for g in 4 * blocks..groups {
-                            let a = group::<$mr>(x, k, g);
-                            let wg = w.as_ptr().add(g * GROUP);
-                            let (w0, w1) = (vld1q_s8(wg), vld1q_s8(wg.add(16)));
-                            for q in 0..$mr {
-                                let av = vreinterpretq_s8_s32(vdupq_n_s32(a[q]));
-                                acc[q][0] = vdotq_s32(acc[q][0], w0, av);
-                                acc[q][1] = vdotq_s32(acc[q][1], w1, av);
-                            }
-                        }
-                    }
+                    // SAFETY: dotprod is guaranteed by the caller; loads as `sdot_rows` states.
+                    unsafe { sdot_rows!(x, k, w, acc, $mr) };
                     for (q, a) in acc.into_iter().enumerate() {
                         e.row(p + q, a);
                     }
@@ -655,7 +667,7 @@ pub(crate) mod neon {
         }
     }
 
-    /// `MR` rows × 8 outputs with `SDOT`: lane i of accumulator h is output 4h + i.
+    /// [`sdot_rows`] from zero, stored (the tile of [`super::gemm_i8`], for the patch conv).
     ///
     /// # Safety
     /// The CPU must implement FEAT_DotProd.
@@ -667,41 +679,11 @@ pub(crate) mod neon {
         w: &[i8],
         out: &mut [[i32; NR]; 4],
     ) {
-        let groups = k.div_ceil(KR);
-        assert!(x.len() >= MR * k && w.len() >= groups * GROUP && MR <= 4);
-        // SAFETY: as in `tile_smull`; dotprod is guaranteed by the caller.
+        // SAFETY: dotprod is guaranteed by the caller; the loads as `sdot_rows` states; 4-lane
+        // stores into 8-element rows.
         unsafe {
             let mut acc = [[vdupq_n_s32(0); 2]; MR];
-            // 16 inputs per row load; SDOT (element) takes each group's 4 from its lane.
-            let blocks = k / 16;
-            for b in 0..blocks {
-                let a: [int8x16_t; MR] =
-                    core::array::from_fn(|q| vld1q_s8(x.as_ptr().add(q * k + 16 * b)));
-                macro_rules! lane {
-                    ($l:literal) => {
-                        let wg = w.as_ptr().add((4 * b + $l) * GROUP);
-                        let (w0, w1) = (vld1q_s8(wg), vld1q_s8(wg.add(16)));
-                        for q in 0..MR {
-                            acc[q][0] = vdotq_laneq_s32::<$l>(acc[q][0], w0, a[q]);
-                            acc[q][1] = vdotq_laneq_s32::<$l>(acc[q][1], w1, a[q]);
-                        }
-                    };
-                }
-                lane!(0);
-                lane!(1);
-                lane!(2);
-                lane!(3);
-            }
-            for g in 4 * blocks..groups {
-                let a = group::<MR>(x, k, g);
-                let wg = w.as_ptr().add(g * GROUP);
-                let (w0, w1) = (vld1q_s8(wg), vld1q_s8(wg.add(16)));
-                for q in 0..MR {
-                    let av = vreinterpretq_s8_s32(vdupq_n_s32(a[q]));
-                    acc[q][0] = vdotq_s32(acc[q][0], w0, av);
-                    acc[q][1] = vdotq_s32(acc[q][1], w1, av);
-                }
-            }
+            sdot_rows!(x, k, w, acc, MR);
             for q in 0..MR {
                 vst1q_s32(out[q].as_mut_ptr(), acc[q][0]);
                 vst1q_s32(out[q].as_mut_ptr().add(4), acc[q][1]);
