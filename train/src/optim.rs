@@ -11,11 +11,11 @@
 
 use std::collections::HashMap;
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::{Module, ModuleMapper, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Tensor, TensorData};
 
-use crate::weights::timm_key;
+use crate::weights::{timm_key, visit_keyed, KeyedParam};
 
 /// Layers of the 'single' layer-decay assignment (the official code's `num_layers = 12`).
 pub const NUM_LAYERS: usize = 12;
@@ -192,30 +192,17 @@ pub fn lr_at(iter: u64, total_iters: u64, warmup_iters: u64, base: f64, min_lr: 
 
 /// All float parameters of a model, flattened, by timm key (inner tensors, no autodiff).
 pub fn flat_params<M: Module>(model: &M) -> HashMap<String, Tensor<1>> {
-    struct V {
-        path: Vec<String>,
-        out: HashMap<String, Tensor<1>>,
-    }
-    impl ModuleVisitor for V {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.path.push(name.to_string());
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.path.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+    struct Flat(HashMap<String, Tensor<1>>);
+    impl KeyedParam for Flat {
+        fn param<const D: usize>(&mut self, key: String, param: &Param<Tensor<D>>) {
             let t = param.val();
             let t = if t.is_autodiff() { t.inner() } else { t };
-            self.out
-                .insert(timm_key(&self.path), t.flatten::<1>(0, D - 1));
+            self.0.insert(key, t.flatten::<1>(0, D - 1));
         }
     }
-    let mut v = V {
-        path: Vec::new(),
-        out: HashMap::new(),
-    };
-    model.visit(&mut v);
-    v.out
+    let mut v = Flat(HashMap::new());
+    visit_keyed(model, &mut v);
+    v.0
 }
 
 /// `ema ← decay·ema + (1 − decay)·model`, parameter by parameter (the EMA model has no autodiff).

@@ -105,13 +105,19 @@ impl fmt::Display for WeightsError {
 
 impl std::error::Error for WeightsError {}
 
-/// Every float parameter as (timm key, Burn-layout data), in module order.
-pub fn burn_tensors<M: Module>(model: &M) -> Vec<(String, TensorData)> {
-    struct Collect {
+/// What to do with each float parameter of a model, given its timm key ([`visit_keyed`]).
+pub trait KeyedParam {
+    fn param<const D: usize>(&mut self, key: String, param: &Param<Tensor<D>>);
+}
+
+/// Walks `model`'s float parameters in module order, handing each to `f` with its timm key
+/// (the module path tracked once, here, for every reader of parameters).
+pub fn visit_keyed<M: Module>(model: &M, f: &mut impl KeyedParam) {
+    struct Walk<'f, F> {
         path: Vec<String>,
-        out: Vec<(String, TensorData)>,
+        f: &'f mut F,
     }
-    impl ModuleVisitor for Collect {
+    impl<F: KeyedParam> ModuleVisitor for Walk<'_, F> {
         fn enter_module(&mut self, name: &str, _: &str) {
             self.path.push(name.to_string());
         }
@@ -119,42 +125,39 @@ pub fn burn_tensors<M: Module>(model: &M) -> Vec<(String, TensorData)> {
             self.path.pop();
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.out
-                .push((timm_key(&self.path), param.val().into_data()));
+            self.f.param(timm_key(&self.path), param);
         }
     }
-    let mut c = Collect {
+    model.visit(&mut Walk {
         path: Vec::new(),
-        out: Vec::new(),
-    };
-    model.visit(&mut c);
-    c.out
+        f,
+    });
+}
+
+/// Every float parameter as (timm key, Burn-layout data), in module order.
+pub fn burn_tensors<M: Module>(model: &M) -> Vec<(String, TensorData)> {
+    struct Collect(Vec<(String, TensorData)>);
+    impl KeyedParam for Collect {
+        fn param<const D: usize>(&mut self, key: String, param: &Param<Tensor<D>>) {
+            self.0.push((key, param.val().into_data()));
+        }
+    }
+    let mut c = Collect(Vec::new());
+    visit_keyed(model, &mut c);
+    c.0
 }
 
 /// Every float parameter's (timm key, shape), without reading the values.
 pub fn param_shapes<M: Module>(model: &M) -> Vec<(String, Vec<usize>)> {
-    struct Shapes {
-        path: Vec<String>,
-        out: Vec<(String, Vec<usize>)>,
-    }
-    impl ModuleVisitor for Shapes {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.path.push(name.to_string());
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.path.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.out
-                .push((timm_key(&self.path), param.val().dims().to_vec()));
+    struct Shapes(Vec<(String, Vec<usize>)>);
+    impl KeyedParam for Shapes {
+        fn param<const D: usize>(&mut self, key: String, param: &Param<Tensor<D>>) {
+            self.0.push((key, param.val().dims().to_vec()));
         }
     }
-    let mut v = Shapes {
-        path: Vec::new(),
-        out: Vec::new(),
-    };
-    model.visit(&mut v);
-    v.out
+    let mut v = Shapes(Vec::new());
+    visit_keyed(model, &mut v);
+    v.0
 }
 
 /// Replaces parameters by key with Burn-layout data from `get`; keys `get` returns `None` for
