@@ -124,15 +124,21 @@ impl std::error::Error for ConvertError {}
 /// Reads weights — safetensors, or a PyTorch checkpoint (`.pth`/`.pt`, or any file that is a ZIP
 /// archive) — widening f16/bf16/f64 to f32 and rewriting official names to timm's.
 pub fn load_state_dict(path: &Path) -> Result<StateDict, ConvertError> {
-    let bytes = std::fs::read(path).map_err(|source| ConvertError::Io {
+    use std::io::Read;
+    let io = |source| ConvertError::Io {
         path: path.into(),
         source,
-    })?;
+    };
+    // Four bytes decide the container, so a checkpoint is read once, by its reader.
+    let mut magic = [0u8; 4];
+    let got = std::fs::File::open(path)
+        .and_then(|f| f.take(4).read(&mut magic))
+        .map_err(io)?;
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    if matches!(ext, "pth" | "pt") || bytes.starts_with(b"PK\x03\x04") {
-        drop(bytes);
+    if matches!(ext, "pth" | "pt") || magic[..got] == *b"PK\x03\x04" {
         return load_pytorch(path);
     }
+    let bytes = std::fs::read(path).map_err(io)?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| ConvertError::Safetensors {
         path: path.into(),
         message: e.to_string(),

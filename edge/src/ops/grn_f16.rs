@@ -55,11 +55,6 @@ impl GrnF16Quant {
             out_zero,
         })
     }
-
-    /// The input scale, as used (an fp16 value).
-    pub fn in_scale(&self) -> f32 {
-        self.in_scale
-    }
 }
 
 /// f32 scratch per channel the kernels take: the statistics, and γ, β widened once per call.
