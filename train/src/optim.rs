@@ -11,11 +11,11 @@
 
 use std::collections::HashMap;
 
-use burn::module::{Module, ModuleMapper, Param};
+use burn::module::{Module, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Tensor, TensorData};
 
-use crate::weights::{timm_key, visit_keyed, KeyedParam};
+use crate::weights::{map_keyed, visit_keyed, KeyedMap, KeyedParam};
 
 /// Layers of the 'single' layer-decay assignment (the official code's `num_layers = 12`).
 pub const NUM_LAYERS: usize = 12;
@@ -89,12 +89,11 @@ impl AdamW {
     pub fn update<M: Module>(&mut self, lr: f64, model: M, grads: GradientsParams) -> M {
         self.step += 1;
         let mut m = Mapper {
-            path: Vec::new(),
             opt: self,
             grads,
             lr,
         };
-        model.map(&mut m)
+        map_keyed(model, &mut m)
     }
 
     /// The moments as (name, data) for a checkpoint: `adam.m.<key>`, `adam.v.<key>`.
@@ -136,25 +135,17 @@ impl AdamW {
 }
 
 struct Mapper<'a> {
-    path: Vec<String>,
     opt: &'a mut AdamW,
     grads: GradientsParams,
     lr: f64,
 }
 
-impl ModuleMapper for Mapper<'_> {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
-    }
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+impl KeyedMap for Mapper<'_> {
+    fn map<const D: usize>(&mut self, key: String, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let (id, tensor, mapper) = param.consume();
         let Some(grad) = self.grads.remove::<D>(id) else {
             return Param::from_mapped_value(id, tensor, mapper);
         };
-        let key = timm_key(&self.path);
         let c = &self.opt.config;
         let shape = tensor.dims();
         let scale = c.layer_decay.powi((NUM_LAYERS + 1 - layer_id(&key)) as i32);
@@ -208,20 +199,16 @@ pub fn flat_params<M: Module>(model: &M) -> HashMap<String, Tensor<1>> {
 /// `ema ← decay·ema + (1 − decay)·model`, parameter by parameter (the EMA model has no autodiff).
 pub fn ema_update<M: Module>(ema: M, model: &impl Module, decay: f64) -> M {
     struct E {
-        path: Vec<String>,
         src: HashMap<String, Tensor<1>>,
         decay: f64,
     }
-    impl ModuleMapper for E {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.path.push(name.to_string());
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.path.pop();
-        }
-        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+    impl KeyedMap for E {
+        fn map<const D: usize>(
+            &mut self,
+            key: String,
+            param: Param<Tensor<D>>,
+        ) -> Param<Tensor<D>> {
             let (id, tensor, mapper) = param.consume();
-            let key = timm_key(&self.path);
             let tensor = match self.src.remove(&key) {
                 Some(src) => {
                     let shape = tensor.dims();
@@ -233,11 +220,13 @@ pub fn ema_update<M: Module>(ema: M, model: &impl Module, decay: f64) -> M {
             Param::from_mapped_value(id, tensor, mapper)
         }
     }
-    ema.map(&mut E {
-        path: Vec::new(),
-        src: flat_params(model),
-        decay,
-    })
+    map_keyed(
+        ema,
+        &mut E {
+            src: flat_params(model),
+            decay,
+        },
+    )
 }
 
 #[cfg(test)]

@@ -134,6 +134,34 @@ pub fn visit_keyed<M: Module>(model: &M, f: &mut impl KeyedParam) {
     });
 }
 
+/// What to do with each float parameter when mapping a model, given its timm key ([`map_keyed`]).
+pub trait KeyedMap {
+    fn map<const D: usize>(&mut self, key: String, param: Param<Tensor<D>>) -> Param<Tensor<D>>;
+}
+
+/// Maps `model`'s float parameters in module order through `f`, each with its timm key.
+pub fn map_keyed<M: Module>(model: M, f: &mut impl KeyedMap) -> M {
+    struct Walk<'f, F> {
+        path: Vec<String>,
+        f: &'f mut F,
+    }
+    impl<F: KeyedMap> ModuleMapper for Walk<'_, F> {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            self.f.map(timm_key(&self.path), param)
+        }
+    }
+    model.map(&mut Walk {
+        path: Vec::new(),
+        f,
+    })
+}
+
 /// Every float parameter as (timm key, Burn-layout data), in module order.
 pub fn burn_tensors<M: Module>(model: &M) -> Vec<(String, TensorData)> {
     struct Collect(Vec<(String, TensorData)>);
@@ -167,18 +195,14 @@ pub fn replace_tensors<M: Module>(
     get: &mut dyn FnMut(&str, &[usize]) -> Option<TensorData>,
 ) -> M {
     struct Replace<'a> {
-        path: Vec<String>,
         get: &'a mut dyn FnMut(&str, &[usize]) -> Option<TensorData>,
     }
-    impl ModuleMapper for Replace<'_> {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.path.push(name.to_string());
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.path.pop();
-        }
-        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-            let key = timm_key(&self.path);
+    impl KeyedMap for Replace<'_> {
+        fn map<const D: usize>(
+            &mut self,
+            key: String,
+            param: Param<Tensor<D>>,
+        ) -> Param<Tensor<D>> {
             let (id, tensor, mapper) = param.consume();
             let shape = tensor.dims();
             let tensor = match (self.get)(&key, &shape) {
@@ -196,10 +220,7 @@ pub fn replace_tensors<M: Module>(
             Param::from_mapped_value(id, tensor, mapper)
         }
     }
-    model.map(&mut Replace {
-        path: Vec::new(),
-        get,
-    })
+    map_keyed(model, &mut Replace { get })
 }
 
 fn squeeze(shape: &[usize]) -> Vec<usize> {
