@@ -3,13 +3,13 @@
 
 use std::time::Instant;
 
-use burn::optim::GradientsParams;
 use burn::tensor::{Tensor, TensorData};
 
 use crate::fcmae::{self, Fcmae, FcmaeConfig};
 use crate::finetune::{device, smoothed_cross_entropy, DeviceKind};
 use crate::model::{Config, ConvNeXtV2, Size};
 use crate::optim::{AdamW, AdamWConfig};
+use crate::parallel;
 use crate::rng::SplitMix64;
 
 /// Images per second of each step kind.
@@ -32,6 +32,19 @@ fn adamw() -> AdamW {
     })
 }
 
+/// A step's slices: sample ranges, each with a seed for its drop-path or mask draws.
+#[allow(clippy::type_complexity)]
+fn slices(batch: usize, parts: usize, step: u64) -> Vec<((std::ops::Range<usize>, u64), f64)> {
+    parallel::split(batch, parts)
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let w = r.len() as f64 / batch as f64;
+            ((r, step * 16 + i as u64), w)
+        })
+        .collect()
+}
+
 /// Times `steps` steps of each kind after two warm-up steps.
 pub fn steps(
     size: &Size,
@@ -50,6 +63,7 @@ pub fn steps(
         .map(|_| rng.next_normal() as f32)
         .collect();
     let labels: Vec<usize> = (0..batch).map(|i| i % 1000).collect();
+    let px = 3 * s * s;
     let cfg = Config {
         size: size.clone(),
         num_classes: 1000,
@@ -62,13 +76,17 @@ pub fn steps(
         if k == 2 {
             t0 = Instant::now();
         }
-        let x = Tensor::<4>::from_data(TensorData::new(images.clone(), [batch, 3, s, s]), &dev);
-        let loss = smoothed_cross_entropy(model.forward(x, Some(&mut rng)), &labels, 0.1);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = opt.update(1e-4, model, grads);
-        // Read the loss back as the training loops do (NaN check); on a GPU this is the sync point
-        // that makes the wall clock measure finished steps.
-        loss.into_scalar::<f32>();
+        // As the training loops do: the batch in `kind.parts()` slices on as many threads; the
+        // loss is read back (the NaN check; on a GPU the sync point that makes the wall clock
+        // measure finished steps).
+        let slices = slices(batch, kind.parts(), k);
+        let (_, grads) = parallel::grads(&model, slices, |m, (r, seed)| {
+            let x = images[r.start * px..r.end * px].to_vec();
+            let x = Tensor::<4>::from_data(TensorData::new(x, [r.len(), 3, s, s]), &dev);
+            let mut rng = SplitMix64::new(seed);
+            smoothed_cross_entropy(m.forward(x, Some(&mut rng)), &labels[r], 0.1)
+        });
+        model = opt.update(1e-4, model, grads.ok_or("non-finite loss on random data")?);
     }
     let finetune_img_s = (steps as usize * batch) as f64 / t0.elapsed().as_secs_f64();
     drop(model);
@@ -87,18 +105,21 @@ pub fn steps(
     let mut opt = adamw();
     let l = (s / 32) * (s / 32);
     let target = fcmae::patchify(&images, batch, s, s, 32, true);
+    let per_target = target.len() / batch;
     for k in 0..steps + 2 {
         if k == 2 {
             t0 = Instant::now();
         }
-        let mask = fcmae::random_mask(batch, l, 0.6, &mut rng);
-        let x = Tensor::<4>::from_data(TensorData::new(images.clone(), [batch, 3, s, s]), &dev);
-        let loss = fcmae::masked_mse(model.forward(x, &mask, None), &target, &mask);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = opt.update(1e-4, model, grads);
-        // Read the loss back as the training loops do (NaN check); on a GPU this is the sync point
-        // that makes the wall clock measure finished steps.
-        loss.into_scalar::<f32>();
+        let slices = slices(batch, kind.parts(), k);
+        let (_, grads) = parallel::grads(&model, slices, |m, (r, seed)| {
+            let mut rng = SplitMix64::new(seed);
+            let mask = fcmae::random_mask(r.len(), l, 0.6, &mut rng);
+            let x = images[r.start * px..r.end * px].to_vec();
+            let x = Tensor::<4>::from_data(TensorData::new(x, [r.len(), 3, s, s]), &dev);
+            let t = &target[r.start * per_target..r.end * per_target];
+            fcmae::masked_mse(m.forward(x, &mask, None), t, &mask)
+        });
+        model = opt.update(1e-4, model, grads.ok_or("non-finite loss on random data")?);
     }
     let fcmae_img_s = (steps as usize * batch) as f64 / t0.elapsed().as_secs_f64();
     Ok(Throughput {

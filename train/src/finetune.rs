@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::GradientsParams;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde_json::json;
@@ -16,6 +15,7 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::data::{self, Augment, Dataset, Split};
 use crate::model::{Config, ConvNeXtV2, Size};
 use crate::optim::{self, AdamW, AdamWConfig};
+use crate::parallel;
 use crate::rng::SplitMix64;
 use crate::runlog::{self, MetricsCsv};
 use crate::weights;
@@ -31,6 +31,17 @@ pub enum DeviceKind {
     Ndarray,
     /// A Burn wgpu device (the `gpu` feature).
     Gpu,
+}
+
+impl DeviceKind {
+    /// Slices a training batch is cut into ([`parallel`]): one on a GPU, which is parallel
+    /// already.
+    pub fn parts(self) -> usize {
+        match self {
+            DeviceKind::Gpu => 1,
+            _ => parallel::PARTS,
+        }
+    }
 }
 
 /// The plain (no autodiff) device for a kind.
@@ -125,35 +136,56 @@ pub fn smoothed_cross_entropy(logits: Tensor<2>, labels: &[usize], eps: f64) -> 
     (log_softmax(logits, 1) * t).sum_dim(1).mean().neg()
 }
 
-/// Top-1 accuracy of `model` (no autodiff) on `split`, in batches, and the unreadable images
-/// skipped (each reported on stderr).
+/// Top-1 accuracy of `model` (no autodiff) on `split`, in batches of 64 spread over
+/// [`parallel::PARTS`] threads, and the unreadable images skipped (each reported on stderr).
 pub fn evaluate(model: &ConvNeXtV2, split: &Split, size: u32, device: &Device) -> (f64, usize) {
-    let (mut right, mut seen, mut skipped) = (0usize, 0usize, 0usize);
     let idx: Vec<usize> = (0..split.len()).collect();
-    for chunk in idx.chunks(64) {
-        let b = data::batch(split, chunk, size, None);
-        for e in &b.skipped {
-            eprintln!("skipped unreadable test image: {e}");
-        }
-        skipped += b.skipped.len();
-        if b.is_empty() {
-            continue;
-        }
-        let s = size as usize;
-        let x =
-            Tensor::<4>::from_data(TensorData::new(b.images, [b.labels.len(), 3, s, s]), device);
-        let pred = model.forward(x, None).argmax(1).into_data();
-        let pred: Vec<i64> = pred
-            .convert::<i64>()
-            .try_to_vec::<i64>()
-            .expect("argmax gives integers");
-        right += pred
-            .iter()
-            .zip(&b.labels)
-            .filter(|(p, l)| **p as usize == **l)
-            .count();
-        seen += b.labels.len();
-    }
+    let chunks: Vec<&[usize]> = idx.chunks(64).collect();
+    let threads = parallel::PARTS.min(chunks.len()).max(1);
+    let counts: Vec<(usize, usize, usize)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let chunks = &chunks;
+                scope.spawn(move || {
+                    let (mut right, mut seen, mut skipped) = (0usize, 0usize, 0usize);
+                    for chunk in chunks.iter().skip(t).step_by(threads) {
+                        let b = data::batch(split, chunk, size, None);
+                        for e in &b.skipped {
+                            eprintln!("skipped unreadable test image: {e}");
+                        }
+                        skipped += b.skipped.len();
+                        if b.is_empty() {
+                            continue;
+                        }
+                        let s = size as usize;
+                        let x = Tensor::<4>::from_data(
+                            TensorData::new(b.images, [b.labels.len(), 3, s, s]),
+                            device,
+                        );
+                        let pred = model.forward(x, None).argmax(1).into_data();
+                        let pred: Vec<i64> = pred
+                            .convert::<i64>()
+                            .try_to_vec::<i64>()
+                            .expect("argmax gives integers");
+                        right += pred
+                            .iter()
+                            .zip(&b.labels)
+                            .filter(|(p, l)| **p as usize == **l)
+                            .count();
+                        seen += b.labels.len();
+                    }
+                    (right, seen, skipped)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("an evaluation thread panicked"))
+            .collect()
+    });
+    let (right, seen, skipped) = counts
+        .iter()
+        .fold((0, 0, 0), |a, c| (a.0 + c.0, a.1 + c.1, a.2 + c.2));
     (right as f64 / seen.max(1) as f64, skipped)
 }
 
@@ -311,13 +343,26 @@ pub fn run(o: &Options) -> Result<Summary, String> {
         };
         let stats = runlog::run_epoch(&plan, |k, lr, b| {
             let n = b.len();
-            let x = Tensor::<4>::from_data(TensorData::new(b.images, [n, 3, s, s]), &train_dev);
-            let mut rng = SplitMix64::derive(&[o.seed, epoch, k, 0x4450]);
-            let logits = model.forward(x, Some(&mut rng));
-            let loss = smoothed_cross_entropy(logits, &b.labels, o.label_smoothing);
-            let lv = loss.clone().into_scalar::<f32>() as f64;
-            if lv.is_finite() {
-                let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let px = 3 * s * s;
+            let slices = parallel::split(n, o.device.parts())
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let x = TensorData::new(
+                        b.images[r.start * px..r.end * px].to_vec(),
+                        [r.len(), 3, s, s],
+                    );
+                    let w = r.len() as f64 / n as f64;
+                    ((i as u64, x, b.labels[r].to_vec()), w)
+                })
+                .collect();
+            let (lv, grads) = parallel::grads(&model, slices, |m, (i, x, labels)| {
+                let x = Tensor::<4>::from_data(x, &train_dev);
+                let mut rng = SplitMix64::derive(&[o.seed, epoch, k, 0x4450, i]);
+                let logits = m.forward(x, Some(&mut rng));
+                smoothed_cross_entropy(logits, &labels, o.label_smoothing)
+            });
+            if let Some(grads) = grads {
                 model = opt.update(lr, model.clone(), grads);
                 if let (Some(e), Some(d)) = (ema.take(), o.ema) {
                     ema = Some(optim::ema_update(e, &model, d));

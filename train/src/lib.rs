@@ -10,6 +10,7 @@ pub mod fcmae;
 pub mod finetune;
 pub mod model;
 pub mod optim;
+pub mod parallel;
 pub mod plot;
 pub mod predict;
 pub mod pretrain;

@@ -6,7 +6,6 @@
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
-use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 use image::{Rgb, RgbImage};
 use serde_json::json;
@@ -17,6 +16,7 @@ use crate::fcmae::{self, Fcmae, FcmaeConfig, STRIDE};
 use crate::finetune::{device, DeviceKind};
 use crate::model::{Config, Size};
 use crate::optim::{self, AdamW, AdamWConfig};
+use crate::parallel;
 use crate::rng::SplitMix64;
 use crate::runlog::{self, MetricsCsv};
 use crate::weights;
@@ -197,11 +197,23 @@ pub fn run(o: &Options) -> Result<f64, String> {
         };
         let stats = runlog::run_epoch(&plan, |k, lr, b| {
             let n = b.len();
-            let mut rng = SplitMix64::derive(&[o.seed, epoch, k, 0x4d41_534b]);
-            let loss = batch_loss(&model, b.images, n, s, o, &mut rng, &train_dev);
-            let lv = loss.clone().into_scalar::<f32>() as f64;
-            if lv.is_finite() {
-                let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let px = 3 * s * s;
+            // Every sample masks the same number of patches, so a slice's share of the
+            // masked-patch mean is its share of the samples.
+            let slices = parallel::split(n, o.device.parts())
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let w = r.len() as f64 / n as f64;
+                    ((i as u64, b.images[r.start * px..r.end * px].to_vec()), w)
+                })
+                .collect();
+            let (lv, grads) = parallel::grads(&model, slices, |m, (i, images)| {
+                let mut rng = SplitMix64::derive(&[o.seed, epoch, k, 0x4d41_534b, i]);
+                let n = images.len() / px;
+                batch_loss(m, images, n, s, o, &mut rng, &train_dev)
+            });
+            if let Some(grads) = grads {
                 model = opt.update(lr, model.clone(), grads);
             }
             lv
