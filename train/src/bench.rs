@@ -68,6 +68,7 @@ pub fn steps(
         size: size.clone(),
         num_classes: 1000,
         drop_path: 0.1,
+        grn: true,
     };
     let mut model = ConvNeXtV2::new(&cfg, 0, &dev);
     let mut opt = adamw();
@@ -94,6 +95,7 @@ pub fn steps(
     let fc = FcmaeConfig {
         encoder: Config {
             drop_path: 0.0,
+            grn: true,
             num_classes: 1,
             ..cfg
         },

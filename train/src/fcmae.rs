@@ -60,7 +60,7 @@ impl Fcmae {
             proj: Pointwise::new(c3, c.decoder_dim, 0.02, &mut rng, device),
             mask_token: param(trunc_normal(&mut rng, [c.decoder_dim], 0.02), device),
             decoder: (0..c.decoder_depth)
-                .map(|_| Block::new(c.decoder_dim, 0.0, &mut rng, device))
+                .map(|_| Block::new(c.decoder_dim, 0.0, c.encoder.grn, &mut rng, device))
                 .collect(),
             pred: Pointwise::new(c.decoder_dim, c.patch * c.patch * 3, 0.02, &mut rng, device),
         }

@@ -109,6 +109,8 @@ pub struct Options {
     pub test_fraction: f64,
     /// No progress bar.
     pub quiet: bool,
+    /// GRN in the blocks (`false`: the ablation, see [`Config::grn`]).
+    pub grn: bool,
 }
 
 /// What a finished run reports.
@@ -208,12 +210,26 @@ pub fn load_init(
         weights::Fresh::Nothing
     };
     let (model, report) = weights::load_timm(model, &sd, fresh).map_err(|e| e.to_string())?;
+    // Without GRN the model ignores GRN's γ, β: zero them so that an export is this function.
+    let grn_off = model
+        .stages
+        .iter()
+        .flat_map(|s| &s.blocks)
+        .any(|b| !b.mlp.grn.enabled());
+    let model = if grn_off {
+        weights::replace_tensors(model, &mut |k, shape| {
+            k.contains(".mlp.grn.")
+                .then(|| TensorData::zeros::<f32, _>(shape.to_vec()))
+        })
+    } else {
+        model
+    };
     let model = if fresh == weights::Fresh::Nothing {
         model
     } else {
         model.reset_head(classes, seed, 0.001)
     };
-    let note = match fresh {
+    let mut note = match fresh {
         weights::Fresh::Nothing => {
             format!("{} tensors loaded from {}", report.loaded, path.display())
         }
@@ -230,6 +246,9 @@ pub fn load_init(
             file_classes.map_or("none".to_string(), |c| c.to_string())
         ),
     };
+    if grn_off {
+        note.push_str("; GRN off: its γ, β set to zero");
+    }
     Ok((model, note))
 }
 
@@ -264,6 +283,7 @@ pub fn run(o: &Options) -> Result<Summary, String> {
         size: o.size.clone(),
         num_classes: classes,
         drop_path: o.drop_path,
+        grn: o.grn,
     };
     let ck_path = o.out.join(checkpoint::FILE);
     let csv_path = o.out.join("metrics.csv");
@@ -285,12 +305,14 @@ pub fn run(o: &Options) -> Result<Summary, String> {
             || st["size"] != o.size.name
             || st["num_classes"] != classes
             || st["input_size"] != o.input_size
+            || st["grn"].as_bool().unwrap_or(true) != o.grn
         {
             return Err(format!(
-                "{}: checkpoint is {st} (kind/size/classes/input), this run is finetune {} {classes} classes {} px",
+                "{}: checkpoint is {st} (kind/size/classes/input/grn), this run is finetune {} {classes} classes {} px grn {}",
                 ck_path.display(),
                 o.size.name,
-                o.input_size
+                o.input_size,
+                o.grn
             ));
         }
         let bad = |e: weights::WeightsError| format!("{}: {e}", ck_path.display());
@@ -415,6 +437,7 @@ pub fn run(o: &Options) -> Result<Summary, String> {
                 "num_classes": classes,
                 "classes": ds.classes,
                 "input_size": o.input_size,
+                "grn": o.grn,
                 "seed": o.seed,
                 "top1": top1,
                 "ema_top1": ema_top1,

@@ -60,6 +60,9 @@ struct RunArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Ablation: blocks without GRN (ConvNeXt V1's MLP); GRN's γ, β stay zero.
+    #[arg(long)]
+    no_grn: bool,
 }
 
 #[derive(Subcommand)]
@@ -297,6 +300,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 crop_scale: (crop_scale_min, 1.0),
                 test_fraction,
                 quiet: run.quiet,
+                grn: !run.no_grn,
             };
             let s = finetune::run(&o)?;
             println!(
@@ -355,6 +359,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 train_subset: run.train_subset,
                 vis_every,
                 quiet: run.quiet,
+                grn: !run.no_grn,
             };
             let loss = pretrain::run(&o)?;
             println!("final: pretrain loss {loss:.4}");

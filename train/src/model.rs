@@ -62,6 +62,9 @@ pub struct Config {
     pub num_classes: usize,
     /// Largest stochastic-depth rate (the last block's; rates grow linearly from 0).
     pub drop_path: f64,
+    /// GRN in every block. `false` is the ablation (`--no-grn`): the MLP is ConvNeXt V1's, and
+    /// GRN's γ, β stay zero and untrained, so the exported weights describe the same function.
+    pub grn: bool,
 }
 
 /// A bias-carrying 2-D convolution with timm's weight layout `[out, in/groups, k, k]`.
@@ -199,19 +202,30 @@ pub struct Grn {
     pub weight: Param<Tensor<1>>,
     /// β `[C]`.
     pub bias: Param<Tensor<1>>,
+    /// `false`: the identity (the GRN ablation; γ = β = 0 is the same function).
+    enabled: bool,
 }
 
 impl Grn {
-    fn new(c: usize, device: &Device) -> Self {
+    fn new(c: usize, enabled: bool, device: &Device) -> Self {
         Grn {
             weight: param(TensorData::zeros::<f32, _>([c]), device),
             bias: param(TensorData::zeros::<f32, _>([c]), device),
+            enabled,
         }
+    }
+
+    /// Whether GRN is applied (see [`Config::grn`]).
+    pub fn enabled(&self) -> bool {
+        self.enabled
     }
 
     /// `x`: `[N, H, W, C]`. With `mask` (`[N, H, W, 1]`, 1 = visible), the statistics come from
     /// visible positions only; `x` must already be zero at masked ones.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        if !self.enabled {
+            return x;
+        }
         let c = x.dims()[3];
         let sumsq = x.clone().square().sum_dim(1).sum_dim(2);
         let g = sumsq.clamp_min(GRN_SUMSQ_FLOOR).sqrt();
@@ -246,14 +260,14 @@ pub struct Block {
 }
 
 impl Block {
-    /// A block of `c` channels with stochastic depth `drop_path`.
-    pub fn new(c: usize, drop_path: f64, rng: &mut SplitMix64, device: &Device) -> Self {
+    /// A block of `c` channels with stochastic depth `drop_path`, with or without GRN.
+    pub fn new(c: usize, drop_path: f64, grn: bool, rng: &mut SplitMix64, device: &Device) -> Self {
         Block {
             conv_dw: Conv::new([c, c, 7], 1, 3, c, rng, device),
             norm: Norm::new(c, device),
             mlp: Mlp {
                 fc1: Pointwise::new(c, 4 * c, 0.02, rng, device),
-                grn: Grn::new(4 * c, device),
+                grn: Grn::new(4 * c, grn, device),
                 fc2: Pointwise::new(4 * c, c, 0.02, rng, device),
             },
             drop_path,
@@ -381,7 +395,7 @@ impl ConvNeXtV2 {
                             0.0
                         };
                         k += 1;
-                        Block::new(dims[i], rate, &mut rng, device)
+                        Block::new(dims[i], rate, config.grn, &mut rng, device)
                     })
                     .collect();
                 Stage { downsample, blocks }

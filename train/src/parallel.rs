@@ -174,6 +174,7 @@ mod tests {
             size: Size::named("atto").unwrap(),
             num_classes: 5,
             drop_path: 0.0,
+            grn: true,
         };
         // Non-zero GRN γ/β so that every path carries gradient.
         let model =

@@ -53,6 +53,7 @@ pub fn model_from_timm(
         size: size.clone(),
         num_classes: classes,
         drop_path: 0.0,
+        grn: true,
     };
     let model = ConvNeXtV2::new(&config, 0, device);
     weights::load_timm(model, sd, weights::Fresh::Nothing)

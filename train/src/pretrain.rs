@@ -69,6 +69,8 @@ pub struct Options {
     pub vis_every: u64,
     /// No progress bar.
     pub quiet: bool,
+    /// GRN in the encoder's and decoder's blocks (`false`: the ablation).
+    pub grn: bool,
 }
 
 impl Options {
@@ -78,6 +80,7 @@ impl Options {
                 size: self.size.clone(),
                 num_classes: 1,
                 drop_path: 0.0,
+                grn: self.grn,
             },
             decoder_dim: self.decoder_dim,
             decoder_depth: self.decoder_depth,
@@ -155,6 +158,7 @@ pub fn run(o: &Options) -> Result<f64, String> {
             || st["input_size"] != o.input_size
             || st["decoder_dim"] != o.decoder_dim
             || st["decoder_depth"] != o.decoder_depth
+            || st["grn"].as_bool().unwrap_or(true) != o.grn
         {
             return Err(format!(
                 "{}: checkpoint is {st}, not this pretraining run",
@@ -254,6 +258,7 @@ pub fn run(o: &Options) -> Result<f64, String> {
                 "step": opt.step,
                 "size": o.size.name,
                 "input_size": o.input_size,
+                "grn": o.grn,
                 "patch": o.patch,
                 "mask_ratio": o.mask_ratio,
                 "decoder_dim": o.decoder_dim,
@@ -368,6 +373,7 @@ pub fn options_from_checkpoint(ck: &Checkpoint, path: &Path) -> Result<Options, 
         decoder_dim: num("decoder_dim").unwrap_or(512),
         decoder_depth: num("decoder_depth").unwrap_or(1),
         norm_pix: st["norm_pix"].as_bool().unwrap_or(true),
+        grn: st["grn"].as_bool().unwrap_or(true),
         epochs: 0,
         batch: 1,
         lr: 0.0,
