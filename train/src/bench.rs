@@ -32,19 +32,6 @@ fn adamw() -> AdamW {
     })
 }
 
-/// A step's slices: sample ranges, each with a seed for its drop-path or mask draws.
-#[allow(clippy::type_complexity)]
-fn slices(batch: usize, parts: usize, step: u64) -> Vec<((std::ops::Range<usize>, u64), f64)> {
-    parallel::split(batch, parts)
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let w = r.len() as f64 / batch as f64;
-            ((r, step * 16 + i as u64), w)
-        })
-        .collect()
-}
-
 /// Times `steps` steps of each kind after two warm-up steps.
 pub fn steps(
     size: &Size,
@@ -80,11 +67,10 @@ pub fn steps(
         // As the training loops do: the batch in `kind.parts()` slices on as many threads; the
         // loss is read back (the NaN check; on a GPU the sync point that makes the wall clock
         // measure finished steps).
-        let slices = slices(batch, kind.parts(), k);
-        let (_, grads) = parallel::grads(&model, slices, |m, (r, seed)| {
+        let (_, grads) = parallel::grads(&model, batch, kind.parts(), |m, i, r| {
             let x = images[r.start * px..r.end * px].to_vec();
             let x = Tensor::<4>::from_data(TensorData::new(x, [r.len(), 3, s, s]), &dev);
-            let mut rng = SplitMix64::new(seed);
+            let mut rng = SplitMix64::derive(&[k, i]);
             smoothed_cross_entropy(m.forward(x, Some(&mut rng)), &labels[r], 0.1)
         });
         model = opt.update(1e-4, model, grads.ok_or("non-finite loss on random data")?);
@@ -112,9 +98,8 @@ pub fn steps(
         if k == 2 {
             t0 = Instant::now();
         }
-        let slices = slices(batch, kind.parts(), k);
-        let (_, grads) = parallel::grads(&model, slices, |m, (r, seed)| {
-            let mut rng = SplitMix64::new(seed);
+        let (_, grads) = parallel::grads(&model, batch, kind.parts(), |m, i, r| {
+            let mut rng = SplitMix64::derive(&[k, i]);
             let mask = fcmae::random_mask(r.len(), l, 0.6, &mut rng);
             let x = images[r.start * px..r.end * px].to_vec();
             let x = Tensor::<4>::from_data(TensorData::new(x, [r.len(), 3, s, s]), &dev);

@@ -144,51 +144,50 @@ pub fn evaluate(model: &ConvNeXtV2, split: &Split, size: u32, device: &Device) -
     let idx: Vec<usize> = (0..split.len()).collect();
     let chunks: Vec<&[usize]> = idx.chunks(64).collect();
     let threads = parallel::PARTS.min(chunks.len()).max(1);
-    let counts: Vec<(usize, usize, usize)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let chunks = &chunks;
-                scope.spawn(move || {
-                    let (mut right, mut seen, mut skipped) = (0usize, 0usize, 0usize);
-                    for chunk in chunks.iter().skip(t).step_by(threads) {
-                        let b = data::batch(split, chunk, size, None);
-                        for e in &b.skipped {
-                            eprintln!("skipped unreadable test image: {e}");
-                        }
-                        skipped += b.skipped.len();
-                        if b.is_empty() {
-                            continue;
-                        }
-                        let s = size as usize;
-                        let x = Tensor::<4>::from_data(
-                            TensorData::new(b.images, [b.labels.len(), 3, s, s]),
-                            device,
-                        );
-                        let pred = model.forward(x, None).argmax(1).into_data();
-                        let pred: Vec<i64> = pred
-                            .convert::<i64>()
-                            .try_to_vec::<i64>()
-                            .expect("argmax gives integers");
-                        right += pred
-                            .iter()
-                            .zip(&b.labels)
-                            .filter(|(p, l)| **p as usize == **l)
-                            .count();
-                        seen += b.labels.len();
-                    }
-                    (right, seen, skipped)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("an evaluation thread panicked"))
-            .collect()
+    let counts = parallel::on_threads(0..threads, |t| {
+        chunks
+            .iter()
+            .skip(t)
+            .step_by(threads)
+            .map(|c| evaluate_batch(model, split, c, size, device))
+            .fold([0; 3], add3)
     });
-    let (right, seen, skipped) = counts
-        .iter()
-        .fold((0, 0, 0), |a, c| (a.0 + c.0, a.1 + c.1, a.2 + c.2));
+    let [right, seen, skipped] = counts.into_iter().fold([0; 3], add3);
     (right as f64 / seen.max(1) as f64, skipped)
+}
+
+fn add3(a: [usize; 3], b: [usize; 3]) -> [usize; 3] {
+    [a[0] + b[0], a[1] + b[1], a[2] + b[2]]
+}
+
+/// `[right, seen, skipped]` on the test images `chunk`.
+fn evaluate_batch(
+    model: &ConvNeXtV2,
+    split: &Split,
+    chunk: &[usize],
+    size: u32,
+    device: &Device,
+) -> [usize; 3] {
+    let b = data::batch(split, chunk, size, None);
+    for e in &b.skipped {
+        eprintln!("skipped unreadable test image: {e}");
+    }
+    if b.is_empty() {
+        return [0, 0, b.skipped.len()];
+    }
+    let s = size as usize;
+    let x = Tensor::<4>::from_data(TensorData::new(b.images, [b.labels.len(), 3, s, s]), device);
+    let pred = model.forward(x, None).argmax(1).into_data();
+    let pred: Vec<i64> = pred
+        .convert::<i64>()
+        .try_to_vec::<i64>()
+        .expect("argmax gives integers");
+    let right = pred
+        .iter()
+        .zip(&b.labels)
+        .filter(|(p, l)| **p as usize == **l)
+        .count();
+    [right, b.labels.len(), b.skipped.len()]
 }
 
 /// Loads initial weights: a checkpoint (its `model.` tensors), or timm/official safetensors.
@@ -366,23 +365,15 @@ pub fn run(o: &Options) -> Result<Summary, String> {
         let stats = runlog::run_epoch(&plan, |k, lr, b| {
             let n = b.len();
             let px = 3 * s * s;
-            let slices = parallel::split(n, o.device.parts())
-                .into_iter()
-                .enumerate()
-                .map(|(i, r)| {
-                    let x = TensorData::new(
-                        b.images[r.start * px..r.end * px].to_vec(),
-                        [r.len(), 3, s, s],
-                    );
-                    let w = r.len() as f64 / n as f64;
-                    ((i as u64, x, b.labels[r].to_vec()), w)
-                })
-                .collect();
-            let (lv, grads) = parallel::grads(&model, slices, |m, (i, x, labels)| {
+            let (lv, grads) = parallel::grads(&model, n, o.device.parts(), |m, i, r| {
+                let x = TensorData::new(
+                    b.images[r.start * px..r.end * px].to_vec(),
+                    [r.len(), 3, s, s],
+                );
                 let x = Tensor::<4>::from_data(x, &train_dev);
                 let mut rng = SplitMix64::derive(&[o.seed, epoch, k, 0x4450, i]);
                 let logits = m.forward(x, Some(&mut rng));
-                smoothed_cross_entropy(logits, &labels, o.label_smoothing)
+                smoothed_cross_entropy(logits, &b.labels[r], o.label_smoothing)
             });
             if let Some(grads) = grads {
                 model = opt.update(lr, model.clone(), grads);

@@ -11,6 +11,8 @@
 //! The number of slices is fixed, not the machine's core count, so that a run's numbers do not
 //! depend on where it runs.
 
+use std::ops::Range;
+
 use burn::module::{Module, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
@@ -39,7 +41,7 @@ pub fn twin<M: Module>(model: &M) -> M {
 }
 
 /// Splits `0..n` into at most `parts` contiguous, nearly equal, non-empty ranges.
-pub fn split(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
+pub fn split(n: usize, parts: usize) -> Vec<Range<usize>> {
     let parts = parts.clamp(1, n.max(1));
     (0..parts)
         .map(|i| (i * n / parts)..((i + 1) * n / parts))
@@ -47,65 +49,65 @@ pub fn split(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
         .collect()
 }
 
-/// Runs `loss_of(model, slice)` for every slice concurrently, each on its own graph, and
-/// returns the batch's loss value `Σ wᵢ·lossᵢ` and the gradients of `Σ wᵢ·lossᵢ` with respect
-/// to `model`'s parameters, `wᵢ` being slice `i`'s weight (its share of the batch). Returns
-/// no gradients when the loss is not finite (nothing is differentiated then).
-pub fn grads<M, S, F>(
-    model: &M,
-    slices: Vec<(S, f64)>,
-    loss_of: F,
-) -> (f64, Option<GradientsParams>)
+/// Cuts samples `0..n` into at most `parts` slices ([`split`]) and runs `loss_of(model, i,
+/// range)` for slice `i` concurrently, each on its own graph. `loss_of` returns the slice's
+/// mean loss; it is weighted by the slice's share of the batch, so the result is the batch's
+/// mean loss value and its gradients with respect to `model`'s parameters. Returns no gradients
+/// when the loss is not finite (nothing is differentiated then).
+pub fn grads<M, F>(model: &M, n: usize, parts: usize, loss_of: F) -> (f64, Option<GradientsParams>)
 where
     M: Module + Sync,
-    S: Send,
-    F: Fn(&M, S) -> Tensor<1> + Sync,
+    F: Fn(&M, u64, Range<usize>) -> Tensor<1> + Sync,
 {
-    if slices.len() == 1 {
-        let (s, w) = slices.into_iter().next().expect("one slice");
-        let loss = loss_of(model, s).mul_scalar(w);
+    let slices = split(n, parts);
+    let weighted = |m: &M, i: usize, r: Range<usize>| {
+        let w = r.len() as f64 / n as f64;
+        let loss = loss_of(m, i as u64, r).mul_scalar(w);
         let lv = loss.clone().into_scalar::<f32>() as f64;
+        (loss, lv)
+    };
+    if slices.len() <= 1 {
+        let (loss, lv) = weighted(model, 0, 0..n);
         let g = lv
             .is_finite()
             .then(|| GradientsParams::from_grads(loss.backward(), model));
         return (lv, g);
     }
     // Forward on every slice first: a non-finite loss anywhere skips every backward pass.
-    let losses: Vec<(M, Tensor<1>, f64)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = slices
-            .into_iter()
-            .map(|(s, w)| {
-                let loss_of = &loss_of;
-                scope.spawn(move || {
-                    let m = twin(model);
-                    let loss = loss_of(&m, s).mul_scalar(w);
-                    let lv = loss.clone().into_scalar::<f32>() as f64;
-                    (m, loss, lv)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a training thread panicked"))
-            .collect()
+    let losses: Vec<(M, Tensor<1>, f64)> = on_threads(slices.into_iter().enumerate(), |(i, r)| {
+        let m = twin(model);
+        let (loss, lv) = weighted(&m, i, r);
+        (m, loss, lv)
     });
     let lv: f64 = losses.iter().map(|l| l.2).sum();
     if !lv.is_finite() {
         return (lv, None);
     }
-    let parts: Vec<GradientsParams> = std::thread::scope(|scope| {
-        let handles: Vec<_> = losses
+    let parts = on_threads(losses, |(m, loss, _)| {
+        GradientsParams::from_grads(loss.backward(), &m)
+    });
+    (lv, Some(sum(model, parts)))
+}
+
+/// `f` on every item, one scoped thread each; results in item order.
+pub fn on_threads<I, T, F>(items: I, f: F) -> Vec<T>
+where
+    I: IntoIterator,
+    I::Item: Send,
+    T: Send,
+    F: Fn(I::Item) -> T + Sync,
+{
+    std::thread::scope(|scope| {
+        let f = &f;
+        let handles: Vec<_> = items
             .into_iter()
-            .map(|(m, loss, _)| {
-                scope.spawn(move || GradientsParams::from_grads(loss.backward(), &m))
-            })
+            .map(|item| scope.spawn(move || f(item)))
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().expect("a training thread panicked"))
+            .map(|h| h.join().expect("a worker thread panicked"))
             .collect()
-    });
-    (lv, Some(sum(model, parts)))
+    })
 }
 
 /// Adds the per-slice gradients parameter by parameter.
@@ -191,7 +193,7 @@ mod tests {
         let mut rng = SplitMix64::new(9);
         let images: Vec<f32> = (0..n * px).map(|_| rng.next_normal() as f32).collect();
         let labels: Vec<usize> = (0..n).map(|i| (i * 3) % 5).collect();
-        let loss_of = |m: &ConvNeXtV2, r: std::ops::Range<usize>| {
+        let loss_of = |m: &ConvNeXtV2, _: u64, r: Range<usize>| {
             let x = TensorData::new(
                 images[r.start * px..r.end * px].to_vec(),
                 [r.len(), 3, 32, 32],
@@ -199,15 +201,8 @@ mod tests {
             let logits = m.forward(Tensor::<4>::from_data(x, &device), None);
             smoothed_cross_entropy(logits, &labels[r], 0.1)
         };
-        let (l1, g1) = grads(&model, vec![(0..n, 1.0)], loss_of);
-        let slices = split(n, 2)
-            .into_iter()
-            .map(|r| {
-                let w = r.len() as f64 / n as f64;
-                (r, w)
-            })
-            .collect();
-        let (l2, g2) = grads(&model, slices, loss_of);
+        let (l1, g1) = grads(&model, n, 1, loss_of);
+        let (l2, g2) = grads(&model, n, 2, loss_of);
         assert!((l1 - l2).abs() < 1e-5 * l1.abs(), "{l1} vs {l2}");
         let (a, b) = (flat(&model, &g1.unwrap()), flat(&model, &g2.unwrap()));
         assert_eq!(a.len(), b.len());
@@ -225,6 +220,6 @@ mod tests {
         assert_eq!(split(7, 2), vec![0..3, 3..7]);
         assert_eq!(split(1, 2), vec![0..1]);
         assert_eq!(split(64, 2), vec![0..32, 32..64]);
-        assert_eq!(split(0, 2), Vec::<std::ops::Range<usize>>::new());
+        assert_eq!(split(0, 2), Vec::<Range<usize>>::new());
     }
 }

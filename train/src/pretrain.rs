@@ -203,19 +203,11 @@ pub fn run(o: &Options) -> Result<f64, String> {
             let n = b.len();
             let px = 3 * s * s;
             // Every sample masks the same number of patches, so a slice's share of the
-            // masked-patch mean is its share of the samples.
-            let slices = parallel::split(n, o.device.parts())
-                .into_iter()
-                .enumerate()
-                .map(|(i, r)| {
-                    let w = r.len() as f64 / n as f64;
-                    ((i as u64, b.images[r.start * px..r.end * px].to_vec()), w)
-                })
-                .collect();
-            let (lv, grads) = parallel::grads(&model, slices, |m, (i, images)| {
+            // masked-patch mean is its share of the samples (the weight `grads` gives it).
+            let (lv, grads) = parallel::grads(&model, n, o.device.parts(), |m, i, r| {
                 let mut rng = SplitMix64::derive(&[o.seed, epoch, k, 0x4d41_534b, i]);
-                let n = images.len() / px;
-                batch_loss(m, images, n, s, o, &mut rng, &train_dev)
+                let images = b.images[r.start * px..r.end * px].to_vec();
+                batch_loss(m, images, r.len(), s, o, &mut rng, &train_dev)
             });
             if let Some(grads) = grads {
                 model = opt.update(lr, model.clone(), grads);
