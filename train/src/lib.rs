@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod fcmae;
 pub mod finetune;
+pub mod kernels;
 pub mod model;
 pub mod optim;
 pub mod parallel;

@@ -8,11 +8,11 @@
 //! timm name after [`crate::weights::timm_key`].
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::gelu;
 use burn::tensor::module::{conv2d, layer_norm, linear};
 use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
 use burn::tensor::{Device, Tensor, TensorData};
 
+use crate::kernels::{self, gelu};
 use crate::rng::SplitMix64;
 
 /// LayerNorm and GRN epsilon (timm's).
@@ -103,11 +103,20 @@ impl Conv {
     /// The patchify convolutions (stem 4×4/s4, downsampling 2×2/s2: kernel = stride, no padding)
     /// are a reshape to patches and one matrix product, an exact rewrite of the same sum (tested
     /// against `conv2d`) whose gradients are plain matmuls, not the backends' general
-    /// convolution backward.
+    /// convolution backward. The blocks' depthwise 7×7 runs as [`kernels::dwconv7x7`] (direct
+    /// loops with their own gradients on flex, `conv2d` elsewhere).
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let [_, _, k, _] = self.weight.dims();
+        let [cout, cin_per_group, k, _] = self.weight.dims();
         if self.groups == 1 && self.stride == k && self.padding == 0 {
             return self.forward_patchify(x);
+        }
+        let depthwise = cin_per_group == 1 && self.groups == cout;
+        if depthwise
+            && k == kernels::dwconv::K
+            && self.stride == 1
+            && self.padding == kernels::dwconv::PAD
+        {
+            return kernels::dwconv7x7(x, self.weight.val(), self.bias.val());
         }
         self.forward_conv2d(x)
     }

@@ -142,7 +142,7 @@ fn sum<M: Module>(model: &M, parts: Vec<GradientsParams>) -> GradientsParams {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     use crate::finetune::smoothed_cross_entropy;
@@ -151,7 +151,7 @@ mod tests {
     use burn::tensor::{Device, TensorData};
 
     /// Every gradient as (key, values).
-    fn flat(model: &ConvNeXtV2, g: &GradientsParams) -> Vec<(String, Vec<f32>)> {
+    pub(crate) fn flat(model: &ConvNeXtV2, g: &GradientsParams) -> Vec<(String, Vec<f32>)> {
         struct Get<'a>(&'a GradientsParams, Vec<(String, Vec<f32>)>);
         impl KeyedParam for Get<'_> {
             fn param<const D: usize>(&mut self, key: String, param: &Param<Tensor<D>>) {

@@ -1,0 +1,339 @@
+//! Hand-written CPU kernels for the training step on Burn's flex backend, plugged in as a Burn
+//! backend extension with their own backward passes: exact GELU with a vectorizable erf
+//! ([`gelu`]) and the depthwise 7×7 convolution with direct-loop gradients ([`dwconv`]).
+//!
+//! [`gelu`] and [`dwconv7x7`] are what the model calls: on a flex f32 tensor (with or without
+//! autodiff) they run these kernels, anywhere else (wgpu, burn-ndarray, other dtypes) Burn's own
+//! ops, so the GPU build and the reference backend are untouched. The model-level tests compare
+//! both routes, values and gradients.
+
+pub mod dwconv;
+pub mod gelu;
+
+use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::Autodiff;
+use burn::backend::flex::FlexTensor;
+use burn::backend::ops::{ActivationOps, ModuleOps};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{backend_extension, Dispatch, DispatchDevice, Flex};
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{DType, Tensor, TensorData};
+use rayon::prelude::*;
+
+/// Elements per rayon task of the element-wise kernels.
+const CHUNK: usize = 1 << 14;
+
+/// The ops this module adds to Burn (routed to flex, with autodiff).
+#[backend_extension(Flex, Autodiff)]
+pub trait FlexKernels: burn::backend::Backend {
+    /// Exact GELU.
+    fn gelu_exact(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// Depthwise 7×7 convolution, stride 1, padding 3: `x` `[n, c, h, w]`, `weight`
+    /// `[c, 1, 7, 7]`, `bias` `[c]`.
+    fn dwconv7x7(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+}
+
+std::thread_local! {
+    static BURN_OPS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with Burn's own ops instead of these kernels on this thread: the reference the
+/// kernels are tested against, on the same backend.
+pub fn with_burn_ops<T>(f: impl FnOnce() -> T) -> T {
+    let before = BURN_OPS.replace(true);
+    let out = f();
+    BURN_OPS.set(before);
+    out
+}
+
+/// Whether `x` lives on flex as f32 (where these kernels apply).
+pub fn on_flex_f32<const D: usize>(x: &Tensor<D>) -> bool {
+    if BURN_OPS.get() || x.dtype() != DType::F32 {
+        return false;
+    }
+    match x.device().as_dispatch() {
+        DispatchDevice::Flex(_) => true,
+        DispatchDevice::Autodiff(a) => matches!(a.clone().inner(), DispatchDevice::Flex(_)),
+        _ => false,
+    }
+}
+
+/// Exact GELU: this module's kernel on flex f32, Burn's elsewhere.
+pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if on_flex_f32(&x) {
+        Tensor::from_dispatch(<Dispatch as FlexKernels>::gelu_exact(x.into_dispatch()))
+    } else {
+        burn::tensor::activation::gelu(x)
+    }
+}
+
+/// Depthwise 7×7, stride 1, padding 3 (`weight` `[c, 1, 7, 7]`): this module's kernel on flex f32,
+/// Burn's `conv2d` elsewhere.
+pub fn dwconv7x7(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>) -> Tensor<4> {
+    if on_flex_f32(&x) {
+        Tensor::from_dispatch(<Dispatch as FlexKernels>::dwconv7x7(
+            x.into_dispatch(),
+            weight.into_dispatch(),
+            bias.into_dispatch(),
+        ))
+    } else {
+        let c = weight.dims()[0];
+        burn::tensor::module::conv2d(x, weight, Some(bias), dw_options(c))
+    }
+}
+
+fn dw_options(c: usize) -> ConvOptions<2> {
+    ConvOptions::new([1, 1], [dwconv::PAD; 2], [1, 1], c)
+}
+
+/// `t`'s elements as a contiguous f32 tensor (a copy only if `t` is strided).
+fn contiguous(t: &FlexTensor) -> FlexTensor {
+    t.to_contiguous()
+}
+
+fn f32s(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>()
+        .expect("a contiguous f32 flex tensor (callers route only f32)")
+}
+
+fn dims4(t: &FlexTensor) -> [usize; 4] {
+    let s = t.layout().shape();
+    [s[0], s[1], s[2], s[3]]
+}
+
+fn flex_from(values: Vec<f32>, shape: impl Into<burn::tensor::Shape>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+fn gelu_flex(x: FlexTensor) -> FlexTensor {
+    let x = contiguous(&x);
+    let src = f32s(&x);
+    let mut out = vec![0f32; src.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(src.par_chunks(CHUNK))
+        .for_each(|(o, s)| gelu::gelu_f32(s, o));
+    flex_from(out, x.layout().shape().clone())
+}
+
+fn gelu_backward_flex(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
+    let (x, grad) = (contiguous(&x), contiguous(&grad));
+    let (xs, gs) = (f32s(&x), f32s(&grad));
+    let mut out = vec![0f32; xs.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(xs.par_chunks(CHUNK).zip(gs.par_chunks(CHUNK)))
+        .for_each(|(o, (x, g))| gelu::gelu_backward_f32(x, g, o));
+    flex_from(out, x.layout().shape().clone())
+}
+
+fn dwconv_flex(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
+    let (x, weight, bias) = (contiguous(&x), contiguous(&weight), contiguous(&bias));
+    let shape = dims4(&x);
+    let mut out = vec![0f32; shape.iter().product()];
+    dwconv::dwconv7x7_f32(f32s(&x), f32s(&weight), f32s(&bias), shape, &mut out);
+    flex_from(out, shape)
+}
+
+impl FlexKernels for Flex {
+    fn gelu_exact(x: FlexTensor) -> FlexTensor {
+        if x.dtype() != DType::F32 {
+            return <Flex as ActivationOps<Flex>>::gelu(x);
+        }
+        gelu_flex(x)
+    }
+
+    fn dwconv7x7(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
+        if x.dtype() != DType::F32 || weight.dtype() != DType::F32 || bias.dtype() != DType::F32 {
+            let c = weight.layout().shape()[0];
+            return <Flex as ModuleOps<Flex>>::conv2d(x, weight, Some(bias), dw_options(c));
+        }
+        dwconv_flex(x, weight, bias)
+    }
+}
+
+#[derive(Debug)]
+struct GeluBackward;
+
+impl Backward<Flex, 1> for GeluBackward {
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [parent] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        if let Some(node) = parent {
+            grads.register::<Flex>(node.id, gelu_backward_flex(ops.state, grad));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct DwconvBackward;
+
+impl Backward<Flex, 3> for DwconvBackward {
+    /// The forward's input and weight.
+    type State = (FlexTensor, FlexTensor);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [px, pw, pb] = ops.parents;
+        let grad = contiguous(&grads.consume::<Flex>(&ops.node));
+        let (x, weight) = ops.state;
+        let (x, weight) = (contiguous(&x), contiguous(&weight));
+        let shape = dims4(&x);
+        let g = f32s(&grad);
+        if let Some(node) = px {
+            let mut dx = vec![0f32; g.len()];
+            dwconv::dwconv7x7_input_grad_f32(g, f32s(&weight), shape, &mut dx);
+            grads.register::<Flex>(node.id, flex_from(dx, shape));
+        }
+        if pw.is_some() || pb.is_some() {
+            let (dw, db) = dwconv::dwconv7x7_weight_bias_grad_f32(f32s(&x), g, shape);
+            if let Some(node) = pw {
+                grads.register::<Flex>(node.id, flex_from(dw, weight.layout().shape().clone()));
+            }
+            if let Some(node) = pb {
+                grads.register::<Flex>(node.id, flex_from(db, [shape[1]]));
+            }
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> FlexKernels for Autodiff<Flex, C> {
+    fn gelu_exact(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        match GeluBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let input = x.primitive().clone();
+                let out = <Flex as FlexKernels>::gelu_exact(input.clone());
+                prep.finish(input, out)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(<Flex as FlexKernels>::gelu_exact(x.into_primitive()))
+            }
+        }
+    }
+
+    fn dwconv7x7(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        match DwconvBackward
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (xp, wp) = (x.primitive().clone(), weight.primitive().clone());
+                let out = <Flex as FlexKernels>::dwconv7x7(
+                    xp.clone(),
+                    wp.clone(),
+                    bias.primitive().clone(),
+                );
+                prep.finish((xp, wp), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(<Flex as FlexKernels>::dwconv7x7(
+                x.into_primitive(),
+                weight.into_primitive(),
+                bias.into_primitive(),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::finetune::smoothed_cross_entropy;
+    use crate::model::{Config, ConvNeXtV2, Size};
+    use crate::parallel::tests::flat;
+    use crate::rng::SplitMix64;
+    use burn::optim::GradientsParams;
+    use burn::tensor::Device;
+
+    /// The whole Atto model at 64 px (stage maps 16², 8², 4², 2²: larger and smaller than the
+    /// kernel), on flex: the loss and every parameter's gradient with these kernels equal those
+    /// with Burn's own GELU and `conv2d`.
+    #[test]
+    fn model_gradients_equal_burns_ops() {
+        let device = Device::flex().autodiff();
+        let probe = Tensor::<1>::zeros([1], &device);
+        assert!(
+            on_flex_f32(&probe),
+            "autodiff flex tensors take the kernels"
+        );
+        assert!(!with_burn_ops(|| on_flex_f32(&probe)));
+        let config = Config {
+            size: Size::named("atto").unwrap(),
+            num_classes: 5,
+            drop_path: 0.0,
+            grn: true,
+        };
+        // Non-zero GRN γ/β and depthwise biases so that every path carries gradient.
+        let model =
+            crate::weights::replace_tensors(ConvNeXtV2::new(&config, 3, &device), &mut |k, s| {
+                (k.contains("grn") || k.contains("conv_dw.bias")).then(|| {
+                    let n: usize = s.iter().product();
+                    TensorData::new(
+                        (0..n).map(|i| 0.1 + 0.01 * (i % 7) as f32).collect(),
+                        s.to_vec(),
+                    )
+                })
+            });
+        let (n, s) = (3usize, 64usize);
+        let mut rng = SplitMix64::new(21);
+        let images: Vec<f32> = (0..n * 3 * s * s)
+            .map(|_| rng.next_normal() as f32)
+            .collect();
+        let run = || {
+            let x = Tensor::<4>::from_data(TensorData::new(images.clone(), [n, 3, s, s]), &device);
+            let loss = smoothed_cross_entropy(model.forward(x, None), &[1, 4, 0], 0.1);
+            let value = loss.clone().into_scalar::<f32>();
+            (
+                value,
+                flat(
+                    &model,
+                    &GradientsParams::from_grads(loss.backward(), &model),
+                ),
+            )
+        };
+        let (l_k, g_k) = run();
+        let (l_b, g_b) = with_burn_ops(run);
+        assert!((l_k - l_b).abs() < 1e-5 * l_b.abs(), "{l_k} vs {l_b}");
+        assert_eq!(g_k.len(), g_b.len());
+        let dw = g_k.iter().filter(|(k, _)| k.contains("conv_dw")).count();
+        assert_eq!(dw, 2 * 12, "depthwise weight and bias of Atto's 12 blocks");
+        let mut worst = (0f64, String::new());
+        for ((k, a), (k2, b)) in g_k.iter().zip(&g_b) {
+            assert_eq!(k, k2);
+            let norm = b.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+            assert!(norm > 0.0, "{k}: zero gradient");
+            let diff = a
+                .iter()
+                .zip(b)
+                .map(|(p, q)| ((p - q) as f64).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            if diff / norm > worst.0 {
+                worst = (diff / norm, k.clone());
+            }
+        }
+        println!(
+            "worst relative L2 gradient difference {:.2e} ({})",
+            worst.0, worst.1
+        );
+        assert!(
+            worst.0 <= 1e-5,
+            "{}: relative L2 difference {:e}",
+            worst.1,
+            worst.0
+        );
+    }
+}
