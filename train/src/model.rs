@@ -8,7 +8,7 @@
 //! timm name after [`crate::weights::timm_key`].
 
 use burn::module::{Module, Param};
-use burn::tensor::module::{conv2d, layer_norm, linear};
+use burn::tensor::module::{conv2d, linear};
 use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
 use burn::tensor::{Device, Tensor, TensorData};
 
@@ -170,7 +170,7 @@ impl Norm {
 
     /// Normalizes the last dimension.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        layer_norm(x, self.weight.val(), Some(self.bias.val()), EPS)
+        kernels::layer_norm(x, self.weight.val(), self.bias.val(), EPS)
     }
 
     /// Normalizes the channels of an NCHW tensor (timm's `LayerNorm2d`).

@@ -9,17 +9,18 @@
 
 pub mod dwconv;
 pub mod gelu;
+pub mod layer_norm;
 
 use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::Autodiff;
 use burn::backend::flex::FlexTensor;
-use burn::backend::ops::{ActivationOps, ModuleOps};
+use burn::backend::ops::{ActivationOps, FloatTensorOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Dispatch, DispatchDevice, Flex};
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::{DType, FloatDType, Tensor, TensorData};
 use rayon::prelude::*;
 
 /// Elements per rayon task of the element-wise kernels.
@@ -36,6 +37,13 @@ pub trait FlexKernels: burn::backend::Backend {
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+    /// LayerNorm over the last dimension: `gamma`, `beta` `[c]`.
+    fn layer_norm_last(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f64,
     ) -> FloatTensor<Self>;
 }
 
@@ -85,6 +93,26 @@ pub fn dwconv7x7(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>) -> Tensor<4> 
     } else {
         let c = weight.dims()[0];
         burn::tensor::module::conv2d(x, weight, Some(bias), dw_options(c))
+    }
+}
+
+/// LayerNorm over the last dimension (biased variance, `eps` inside the root): this module's
+/// kernel on flex f32, Burn's `layer_norm` elsewhere.
+pub fn layer_norm<const D: usize>(
+    x: Tensor<D>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    eps: f64,
+) -> Tensor<D> {
+    if on_flex_f32(&x) {
+        Tensor::from_dispatch(<Dispatch as FlexKernels>::layer_norm_last(
+            x.into_dispatch(),
+            gamma.into_dispatch(),
+            beta.into_dispatch(),
+            eps,
+        ))
+    } else {
+        burn::tensor::module::layer_norm(x, gamma, Some(beta), eps)
     }
 }
 
@@ -139,6 +167,20 @@ fn dwconv_flex(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTenso
     flex_from(out, shape)
 }
 
+/// LayerNorm forward: the output and each row's (μ, 1/σ).
+fn layer_norm_flex(
+    x: FlexTensor,
+    gamma: FlexTensor,
+    beta: FlexTensor,
+    eps: f64,
+) -> (FlexTensor, FlexTensor, Vec<[f32; 2]>) {
+    let (x, gamma, beta) = (contiguous(&x), contiguous(&gamma), contiguous(&beta));
+    let xs = f32s(&x);
+    let mut y = vec![0f32; xs.len()];
+    let stats = layer_norm::layer_norm_f32(xs, f32s(&gamma), f32s(&beta), eps as f32, &mut y);
+    (flex_from(y, x.layout().shape().clone()), x, stats)
+}
+
 impl FlexKernels for Flex {
     fn gelu_exact(x: FlexTensor) -> FlexTensor {
         if x.dtype() != DType::F32 {
@@ -153,6 +195,18 @@ impl FlexKernels for Flex {
             return <Flex as ModuleOps<Flex>>::conv2d(x, weight, Some(bias), dw_options(c));
         }
         dwconv_flex(x, weight, bias)
+    }
+
+    fn layer_norm_last(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, eps: f64) -> FlexTensor {
+        let dtype = x.dtype();
+        if dtype != DType::F32 || gamma.dtype() != DType::F32 || beta.dtype() != DType::F32 {
+            // Other float types: computed in f32, returned in the input's type.
+            let f32 =
+                |t: FlexTensor| <Flex as FloatTensorOps<Flex>>::float_cast(t, FloatDType::F32);
+            let y = layer_norm_flex(f32(x), f32(gamma), f32(beta), eps).0;
+            return <Flex as FloatTensorOps<Flex>>::float_cast(y, dtype.into());
+        }
+        layer_norm_flex(x, gamma, beta, eps).0
     }
 }
 
@@ -202,6 +256,34 @@ impl Backward<Flex, 3> for DwconvBackward {
     }
 }
 
+#[derive(Debug)]
+struct LayerNormBackward;
+
+impl Backward<Flex, 3> for LayerNormBackward {
+    /// The forward's input, γ and each row's (μ, 1/σ).
+    type State = (FlexTensor, FlexTensor, Vec<[f32; 2]>);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [px, pg, pb] = ops.parents;
+        let dy = contiguous(&grads.consume::<Flex>(&ops.node));
+        let (x, gamma, stats) = ops.state;
+        let gamma = contiguous(&gamma);
+        let mut dx = vec![0f32; f32s(&x).len()];
+        let (dg, db) =
+            layer_norm::layer_norm_backward_f32(f32s(&x), f32s(&gamma), &stats, f32s(&dy), &mut dx);
+        if let Some(node) = px {
+            grads.register::<Flex>(node.id, flex_from(dx, x.layout().shape().clone()));
+        }
+        let c = dg.len();
+        if let Some(node) = pg {
+            grads.register::<Flex>(node.id, flex_from(dg, [c]));
+        }
+        if let Some(node) = pb {
+            grads.register::<Flex>(node.id, flex_from(db, [c]));
+        }
+    }
+}
+
 impl<C: CheckpointStrategy> FlexKernels for Autodiff<Flex, C> {
     fn gelu_exact(x: FloatTensor<Self>) -> FloatTensor<Self> {
         match GeluBackward
@@ -243,6 +325,36 @@ impl<C: CheckpointStrategy> FlexKernels for Autodiff<Flex, C> {
                 x.into_primitive(),
                 weight.into_primitive(),
                 bias.into_primitive(),
+            )),
+        }
+    }
+
+    fn layer_norm_last(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self> {
+        match LayerNormBackward
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let g = gamma.primitive().clone();
+                let (y, x, stats) = layer_norm_flex(
+                    x.primitive().clone(),
+                    g.clone(),
+                    beta.primitive().clone(),
+                    eps,
+                );
+                prep.finish((x, g, stats), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(<Flex as FlexKernels>::layer_norm_last(
+                x.into_primitive(),
+                gamma.into_primitive(),
+                beta.into_primitive(),
+                eps,
             )),
         }
     }
