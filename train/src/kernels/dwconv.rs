@@ -11,6 +11,8 @@
 
 use rayon::prelude::*;
 
+use super::madd;
+
 /// Kernel side.
 pub const K: usize = 7;
 /// Padding on each side (output size = input size).
@@ -59,7 +61,14 @@ impl Padded {
 
 /// `out = bias + Σ_{ky,kx} k[ky,kx] · xp[y+ky, x+kx]` over a padded plane `xp` (stride `g.xw`),
 /// `LANES` outputs at a time held in registers across all 49 taps.
-fn plane_forward(xp: &[f32], k: &[f32; K * K], bias: f32, g: Padded, out: &mut [f32]) {
+#[inline(always)]
+fn plane_forward_body<const FMA: bool>(
+    xp: &[f32],
+    k: &[f32; K * K],
+    bias: f32,
+    g: Padded,
+    out: &mut [f32],
+) {
     for oy in 0..g.h {
         for ox in (0..g.pw).step_by(LANES) {
             let mut acc = [bias; LANES];
@@ -69,7 +78,7 @@ fn plane_forward(xp: &[f32], k: &[f32; K * K], bias: f32, g: Padded, out: &mut [
                 for kx in 0..K {
                     let kv = k[ky * K + kx];
                     for l in 0..LANES {
-                        acc[l] += kv * row[kx + l];
+                        acc[l] = madd::<FMA>(kv, row[kx + l], acc[l]);
                     }
                 }
             }
@@ -82,7 +91,13 @@ fn plane_forward(xp: &[f32], k: &[f32; K * K], bias: f32, g: Padded, out: &mut [
 /// Adds one plane's weight gradient into `dk`: `dk[ky,kx] += Σ_{y,x} gp[y,x] · xp[y+ky, x+kx]`
 /// (`gp` zero-padded to stride `g.pw`, `xp` as in [`plane_forward`]); for each `ky`, 7×`LANES`
 /// partial sums stay in registers over the whole plane.
-fn plane_weight_grad(xp: &[f32], gp: &[f32], g: Padded, dk: &mut [f32; K * K]) {
+#[inline(always)]
+fn plane_weight_grad_body<const FMA: bool>(
+    xp: &[f32],
+    gp: &[f32],
+    g: Padded,
+    dk: &mut [f32; K * K],
+) {
     for ky in 0..K {
         let mut acc = [[0f32; LANES]; K];
         for oy in 0..g.h {
@@ -94,7 +109,7 @@ fn plane_weight_grad(xp: &[f32], gp: &[f32], g: Padded, dk: &mut [f32; K * K]) {
                 let row: &[f32; SPAN] = xp[at..at + SPAN].try_into().expect("padded row");
                 for kx in 0..K {
                     for l in 0..LANES {
-                        acc[kx][l] += gv[l] * row[kx + l];
+                        acc[kx][l] = madd::<FMA>(gv[l], row[kx + l], acc[kx][l]);
                     }
                 }
             }
@@ -104,6 +119,15 @@ fn plane_weight_grad(xp: &[f32], gp: &[f32], g: Padded, dk: &mut [f32; K * K]) {
         }
     }
 }
+
+isa_dispatch!(
+    /// [`plane_forward_body`] for this CPU.
+    fn plane_forward => plane_forward_body(xp: &[f32], k: &[f32; K * K], bias: f32, g: Padded, out: &mut [f32])
+);
+isa_dispatch!(
+    /// [`plane_weight_grad_body`] for this CPU.
+    fn plane_weight_grad => plane_weight_grad_body(xp: &[f32], gp: &[f32], g: Padded, dk: &mut [f32; K * K])
+);
 
 fn kernel_of(weight: &[f32], c: usize) -> [f32; K * K] {
     weight[c * K * K..(c + 1) * K * K]
@@ -248,6 +272,33 @@ mod tests {
         [3, 2, 9, 13],
         [1, 1, 16, 16],
     ];
+
+    /// The baseline and the FMA bodies agree (the entry points run whichever this CPU has).
+    #[test]
+    fn both_isa_variants_agree() {
+        let mut rng = SplitMix64::new(13);
+        for (h, w) in [(1, 1), (5, 9), (16, 16), (7, 13)] {
+            let g = Padded::new(h, w);
+            let x = randn(&mut rng, h * w);
+            let gr = randn(&mut rng, h * w);
+            let k: [f32; K * K] = randn(&mut rng, K * K).try_into().unwrap();
+            let (mut xp, mut gp) = (Vec::new(), Vec::new());
+            g.fill(&x, PAD, g.xw, h + K - 1, &mut xp);
+            g.fill(&gr, 0, g.pw, h, &mut gp);
+            let (mut a, mut b) = (vec![0f32; h * w], vec![0f32; h * w]);
+            plane_forward_body::<false>(&xp, &k, 0.5, g, &mut a);
+            plane_forward_body::<true>(&xp, &k, 0.5, g, &mut b);
+            let (mut da, mut db) = ([0f32; K * K], [0f32; K * K]);
+            plane_weight_grad_body::<false>(&xp, &gp, g, &mut da);
+            plane_weight_grad_body::<true>(&xp, &gp, g, &mut db);
+            for (p, q) in a.iter().zip(&b).chain(da.iter().zip(&db)) {
+                assert!(
+                    (p - q).abs() <= 1e-4 * p.abs().max(1.0),
+                    "{h}x{w}: {p} vs {q}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn forward_matches_definition() {

@@ -9,29 +9,39 @@
 
 use std::f32::consts::FRAC_1_SQRT_2;
 
+use super::madd;
+
 /// erf(z) for f32, |error| ≤ ~1e-7 (rational approximation; exact ±1 beyond |z| = 4 in f32).
-#[inline(always)]
 pub fn erf_f32_rational(z: f32) -> f32 {
-    let z = z.clamp(-4.0, 4.0);
-    let y = z * z;
-    let p = -2.726_142_3e-10f32;
-    let p = p * y + 2.770_681_4e-8;
-    let p = p * y - 2.101_024e-6;
-    let p = p * y - 5.692_506_4e-5;
-    let p = p * y - 7.349_906_3e-4;
-    let p = p * y - 2.954_6e-3;
-    let p = p * y - 1.609_603_3e-2;
-    let q = -1.456_607_2e-5f32;
-    let q = q * y - 2.133_740_6e-4;
-    let q = q * y - 1.682_827e-3;
-    let q = q * y - 7.373_329e-3;
-    let q = q * y - 1.426_473_9e-2;
-    z * p / q
+    erf_body::<false>(z)
 }
 
 /// eˣ for x ≤ 0 (clamped at −87, where eˣ is still a normal f32): Cephes `expf`, ~1 ulp.
-#[inline(always)]
 pub fn exp_f32_nonpositive(x: f32) -> f32 {
+    exp_body::<false>(x)
+}
+
+#[inline(always)]
+fn erf_body<const FMA: bool>(z: f32) -> f32 {
+    let z = z.clamp(-4.0, 4.0);
+    let y = z * z;
+    let p = -2.726_142_3e-10f32;
+    let p = madd::<FMA>(p, y, 2.770_681_4e-8);
+    let p = madd::<FMA>(p, y, -2.101_024e-6);
+    let p = madd::<FMA>(p, y, -5.692_506_4e-5);
+    let p = madd::<FMA>(p, y, -7.349_906_3e-4);
+    let p = madd::<FMA>(p, y, -2.954_6e-3);
+    let p = madd::<FMA>(p, y, -1.609_603_3e-2);
+    let q = -1.456_607_2e-5f32;
+    let q = madd::<FMA>(q, y, -2.133_740_6e-4);
+    let q = madd::<FMA>(q, y, -1.682_827e-3);
+    let q = madd::<FMA>(q, y, -7.373_329e-3);
+    let q = madd::<FMA>(q, y, -1.426_473_9e-2);
+    z * p / q
+}
+
+#[inline(always)]
+fn exp_body<const FMA: bool>(x: f32) -> f32 {
     // 1.5·2²³: adding it rounds to an integer held in the low mantissa bits.
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 0.0);
@@ -39,35 +49,45 @@ pub fn exp_f32_nonpositive(x: f32) -> f32 {
     let n = t - ROUND;
     let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
     let p = 1.987_569_1e-4f32;
-    let p = p * r + 1.398_199_9e-3;
-    let p = p * r + 8.333_452e-3;
-    let p = p * r + 4.166_579_6e-2;
-    let p = p * r + 1.666_666_5e-1;
-    let p = p * r + 0.5;
+    let p = madd::<FMA>(p, r, 1.398_199_9e-3);
+    let p = madd::<FMA>(p, r, 8.333_452e-3);
+    let p = madd::<FMA>(p, r, 4.166_579_6e-2);
+    let p = madd::<FMA>(p, r, 1.666_666_5e-1);
+    let p = madd::<FMA>(p, r, 0.5);
     let e = p * r * r + r + 1.0;
     // n ∈ [−126, 0]: the biased exponent n + 127 is in 1..=127.
     let bits = (t.to_bits() as i32 - ROUND.to_bits() as i32 + 127) << 23;
     e * f32::from_bits(bits as u32)
 }
 
-/// `out[i] = gelu(x[i])`.
-pub fn gelu_f32(x: &[f32], out: &mut [f32]) {
+isa_dispatch!(
+    /// `out[i] = gelu(x[i])`.
+    pub fn gelu_f32 => gelu_body(x: &[f32], out: &mut [f32])
+);
+
+#[inline(always)]
+fn gelu_body<const FMA: bool>(x: &[f32], out: &mut [f32]) {
     assert_eq!(x.len(), out.len());
     for (o, &v) in out.iter_mut().zip(x) {
         let half = 0.5 * v;
-        *o = half + half * erf_f32_rational(v * FRAC_1_SQRT_2);
+        *o = madd::<FMA>(half, erf_body::<FMA>(v * FRAC_1_SQRT_2), half);
     }
 }
 
-/// `out[i] = grad[i] · gelu'(x[i])`, `gelu'(x) = ½(1 + erf(x/√2)) + x·e^(−x²/2)/√(2π)`.
-pub fn gelu_backward_f32(x: &[f32], grad: &[f32], out: &mut [f32]) {
+isa_dispatch!(
+    /// `out[i] = grad[i] · gelu'(x[i])`, `gelu'(x) = ½(1 + erf(x/√2)) + x·e^(−x²/2)/√(2π)`.
+    pub fn gelu_backward_f32 => gelu_backward_body(x: &[f32], grad: &[f32], out: &mut [f32])
+);
+
+#[inline(always)]
+fn gelu_backward_body<const FMA: bool>(x: &[f32], grad: &[f32], out: &mut [f32]) {
     assert!(x.len() == grad.len() && x.len() == out.len());
     // 1/√(2π)
     const INV_SQRT_2PI: f32 = 0.398_942_3;
     for ((o, &v), &g) in out.iter_mut().zip(x).zip(grad) {
-        let cdf = 0.5 + 0.5 * erf_f32_rational(v * FRAC_1_SQRT_2);
-        let pdf = INV_SQRT_2PI * exp_f32_nonpositive(-0.5 * v * v);
-        *o = g * (cdf + v * pdf);
+        let cdf = madd::<FMA>(0.5, erf_body::<FMA>(v * FRAC_1_SQRT_2), 0.5);
+        let pdf = INV_SQRT_2PI * exp_body::<FMA>(-0.5 * v * v);
+        *o = g * madd::<FMA>(v, pdf, cdf);
     }
 }
 
@@ -105,10 +125,29 @@ mod tests {
     fn gelu_and_derivative_match_f64() {
         let xs = inputs();
         let grad: Vec<f32> = xs.iter().map(|x| 1.0 + (x * 7.3).sin()).collect();
+        // Both variants whatever this CPU has (FMA = true without the hardware is still exact:
+        // `mul_add` falls back to libm's fmaf).
+        for fma in [false, true] {
+            let mut y = vec![0f32; xs.len()];
+            let mut dx = vec![0f32; xs.len()];
+            if fma {
+                gelu_body::<true>(&xs, &mut y);
+                gelu_backward_body::<true>(&xs, &grad, &mut dx);
+            } else {
+                gelu_body::<false>(&xs, &mut y);
+                gelu_backward_body::<false>(&xs, &grad, &mut dx);
+            }
+            check(&xs, &grad, &y, &dx);
+        }
+        // And the dispatching entry points.
         let mut y = vec![0f32; xs.len()];
         let mut dx = vec![0f32; xs.len()];
         gelu_f32(&xs, &mut y);
         gelu_backward_f32(&xs, &grad, &mut dx);
+        check(&xs, &grad, &y, &dx);
+    }
+
+    fn check(xs: &[f32], grad: &[f32], y: &[f32], dx: &[f32]) {
         let (mut worst_y, mut worst_dx) = (0f64, 0f64);
         for i in 0..xs.len() {
             let x = xs[i] as f64;

@@ -7,10 +7,6 @@
 //! ops, so the GPU build and the reference backend are untouched. The model-level tests compare
 //! both routes, values and gradients.
 
-pub mod dwconv;
-pub mod gelu;
-pub mod layer_norm;
-
 use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
@@ -22,6 +18,58 @@ use burn::backend::{backend_extension, Dispatch, DispatchDevice, Flex};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, FloatDType, Tensor, TensorData};
 use rayon::prelude::*;
+
+/// `a·b + c`: one fused instruction in the AVX2+FMA variants (`FMA = true`, compiled with the
+/// feature enabled), a multiply and an add otherwise (`mul_add` without hardware FMA would be a
+/// libm call).
+#[inline(always)]
+pub(crate) fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+/// Whether the 8-lane AVX2+FMA variants of the kernels can run here (x86-64 only; the result is
+/// cached by std).
+pub(crate) fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Defines `fn $name(args)` that runs `$body::<true>` compiled for AVX2+FMA when the
+/// CPU has them and `$body::<false>` (baseline ISA) otherwise. `$body` must be
+/// `#[inline(always)]` so that it is compiled inside each variant.
+macro_rules! isa_dispatch {
+    ($(#[$m:meta])* $vis:vis fn $name:ident => $body:ident ( $($arg:ident : $ty:ty),* $(,)? ) $(-> $ret:ty)?) => {
+        $(#[$m])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2($($arg: $ty),*) $(-> $ret)? {
+                    $body::<true>($($arg),*)
+                }
+                if $crate::kernels::has_avx2_fma() {
+                    // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $body::<false>($($arg),*)
+        }
+    };
+}
+
+pub mod dwconv;
+pub mod gelu;
+pub mod layer_norm;
 
 /// Elements per rayon task of the element-wise kernels.
 const CHUNK: usize = 1 << 14;
