@@ -235,13 +235,22 @@ impl Grn {
         if !self.enabled {
             return x;
         }
-        let c = x.dims()[3];
-        let sumsq = x.clone().square().sum_dim(1).sum_dim(2);
-        let g = sumsq.clamp_min(GRN_SUMSQ_FLOOR).sqrt();
-        let n = g.clone() / (g.mean_dim(3) + EPS);
-        let w = self.weight.val().reshape([1, 1, 1, c]);
-        let b = self.bias.val().reshape([1, 1, 1, c]);
-        x.clone() + (x * n) * w + b
+        kernels::grn(
+            x,
+            self.weight.val(),
+            self.bias.val(),
+            GRN_SUMSQ_FLOOR,
+            EPS,
+            |x, w, b| {
+                let c = x.dims()[3];
+                let sumsq = x.clone().square().sum_dim(1).sum_dim(2);
+                let g = sumsq.clamp_min(GRN_SUMSQ_FLOOR).sqrt();
+                let n = g.clone() / (g.mean_dim(3) + EPS);
+                let w = w.reshape([1, 1, 1, c]);
+                let b = b.reshape([1, 1, 1, c]);
+                x.clone() + (x * n) * w + b
+            },
+        )
     }
 }
 

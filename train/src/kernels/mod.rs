@@ -69,6 +69,7 @@ macro_rules! isa_dispatch {
 
 pub mod dwconv;
 pub mod gelu;
+pub mod grn;
 pub mod layer_norm;
 
 /// Elements per rayon task of the element-wise kernels.
@@ -91,6 +92,15 @@ pub trait FlexKernels: burn::backend::Backend {
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self>;
+    /// Global response normalization of channels-last `x` `[n, h, w, c]`: `gamma`, `beta` `[c]`,
+    /// sums of squares clamped at `floor`, `eps` added to the channel mean of the norms.
+    fn grn_channels_last(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        floor: f32,
         eps: f64,
     ) -> FloatTensor<Self>;
 }
@@ -164,6 +174,29 @@ pub fn layer_norm<const D: usize>(
     }
 }
 
+/// GRN of channels-last `x` (see [`grn`]): this module's kernel on flex f32, `reference`
+/// (Burn's ops) elsewhere.
+pub fn grn(
+    x: Tensor<4>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    floor: f32,
+    eps: f64,
+    reference: impl FnOnce(Tensor<4>, Tensor<1>, Tensor<1>) -> Tensor<4>,
+) -> Tensor<4> {
+    if on_flex_f32(&x) {
+        Tensor::from_dispatch(<Dispatch as FlexKernels>::grn_channels_last(
+            x.into_dispatch(),
+            gamma.into_dispatch(),
+            beta.into_dispatch(),
+            floor,
+            eps,
+        ))
+    } else {
+        reference(x, gamma, beta)
+    }
+}
+
 fn dw_options(c: usize) -> ConvOptions<2> {
     ConvOptions::new([1, 1], [dwconv::PAD; 2], [1, 1], c)
 }
@@ -229,6 +262,40 @@ fn layer_norm_flex(
     (flex_from(y, x.layout().shape().clone()), x, stats)
 }
 
+/// `[n, h·w, c]` of a channels-last 4-D tensor.
+fn grn_dims(x: &FlexTensor) -> [usize; 3] {
+    let [n, h, w, c] = dims4(x);
+    [n, h * w, c]
+}
+
+/// GRN forward: the output, the contiguous input and each image's channel norms.
+fn grn_flex(
+    x: FlexTensor,
+    gamma: FlexTensor,
+    beta: FlexTensor,
+    floor: f32,
+    eps: f64,
+) -> (FlexTensor, FlexTensor, Vec<f32>) {
+    let f32 = |t: FlexTensor| {
+        let t = <Flex as FloatTensorOps<Flex>>::float_cast(t, FloatDType::F32);
+        contiguous(&t)
+    };
+    let (x, gamma, beta) = (f32(x), f32(gamma), f32(beta));
+    let xs = f32s(&x);
+    let mut y = vec![0f32; xs.len()];
+    let dims = grn_dims(&x);
+    let norms = grn::grn_f32(
+        xs,
+        f32s(&gamma),
+        f32s(&beta),
+        dims,
+        floor,
+        eps as f32,
+        &mut y,
+    );
+    (flex_from(y, x.layout().shape().clone()), x, norms)
+}
+
 impl FlexKernels for Flex {
     fn gelu_exact(x: FlexTensor) -> FlexTensor {
         if x.dtype() != DType::F32 {
@@ -255,6 +322,22 @@ impl FlexKernels for Flex {
             return <Flex as FloatTensorOps<Flex>>::float_cast(y, dtype.into());
         }
         layer_norm_flex(x, gamma, beta, eps).0
+    }
+
+    fn grn_channels_last(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        floor: f32,
+        eps: f64,
+    ) -> FlexTensor {
+        let dtype = x.dtype();
+        let y = grn_flex(x, gamma, beta, floor, eps).0;
+        if dtype == DType::F32 {
+            y
+        } else {
+            <Flex as FloatTensorOps<Flex>>::float_cast(y, dtype.into())
+        }
     }
 }
 
@@ -319,6 +402,42 @@ impl Backward<Flex, 3> for LayerNormBackward {
         let mut dx = vec![0f32; f32s(&x).len()];
         let (dg, db) =
             layer_norm::layer_norm_backward_f32(f32s(&x), f32s(&gamma), &stats, f32s(&dy), &mut dx);
+        if let Some(node) = px {
+            grads.register::<Flex>(node.id, flex_from(dx, x.layout().shape().clone()));
+        }
+        let c = dg.len();
+        if let Some(node) = pg {
+            grads.register::<Flex>(node.id, flex_from(dg, [c]));
+        }
+        if let Some(node) = pb {
+            grads.register::<Flex>(node.id, flex_from(db, [c]));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct GrnBackward;
+
+impl Backward<Flex, 3> for GrnBackward {
+    /// The forward's input, γ, each image's channel norms, the clamp floor and ε.
+    type State = (FlexTensor, FlexTensor, Vec<f32>, f32, f64);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [px, pg, pb] = ops.parents;
+        let dy = contiguous(&grads.consume::<Flex>(&ops.node));
+        let (x, gamma, norms, floor, eps) = ops.state;
+        let gamma = contiguous(&gamma);
+        let mut dx = vec![0f32; f32s(&x).len()];
+        let (dg, db) = grn::grn_backward_f32(
+            f32s(&x),
+            f32s(&gamma),
+            &norms,
+            f32s(&dy),
+            grn_dims(&x),
+            floor,
+            eps as f32,
+            &mut dx,
+        );
         if let Some(node) = px {
             grads.register::<Flex>(node.id, flex_from(dx, x.layout().shape().clone()));
         }
@@ -402,6 +521,39 @@ impl<C: CheckpointStrategy> FlexKernels for Autodiff<Flex, C> {
                 x.into_primitive(),
                 gamma.into_primitive(),
                 beta.into_primitive(),
+                eps,
+            )),
+        }
+    }
+
+    fn grn_channels_last(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        floor: f32,
+        eps: f64,
+    ) -> FloatTensor<Self> {
+        match GrnBackward
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let g = gamma.primitive().clone();
+                let (y, x, norms) = grn_flex(
+                    x.primitive().clone(),
+                    g.clone(),
+                    beta.primitive().clone(),
+                    floor,
+                    eps,
+                );
+                prep.finish((x, g, norms, floor, eps), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(<Flex as FlexKernels>::grn_channels_last(
+                x.into_primitive(),
+                gamma.into_primitive(),
+                beta.into_primitive(),
+                floor,
                 eps,
             )),
         }
