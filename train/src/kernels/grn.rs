@@ -67,7 +67,7 @@ pub fn grn_backward_f32(
     if x.is_empty() {
         return (vec![0.0; c], vec![0.0; c]);
     }
-    let partial = dx
+    let partials = dx
         .par_chunks_mut(hw * c)
         .zip(x.par_chunks(hw * c))
         .zip(dy.par_chunks(hw * c))
@@ -113,16 +113,8 @@ pub fn grn_backward_f32(
                 }
             }
             acc
-        })
-        .reduce(
-            || vec![0f32; 2 * c],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(p, q)| *p += q);
-                a
-            },
-        );
-    let (dg, db) = partial.split_at(c);
-    (dg.to_vec(), db.to_vec())
+        });
+    super::sum_scale_shift_grads(partials, c)
 }
 
 #[cfg(test)]

@@ -49,7 +49,7 @@ pub fn layer_norm_backward_f32(
 ) -> (Vec<f32>, Vec<f32>) {
     let c = gamma.len();
     assert!(c > 0 && x.len() == dy.len() && x.len() == dx.len() && x.len() == stats.len() * c);
-    let partial = dx
+    let partials = dx
         .par_chunks_mut(ROWS * c)
         .zip(x.par_chunks(ROWS * c))
         .zip(dy.par_chunks(ROWS * c))
@@ -85,16 +85,8 @@ pub fn layer_norm_backward_f32(
                 }
             }
             acc
-        })
-        .reduce(
-            || vec![0f32; 2 * c],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(p, q)| *p += q);
-                a
-            },
-        );
-    let (dg, db) = partial.split_at(c);
-    (dg.to_vec(), db.to_vec())
+        });
+    super::sum_scale_shift_grads(partials, c)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::autodiff::Autodiff;
+use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::backend::flex::FlexTensor;
 use burn::backend::ops::{ActivationOps, FloatTensorOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
@@ -387,6 +387,43 @@ impl Backward<Flex, 3> for DwconvBackward {
     }
 }
 
+/// Registers the gradients of a normalization's input (shaped as `x`) and of its `[c]` scale and
+/// shift, for the parents that track one.
+fn register_norm_grads(
+    grads: &mut Gradients,
+    parents: [Option<NodeId>; 3],
+    x: &FlexTensor,
+    [dx, dg, db]: [Vec<f32>; 3],
+) {
+    let c = dg.len();
+    let [px, pg, pb] = parents;
+    for (parent, t) in [
+        (px, flex_from(dx, x.layout().shape().clone())),
+        (pg, flex_from(dg, [c])),
+        (pb, flex_from(db, [c])),
+    ] {
+        if let Some(id) = parent {
+            grads.register::<Flex>(id, t);
+        }
+    }
+}
+
+/// Sums per-task `[dγ | dβ]` partials of `2c` values into `(dγ, dβ)`.
+pub(crate) fn sum_scale_shift_grads(
+    partials: impl ParallelIterator<Item = Vec<f32>>,
+    c: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    let total = partials.reduce(
+        || vec![0f32; 2 * c],
+        |mut a, b| {
+            a.iter_mut().zip(&b).for_each(|(p, q)| *p += q);
+            a
+        },
+    );
+    let (dg, db) = total.split_at(c);
+    (dg.to_vec(), db.to_vec())
+}
+
 #[derive(Debug)]
 struct LayerNormBackward;
 
@@ -395,23 +432,18 @@ impl Backward<Flex, 3> for LayerNormBackward {
     type State = (FlexTensor, FlexTensor, Vec<[f32; 2]>);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [px, pg, pb] = ops.parents;
         let dy = contiguous(&grads.consume::<Flex>(&ops.node));
         let (x, gamma, stats) = ops.state;
         let gamma = contiguous(&gamma);
         let mut dx = vec![0f32; f32s(&x).len()];
         let (dg, db) =
             layer_norm::layer_norm_backward_f32(f32s(&x), f32s(&gamma), &stats, f32s(&dy), &mut dx);
-        if let Some(node) = px {
-            grads.register::<Flex>(node.id, flex_from(dx, x.layout().shape().clone()));
-        }
-        let c = dg.len();
-        if let Some(node) = pg {
-            grads.register::<Flex>(node.id, flex_from(dg, [c]));
-        }
-        if let Some(node) = pb {
-            grads.register::<Flex>(node.id, flex_from(db, [c]));
-        }
+        register_norm_grads(
+            grads,
+            ops.parents.map(|p| p.map(|n| n.id)),
+            &x,
+            [dx, dg, db],
+        );
     }
 }
 
@@ -423,7 +455,6 @@ impl Backward<Flex, 3> for GrnBackward {
     type State = (FlexTensor, FlexTensor, Vec<f32>, f32, f64);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [px, pg, pb] = ops.parents;
         let dy = contiguous(&grads.consume::<Flex>(&ops.node));
         let (x, gamma, norms, floor, eps) = ops.state;
         let gamma = contiguous(&gamma);
@@ -438,16 +469,12 @@ impl Backward<Flex, 3> for GrnBackward {
             eps as f32,
             &mut dx,
         );
-        if let Some(node) = px {
-            grads.register::<Flex>(node.id, flex_from(dx, x.layout().shape().clone()));
-        }
-        let c = dg.len();
-        if let Some(node) = pg {
-            grads.register::<Flex>(node.id, flex_from(dg, [c]));
-        }
-        if let Some(node) = pb {
-            grads.register::<Flex>(node.id, flex_from(db, [c]));
-        }
+        register_norm_grads(
+            grads,
+            ops.parents.map(|p| p.map(|n| n.id)),
+            &x,
+            [dx, dg, db],
+        );
     }
 }
 
