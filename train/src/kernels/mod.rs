@@ -1,11 +1,13 @@
 //! Hand-written CPU kernels for the training step on Burn's flex backend, plugged in as a Burn
 //! backend extension with their own backward passes: exact GELU with a vectorizable erf
-//! ([`gelu`]) and the depthwise 7×7 convolution with direct-loop gradients ([`dwconv`]).
+//! ([`gelu`](mod@gelu)), the depthwise 7×7 convolution with direct-loop gradients ([`dwconv`]),
+//! LayerNorm over channels ([`layer_norm`](mod@layer_norm)) and GRN ([`grn`](mod@grn)).
 //!
-//! [`gelu`] and [`dwconv7x7`] are what the model calls: on a flex f32 tensor (with or without
-//! autodiff) they run these kernels, anywhere else (wgpu, burn-ndarray, other dtypes) Burn's own
-//! ops, so the GPU build and the reference backend are untouched. The model-level tests compare
-//! both routes, values and gradients.
+//! The functions of the same names here are what the model calls: when every tensor argument is
+//! f32 on flex (with or without autodiff) they run these kernels, anywhere else (wgpu,
+//! burn-ndarray, other dtypes) Burn's own ops, so the GPU build and the reference backend are
+//! untouched. Each kernel module tests against its definition in f64; the test here compares the
+//! whole model's gradients on both routes.
 
 use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
 use burn::backend::autodiff::grads::Gradients;
@@ -130,6 +132,11 @@ pub fn on_flex_f32<const D: usize>(x: &Tensor<D>) -> bool {
     }
 }
 
+/// Whether a kernel's parameter tensors are f32 too (its backward reads them as f32).
+fn all_f32<const D: usize>(a: &Tensor<D>, b: &Tensor<1>) -> bool {
+    a.dtype() == DType::F32 && b.dtype() == DType::F32
+}
+
 /// Exact GELU: this module's kernel on flex f32, Burn's elsewhere.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     if on_flex_f32(&x) {
@@ -142,7 +149,7 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 /// Depthwise 7×7, stride 1, padding 3 (`weight` `[c, 1, 7, 7]`): this module's kernel on flex f32,
 /// Burn's `conv2d` elsewhere.
 pub fn dwconv7x7(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>) -> Tensor<4> {
-    if on_flex_f32(&x) {
+    if on_flex_f32(&x) && all_f32(&weight, &bias) {
         Tensor::from_dispatch(<Dispatch as FlexKernels>::dwconv7x7(
             x.into_dispatch(),
             weight.into_dispatch(),
@@ -162,7 +169,7 @@ pub fn layer_norm<const D: usize>(
     beta: Tensor<1>,
     eps: f64,
 ) -> Tensor<D> {
-    if on_flex_f32(&x) {
+    if on_flex_f32(&x) && all_f32(&gamma, &beta) {
         Tensor::from_dispatch(<Dispatch as FlexKernels>::layer_norm_last(
             x.into_dispatch(),
             gamma.into_dispatch(),
@@ -174,7 +181,7 @@ pub fn layer_norm<const D: usize>(
     }
 }
 
-/// GRN of channels-last `x` (see [`grn`]): this module's kernel on flex f32, `reference`
+/// GRN of channels-last `x` (see [`grn`](mod@grn)): this module's kernel on flex f32, `reference`
 /// (Burn's ops) elsewhere.
 pub fn grn(
     x: Tensor<4>,
@@ -184,7 +191,7 @@ pub fn grn(
     eps: f64,
     reference: impl FnOnce(Tensor<4>, Tensor<1>, Tensor<1>) -> Tensor<4>,
 ) -> Tensor<4> {
-    if on_flex_f32(&x) {
+    if on_flex_f32(&x) && all_f32(&gamma, &beta) {
         Tensor::from_dispatch(<Dispatch as FlexKernels>::grn_channels_last(
             x.into_dispatch(),
             gamma.into_dispatch(),
