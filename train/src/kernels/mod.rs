@@ -255,14 +255,32 @@ fn dwconv_flex(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTenso
     flex_from(out, shape)
 }
 
-/// LayerNorm forward: the output and each row's (μ, 1/σ).
+/// `t` as a contiguous f32 tensor (no copy when it already is one): the normalizations compute
+/// other float types in f32.
+fn contiguous_f32(t: FlexTensor) -> FlexTensor {
+    contiguous(&<Flex as FloatTensorOps<Flex>>::float_cast(
+        t,
+        FloatDType::F32,
+    ))
+}
+
+/// `y` back in the input's float type (no-op for f32).
+fn cast_to(y: FlexTensor, dtype: DType) -> FlexTensor {
+    <Flex as FloatTensorOps<Flex>>::float_cast(y, dtype.into())
+}
+
+/// LayerNorm forward: the output, the contiguous f32 input and each row's (μ, 1/σ).
 fn layer_norm_flex(
     x: FlexTensor,
     gamma: FlexTensor,
     beta: FlexTensor,
     eps: f64,
 ) -> (FlexTensor, FlexTensor, Vec<[f32; 2]>) {
-    let (x, gamma, beta) = (contiguous(&x), contiguous(&gamma), contiguous(&beta));
+    let (x, gamma, beta) = (
+        contiguous_f32(x),
+        contiguous_f32(gamma),
+        contiguous_f32(beta),
+    );
     let xs = f32s(&x);
     let mut y = vec![0f32; xs.len()];
     let stats = layer_norm::layer_norm_f32(xs, f32s(&gamma), f32s(&beta), eps as f32, &mut y);
@@ -275,7 +293,7 @@ fn grn_dims(x: &FlexTensor) -> [usize; 3] {
     [n, h * w, c]
 }
 
-/// GRN forward: the output, the contiguous input and each image's channel norms.
+/// GRN forward: the output, the contiguous f32 input and each image's channel norms.
 fn grn_flex(
     x: FlexTensor,
     gamma: FlexTensor,
@@ -283,11 +301,11 @@ fn grn_flex(
     floor: f32,
     eps: f64,
 ) -> (FlexTensor, FlexTensor, Vec<f32>) {
-    let f32 = |t: FlexTensor| {
-        let t = <Flex as FloatTensorOps<Flex>>::float_cast(t, FloatDType::F32);
-        contiguous(&t)
-    };
-    let (x, gamma, beta) = (f32(x), f32(gamma), f32(beta));
+    let (x, gamma, beta) = (
+        contiguous_f32(x),
+        contiguous_f32(gamma),
+        contiguous_f32(beta),
+    );
     let xs = f32s(&x);
     let mut y = vec![0f32; xs.len()];
     let dims = grn_dims(&x);
@@ -321,14 +339,7 @@ impl FlexKernels for Flex {
 
     fn layer_norm_last(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, eps: f64) -> FlexTensor {
         let dtype = x.dtype();
-        if dtype != DType::F32 || gamma.dtype() != DType::F32 || beta.dtype() != DType::F32 {
-            // Other float types: computed in f32, returned in the input's type.
-            let f32 =
-                |t: FlexTensor| <Flex as FloatTensorOps<Flex>>::float_cast(t, FloatDType::F32);
-            let y = layer_norm_flex(f32(x), f32(gamma), f32(beta), eps).0;
-            return <Flex as FloatTensorOps<Flex>>::float_cast(y, dtype.into());
-        }
-        layer_norm_flex(x, gamma, beta, eps).0
+        cast_to(layer_norm_flex(x, gamma, beta, eps).0, dtype)
     }
 
     fn grn_channels_last(
@@ -339,12 +350,7 @@ impl FlexKernels for Flex {
         eps: f64,
     ) -> FlexTensor {
         let dtype = x.dtype();
-        let y = grn_flex(x, gamma, beta, floor, eps).0;
-        if dtype == DType::F32 {
-            y
-        } else {
-            <Flex as FloatTensorOps<Flex>>::float_cast(y, dtype.into())
-        }
+        cast_to(grn_flex(x, gamma, beta, floor, eps).0, dtype)
     }
 }
 
@@ -508,26 +514,10 @@ impl<C: CheckpointStrategy> FlexKernels for Autodiff<Flex, C> {
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        match DwconvBackward
-            .prepare::<C>([x.node(), weight.node(), bias.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let (xp, wp) = (x.primitive().clone(), weight.primitive().clone());
-                let out = <Flex as FlexKernels>::dwconv7x7(
-                    xp.clone(),
-                    wp.clone(),
-                    bias.primitive().clone(),
-                );
-                prep.finish((xp, wp), out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(<Flex as FlexKernels>::dwconv7x7(
-                x.into_primitive(),
-                weight.into_primitive(),
-                bias.into_primitive(),
-            )),
-        }
+        tracked3::<C, _>(DwconvBackward, [x, weight, bias], |x, w, b| {
+            let y = <Flex as FlexKernels>::dwconv7x7(x.clone(), w.clone(), b);
+            (y, (x, w))
+        })
     }
 
     fn layer_norm_last(
@@ -536,28 +526,10 @@ impl<C: CheckpointStrategy> FlexKernels for Autodiff<Flex, C> {
         beta: FloatTensor<Self>,
         eps: f64,
     ) -> FloatTensor<Self> {
-        match LayerNormBackward
-            .prepare::<C>([x.node(), gamma.node(), beta.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let g = gamma.primitive().clone();
-                let (y, x, stats) = layer_norm_flex(
-                    x.primitive().clone(),
-                    g.clone(),
-                    beta.primitive().clone(),
-                    eps,
-                );
-                prep.finish((x, g, stats), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(<Flex as FlexKernels>::layer_norm_last(
-                x.into_primitive(),
-                gamma.into_primitive(),
-                beta.into_primitive(),
-                eps,
-            )),
-        }
+        tracked3::<C, _>(LayerNormBackward, [x, gamma, beta], |x, g, b| {
+            let (y, x, stats) = layer_norm_flex(x, g.clone(), b, eps);
+            (y, (x, g, stats))
+        })
     }
 
     fn grn_channels_last(
@@ -567,30 +539,28 @@ impl<C: CheckpointStrategy> FlexKernels for Autodiff<Flex, C> {
         floor: f32,
         eps: f64,
     ) -> FloatTensor<Self> {
-        match GrnBackward
-            .prepare::<C>([x.node(), gamma.node(), beta.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let g = gamma.primitive().clone();
-                let (y, x, norms) = grn_flex(
-                    x.primitive().clone(),
-                    g.clone(),
-                    beta.primitive().clone(),
-                    floor,
-                    eps,
-                );
-                prep.finish((x, g, norms, floor, eps), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(<Flex as FlexKernels>::grn_channels_last(
-                x.into_primitive(),
-                gamma.into_primitive(),
-                beta.into_primitive(),
-                floor,
-                eps,
-            )),
-        }
+        tracked3::<C, _>(GrnBackward, [x, gamma, beta], |x, g, b| {
+            let (y, x, norms) = grn_flex(x, g.clone(), b, floor, eps);
+            (y, (x, g, norms, floor, eps))
+        })
+    }
+}
+
+/// Records a three-input kernel on the autodiff graph: `forward` computes the output and the state
+/// `op`'s backward needs from the three inputs; when no input is tracked the state is dropped.
+fn tracked3<C: CheckpointStrategy, O: Backward<Flex, 3>>(
+    op: O,
+    [a, b, c]: [FloatTensor<Autodiff<Flex, C>>; 3],
+    forward: impl FnOnce(FlexTensor, FlexTensor, FlexTensor) -> (FlexTensor, O::State),
+) -> FloatTensor<Autodiff<Flex, C>> {
+    let prepared = op
+        .prepare::<C>([a.node(), b.node(), c.node()])
+        .compute_bound()
+        .stateful();
+    let (y, state) = forward(a.into_primitive(), b.into_primitive(), c.into_primitive());
+    match prepared {
+        OpsKind::Tracked(prep) => prep.finish(state, y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
     }
 }
 
