@@ -178,16 +178,8 @@ mod tests {
                     .map(|(a, &w)| a * w as f64)
                     .sum::<f64>()
             };
-            let h = 1e-6;
             let num = |which: usize, i: usize| {
-                let (mut xp, mut gp, mut bp) = (x64.clone(), g64.clone(), b64.clone());
-                let (mut xm, mut gm, mut bm) = (x64.clone(), g64.clone(), b64.clone());
-                match which {
-                    0 => (xp[i] += h, xm[i] -= h),
-                    1 => (gp[i] += h, gm[i] -= h),
-                    _ => (bp[i] += h, bm[i] -= h),
-                };
-                (loss(&xp, &gp, &bp) - loss(&xm, &gm, &bm)) / (2.0 * h)
+                super::super::central_difference(loss, [&x64, &g64, &b64], which, i, 1e-6)
             };
             for i in (0..len).step_by(len.div_ceil(60)) {
                 // The zeroed channel: ‖·‖ has no derivative at 0; PyTorch's norm backward gives

@@ -143,16 +143,8 @@ mod tests {
             }
             let mut dx = vec![0f32; n];
             let (dg, db) = layer_norm_backward_f32(&x, &g, &stats, &w, &mut dx);
-            let h = 1e-5;
             let num = |which: usize, i: usize| {
-                let (mut xp, mut gp, mut bp) = (x64.clone(), g64.clone(), b64.clone());
-                let (mut xm, mut gm, mut bm) = (x64.clone(), g64.clone(), b64.clone());
-                match which {
-                    0 => (xp[i] += h, xm[i] -= h),
-                    1 => (gp[i] += h, gm[i] -= h),
-                    _ => (bp[i] += h, bm[i] -= h),
-                };
-                (loss(&xp, &gp, &bp) - loss(&xm, &gm, &bm)) / (2.0 * h)
+                super::super::central_difference(loss, [&x64, &g64, &b64], which, i, 1e-5)
             };
             for i in (0..n).step_by(n.div_ceil(50)) {
                 let want = num(0, i);

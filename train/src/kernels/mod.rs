@@ -564,6 +564,23 @@ fn tracked3<C: CheckpointStrategy, O: Backward<Flex, 3>>(
     }
 }
 
+/// ∂L/∂args[which][i] by central differences with step `h`, for a loss of the three argument
+/// vectors of a normalization (input, scale, shift): the gradient tests' independent reference.
+#[cfg(test)]
+pub(crate) fn central_difference(
+    loss: impl Fn(&[f64], &[f64], &[f64]) -> f64,
+    args: [&[f64]; 3],
+    which: usize,
+    i: usize,
+    h: f64,
+) -> f64 {
+    let mut plus = args.map(<[f64]>::to_vec);
+    let mut minus = plus.clone();
+    plus[which][i] += h;
+    minus[which][i] -= h;
+    (loss(&plus[0], &plus[1], &plus[2]) - loss(&minus[0], &minus[1], &minus[2])) / (2.0 * h)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
