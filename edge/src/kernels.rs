@@ -74,6 +74,39 @@ pub(crate) const NEON: KernelSet = KernelSet {
     avgpool: pool::avgpool_f32_neon,
 };
 
+/// AVX2+FMA (x86-64-v3). Slots without an x86 kernel yet keep the scalar reference.
+#[cfg(target_arch = "x86_64")]
+pub(crate) const AVX2: KernelSet = KernelSet {
+    name: "avx2",
+    dwconv7x7: dwconv7x7::dwconv7x7_f32_avx2,
+    pointwise: pointwise::pointwise_f32_avx2,
+    layernorm: layernorm::layernorm_f32_avx2,
+    gelu: gelu::gelu_f32_avx2,
+    grn: grn::grn_f32_avx2,
+    patch_conv: patch_conv::patch_conv_f32_avx2,
+    avgpool: pool::avgpool_f32_scalar,
+    dwconv7x7_ln: dwconv7x7::dwconv7x7_ln_f32_avx2,
+    pointwise_gelu_sumsq: pointwise::pointwise_gelu_sumsq_f32_avx2,
+    grn_apply: grn::grn_apply_f32_avx2,
+};
+
+/// AVX-512 F/BW/VL/DQ: 16-lane GEMMs and depthwise; the element-wise slots share AVX2's
+/// kernels (memory-bound at these sizes).
+#[cfg(target_arch = "x86_64")]
+pub(crate) const AVX512: KernelSet = KernelSet {
+    name: "avx512",
+    dwconv7x7: dwconv7x7::dwconv7x7_f32_avx512,
+    pointwise: pointwise::pointwise_f32_avx512,
+    layernorm: layernorm::layernorm_f32_avx2,
+    gelu: gelu::gelu_f32_avx512,
+    grn: grn::grn_f32_avx2,
+    patch_conv: patch_conv::patch_conv_f32_avx512,
+    avgpool: pool::avgpool_f32_scalar,
+    dwconv7x7_ln: dwconv7x7::dwconv7x7_ln_f32_avx512,
+    pointwise_gelu_sumsq: pointwise::pointwise_gelu_sumsq_f32_avx512,
+    grn_apply: grn::grn_apply_f32_avx2,
+};
+
 pub(crate) type PatchI8Fn =
     fn(&[i8], usize, usize, usize, usize, &[i8], &[i32], usize, &mut [i32], &mut [i8]);
 pub(crate) type DwI8Fn = fn(&[i8], usize, usize, usize, i32, &[i8], &[i32], &mut [i32]);
@@ -150,6 +183,33 @@ pub(crate) const NEON_I8: KernelSetI8 = KernelSetI8 {
     quantize_input: input::quantize_nchw_f32_i8_neon,
 };
 
+/// AVX2 int8 set (x86-64-v3): GEMMs with `vpmaddwd` on sign-extended int16 (no saturation).
+/// Bit-identical to the scalar set.
+#[cfg(target_arch = "x86_64")]
+pub(crate) const AVX2_I8: KernelSetI8 = KernelSetI8 {
+    name: "avx2",
+    patch_conv: patch_conv_i8::patch_conv_i8_scalar_slot,
+    dwconv7x7: dwconv7x7_i8::dwconv7x7_i8_scalar,
+    layernorm: layernorm_i8::layernorm_i32_i8_scalar,
+    pointwise: pointwise_i8::pointwise_i8_avx2,
+    pointwise_acc: pointwise_i8::pointwise_i8_acc_avx2,
+    gelu: gelu_i8::gelu_i8_scalar,
+    grn: grn_f16::grn_f16_avx2,
+    residual: residual_i8::residual_add_i8_scalar,
+    requant: requant::requantize_channels_scalar,
+    quantize_input: input::quantize_nchw_f32_i8_scalar,
+};
+
+/// AVX-512 VNNI int8 set: GEMMs with `vpdpbusd` (u8 × s8: activations shifted by 128, the
+/// shift folded into the int32 bias). Bit-identical to the scalar set.
+#[cfg(target_arch = "x86_64")]
+pub(crate) const AVX512_VNNI_I8: KernelSetI8 = KernelSetI8 {
+    name: "avx512+vnni",
+    pointwise: pointwise_i8::pointwise_i8_avx512vnni,
+    pointwise_acc: pointwise_i8::pointwise_i8_acc_avx512vnni,
+    ..AVX2_I8
+};
+
 #[cfg(target_arch = "aarch64")]
 const NEON_I8_NAME: &str = match (
     cfg!(all(feature = "dotprod", target_feature = "dotprod")),
@@ -162,32 +222,85 @@ const NEON_I8_NAME: &str = match (
 };
 
 impl Kernels {
-    pub(crate) fn set_i8(self) -> Result<&'static KernelSetI8, Error> {
+    /// The concrete set this request means on this CPU: `Auto` becomes the best one the CPU
+    /// has; an explicit set the CPU lacks is `Error::KernelsUnavailable`.
+    fn resolve(self) -> Result<Kernels, Error> {
+        #[cfg(target_arch = "x86_64")]
+        let f = crate::cpu::X86Features::get();
+        let ok = match self {
+            Kernels::Auto => {
+                #[cfg(target_arch = "aarch64")]
+                return Ok(Kernels::Neon);
+                #[cfg(target_arch = "x86_64")]
+                return Ok(if f.avx512 {
+                    Kernels::Avx512
+                } else if f.avx2 {
+                    Kernels::Avx2
+                } else {
+                    Kernels::Scalar
+                });
+                #[cfg(not(any(target_arch = "aarch64", target_arch = "x86_64")))]
+                return Ok(Kernels::Scalar);
+            }
+            Kernels::Scalar => true,
+            Kernels::Neon => cfg!(target_arch = "aarch64"),
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx2 => f.avx2,
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx512 => f.avx512,
+            #[cfg(not(target_arch = "x86_64"))]
+            Kernels::Avx2 | Kernels::Avx512 => false,
+        };
+        if ok {
+            Ok(self)
+        } else {
+            Err(Error::KernelsUnavailable {
+                kernels: self.name(),
+            })
+        }
+    }
+
+    /// The set's name as `edge-bench --kernels` spells it.
+    pub fn name(self) -> &'static str {
         match self {
-            Kernels::Scalar => Ok(&SCALAR_I8),
+            Kernels::Auto => "auto",
+            Kernels::Scalar => "scalar",
+            Kernels::Neon => "neon",
+            Kernels::Avx2 => "avx2",
+            Kernels::Avx512 => "avx512",
+        }
+    }
+
+    pub(crate) fn set_i8(self) -> Result<&'static KernelSetI8, Error> {
+        match self.resolve()? {
             #[cfg(target_arch = "aarch64")]
-            Kernels::Auto | Kernels::Neon => Ok(&NEON_I8),
-            #[cfg(not(target_arch = "aarch64"))]
-            Kernels::Auto => Ok(&SCALAR_I8),
-            #[cfg(not(target_arch = "aarch64"))]
-            Kernels::Neon => Err(Error::KernelsUnavailable { kernels: "neon" }),
+            Kernels::Neon => Ok(&NEON_I8),
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx2 => Ok(&AVX2_I8),
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx512 => Ok(if crate::cpu::X86Features::get().avx512_vnni {
+                &AVX512_VNNI_I8
+            } else {
+                &AVX2_I8
+            }),
+            _ => Ok(&SCALAR_I8),
         }
     }
 
     pub(crate) fn set(self) -> Result<&'static KernelSet, Error> {
-        match self {
-            Kernels::Scalar => Ok(&SCALAR),
+        match self.resolve()? {
             #[cfg(target_arch = "aarch64")]
-            Kernels::Auto | Kernels::Neon => Ok(&NEON),
-            #[cfg(not(target_arch = "aarch64"))]
-            Kernels::Auto => Ok(&SCALAR),
-            #[cfg(not(target_arch = "aarch64"))]
-            Kernels::Neon => Err(Error::KernelsUnavailable { kernels: "neon" }),
+            Kernels::Neon => Ok(&NEON),
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx2 => Ok(&AVX2),
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx512 => Ok(&AVX512),
+            _ => Ok(&SCALAR),
         }
     }
 
-    /// The name of the set that actually runs for this request on this target ("scalar",
-    /// "neon"), or `None` if it is unavailable here.
+    /// The name of the set that actually runs for this request on this CPU ("scalar", "neon",
+    /// "avx2", "avx512"), or `None` if it is unavailable here.
     pub fn resolved_name(self) -> Option<&'static str> {
         self.set().ok().map(|k| k.name)
     }

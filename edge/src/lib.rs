@@ -30,6 +30,7 @@ pub mod arch;
 pub mod arena;
 #[cfg(feature = "alloc")]
 pub mod builder;
+pub mod cpu;
 mod error;
 pub mod format;
 mod kernels;

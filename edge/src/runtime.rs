@@ -18,13 +18,20 @@ pub enum Input<'i> {
 /// Which kernel implementations `run` uses.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Kernels {
-    /// The fastest set available on this target (NEON on aarch64, scalar elsewhere).
+    /// The fastest set this CPU has: NEON on aarch64; on x86-64 AVX-512, else AVX2, else
+    /// scalar (asked of the CPU with `cpuid`/`xgetbv`, see [`crate::cpu`]).
     #[default]
     Auto,
     /// The scalar reference kernels (the specification).
     Scalar,
     /// The NEON kernels (aarch64 only; elsewhere `run` returns `Error::KernelsUnavailable`).
     Neon,
+    /// AVX2+FMA+F16C (x86-64-v3; int8 with AVX-VNNI where present). `Error::KernelsUnavailable`
+    /// on a CPU or OS without them.
+    Avx2,
+    /// AVX-512 F/BW/VL/DQ (int8 with AVX-512 VNNI where present, else AVX2's int8 kernels).
+    /// `Error::KernelsUnavailable` on a CPU or OS without them.
+    Avx512,
 }
 
 /// Operators inside a block whose outputs an [`Observer`] can see.

@@ -51,6 +51,8 @@ enum KernelArg {
     Auto,
     Scalar,
     Neon,
+    Avx2,
+    Avx512,
 }
 
 fn main() -> ExitCode {
@@ -123,6 +125,8 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         KernelArg::Auto => Kernels::Auto,
         KernelArg::Scalar => Kernels::Scalar,
         KernelArg::Neon => Kernels::Neon,
+        KernelArg::Avx2 => Kernels::Avx2,
+        KernelArg::Avx512 => Kernels::Avx512,
     };
     // `run_with` refuses a set this target lacks with its typed error.
     let kernel_name = kernels

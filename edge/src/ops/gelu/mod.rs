@@ -8,6 +8,11 @@ pub fn gelu_f32_scalar(x: &mut [f32]) {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86;
+#[cfg(target_arch = "x86_64")]
+pub use x86::{gelu_f32_avx2, gelu_f32_avx512};
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -47,6 +47,44 @@ pub fn patch_conv_f32_scalar(
     }
 }
 
+/// Output channels `[from, cout)` of [`patch_conv_f32_scalar`], in its order (the ragged tail
+/// of the vector kernels).
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+fn patch_conv_columns(
+    input: &[f32],
+    h: usize,
+    w: usize,
+    cin: usize,
+    k: usize,
+    weight: &[f32],
+    bias: &[f32],
+    cout: usize,
+    from: usize,
+    out: &mut [f32],
+) {
+    let (oh, ow) = (h / k, w / k);
+    let kc = k * cin;
+    for q in 0..oh * ow {
+        let base = ((q / ow) * k * w + (q % ow) * k) * cin;
+        for c in from..cout {
+            let mut acc = bias[c];
+            for ky in 0..k {
+                let row = &input[base + ky * w * cin..][..kc];
+                for (j, &v) in row.iter().enumerate() {
+                    acc += v * weight[(ky * kc + j) * cout + c];
+                }
+            }
+            out[q * cout + c] = acc;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86;
+#[cfg(target_arch = "x86_64")]
+pub use x86::{patch_conv_f32_avx2, patch_conv_f32_avx512};
+
 #[cfg(test)]
 mod tests {
     use super::*;

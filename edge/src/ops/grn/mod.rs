@@ -73,6 +73,11 @@ pub fn grn_apply_f32_scalar(
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod x86;
+#[cfg(target_arch = "x86_64")]
+pub use x86::{grn_apply_f32_avx2, grn_f32_avx2};
+
 #[cfg(test)]
 mod tests {
     use super::*;

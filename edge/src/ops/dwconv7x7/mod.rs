@@ -65,6 +65,13 @@ pub fn dwconv7x7_ln_f32_scalar(
     crate::ops::layernorm::layernorm_f32_scalar(out, h * w, c, ln.0, ln.1, ln.2);
 }
 
+#[cfg(target_arch = "x86_64")]
+mod x86;
+#[cfg(target_arch = "x86_64")]
+pub use x86::{
+    dwconv7x7_f32_avx2, dwconv7x7_f32_avx512, dwconv7x7_ln_f32_avx2, dwconv7x7_ln_f32_avx512,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

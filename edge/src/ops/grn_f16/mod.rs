@@ -128,8 +128,13 @@ pub fn grn_f16_scalar(
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod x86;
+#[cfg(target_arch = "x86_64")]
+pub use x86::grn_f16_avx2;
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::ops::testutil::*;
     use std::vec::Vec;

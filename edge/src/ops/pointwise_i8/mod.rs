@@ -95,8 +95,126 @@ fn dot(x: &[i8], k: usize, weight: &[i8], j: usize, bias: i32) -> i32 {
     acc
 }
 
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86;
+
+/// The [`x86::GemmI8`] of one call, after checking every slice covers what the tiles touch.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+fn gemm_i8_x86(
+    input: &[i8],
+    pixels: usize,
+    k: usize,
+    weight: &[i8],
+    bias: &[i32],
+    rq: &[Requant],
+    zero_point: i32,
+    n: usize,
+    out: *mut u8,
+) -> x86::GemmI8 {
+    assert!(input.len() >= pixels * k && weight.len() >= packed_len(n, k) && bias.len() >= n);
+    x86::GemmI8 {
+        a: input.as_ptr(),
+        k,
+        b: weight.as_ptr(),
+        bias: bias.as_ptr(),
+        rows: pixels,
+        n,
+        out,
+        rq: rq.as_ptr(),
+        zero_point,
+    }
+}
+
+/// Defines the safe entry points of one x86 ISA (requantizing and int32 forms).
+#[cfg(target_arch = "x86_64")]
+macro_rules! x86_entry_points {
+    ($isa:literal, $has:ident, $gemm:ident, $pw:ident, $acc:ident) => {
+        #[doc = concat!("[`pointwise_i8_scalar`] on ", $isa, " (see [`x86`]), bit-identical to it.")]
+        #[doc = "Panics if the CPU lacks it, a slice is short or the zero point is not int8."]
+        #[allow(clippy::too_many_arguments)]
+        pub fn $pw(
+            input: &[i8],
+            pixels: usize,
+            k: usize,
+            weight: &[i8],
+            bias: &[i32],
+            rq: &[Requant],
+            zero_point: i32,
+            n: usize,
+            out: &mut [i8],
+        ) {
+            assert!(
+                crate::cpu::X86Features::get().$has,
+                concat!($isa, " not available")
+            );
+            assert!(rq.len() >= n && out.len() >= pixels * n && (-128..=127).contains(&zero_point));
+            let g = gemm_i8_x86(
+                input,
+                pixels,
+                k,
+                weight,
+                bias,
+                rq,
+                zero_point,
+                n,
+                out.as_mut_ptr().cast(),
+            );
+            // SAFETY: the CPU has the ISA (asserted); every range was checked above.
+            unsafe { x86::$gemm::<{ x86::EPI_REQUANT }>(&g) }
+        }
+
+        #[doc = concat!("[`pointwise_i8_acc_scalar`] on ", $isa, ", bit-identical to it.")]
+        #[allow(clippy::too_many_arguments)]
+        pub fn $acc(
+            input: &[i8],
+            pixels: usize,
+            k: usize,
+            weight: &[i8],
+            bias: &[i32],
+            n: usize,
+            out: &mut [i32],
+        ) {
+            assert!(
+                crate::cpu::X86Features::get().$has,
+                concat!($isa, " not available")
+            );
+            assert!(out.len() >= pixels * n);
+            let g = gemm_i8_x86(
+                input,
+                pixels,
+                k,
+                weight,
+                bias,
+                &[],
+                0,
+                n,
+                out.as_mut_ptr().cast(),
+            );
+            // SAFETY: as above (no requantization records are read by this epilogue).
+            unsafe { x86::$gemm::<{ x86::EPI_I32 }>(&g) }
+        }
+    };
+}
+#[cfg(target_arch = "x86_64")]
+x86_entry_points!(
+    "AVX2",
+    avx2,
+    gemm_avx2,
+    pointwise_i8_avx2,
+    pointwise_i8_acc_avx2
+);
+#[cfg(target_arch = "x86_64")]
+x86_entry_points!(
+    "AVX-512 VNNI",
+    avx512_vnni,
+    gemm_vnni,
+    pointwise_i8_avx512vnni,
+    pointwise_i8_acc_avx512vnni
+);
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::ops::testutil::*;
     use std::vec::Vec;
@@ -828,6 +946,93 @@ mod neon_tests {
                 };
                 assert_eq!(got[l] as i64, x, "acc {} {:?}", acc[l], r);
                 assert_eq!(requantize_scalar(acc[l], r, 0), x.clamp(-128, 127) as i8);
+            }
+        }
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod x86_tests {
+    use super::tests::random_case;
+    use super::*;
+    use crate::cpu::X86Features;
+    use crate::ops::testutil::*;
+    use std::vec;
+
+    type Pw = fn(&[i8], usize, usize, &[i8], &[i32], &[Requant], i32, usize, &mut [i8]);
+    type Acc = fn(&[i8], usize, usize, &[i8], &[i32], usize, &mut [i32]);
+
+    fn sets() -> std::vec::Vec<(&'static str, Pw, Acc)> {
+        let f = X86Features::get();
+        let mut v = std::vec::Vec::new();
+        if f.avx2 {
+            v.push((
+                "avx2",
+                pointwise_i8_avx2 as Pw,
+                pointwise_i8_acc_avx2 as Acc,
+            ));
+        }
+        if f.avx512_vnni {
+            v.push((
+                "avx512vnni",
+                pointwise_i8_avx512vnni as Pw,
+                pointwise_i8_acc_avx512vnni as Acc,
+            ));
+        }
+        std::println!(
+            "pointwise_i8 x86 sets run: {:?}",
+            v.iter().map(|s| s.0).collect::<std::vec::Vec<_>>()
+        );
+        v
+    }
+
+    #[test]
+    fn x86_bit_identical_to_reference() {
+        let mut rng = Rng::new(141);
+        let mut shapes = vec![
+            (1, 1, 1),
+            (3136, 40, 160),
+            (49, 1280, 320),
+            (1, 320, 1000),
+            (9, 17, 23),
+            (13, 6, 8),
+        ];
+        for _ in 0..40 {
+            shapes.push((
+                1 + rng.next_u64() as usize % 30,
+                1 + rng.next_u64() as usize % 70,
+                1 + rng.next_u64() as usize % 70,
+            ));
+        }
+        for (name, pw, acc) in sets() {
+            for &(p, k, n) in &shapes {
+                let (mut x, w, mut wp, bias, mut rq, zp) = random_case(&mut rng, p, k, n);
+                // Extremes: all −128 inputs against all −128 weights (the int16 pair sums'
+                // worst case), and requantization records at the ends of their ranges.
+                if p % 3 == 0 {
+                    x.iter_mut().for_each(|v| *v = -128);
+                    let w = vec![-128i8; n * k];
+                    pack_c4(&w, n, k, &mut wp);
+                }
+                for (j, r) in rq.iter_mut().enumerate() {
+                    *r = match j % 5 {
+                        0 => Requant::from_scale(0.75 * (1u64 << 30) as f64).unwrap(), // pre 30
+                        1 => Requant::from_scale(1.0 / (1u64 << 61) as f64).unwrap(),  // post 61
+                        2 => Requant::from_scale(0.5).unwrap(),                        // no shifts
+                        _ => *r,
+                    };
+                }
+                let _ = w;
+                let (mut want, mut got) = (vec![0i8; p * n + 1], vec![7i8; p * n + 1]);
+                want[p * n] = 7;
+                pointwise_i8_scalar(&x, p, k, &wp, &bias, &rq, zp, n, &mut want);
+                pw(&x, p, k, &wp, &bias, &rq, zp, n, &mut got);
+                assert_eq!(got, want, "{name} {p}x{k}x{n}");
+                let (mut want, mut got) = (vec![0i32; p * n + 1], vec![7i32; p * n + 1]);
+                want[p * n] = 7;
+                pointwise_i8_acc_scalar(&x, p, k, &wp, &bias, n, &mut want);
+                acc(&x, p, k, &wp, &bias, n, &mut got);
+                assert_eq!(got, want, "{name} {p}x{k}x{n} int32");
             }
         }
     }

@@ -71,6 +71,111 @@ pub fn pointwise_gelu_sumsq_f32_scalar(
     crate::ops::grn::sumsq_f32_scalar(&out[..pixels * n], pixels, n, &mut sumsq[..n]);
 }
 
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86;
+
+/// The [`x86::Gemm`] of a pointwise conv over packed panels, after checking every slice covers
+/// what the tiles read and write.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+fn packed_gemm(
+    input: &[f32],
+    pixels: usize,
+    k: usize,
+    weight: &[f32],
+    bias: &[f32],
+    n: usize,
+    out: &mut [f32],
+) -> x86::Gemm {
+    assert!(
+        input.len() >= pixels * k
+            && weight.len() >= packed_len(n, k)
+            && bias.len() >= n
+            && out.len() >= pixels * n
+    );
+    x86::Gemm {
+        a: input.as_ptr(),
+        a_row: k,
+        seg_len: k,
+        segs: 1,
+        seg_stride: 0,
+        b: weight.as_ptr(),
+        b_panel: k * PANEL,
+        b_row: PANEL,
+        bias: bias.as_ptr(),
+        out: out.as_mut_ptr(),
+        out_row: n,
+        rows: pixels,
+        n,
+    }
+}
+
+/// Defines the safe x86 entry points of one ISA: plain/accumulating GEMM and the fc1 fusion.
+#[cfg(target_arch = "x86_64")]
+macro_rules! x86_pointwise {
+    ($isa:literal, $has:ident, $gemm:ident, $pw:ident, $fused:ident) => {
+        #[doc = concat!("[`pointwise_f32_scalar`] on ", $isa, " (see [`x86`]); within f32 rounding (FMA) of it.")]
+        #[doc = concat!("Panics if the CPU lacks ", $isa, " or a slice is too short.")]
+        #[allow(clippy::too_many_arguments)]
+        pub fn $pw(
+            input: &[f32],
+            pixels: usize,
+            k: usize,
+            weight: &[f32],
+            bias: &[f32],
+            n: usize,
+            out: &mut [f32],
+            accumulate: bool,
+        ) {
+            assert!(crate::cpu::X86Features::get().$has, concat!($isa, " not available"));
+            let g = packed_gemm(input, pixels, k, weight, bias, n, out);
+            // SAFETY: the CPU has the ISA (asserted); `packed_gemm` checked every range.
+            unsafe {
+                if accumulate {
+                    x86::$gemm::<{ x86::EPI_ACCUMULATE }>(&g, core::ptr::null_mut())
+                } else {
+                    x86::$gemm::<{ x86::EPI_STORE }>(&g, core::ptr::null_mut())
+                }
+            }
+        }
+
+        #[doc = concat!("[`pointwise_gelu_sumsq_f32_scalar`] on ", $isa, ": GELU and the sum of squares in the GEMM's epilogue.")]
+        #[allow(clippy::too_many_arguments)]
+        pub fn $fused(
+            input: &[f32],
+            pixels: usize,
+            k: usize,
+            weight: &[f32],
+            bias: &[f32],
+            n: usize,
+            out: &mut [f32],
+            sumsq: &mut [f32],
+        ) {
+            assert!(crate::cpu::X86Features::get().$has, concat!($isa, " not available"));
+            assert!(sumsq.len() >= n);
+            let g = packed_gemm(input, pixels, k, weight, bias, n, out);
+            // SAFETY: as above; `sumsq` has `n` values.
+            unsafe { x86::$gemm::<{ x86::EPI_GELU_SUMSQ }>(&g, sumsq.as_mut_ptr()) }
+        }
+    };
+}
+#[cfg(target_arch = "x86_64")]
+x86_pointwise!(
+    "AVX2+FMA",
+    avx2,
+    gemm_avx2,
+    pointwise_f32_avx2,
+    pointwise_gelu_sumsq_f32_avx2
+);
+#[cfg(target_arch = "x86_64")]
+x86_pointwise!(
+    "AVX-512",
+    avx512,
+    gemm_avx512,
+    pointwise_f32_avx512,
+    pointwise_gelu_sumsq_f32_avx512
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -472,6 +577,107 @@ mod neon_tests {
                     .map(|(a, b)| (a - b).abs() / scale)
                     .fold(0.0, f32::max);
                 assert!(err <= 1e-6, "{p}x{k}x{n} acc={accumulate}: {err}");
+            }
+        }
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod x86_tests {
+    use super::*;
+    use crate::cpu::X86Features;
+    use crate::ops::testutil::*;
+    use std::vec;
+
+    type Pw = fn(&[f32], usize, usize, &[f32], &[f32], usize, &mut [f32], bool);
+    type Fused = fn(&[f32], usize, usize, &[f32], &[f32], usize, &mut [f32], &mut [f32]);
+
+    /// Every x86 set this CPU has, by name.
+    fn sets() -> std::vec::Vec<(&'static str, Pw, Fused)> {
+        let f = X86Features::get();
+        let mut v = std::vec::Vec::new();
+        if f.avx2 {
+            v.push((
+                "avx2",
+                pointwise_f32_avx2 as Pw,
+                pointwise_gelu_sumsq_f32_avx2 as Fused,
+            ));
+        }
+        if f.avx512 {
+            v.push((
+                "avx512",
+                pointwise_f32_avx512 as Pw,
+                pointwise_gelu_sumsq_f32_avx512 as Fused,
+            ));
+        }
+        std::println!(
+            "pointwise x86 sets run: {:?}",
+            v.iter().map(|s| s.0).collect::<std::vec::Vec<_>>()
+        );
+        v
+    }
+
+    fn shapes(rng: &mut Rng) -> std::vec::Vec<(usize, usize, usize)> {
+        let mut shapes = vec![
+            (1, 1, 1),
+            (7, 3, 5),
+            (8, 40, 160),
+            (49, 1280, 320),
+            (13, 160, 40),
+            (1, 320, 1000),
+            (3136, 40, 160),
+            (9, 17, 24),
+            (11, 5, 40),
+        ];
+        for _ in 0..40 {
+            shapes.push((
+                1 + rng.next_u64() as usize % 40,
+                1 + rng.next_u64() as usize % 70,
+                1 + rng.next_u64() as usize % 70,
+            ));
+        }
+        shapes
+    }
+
+    #[test]
+    fn x86_matches_reference_on_random_shapes() {
+        let mut rng = Rng::new(140);
+        for (name, pw, fused) in sets() {
+            for (p, k, n) in shapes(&mut rng) {
+                let x = rng.vec(p * k, 1.0);
+                let w = rng.vec(n * k, 1.0);
+                let b = rng.vec(n, 1.0);
+                let mut wp = vec![0.0; packed_len(n, k)];
+                pack_panels8(&w, n, k, &mut wp);
+                let prev = rng.vec(p * n + 3, 1.0);
+                // Relative to the magnitude of the dot product's terms (sqrt(k) for unit data).
+                let scale = (k as f32).sqrt().max(1.0);
+                for accumulate in [false, true] {
+                    let (mut want, mut got) = (prev.clone(), prev.clone());
+                    pointwise_f32_scalar(&x, p, k, &wp, &b, n, &mut want, accumulate);
+                    pw(&x, p, k, &wp, &b, n, &mut got, accumulate);
+                    let err = got
+                        .iter()
+                        .zip(&want)
+                        .map(|(a, b)| (a - b).abs() / scale)
+                        .fold(0.0, f32::max);
+                    assert!(err <= 1e-6, "{name} {p}x{k}x{n} acc={accumulate}: {err}");
+                    // Nothing written past the output.
+                    assert_eq!(got[p * n..], prev[p * n..], "{name} {p}x{k}x{n}");
+                }
+                let (mut want, mut got) = (vec![0.0; p * n], vec![0.0; p * n]);
+                let (mut s_want, mut s_got) = (vec![0.5; n + 1], vec![0.5; n + 1]);
+                pointwise_gelu_sumsq_f32_scalar(&x, p, k, &wp, &b, n, &mut want, &mut s_want);
+                fused(&x, p, k, &wp, &b, n, &mut got, &mut s_got);
+                assert!(
+                    max_rel_err(&got, &want) <= 2e-6 * scale,
+                    "{name} {p}x{k}x{n} fused"
+                );
+                assert!(
+                    max_rel_err(&s_got, &s_want) <= 1e-5 * scale,
+                    "{name} {p}x{k}x{n} sumsq"
+                );
+                assert_eq!(s_got[n], 0.5);
             }
         }
     }

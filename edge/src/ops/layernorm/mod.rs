@@ -22,6 +22,11 @@ pub fn layernorm_f32_scalar(
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod x86;
+#[cfg(target_arch = "x86_64")]
+pub use x86::layernorm_f32_avx2;
+
 #[cfg(test)]
 mod tests {
     use super::*;

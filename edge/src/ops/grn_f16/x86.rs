@@ -1,0 +1,181 @@
+//! x86-64 GRN in fp16 (AVX2 + F16C), bit-identical to [`super::grn_f16_scalar`]: 8 channels per
+//! step; every fp16 rounding of the specification is a `vcvtps2ph` (round to nearest even) and
+//! `vcvtph2ps` pair on f32 values, exactly as the reference rounds through `half`; the sum of
+//! squares in f32 lanes, pixels in order (`x²` of an fp16 value is exact in f32, so the FMA
+//! equals the reference's multiply-then-add); the final `rint` is `vcvtps2dq` in the default
+//! round-to-nearest-even mode, with NaN sent to 0 and infinities clamped first as Rust's
+//! saturating `as` does. Channels past the last multiple of 8 take the reference's steps.
+
+use super::{apply, dequant, grn_f16_stats, quant, GrnF16Quant};
+use crate::cpu::X86Features;
+use core::arch::x86_64::*;
+use half::f16;
+
+/// [`super::grn_f16_scalar`] on AVX2+F16C. Panics if the CPU lacks it or a slice is short.
+#[allow(clippy::too_many_arguments)]
+pub fn grn_f16_avx2(
+    input: &[i8],
+    pixels: usize,
+    c: usize,
+    gamma: &[f16],
+    beta: &[f16],
+    eps: f32,
+    qp: &GrnF16Quant,
+    out: &mut [i8],
+    scratch: &mut [f32],
+) {
+    assert!(X86Features::get().avx2, "AVX2+F16C not available");
+    assert!(
+        input.len() >= pixels * c
+            && out.len() >= pixels * c
+            && gamma.len() >= c
+            && beta.len() >= c
+            && scratch.len() >= c
+    );
+    let ss = &mut scratch[..c];
+    ss.fill(0.0);
+    // SAFETY: the CPU has AVX2+FMA+F16C (asserted); lengths asserted above.
+    unsafe { sum_squares(input, pixels, c, qp, ss) };
+    grn_f16_stats(ss, eps);
+    // SAFETY: as above.
+    unsafe { apply_quant(input, pixels, c, gamma, beta, qp, out, ss) };
+}
+
+/// f32 → fp16 → f32 (round to nearest even).
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn r16(v: __m256) -> __m256 {
+    _mm256_cvtph_ps(_mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v))
+}
+
+/// Step 1 on 8 codes at `p`.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn dequant8(p: *const i8, zin: __m256i, sin: __m256) -> __m256 {
+    // SAFETY: the caller guarantees 8 readable bytes.
+    let q = unsafe { _mm_loadl_epi64(p.cast()) };
+    let v = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepi8_epi32(q), zin));
+    r16(_mm256_mul_ps(v, sin))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn sum_squares(input: &[i8], pixels: usize, c: usize, qp: &GrnF16Quant, ss: &mut [f32]) {
+    let c8 = c / 8 * 8;
+    let (zin, sin) = (_mm256_set1_epi32(qp.in_zero), _mm256_set1_ps(qp.in_scale));
+    for j in (0..c8).step_by(8) {
+        let mut s = _mm256_setzero_ps();
+        for p in 0..pixels {
+            // SAFETY: channels j..j+8 ≤ c of pixel p < pixels.
+            let x = unsafe { dequant8(input.as_ptr().add(p * c + j), zin, sin) };
+            s = _mm256_fmadd_ps(x, x, s);
+        }
+        // SAFETY: `ss` has c ≥ j + 8 values.
+        unsafe { _mm256_storeu_ps(ss.as_mut_ptr().add(j), s) };
+    }
+    for p in 0..pixels {
+        for j in c8..c {
+            let x = dequant(input[p * c + j], qp).to_f32();
+            ss[j] += x * x;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn apply_quant(
+    input: &[i8],
+    pixels: usize,
+    c: usize,
+    gamma: &[f16],
+    beta: &[f16],
+    qp: &GrnF16Quant,
+    out: &mut [i8],
+    nx: &[f32],
+) {
+    let c8 = c / 8 * 8;
+    let (zin, sin) = (_mm256_set1_epi32(qp.in_zero), _mm256_set1_ps(qp.in_scale));
+    let rout = _mm256_set1_ps(qp.out_inv_scale);
+    let zout = _mm256_set1_epi32(qp.out_zero);
+    let big = _mm256_set1_ps(1024.0);
+    for p in 0..pixels {
+        for j in (0..c8).step_by(8) {
+            // SAFETY: channels j..j+8 ≤ c of pixel p, of `gamma`, `beta` and `nx`.
+            unsafe {
+                let x = dequant8(input.as_ptr().add(p * c + j), zin, sin);
+                let g = _mm256_cvtph_ps(_mm_loadu_si128(gamma.as_ptr().add(j).cast()));
+                let b = _mm256_cvtph_ps(_mm_loadu_si128(beta.as_ptr().add(j).cast()));
+                let n = _mm256_loadu_ps(nx.as_ptr().add(j));
+                // Step 4: ((γ·(x·nx)) + β) + x, each rounded to fp16.
+                let y = r16(_mm256_mul_ps(g, r16(_mm256_mul_ps(x, n))));
+                let y = r16(_mm256_add_ps(r16(_mm256_add_ps(y, b)), x));
+                // Step 5.
+                let v = r16(_mm256_mul_ps(y, rout));
+                let nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v);
+                let v = _mm256_blendv_ps(v, _mm256_setzero_ps(), nan);
+                let v = _mm256_min_ps(
+                    _mm256_max_ps(v, _mm256_sub_ps(_mm256_setzero_ps(), big)),
+                    big,
+                );
+                let r = _mm256_add_epi32(_mm256_cvtps_epi32(v), zout);
+                let w = _mm256_packs_epi32(r, r);
+                let bytes = _mm256_packs_epi16(w, w);
+                let bytes =
+                    _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4));
+                _mm_storel_epi64(
+                    out.as_mut_ptr().add(p * c + j).cast(),
+                    _mm256_castsi256_si128(bytes),
+                );
+            }
+        }
+        for j in c8..c {
+            let x = dequant(input[p * c + j], qp);
+            out[p * c + j] = quant(apply(x, nx[j], gamma[j], beta[j]), qp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::grn_f16::grn_f16_scalar;
+    use crate::ops::grn_f16::tests::case;
+    use crate::ops::testutil::*;
+    use std::vec;
+
+    #[test]
+    fn avx2_bit_identical_to_reference() {
+        if !X86Features::get().avx2 {
+            std::println!("grn_f16 avx2: not on this CPU, skipped");
+            return;
+        }
+        let mut rng = Rng::new(93);
+        // Including large scales, where γ·(x·nx) overflows fp16 to ±∞ and saturates.
+        for (p, c, s) in [
+            (1, 1, 0.05),
+            (49, 40, 0.05),
+            (3136, 16, 0.2),
+            (9, 13, 0.2),
+            (7, 1280, 0.1),
+            (5, 27, 30.0),
+            (4, 8, 200.0),
+        ] {
+            let mut t = case(&mut rng, p, c, s);
+            if s > 10.0 {
+                t.gamma
+                    .iter_mut()
+                    .for_each(|g| *g = f16::from_f32(g.to_f32() * 3000.0));
+            }
+            let (mut want, mut got) = (vec![0i8; p * c + 1], vec![5i8; p * c + 1]);
+            want[p * c] = 5;
+            let (mut s1, mut s2) = (vec![0f32; 3 * c], vec![0f32; 3 * c]);
+            grn_f16_scalar(
+                &t.q, p, c, &t.gamma, &t.beta, 1e-6, &t.qp, &mut want, &mut s1,
+            );
+            grn_f16_avx2(
+                &t.q, p, c, &t.gamma, &t.beta, 1e-6, &t.qp, &mut got, &mut s2,
+            );
+            assert_eq!(got, want, "{p}x{c} scale {s}");
+        }
+        std::println!("grn_f16 avx2: ran");
+    }
+}

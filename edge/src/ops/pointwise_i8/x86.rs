@@ -1,0 +1,361 @@
+//! x86-64 int8 GEMMs over the "c4"-packed weights (`[N/8][K/4][8 outputs][4 k]`, see the
+//! module above), bit-identical to [`super::pointwise_i8_scalar`] and
+//! [`super::pointwise_i8_acc_scalar`]: integer sums do not depend on order, and the
+//! requantization below is the scalar one's exact vector form.
+//!
+//! - VNNI (`vpdpbusd`, AVX-512 VNNI on 256-bit registers): u8 × s8 → i32, four products per
+//!   lane. Activations are shifted to u8 by flipping their sign bit (`x + 128`); the shift's
+//!   contribution `128·Σ_k W[j][k]` is taken off the bias once per panel. One packed group of
+//!   a panel (8 outputs × 4 k, 32 bytes) is exactly one `ymm` operand. Tiles: 8 pixels × 16
+//!   outputs.
+//! - AVX2 (no VNNI): weights and inputs sign-extended to i16 and multiplied with `vpmaddwd`
+//!   (pairs of i8·i8 products summed in i32: at most 2·128² = 32768, so nothing saturates,
+//!   unlike `vpmaddubsw`); the two partial sums per output are added with `vphaddd` at the end.
+//!   Tiles: 4 pixels × 8 outputs.
+
+use super::{GROUP, KR, NR};
+use crate::ops::requant::Requant;
+use core::arch::x86_64::*;
+
+/// Epilogue: int32 accumulators out (fc2's, for the residual add).
+pub(crate) const EPI_I32: u8 = 0;
+/// Epilogue: requantize to int8.
+pub(crate) const EPI_REQUANT: u8 = 1;
+
+/// One int8 GEMM described by pointers (the safe wrappers check the lengths).
+pub(crate) struct GemmI8 {
+    /// `rows × k` inputs, row-major.
+    pub a: *const i8,
+    pub k: usize,
+    /// Packed weights, `packed_len(n, k)` bytes.
+    pub b: *const i8,
+    pub bias: *const i32,
+    pub rows: usize,
+    pub n: usize,
+    /// `EPI_I32`: `*mut i32`; `EPI_REQUANT`: `*mut i8`; `rows × n`.
+    pub out: *mut u8,
+    /// `n` records (`EPI_REQUANT`).
+    pub rq: *const Requant,
+    pub zero_point: i32,
+}
+
+/// Per-channel requantization parameters of one panel, as lanes.
+#[derive(Clone, Copy)]
+struct RequantLanes {
+    mult: __m256i,
+    pre: __m256i,
+    post: __m256i,
+    /// `max(post − 1, 0)`.
+    post_m1: __m256i,
+    /// 1 where `post > 0`, else 0.
+    post_nz: __m256i,
+}
+
+impl RequantLanes {
+    /// Lanes `[0, valid)` from `rq`; the rest get [`Requant::HALF`] (never stored).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn load(rq: *const Requant, valid: usize) -> RequantLanes {
+        let mut a = [[0i32; NR]; 5];
+        for l in 0..NR {
+            // SAFETY: the caller guarantees `valid` records.
+            let r = if l < valid {
+                unsafe { *rq.add(l) }
+            } else {
+                Requant::HALF
+            };
+            a[0][l] = r.multiplier;
+            a[1][l] = r.pre_shift as i32;
+            a[2][l] = r.post_shift as i32;
+            a[3][l] = (r.post_shift as i32 - 1).max(0);
+            a[4][l] = (r.post_shift > 0) as i32;
+        }
+        // SAFETY: each row holds 8 i32.
+        let ld = |v: &[i32; NR]| unsafe { _mm256_loadu_si256(v.as_ptr().cast()) };
+        RequantLanes {
+            mult: ld(&a[0]),
+            pre: ld(&a[1]),
+            post: ld(&a[2]),
+            post_m1: ld(&a[3]),
+            post_nz: ld(&a[4]),
+        }
+    }
+}
+
+/// [`crate::ops::requant::requantize_scalar`] on 8 lanes, bit for bit:
+/// 1. `sat32(acc << pre)`: shift, and saturate the lanes where shifting back differs;
+/// 2. `(x·M + 2^30) >> 31` in 64-bit products (even and odd lanes separately);
+/// 3. the rounding shift `(x + 2^(post−1)) >> post` as `(x >> post) + bit_{post−1}(x)` (equal
+///    for arithmetic shifts, and free of the addition's overflow);
+/// 4. `+ zero_point`, saturated to int8. Returns the 8 codes in the low 8 bytes.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn requant8(acc: __m256i, r: &RequantLanes, zp: __m256i) -> __m128i {
+    let shifted = _mm256_sllv_epi32(acc, r.pre);
+    let back = _mm256_srav_epi32(shifted, r.pre);
+    let overflow = _mm256_xor_si256(_mm256_cmpeq_epi32(back, acc), _mm256_set1_epi32(-1));
+    let sat = _mm256_xor_si256(_mm256_srai_epi32::<31>(acc), _mm256_set1_epi32(i32::MAX));
+    let x = _mm256_blendv_epi8(shifted, sat, overflow);
+    let half = _mm256_set1_epi64x(1 << 30);
+    let even = _mm256_add_epi64(_mm256_mul_epi32(x, r.mult), half);
+    let odd = _mm256_add_epi64(
+        _mm256_mul_epi32(_mm256_srli_epi64::<32>(x), _mm256_srli_epi64::<32>(r.mult)),
+        half,
+    );
+    // Bits 31..62 of each product: low dword of `even >> 31`, high dword of `odd << 1`.
+    let x = _mm256_blend_epi32::<0b1010_1010>(
+        _mm256_srli_epi64::<31>(even),
+        _mm256_slli_epi64::<1>(odd),
+    );
+    let round = _mm256_and_si256(_mm256_srav_epi32(x, r.post_m1), r.post_nz);
+    let x = _mm256_add_epi32(_mm256_srav_epi32(x, r.post), round);
+    // |x| ≤ 2^16 before adding the zero point changes no int8 result.
+    let x = _mm256_min_epi32(
+        _mm256_max_epi32(x, _mm256_set1_epi32(-65536)),
+        _mm256_set1_epi32(65536),
+    );
+    let y = _mm256_add_epi32(x, zp);
+    let w = _mm256_packs_epi32(y, y); // [y0..3 y0..3 | y4..7 y4..7] as i16
+    let b = _mm256_packs_epi16(w, w); // bytes: y0..3 ×4 | y4..7 ×4
+    let b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4));
+    _mm256_castsi256_si128(b)
+}
+
+/// Writes one row's 8 accumulators of panel `j` (`valid` lanes).
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn emit<const EPI: u8>(
+    g: &GemmI8,
+    row: usize,
+    j: usize,
+    valid: usize,
+    acc: __m256i,
+    rq: &RequantLanes,
+    zp: __m256i,
+) {
+    let at = row * g.n + j * NR;
+    // SAFETY: row < rows, lanes j·8..j·8+valid ≤ n of the output (the caller's contract).
+    unsafe {
+        if EPI == EPI_I32 {
+            let o = g.out.cast::<i32>().add(at);
+            if valid == NR {
+                _mm256_storeu_si256(o.cast(), acc);
+            } else {
+                let mut t = [0i32; NR];
+                _mm256_storeu_si256(t.as_mut_ptr().cast(), acc);
+                core::ptr::copy_nonoverlapping(t.as_ptr(), o, valid);
+            }
+        } else {
+            let codes = requant8(acc, rq, zp);
+            let o = g.out.cast::<i8>().add(at);
+            if valid == NR {
+                _mm_storel_epi64(o.cast(), codes);
+            } else {
+                let mut t = [0i8; 16];
+                _mm_storeu_si128(t.as_mut_ptr().cast(), codes);
+                core::ptr::copy_nonoverlapping(t.as_ptr(), o, valid);
+            }
+        }
+    }
+}
+
+/// The 4 inputs of group `gi` of row `row` as one i32 (zero past `k`).
+#[inline(always)]
+unsafe fn group_bytes(g: &GemmI8, row: usize, gi: usize) -> i32 {
+    let base = row * g.k + gi * KR;
+    // SAFETY: row < rows; a full group lies inside the row; a partial one is read bytewise.
+    unsafe {
+        if gi * KR + KR <= g.k {
+            core::ptr::read_unaligned(g.a.add(base).cast::<i32>())
+        } else {
+            let mut b = [0i8; KR];
+            for (i, v) in b.iter_mut().enumerate().take(g.k - gi * KR) {
+                *v = *g.a.add(base + i);
+            }
+            i32::from_le_bytes(b.map(|v| v as u8))
+        }
+    }
+}
+
+/// The VNNI GEMM (see the module docs).
+///
+/// # Safety
+/// The CPU has AVX-512 F/VL and VNNI; the ranges `g` describes are valid.
+#[target_feature(enable = "avx512f,avx512vl,avx512vnni,avx2")]
+pub(crate) unsafe fn gemm_vnni<const EPI: u8>(g: &GemmI8) {
+    let panels = g.n.div_ceil(NR);
+    let groups = g.k.div_ceil(KR);
+    let zp = _mm256_set1_epi32(g.zero_point.clamp(-65536, 65536));
+    let mut j = 0;
+    while j < panels {
+        let np = (panels - j).min(2);
+        // SAFETY: panels j..j+np, all rows: inside `g` (the caller's contract).
+        unsafe {
+            let mut init = [_mm256_setzero_si256(); 2];
+            let mut rq = [RequantLanes::load(&Requant::HALF, 0); 2];
+            for i in 0..np {
+                let valid = (g.n - (j + i) * NR).min(NR);
+                let pb = g.b.add((j + i) * groups * GROUP);
+                // Σ_k W[j][k] per lane: the packed group times bytes of 1.
+                let mut colsum = _mm256_setzero_si256();
+                for gi in 0..groups {
+                    let w = _mm256_loadu_si256(pb.add(gi * GROUP).cast());
+                    colsum = _mm256_dpbusd_epi32(colsum, _mm256_set1_epi8(1), w);
+                }
+                let mut b = [0i32; NR];
+                core::ptr::copy_nonoverlapping(g.bias.add((j + i) * NR), b.as_mut_ptr(), valid);
+                let b = _mm256_loadu_si256(b.as_ptr().cast());
+                init[i] = _mm256_sub_epi32(b, _mm256_slli_epi32::<7>(colsum));
+                if EPI == EPI_REQUANT {
+                    rq[i] = RequantLanes::load(g.rq.add((j + i) * NR), valid);
+                }
+            }
+            let mut r = 0;
+            while r < g.rows {
+                let mr = match g.rows - r {
+                    8.. => 8,
+                    4..=7 => 4,
+                    m => m.min(2),
+                };
+                match (mr, np) {
+                    (8, 2) => tile_vnni::<8, 2, EPI>(g, r, j, &init, &rq, zp),
+                    (8, _) => tile_vnni::<8, 1, EPI>(g, r, j, &init, &rq, zp),
+                    (4, 2) => tile_vnni::<4, 2, EPI>(g, r, j, &init, &rq, zp),
+                    (4, _) => tile_vnni::<4, 1, EPI>(g, r, j, &init, &rq, zp),
+                    (2, 2) => tile_vnni::<2, 2, EPI>(g, r, j, &init, &rq, zp),
+                    (2, _) => tile_vnni::<2, 1, EPI>(g, r, j, &init, &rq, zp),
+                    (_, 2) => tile_vnni::<1, 2, EPI>(g, r, j, &init, &rq, zp),
+                    _ => tile_vnni::<1, 1, EPI>(g, r, j, &init, &rq, zp),
+                }
+                r += mr;
+            }
+        }
+        j += np;
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx512vl,avx512vnni,avx2")]
+unsafe fn tile_vnni<const MR: usize, const NP: usize, const EPI: u8>(
+    g: &GemmI8,
+    r0: usize,
+    j0: usize,
+    init: &[__m256i; 2],
+    rq: &[RequantLanes; 2],
+    zp: __m256i,
+) {
+    let groups = g.k.div_ceil(KR);
+    let full = g.k / KR;
+    let flip = _mm256_set1_epi8(-128);
+    let mut acc: [[__m256i; NP]; MR] = [core::array::from_fn(|i| init[i]); MR];
+    // SAFETY: rows r0..r0+MR, panels j0..j0+NP are inside `g` (the caller's contract).
+    unsafe {
+        let pb: [*const i8; NP] = core::array::from_fn(|i| g.b.add((j0 + i) * groups * GROUP));
+        let ar: [*const i8; MR] = core::array::from_fn(|r| g.a.add((r0 + r) * g.k));
+        for gi in 0..full {
+            let w: [__m256i; NP] =
+                core::array::from_fn(|i| _mm256_loadu_si256(pb[i].add(gi * GROUP).cast()));
+            for r in 0..MR {
+                let x4 = core::ptr::read_unaligned(ar[r].add(gi * KR).cast::<i32>());
+                let x = _mm256_xor_si256(_mm256_set1_epi32(x4), flip);
+                for i in 0..NP {
+                    acc[r][i] = _mm256_dpbusd_epi32(acc[r][i], x, w[i]);
+                }
+            }
+        }
+        if full < groups {
+            let w: [__m256i; NP] =
+                core::array::from_fn(|i| _mm256_loadu_si256(pb[i].add(full * GROUP).cast()));
+            for r in 0..MR {
+                // Bytes past k meet zero weights: any value is fine once shifted.
+                let x = _mm256_xor_si256(_mm256_set1_epi32(group_bytes(g, r0 + r, full)), flip);
+                for i in 0..NP {
+                    acc[r][i] = _mm256_dpbusd_epi32(acc[r][i], x, w[i]);
+                }
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            for i in 0..NP {
+                let valid = (g.n - (j0 + i) * NR).min(NR);
+                emit::<EPI>(g, r0 + r, j0 + i, valid, row[i], &rq[i], zp);
+            }
+        }
+    }
+}
+
+/// The AVX2 GEMM without VNNI (see the module docs).
+///
+/// # Safety
+/// The CPU has AVX2; the ranges `g` describes are valid.
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn gemm_avx2<const EPI: u8>(g: &GemmI8) {
+    let panels = g.n.div_ceil(NR);
+    let groups = g.k.div_ceil(KR);
+    let zp = _mm256_set1_epi32(g.zero_point.clamp(-65536, 65536));
+    for j in 0..panels {
+        let valid = (g.n - j * NR).min(NR);
+        // SAFETY: panel j, all rows: inside `g` (the caller's contract).
+        unsafe {
+            let mut b = [0i32; NR];
+            core::ptr::copy_nonoverlapping(g.bias.add(j * NR), b.as_mut_ptr(), valid);
+            let init = _mm256_loadu_si256(b.as_ptr().cast());
+            let rq = if EPI == EPI_REQUANT {
+                RequantLanes::load(g.rq.add(j * NR), valid)
+            } else {
+                RequantLanes::load(&Requant::HALF, 0)
+            };
+            let pb = g.b.add(j * groups * GROUP);
+            let mut r = 0;
+            while r < g.rows {
+                let mr = match g.rows - r {
+                    4.. => 4,
+                    m => m.min(2),
+                };
+                match mr {
+                    4 => tile_avx2::<4, EPI>(g, r, j, pb, init, &rq, zp),
+                    2 => tile_avx2::<2, EPI>(g, r, j, pb, init, &rq, zp),
+                    _ => tile_avx2::<1, EPI>(g, r, j, pb, init, &rq, zp),
+                }
+                r += mr;
+            }
+        }
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn tile_avx2<const MR: usize, const EPI: u8>(
+    g: &GemmI8,
+    r0: usize,
+    j: usize,
+    pb: *const i8,
+    init: __m256i,
+    rq: &RequantLanes,
+    zp: __m256i,
+) {
+    let groups = g.k.div_ceil(KR);
+    // Pair sums per output: lanes 2o, 2o+1 of `lo` (outputs 0..4) and `hi` (outputs 4..8).
+    let mut lo = [_mm256_setzero_si256(); MR];
+    let mut hi = [_mm256_setzero_si256(); MR];
+    // SAFETY: rows r0..r0+MR and panel j are inside `g` (the caller's contract).
+    unsafe {
+        for gi in 0..groups {
+            let w = _mm256_loadu_si256(pb.add(gi * GROUP).cast());
+            let wl = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(w));
+            let wh = _mm256_cvtepi8_epi16(_mm256_extracti128_si256::<1>(w));
+            for r in 0..MR {
+                // [x0 x1 x2 x3] repeated, as i16.
+                let x = _mm256_cvtepi8_epi16(_mm_set1_epi32(group_bytes(g, r0 + r, gi)));
+                lo[r] = _mm256_add_epi32(lo[r], _mm256_madd_epi16(wl, x));
+                hi[r] = _mm256_add_epi32(hi[r], _mm256_madd_epi16(wh, x));
+            }
+        }
+        let order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
+        let valid = (g.n - j * NR).min(NR);
+        for r in 0..MR {
+            // hadd: [o0 o1 o4 o5 | o2 o3 o6 o7] → permuted to o0..o7.
+            let s = _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(lo[r], hi[r]), order);
+            emit::<EPI>(g, r0 + r, j, valid, _mm256_add_epi32(init, s), rq, zp);
+        }
+    }
+}
