@@ -188,9 +188,9 @@ pub(crate) const NEON_I8: KernelSetI8 = KernelSetI8 {
 #[cfg(target_arch = "x86_64")]
 pub(crate) const AVX2_I8: KernelSetI8 = KernelSetI8 {
     name: "avx2",
-    patch_conv: patch_conv_i8::patch_conv_i8_scalar_slot,
-    dwconv7x7: dwconv7x7_i8::dwconv7x7_i8_scalar,
-    layernorm: layernorm_i8::layernorm_i32_i8_scalar,
+    patch_conv: patch_conv_i8::patch_conv_i8_avx2,
+    dwconv7x7: dwconv7x7_i8::dwconv7x7_i8_avx2,
+    layernorm: layernorm_i8::layernorm_i32_i8_avx2,
     pointwise: pointwise_i8::pointwise_i8_avx2,
     pointwise_acc: pointwise_i8::pointwise_i8_acc_avx2,
     gelu: gelu_i8::gelu_i8_scalar,
@@ -205,6 +205,7 @@ pub(crate) const AVX2_I8: KernelSetI8 = KernelSetI8 {
 #[cfg(target_arch = "x86_64")]
 pub(crate) const AVX512_VNNI_I8: KernelSetI8 = KernelSetI8 {
     name: "avx512+vnni",
+    patch_conv: patch_conv_i8::patch_conv_i8_avx512vnni,
     pointwise: pointwise_i8::pointwise_i8_avx512vnni,
     pointwise_acc: pointwise_i8::pointwise_i8_acc_avx512vnni,
     ..AVX2_I8

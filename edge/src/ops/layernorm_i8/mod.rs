@@ -82,6 +82,11 @@ pub fn widen_i8_i32_scalar(x: &[i8], zero: i32, out: &mut [i32]) {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod x86;
+#[cfg(target_arch = "x86_64")]
+pub use x86::layernorm_i32_i8_avx2;
+
 #[cfg(test)]
 mod tests {
     use super::*;

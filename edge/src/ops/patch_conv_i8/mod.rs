@@ -63,6 +63,11 @@ pub fn patch_conv_i8_scalar_slot(
     patch_conv_i8_scalar(input, h, w, cin, k, weight, bias, cout, out)
 }
 
+#[cfg(target_arch = "x86_64")]
+mod x86;
+#[cfg(target_arch = "x86_64")]
+pub use x86::{patch_conv_i8_avx2, patch_conv_i8_avx512vnni};
+
 #[cfg(test)]
 mod tests {
     use super::*;
