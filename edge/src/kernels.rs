@@ -261,6 +261,19 @@ impl Kernels {
         }
     }
 
+    /// Every explicit set, reference first (`Auto` resolves to one of them).
+    pub const ALL: [Kernels; 4] = [Kernels::Scalar, Kernels::Neon, Kernels::Avx2, Kernels::Avx512];
+
+    /// Whether this CPU (and OS) can run the set.
+    pub fn is_available(self) -> bool {
+        self.resolve().is_ok()
+    }
+
+    /// The sets this CPU can run, reference first: what tests and benchmarks iterate over.
+    pub fn available() -> impl Iterator<Item = Kernels> {
+        Kernels::ALL.into_iter().filter(|k| k.is_available())
+    }
+
     /// The set's name as `edge-bench --kernels` spells it.
     pub fn name(self) -> &'static str {
         match self {

@@ -8,13 +8,19 @@ use edge::{BlockOp, Input, Kernels, Model, Observer, Tap};
 
 const TOL: f32 = 1e-4;
 
-/// The kernel sets checked end to end: on the host the scalar reference (and `Auto`, the same
-/// set there); on aarch64 NEON only, since emulation is slow and every NEON kernel is already
-/// checked against the scalar reference on random shapes by its op module's tests.
-#[cfg(not(target_arch = "aarch64"))]
-const KERNELS: &[Kernels] = &[Kernels::Scalar, Kernels::Auto];
-#[cfg(target_arch = "aarch64")]
-const KERNELS: &[Kernels] = &[Kernels::Neon];
+/// The kernel sets checked end to end: on the host every set this CPU has (scalar, and on x86-64
+/// AVX2 and AVX-512 where present); on aarch64 NEON only, since emulation is slow and every NEON
+/// kernel is already checked against the scalar reference on random shapes by its op module's
+/// tests.
+fn kernel_sets() -> Vec<Kernels> {
+    let sets: Vec<Kernels> = if cfg!(target_arch = "aarch64") {
+        vec![Kernels::Neon]
+    } else {
+        Kernels::available().collect()
+    };
+    println!("kernel sets checked: {:?}", sets.iter().map(|k| k.name()).collect::<Vec<_>>());
+    sets
+}
 
 fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -87,7 +93,7 @@ fn to_nchw(nhwc: &[f32], h: usize, w: usize, c: usize) -> Vec<f32> {
 fn atto_logits_match_timm_on_every_input() {
     let file = atto();
     let model = Model::parse(file.bytes()).unwrap();
-    for &k in KERNELS {
+    for k in kernel_sets() {
         for name in ["randn_s0", "randn_s1", "astronaut"] {
             let x = read_f32(&format!("atto/inputs/{name}.bin"));
             let got = run_logits(&model, Input::NchwF32(&x), k);
@@ -107,7 +113,7 @@ fn atto_u8_image_input_matches_timm() {
     let file = atto();
     let model = Model::parse(file.bytes()).unwrap();
     let img = std::fs::read(fixture("atto/inputs/astronaut_u8_hwc_224x224x3.bin")).unwrap();
-    for &k in KERNELS {
+    for k in kernel_sets() {
         let got = run_logits(&model, Input::HwcU8(&img), k);
         let err = max_abs(&got, &read_f32("atto/logits/astronaut.bin"));
         println!(
@@ -154,8 +160,8 @@ impl Observer for Taps {
 fn atto_activations_match_timm_at_every_tap() {
     let file = atto();
     let model = Model::parse(file.bytes()).unwrap();
-    for (&k, input) in KERNELS
-        .iter()
+    for (k, input) in kernel_sets()
+        .into_iter()
         .flat_map(|k| [(k, "randn_s0"), (k, "astronaut")])
     {
         let x = read_f32(&format!("atto/inputs/{input}.bin"));
@@ -183,7 +189,7 @@ fn femto_from_f16_timm_weights_matches_timm() {
     let file = convert("extra/femto_weights.safetensors", (224, 224));
     let model = Model::parse(file.bytes()).unwrap();
     assert_eq!(model.arch().name(), Some("femto"));
-    for &k in KERNELS {
+    for k in kernel_sets() {
         let got = run_logits(
             &model,
             Input::NchwF32(&read_f32("extra/femto_input.bin")),
@@ -212,7 +218,7 @@ fn custom_arch_non_square_input_matches_timm_with_both_naming_schemes() {
             (a.depths(), a.dims(), a.num_classes),
             (&[1, 1, 3, 1][..], &[16, 32, 48, 64][..], 7)
         );
-        for &k in KERNELS {
+        for k in kernel_sets() {
             let got = run_logits(&model, Input::NchwF32(&x), k);
             let err = max_abs(&got, &want);
             println!(
