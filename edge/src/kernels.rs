@@ -262,7 +262,12 @@ impl Kernels {
     }
 
     /// Every explicit set, reference first (`Auto` resolves to one of them).
-    pub const ALL: [Kernels; 4] = [Kernels::Scalar, Kernels::Neon, Kernels::Avx2, Kernels::Avx512];
+    pub const ALL: [Kernels; 4] = [
+        Kernels::Scalar,
+        Kernels::Neon,
+        Kernels::Avx2,
+        Kernels::Avx512,
+    ];
 
     /// Whether this CPU (and OS) can run the set.
     pub fn is_available(self) -> bool {

@@ -96,7 +96,9 @@ fn int8_kernel_sets_are_bit_identical_to_the_reference_on_atto() {
         let sets: Vec<Kernels> = if cfg!(target_arch = "aarch64") {
             vec![Kernels::Neon]
         } else {
-            Kernels::available().filter(|&k| k != Kernels::Scalar).collect()
+            Kernels::available()
+                .filter(|&k| k != Kernels::Scalar)
+                .collect()
         };
         for k in sets {
             let (got, codes) = run(&model, Input::HwcU8(&img), k);

@@ -18,7 +18,10 @@ fn kernel_sets() -> Vec<Kernels> {
     } else {
         Kernels::available().collect()
     };
-    println!("kernel sets checked: {:?}", sets.iter().map(|k| k.name()).collect::<Vec<_>>());
+    println!(
+        "kernel sets checked: {:?}",
+        sets.iter().map(|k| k.name()).collect::<Vec<_>>()
+    );
     sets
 }
 

@@ -6,7 +6,8 @@
 use crate::cpu::X86Features;
 use core::arch::x86_64::*;
 
-/// p's coefficients, highest power first.
+/// p's coefficients, highest power first (Eigen's, as published).
+#[allow(clippy::excessive_precision)]
 const P: [f32; 7] = [
     -2.726_142_3e-10,
     2.770_681_4e-8,
@@ -17,6 +18,7 @@ const P: [f32; 7] = [
     -1.609_603_3e-2,
 ];
 /// q's coefficients, highest power first.
+#[allow(clippy::excessive_precision)]
 const Q: [f32; 5] = [
     -1.456_607_2e-5,
     -2.133_740_6e-4,
@@ -129,7 +131,8 @@ mod tests {
         x.extend(rng.vec(1037, 6.0));
         let mut want = x.clone();
         gelu_f32_scalar(&mut want);
-        let sets: [(&str, bool, fn(&mut [f32])); 2] = [
+        type Gelu = fn(&mut [f32]);
+        let sets: [(&str, bool, Gelu); 2] = [
             ("avx2", f.avx2, gelu_f32_avx2),
             ("avx512", f.avx512, gelu_f32_avx512),
         ];

@@ -10,6 +10,9 @@
 //! Inputs are broadcast one value at a time (`vbroadcastss`, folded into the FMA's memory
 //! operand); results equal the scalar reference within f32 rounding (FMA, same order in `k`).
 
+// Register blocks are indexed by row and panel together; index loops say that best.
+#![allow(clippy::needless_range_loop)]
+
 use crate::format::PANEL;
 use core::arch::x86_64::*;
 

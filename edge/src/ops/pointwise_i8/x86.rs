@@ -13,6 +13,9 @@
 //!   unlike `vpmaddubsw`); the two partial sums per output are added with `vphaddd` at the end.
 //!   Tiles: 4 pixels × 8 outputs.
 
+// Register blocks are indexed by row and panel together; index loops say that best.
+#![allow(clippy::needless_range_loop)]
+
 use super::{GROUP, KR, NR};
 use crate::ops::requant::Requant;
 use core::arch::x86_64::*;
