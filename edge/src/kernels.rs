@@ -195,8 +195,8 @@ pub(crate) const AVX2_I8: KernelSetI8 = KernelSetI8 {
     pointwise_acc: pointwise_i8::pointwise_i8_acc_avx2,
     gelu: gelu_i8::gelu_i8_scalar,
     grn: grn_f16::grn_f16_avx2,
-    residual: residual_i8::residual_add_i8_scalar,
-    requant: requant::requantize_channels_scalar,
+    residual: residual_i8::residual_add_i8_avx2,
+    requant: requant::requantize_channels_avx2,
     quantize_input: input::quantize_nchw_f32_i8_scalar,
 };
 

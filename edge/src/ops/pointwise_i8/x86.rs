@@ -17,6 +17,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::{GROUP, KR, NR};
+use crate::ops::requant::x86::{requant8, RequantLanes};
 use crate::ops::requant::Requant;
 use core::arch::x86_64::*;
 
@@ -40,88 +41,6 @@ pub(crate) struct GemmI8 {
     /// `n` records (`EPI_REQUANT`).
     pub rq: *const Requant,
     pub zero_point: i32,
-}
-
-/// Per-channel requantization parameters of one panel, as lanes.
-#[derive(Clone, Copy)]
-struct RequantLanes {
-    mult: __m256i,
-    pre: __m256i,
-    post: __m256i,
-    /// `max(post − 1, 0)`.
-    post_m1: __m256i,
-    /// 1 where `post > 0`, else 0.
-    post_nz: __m256i,
-}
-
-impl RequantLanes {
-    /// Lanes `[0, valid)` from `rq`; the rest get [`Requant::HALF`] (never stored).
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn load(rq: *const Requant, valid: usize) -> RequantLanes {
-        let mut a = [[0i32; NR]; 5];
-        for l in 0..NR {
-            // SAFETY: the caller guarantees `valid` records.
-            let r = if l < valid {
-                unsafe { *rq.add(l) }
-            } else {
-                Requant::HALF
-            };
-            a[0][l] = r.multiplier;
-            a[1][l] = r.pre_shift as i32;
-            a[2][l] = r.post_shift as i32;
-            a[3][l] = (r.post_shift as i32 - 1).max(0);
-            a[4][l] = (r.post_shift > 0) as i32;
-        }
-        // SAFETY: each row holds 8 i32.
-        let ld = |v: &[i32; NR]| unsafe { _mm256_loadu_si256(v.as_ptr().cast()) };
-        RequantLanes {
-            mult: ld(&a[0]),
-            pre: ld(&a[1]),
-            post: ld(&a[2]),
-            post_m1: ld(&a[3]),
-            post_nz: ld(&a[4]),
-        }
-    }
-}
-
-/// [`crate::ops::requant::requantize_scalar`] on 8 lanes, bit for bit:
-/// 1. `sat32(acc << pre)`: shift, and saturate the lanes where shifting back differs;
-/// 2. `(x·M + 2^30) >> 31` in 64-bit products (even and odd lanes separately);
-/// 3. the rounding shift `(x + 2^(post−1)) >> post` as `(x >> post) + bit_{post−1}(x)` (equal
-///    for arithmetic shifts, and free of the addition's overflow);
-/// 4. `+ zero_point`, saturated to int8. Returns the 8 codes in the low 8 bytes.
-#[inline]
-#[target_feature(enable = "avx2")]
-fn requant8(acc: __m256i, r: &RequantLanes, zp: __m256i) -> __m128i {
-    let shifted = _mm256_sllv_epi32(acc, r.pre);
-    let back = _mm256_srav_epi32(shifted, r.pre);
-    let overflow = _mm256_xor_si256(_mm256_cmpeq_epi32(back, acc), _mm256_set1_epi32(-1));
-    let sat = _mm256_xor_si256(_mm256_srai_epi32::<31>(acc), _mm256_set1_epi32(i32::MAX));
-    let x = _mm256_blendv_epi8(shifted, sat, overflow);
-    let half = _mm256_set1_epi64x(1 << 30);
-    let even = _mm256_add_epi64(_mm256_mul_epi32(x, r.mult), half);
-    let odd = _mm256_add_epi64(
-        _mm256_mul_epi32(_mm256_srli_epi64::<32>(x), _mm256_srli_epi64::<32>(r.mult)),
-        half,
-    );
-    // Bits 31..62 of each product: low dword of `even >> 31`, high dword of `odd << 1`.
-    let x = _mm256_blend_epi32::<0b1010_1010>(
-        _mm256_srli_epi64::<31>(even),
-        _mm256_slli_epi64::<1>(odd),
-    );
-    let round = _mm256_and_si256(_mm256_srav_epi32(x, r.post_m1), r.post_nz);
-    let x = _mm256_add_epi32(_mm256_srav_epi32(x, r.post), round);
-    // |x| ≤ 2^16 before adding the zero point changes no int8 result.
-    let x = _mm256_min_epi32(
-        _mm256_max_epi32(x, _mm256_set1_epi32(-65536)),
-        _mm256_set1_epi32(65536),
-    );
-    let y = _mm256_add_epi32(x, zp);
-    let w = _mm256_packs_epi32(y, y); // [y0..3 y0..3 | y4..7 y4..7] as i16
-    let b = _mm256_packs_epi16(w, w); // bytes: y0..3 ×4 | y4..7 ×4
-    let b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4));
-    _mm256_castsi256_si128(b)
 }
 
 /// Writes one row's 8 accumulators of panel `j` (`valid` lanes).

@@ -242,6 +242,11 @@ pub(crate) mod neon {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86;
+#[cfg(target_arch = "x86_64")]
+pub use x86::requantize_channels_avx2;
+
 #[cfg(test)]
 mod tests {
     use super::*;

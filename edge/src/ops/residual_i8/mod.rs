@@ -49,6 +49,11 @@ pub fn residual_add_i8_scalar(
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod x86;
+#[cfg(target_arch = "x86_64")]
+pub use x86::residual_add_i8_avx2;
+
 #[cfg(test)]
 mod tests {
     use super::*;
