@@ -1,5 +1,7 @@
-//! Atto at 224, batch 1, one thread: edge (scalar reference kernels) vs tract-onnx on timm's
-//! ONNX export of the same weights, same input, in one run. `cargo bench --bench atto_edge_vs_tract`.
+//! Atto at 224, batch 1, one thread: edge with every kernel set this CPU has (scalar reference,
+//! and NEON, AVX2 or AVX-512), f32 and int8 (calibrated on the same photo), vs tract-onnx on
+//! timm's ONNX export of the same weights, same input, in one run.
+//! `cargo bench --bench atto_edge_vs_tract`; `scripts/bench-x86.sh` adds onnxruntime.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::path::Path;
@@ -23,8 +25,17 @@ fn bench(c: &mut Criterion) {
     let file =
         edge::builder::AlignedBytes::from_slice(&quant::convert::convert(&sd, &arch).unwrap());
     let model = edge::Model::parse(file.as_slice()).unwrap();
-    let mut arena = vec![0u8; model.arena_len()];
     let mut logits = vec![0f32; 1000];
+    let int8 = edge::builder::AlignedBytes::from_slice(
+        &quant::quantize::quantize_with_inputs(
+            &model,
+            [edge::Input::NchwF32(&x)],
+            quant::calib::Method::Mse,
+        )
+        .unwrap(),
+    );
+    let model_i8 = edge::Model::parse(int8.as_slice()).unwrap();
+    let mut arena = vec![0u8; model.arena_len().max(model_i8.arena_len())];
 
     let plan = tract_onnx::onnx()
         .model_for_path(fixture("atto/model_static.onnx"))
@@ -40,19 +51,23 @@ fn bench(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("atto224_batch1_1thread");
     g.sample_size(20);
-    g.bench_function("edge_scalar", |b| {
-        b.iter(|| {
-            model
-                .run_with(
-                    edge::Input::NchwF32(&x),
-                    &mut arena,
-                    &mut logits,
-                    edge::Kernels::Scalar,
-                    &mut edge::NoObserver,
-                )
-                .unwrap()
-        })
-    });
+    for k in edge::Kernels::available() {
+        for (m, precision) in [(&model, "f32"), (&model_i8, "int8")] {
+            let name = k.resolved_name_for(m.precision()).unwrap();
+            g.bench_function(format!("edge_{precision}_{name}"), |b| {
+                b.iter(|| {
+                    m.run_with(
+                        edge::Input::NchwF32(&x),
+                        &mut arena,
+                        &mut logits,
+                        k,
+                        &mut edge::NoObserver,
+                    )
+                    .unwrap()
+                })
+            });
+        }
+    }
     g.bench_function("tract_onnx", |b| {
         b.iter(|| plan.run(tvec!(input.clone())).unwrap())
     });

@@ -74,7 +74,7 @@ pub(crate) const NEON: KernelSet = KernelSet {
     avgpool: pool::avgpool_f32_neon,
 };
 
-/// AVX2+FMA (x86-64-v3). Slots without an x86 kernel yet keep the scalar reference.
+/// AVX2+FMA (x86-64-v3). The average pool (once per image) keeps the scalar reference.
 #[cfg(target_arch = "x86_64")]
 pub(crate) const AVX2: KernelSet = KernelSet {
     name: "avx2",
@@ -90,8 +90,9 @@ pub(crate) const AVX2: KernelSet = KernelSet {
     grn_apply: grn::grn_apply_f32_avx2,
 };
 
-/// AVX-512 F/BW/VL/DQ: 16-lane GEMMs and depthwise; the element-wise slots share AVX2's
-/// kernels (memory-bound at these sizes).
+/// AVX-512 F/BW/VL/DQ: 16-lane GEMMs (two packed 8-lane panels per register), depthwise and
+/// GELU; LayerNorm and GRN share AVX2's kernels (a pixel's C ≤ 320 channels are a few vectors;
+/// the reductions, not the lane count, bound them).
 #[cfg(target_arch = "x86_64")]
 pub(crate) const AVX512: KernelSet = KernelSet {
     name: "avx512",
@@ -183,8 +184,9 @@ pub(crate) const NEON_I8: KernelSetI8 = KernelSetI8 {
     quantize_input: input::quantize_nchw_f32_i8_neon,
 };
 
-/// AVX2 int8 set (x86-64-v3): GEMMs with `vpmaddwd` on sign-extended int16 (no saturation).
-/// Bit-identical to the scalar set.
+/// AVX2 int8 set (x86-64-v3): GEMMs with `vpmaddwd` on sign-extended int16 (no saturation),
+/// fp16 GRN with F16C, vector requantization. The GELU table lookup and the input quantization
+/// keep the scalar reference. Bit-identical to the scalar set.
 #[cfg(target_arch = "x86_64")]
 pub(crate) const AVX2_I8: KernelSetI8 = KernelSetI8 {
     name: "avx2",
@@ -201,11 +203,14 @@ pub(crate) const AVX2_I8: KernelSetI8 = KernelSetI8 {
 };
 
 /// AVX-512 VNNI int8 set: GEMMs with `vpdpbusd` (u8 × s8: activations shifted by 128, the
-/// shift folded into the int32 bias). Bit-identical to the scalar set.
+/// shift folded into the int32 bias), 16-lane depthwise and fp16 GRN; the other slots are
+/// AVX2's. Bit-identical to the scalar set.
 #[cfg(target_arch = "x86_64")]
 pub(crate) const AVX512_VNNI_I8: KernelSetI8 = KernelSetI8 {
     name: "avx512+vnni",
     patch_conv: patch_conv_i8::patch_conv_i8_avx512vnni,
+    grn: grn_f16::grn_f16_avx512,
+    dwconv7x7: dwconv7x7_i8::dwconv7x7_i8_avx512,
     pointwise: pointwise_i8::pointwise_i8_avx512vnni,
     pointwise_acc: pointwise_i8::pointwise_i8_acc_avx512vnni,
     ..AVX2_I8

@@ -42,7 +42,7 @@ pub fn dwconv7x7_i8_scalar(
 #[cfg(target_arch = "x86_64")]
 mod x86;
 #[cfg(target_arch = "x86_64")]
-pub use x86::dwconv7x7_i8_avx2;
+pub use x86::{dwconv7x7_i8_avx2, dwconv7x7_i8_avx512};
 
 #[cfg(test)]
 mod tests {

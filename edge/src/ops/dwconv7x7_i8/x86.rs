@@ -118,6 +118,104 @@ unsafe fn dw_avx2(
     }
 }
 
+/// [`super::dwconv7x7_i8_scalar`] on AVX-512 F/BW/VL: 16 channels per `zmm` as int32, the last
+/// block masked (so no scalar tail); otherwise as [`dwconv7x7_i8_avx2`]. Bit-identical.
+/// Panics if the CPU lacks it or a slice is short.
+#[allow(clippy::too_many_arguments)]
+pub fn dwconv7x7_i8_avx512(
+    input: &[i8],
+    h: usize,
+    w: usize,
+    c: usize,
+    zero_point: i32,
+    weight: &[i8],
+    bias: &[i32],
+    out: &mut [i32],
+) {
+    assert!(X86Features::get().avx512, "AVX-512 not available");
+    assert!(
+        input.len() >= h * w * c
+            && weight.len() >= K * K * c
+            && bias.len() >= c
+            && out.len() >= h * w * c
+    );
+    // SAFETY: the CPU has AVX-512 (asserted); lengths asserted above.
+    unsafe { dw_avx512(input, h, w, c, zero_point, weight, bias, out) };
+}
+
+/// 16 (masked) int8 values at `p`, widened to int32.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn widen16(p: *const i8, m: __mmask16) -> __m512i {
+    // SAFETY: the caller guarantees the unmasked bytes are readable.
+    _mm512_cvtepi8_epi32(unsafe { _mm_maskz_loadu_epi8(m, p) })
+}
+
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn dw_avx512(
+    input: &[i8],
+    h: usize,
+    w: usize,
+    c: usize,
+    zero_point: i32,
+    weight: &[i8],
+    bias: &[i32],
+    out: &mut [i32],
+) {
+    let zp = _mm512_set1_epi32(zero_point);
+    let (xi, wi, oi) = (input.as_ptr(), weight.as_ptr(), out.as_mut_ptr());
+    for y in 0..h {
+        let ky0 = PAD.saturating_sub(y);
+        let ky1 = K.min(h + PAD - y);
+        for cb in (0..c).step_by(16) {
+            let m: __mmask16 = ((1u32 << (c - cb).min(16)) - 1) as u16;
+            // SAFETY: pixel indices stay inside the h×w map; channels past c are masked off.
+            unsafe {
+                let b = _mm512_maskz_loadu_epi32(m, bias.as_ptr().add(cb).cast());
+                let mut x = 0;
+                while x < w {
+                    if x >= PAD && x + 4 + PAD <= w {
+                        let mut acc = [b; 4];
+                        for ky in ky0..ky1 {
+                            let row = xi.add(((y + ky - PAD) * w + x - PAD) * c + cb);
+                            let v: [__m512i; 10] = core::array::from_fn(|i| {
+                                _mm512_sub_epi32(widen16(row.add(i * c), m), zp)
+                            });
+                            for kx in 0..K {
+                                let k = widen16(wi.add((ky * K + kx) * c + cb), m);
+                                for (j, a) in acc.iter_mut().enumerate() {
+                                    *a = _mm512_add_epi32(*a, _mm512_mullo_epi32(v[j + kx], k));
+                                }
+                            }
+                        }
+                        for (j, a) in acc.iter().enumerate() {
+                            _mm512_mask_storeu_epi32(
+                                oi.add((y * w + x + j) * c + cb).cast(),
+                                m,
+                                *a,
+                            );
+                        }
+                        x += 4;
+                    } else {
+                        let mut acc = b;
+                        for ky in ky0..ky1 {
+                            for kx in PAD.saturating_sub(x)..K.min(w + PAD - x) {
+                                let at = ((y + ky - PAD) * w + x + kx - PAD) * c + cb;
+                                let v = _mm512_sub_epi32(widen16(xi.add(at), m), zp);
+                                let k = widen16(wi.add((ky * K + kx) * c + cb), m);
+                                acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(v, k));
+                            }
+                        }
+                        _mm512_mask_storeu_epi32(oi.add((y * w + x) * c + cb).cast(), m, acc);
+                        x += 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +255,11 @@ mod tests {
             dwconv7x7_i8_scalar(&x, h, w, c, zp, &wt, &b, &mut want);
             dwconv7x7_i8_avx2(&x, h, w, c, zp, &wt, &b, &mut got);
             assert_eq!(got, want, "{h}x{w}x{c}");
+            if X86Features::get().avx512 {
+                let mut got = vec![9i32; h * w * c + 1];
+                dwconv7x7_i8_avx512(&x, h, w, c, zp, &wt, &b, &mut got);
+                assert_eq!(got, want, "avx512 {h}x{w}x{c}");
+            }
         }
         std::println!("dwconv7x7_i8 avx2: ran");
     }

@@ -38,7 +38,7 @@ pub fn grn_f16_avx2(
     unsafe { sum_squares(input, pixels, c, qp, ss) };
     grn_f16_stats(ss, eps);
     // SAFETY: as above.
-    unsafe { apply_quant(input, pixels, c, gamma, beta, qp, out, ss) };
+    unsafe { apply_quant_from(input, pixels, c, gamma, beta, qp, out, ss, 0) };
 }
 
 /// f32 → fp16 → f32 (round to nearest even).
@@ -82,7 +82,7 @@ unsafe fn sum_squares(input: &[i8], pixels: usize, c: usize, qp: &GrnF16Quant, s
 
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn apply_quant(
+unsafe fn apply_quant_from(
     input: &[i8],
     pixels: usize,
     c: usize,
@@ -91,14 +91,15 @@ unsafe fn apply_quant(
     qp: &GrnF16Quant,
     out: &mut [i8],
     nx: &[f32],
+    from: usize,
 ) {
-    let c8 = c / 8 * 8;
+    let c8 = from + (c - from) / 8 * 8;
     let (zin, sin) = (_mm256_set1_epi32(qp.in_zero), _mm256_set1_ps(qp.in_scale));
     let rout = _mm256_set1_ps(qp.out_inv_scale);
     let zout = _mm256_set1_epi32(qp.out_zero);
     let big = _mm256_set1_ps(1024.0);
     for p in 0..pixels {
-        for j in (0..c8).step_by(8) {
+        for j in (from..c8).step_by(8) {
             // SAFETY: channels j..j+8 ≤ c of pixel p, of `gamma`, `beta` and `nx`.
             unsafe {
                 let x = dequant8(input.as_ptr().add(p * c + j), zin, sin);
@@ -131,6 +132,99 @@ unsafe fn apply_quant(
             let x = dequant(input[p * c + j], qp);
             out[p * c + j] = quant(apply(x, nx[j], gamma[j], beta[j]), qp);
         }
+    }
+}
+
+/// [`super::grn_f16_scalar`] on AVX-512 F/BW/VL (+F16C): 16 channels per step, the same
+/// roundings as [`grn_f16_avx2`] (`vcvtps2ph` zmm), the final narrowing by `vpmovsdb`
+/// (saturating, as the reference's clamp). Bit-identical. Panics if the CPU lacks it or a slice
+/// is short.
+#[allow(clippy::too_many_arguments)]
+pub fn grn_f16_avx512(
+    input: &[i8],
+    pixels: usize,
+    c: usize,
+    gamma: &[f16],
+    beta: &[f16],
+    eps: f32,
+    qp: &GrnF16Quant,
+    out: &mut [i8],
+    scratch: &mut [f32],
+) {
+    assert!(X86Features::get().avx512, "AVX-512 not available");
+    assert!(
+        input.len() >= pixels * c
+            && out.len() >= pixels * c
+            && gamma.len() >= c
+            && beta.len() >= c
+            && scratch.len() >= c
+    );
+    let ss = &mut scratch[..c];
+    ss.fill(0.0);
+    // SAFETY: the CPU has AVX-512 (and so AVX2+FMA+F16C, see `cpu`); lengths asserted above.
+    unsafe { sum_squares(input, pixels, c, qp, ss) };
+    grn_f16_stats(ss, eps);
+    // SAFETY: as above.
+    unsafe { apply_quant_avx512(input, pixels, c, gamma, beta, qp, out, ss) };
+}
+
+/// f32 → fp16 → f32 on 16 lanes.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn r16x16(v: __m512) -> __m512 {
+    _mm512_cvtph_ps(_mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v))
+}
+
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+unsafe fn apply_quant_avx512(
+    input: &[i8],
+    pixels: usize,
+    c: usize,
+    gamma: &[f16],
+    beta: &[f16],
+    qp: &GrnF16Quant,
+    out: &mut [i8],
+    nx: &[f32],
+) {
+    let c16 = c / 16 * 16;
+    let (zin, sin) = (_mm512_set1_epi32(qp.in_zero), _mm512_set1_ps(qp.in_scale));
+    let rout = _mm512_set1_ps(qp.out_inv_scale);
+    let zout = _mm512_set1_epi32(qp.out_zero);
+    let big = _mm512_set1_ps(1024.0);
+    for p in 0..pixels {
+        for j in (0..c16).step_by(16) {
+            // SAFETY: channels j..j+16 ≤ c of pixel p, of `gamma`, `beta` and `nx`.
+            unsafe {
+                let q = _mm512_cvtepi8_epi32(_mm_loadu_si128(input.as_ptr().add(p * c + j).cast()));
+                let x = r16x16(_mm512_mul_ps(
+                    _mm512_cvtepi32_ps(_mm512_sub_epi32(q, zin)),
+                    sin,
+                ));
+                let g = _mm512_cvtph_ps(_mm256_loadu_si256(gamma.as_ptr().add(j).cast()));
+                let b = _mm512_cvtph_ps(_mm256_loadu_si256(beta.as_ptr().add(j).cast()));
+                let n = _mm512_loadu_ps(nx.as_ptr().add(j));
+                let y = r16x16(_mm512_mul_ps(g, r16x16(_mm512_mul_ps(x, n))));
+                let y = r16x16(_mm512_add_ps(r16x16(_mm512_add_ps(y, b)), x));
+                let v = r16x16(_mm512_mul_ps(y, rout));
+                let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+                let v = _mm512_mask_blend_ps(nan, v, _mm512_setzero_ps());
+                let v = _mm512_min_ps(
+                    _mm512_max_ps(v, _mm512_sub_ps(_mm512_setzero_ps(), big)),
+                    big,
+                );
+                let r = _mm512_add_epi32(_mm512_cvtps_epi32(v), zout);
+                _mm_storeu_si128(
+                    out.as_mut_ptr().add(p * c + j).cast(),
+                    _mm512_cvtsepi32_epi8(r),
+                );
+            }
+        }
+    }
+    if c16 < c {
+        // The last c mod 16 channels: AVX2's 8-lane steps, then the reference.
+        // SAFETY: as above; `apply_quant_from` only touches channels ≥ c16.
+        unsafe { apply_quant_from(input, pixels, c, gamma, beta, qp, out, nx, c16) };
     }
 }
 

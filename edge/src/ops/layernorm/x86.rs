@@ -50,7 +50,9 @@ fn layernorm_avx2(x: &mut [f32], pixels: usize, c: usize, weight: &[f32], bias: 
             }
             let tail: f32 = px[c8..].iter().map(|v| (v - mean) * (v - mean)).sum();
             let var = (hsum(q) + tail) * inv_c;
-            let rstd = 1.0 / libm::sqrtf(var + eps);
+            // `vsqrtss`, not libm's legacy-encoded `sqrtss` (an SSE/AVX transition inside AVX code
+            // costs more than the rest of the pixel); both are IEEE-exact, so the results agree.
+            let rstd = 1.0 / _mm_cvtss_f32(_mm_sqrt_ss(_mm_set_ss(var + eps)));
             let rv = _mm256_set1_ps(rstd);
             for j in (0..c8).step_by(8) {
                 let d = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(p.add(j)), mv), rv);

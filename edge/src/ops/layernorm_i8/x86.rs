@@ -115,7 +115,9 @@ unsafe fn ln_avx2(
             }
             let mean = ordered_sum(v, None) * inv_c;
             let var = ordered_sum(v, Some(mean)) * inv_c;
-            let rstd = 1.0 / libm::sqrtf(var + eps);
+            // `vsqrtss`, not libm's legacy-encoded `sqrtss` (an SSE/AVX transition inside AVX code
+            // costs more than the rest of the pixel); both are IEEE-exact, so the results agree.
+            let rstd = 1.0 / _mm_cvtss_f32(_mm_sqrt_ss(_mm_set_ss(var + eps)));
             let (mv, rv) = (_mm256_set1_ps(mean), _mm256_set1_ps(rstd));
             let o = out.as_mut_ptr().add(p * c);
             for j in (0..c8).step_by(8) {
