@@ -40,13 +40,15 @@ impl RequantLanes {
     #[target_feature(enable = "avx2")]
     pub(crate) unsafe fn load(rq: *const Requant, valid: usize) -> RequantLanes {
         let mut a = [[0i32; NR]; 5];
-        for l in 0..NR {
+        let records: [Requant; NR] = core::array::from_fn(|l| {
             // SAFETY: the caller guarantees `valid` records.
-            let r = if l < valid {
+            if l < valid {
                 unsafe { *rq.add(l) }
             } else {
                 Requant::HALF
-            };
+            }
+        });
+        for (l, r) in records.iter().enumerate() {
             a[0][l] = r.multiplier;
             a[1][l] = r.pre_shift as i32;
             a[2][l] = r.post_shift as i32;
