@@ -19,7 +19,7 @@ echo "== 1. quant convert: timm safetensors → edge model file"
 ./target/debug/quant convert --weights $fx/weights.safetensors --out "$out/atto.cnx"
 ./target/debug/quant inspect "$out/atto.cnx"
 
-echo "== 2. edge-bench: the astronaut photo (u8 RGB, 224×224), scalar reference kernels"
+echo "== 2. edge-bench: the astronaut photo (u8 RGB, 224×224), the best kernel set this CPU has"
 python3 - "$fx/inputs/astronaut_u8_hwc_224x224x3.bin" "$out/astronaut.ppm" <<'PY'
 import sys
 raw = open(sys.argv[1], 'rb').read()
