@@ -16,6 +16,8 @@ pub struct X86Features {
     pub avx512_vnni: bool,
     /// AVX-VNNI (`vpdpbusd` VEX-encoded, 256-bit), on top of `avx2`.
     pub avx_vnni: bool,
+    /// AVX-512 VBMI (`vpermi2b`: 128-entry byte tables), on top of `avx512`.
+    pub avx512_vbmi: bool,
 }
 
 const KNOWN: u8 = 1 << 7;
@@ -23,6 +25,7 @@ const AVX2: u8 = 1;
 const AVX512: u8 = 2;
 const AVX512_VNNI: u8 = 4;
 const AVX_VNNI: u8 = 8;
+const AVX512_VBMI: u8 = 16;
 
 static CACHE: AtomicU8 = AtomicU8::new(0);
 
@@ -39,6 +42,7 @@ impl X86Features {
             avx512: bits & AVX512 != 0,
             avx512_vnni: bits & AVX512_VNNI != 0,
             avx_vnni: bits & AVX_VNNI != 0,
+            avx512_vbmi: bits & AVX512_VBMI != 0,
         }
     }
 }
@@ -82,6 +86,9 @@ fn detect() -> u8 {
         bits |= AVX512;
         if bit(l7.ecx, 11) {
             bits |= AVX512_VNNI;
+        }
+        if bit(l7.ecx, 1) {
+            bits |= AVX512_VBMI;
         }
     }
     bits

@@ -185,8 +185,9 @@ pub(crate) const NEON_I8: KernelSetI8 = KernelSetI8 {
 };
 
 /// AVX2 int8 set (x86-64-v3): GEMMs with `vpmaddwd` on sign-extended int16 (no saturation),
-/// fp16 GRN with F16C, vector requantization. The GELU table lookup and the input quantization
-/// keep the scalar reference. Bit-identical to the scalar set.
+/// fp16 GRN with F16C, vector requantization and input quantization. The GELU table lookup
+/// keeps the scalar reference (AVX2 has no byte table lookup wider than 16 entries).
+/// Bit-identical to the scalar set.
 #[cfg(target_arch = "x86_64")]
 pub(crate) const AVX2_I8: KernelSetI8 = KernelSetI8 {
     name: "avx2",
@@ -199,18 +200,20 @@ pub(crate) const AVX2_I8: KernelSetI8 = KernelSetI8 {
     grn: grn_f16::grn_f16_avx2,
     residual: residual_i8::residual_add_i8_avx2,
     requant: requant::requantize_channels_avx2,
-    quantize_input: input::quantize_nchw_f32_i8_scalar,
+    quantize_input: input::quantize_nchw_f32_i8_avx2,
 };
 
 /// AVX-512 VNNI int8 set: GEMMs with `vpdpbusd` (u8 × s8: activations shifted by 128, the
-/// shift folded into the int32 bias), 16-lane depthwise and fp16 GRN; the other slots are
-/// AVX2's. Bit-identical to the scalar set.
+/// shift folded into the int32 bias), 16-lane depthwise and fp16 GRN, the GELU table by
+/// `vpermi2b` where the CPU has VBMI; the other slots are AVX2's. Bit-identical to the scalar
+/// set.
 #[cfg(target_arch = "x86_64")]
 pub(crate) const AVX512_VNNI_I8: KernelSetI8 = KernelSetI8 {
     name: "avx512+vnni",
     patch_conv: patch_conv_i8::patch_conv_i8_avx512vnni,
     grn: grn_f16::grn_f16_avx512,
     dwconv7x7: dwconv7x7_i8::dwconv7x7_i8_avx512,
+    gelu: gelu_i8::gelu_i8_avx512,
     pointwise: pointwise_i8::pointwise_i8_avx512vnni,
     pointwise_acc: pointwise_i8::pointwise_i8_acc_avx512vnni,
     ..AVX2_I8

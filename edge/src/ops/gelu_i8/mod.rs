@@ -22,6 +22,11 @@ pub fn gelu_i8_scalar(x: &mut [i8], lut: &[i8; 256]) {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod x86;
+#[cfg(target_arch = "x86_64")]
+pub use x86::{gelu_i8_avx512, gelu_i8_avx512vbmi};
+
 #[cfg(test)]
 mod tests {
     use super::*;

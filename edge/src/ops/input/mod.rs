@@ -134,6 +134,11 @@ pub fn quantize_f32_i8_scalar(input: &[f32], q: QParams, out: &mut [i8]) {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod x86;
+#[cfg(target_arch = "x86_64")]
+pub use x86::quantize_nchw_f32_i8_avx2;
+
 #[cfg(test)]
 mod tests {
     use super::*;
