@@ -1,6 +1,7 @@
-//! fc1/fc2 GEMMs of Atto 224 (every stage) on each x86-64 kernel set this CPU has: GFLOP/s and
-//! the share of this core's FMA peak, measured here by a loop of independent FMAs (no clock
-//! frequency is assumed). `cargo run --release -p edge --example gemm_roofline`.
+//! fc1/fc2 GEMMs of Atto 224 (every stage) on each x86-64 kernel set this CPU has: GFLOP/s (f32)
+//! or GOP/s (int8, 2 ops per multiply-add) and the share of this core's peak, measured here by a
+//! loop of independent FMAs (`vpdpbusd` for int8; no clock frequency is assumed).
+//! `cargo run --release -p edge --example gemm_roofline`.
 
 #[cfg(target_arch = "x86_64")]
 fn main() {
@@ -59,6 +60,66 @@ fn main() {
             }
         }
     }
+    if f.avx512_vnni {
+        int8::run();
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod int8 {
+    use edge::ops::pointwise_i8::{self, packed_len};
+    use edge::ops::requant::Requant;
+    use std::time::Instant;
+
+    pub fn run() {
+        let peak = super::peak::vnni256();
+        println!("avx512+vnni: measured vpdpbusd (ymm) peak {peak:.1} GOP/s (one core)");
+        println!(
+            "{:<12} {:<22} {:>10} {:>8}",
+            "set", "GEMM (pixels×K→N)", "GOP/s", "% peak"
+        );
+        let bytes = |n: usize| {
+            (0..n)
+                .map(|i| ((i * 7919) % 251) as i8)
+                .collect::<Vec<i8>>()
+        };
+        for (s, (p, c)) in [(3136, 40), (784, 80), (196, 160), (49, 320)]
+            .into_iter()
+            .enumerate()
+        {
+            for (op, k, n) in [("fc1", c, 4 * c), ("fc2", 4 * c, c)] {
+                let (x, w) = (bytes(p * k), bytes(packed_len(n, k)));
+                let bias = vec![17i32; n];
+                let rq = vec![Requant::from_scale(1e-3).unwrap(); n];
+                let (mut o8, mut o32) = (vec![0i8; p * n], vec![0i32; p * n]);
+                let reps = (2e8 / (2.0 * (p * k * n) as f64)).ceil() as usize;
+                let mut best = f64::MAX;
+                for _ in 0..5 {
+                    let t = Instant::now();
+                    for _ in 0..reps {
+                        // fc1 requantizes to int8; fc2 hands int32 to the residual add.
+                        if op == "fc1" {
+                            pointwise_i8::pointwise_i8_avx512vnni(
+                                &x, p, k, &w, &bias, &rq, 3, n, &mut o8,
+                            );
+                        } else {
+                            pointwise_i8::pointwise_i8_acc_avx512vnni(
+                                &x, p, k, &w, &bias, n, &mut o32,
+                            );
+                        }
+                    }
+                    best = best.min(t.elapsed().as_secs_f64() / reps as f64);
+                }
+                let gops = 2.0 * (p * k * n) as f64 / best / 1e9;
+                let shape = format!("s{s} {op} {p}×{k}→{n}");
+                println!(
+                    "{:<12} {shape:<22} {gops:>10.1} {:>7.0}%",
+                    "avx512+vnni",
+                    100.0 * gops / peak
+                );
+            }
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -94,13 +155,13 @@ mod peak {
     /// per iteration: independent FMA chains.
     macro_rules! chains {
         ($fma:ident, $set1:ident, $add:ident, $($v:ident),+) => {{
-            let m = $set1(std::hint::black_box(0.999_999));
-            let a = $set1(std::hint::black_box(1e-7));
-            $(let mut $v = $set1(1.0);)+
+            let m = $set1(std::hint::black_box(0.999_999 as _));
+            let a = $set1(std::hint::black_box(1e-7 as _));
+            $(let mut $v = $set1(1.0 as _);)+
             for _ in 0..ITERS {
                 $($v = $fma($v, m, a);)+
             }
-            let mut s = $set1(0.0);
+            let mut s = $set1(0.0 as _);
             $(s = $add(s, $v);)+
             s
         }};
@@ -155,6 +216,25 @@ mod peak {
         // SAFETY: `t` holds 8 floats.
         unsafe { _mm256_storeu_ps(t.as_mut_ptr(), s) };
         t.iter().sum()
+    }
+
+    /// GOP/s (2 per multiply-add, 32 multiply-adds per instruction) of 12 independent `ymm`
+    /// `vpdpbusd` chains.
+    pub fn vnni256() -> f64 {
+        // SAFETY: called only when the CPU has AVX-512 VNNI and VL.
+        best(|| unsafe { dpbusd256() }, 12.0 * 32.0)
+    }
+
+    #[target_feature(enable = "avx512f,avx512vl,avx512vnni")]
+    fn dpbusd256() -> f32 {
+        let dp = |acc: __m256i, a: __m256i, b: __m256i| _mm256_dpbusd_epi32(acc, a, b);
+        let zero = |_: i32| _mm256_setzero_si256();
+        let add = |a: __m256i, b: __m256i| _mm256_add_epi32(a, b);
+        let s = chains!(dp, zero, add, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11);
+        let mut t = [0i32; 8];
+        // SAFETY: `t` holds 8 i32.
+        unsafe { _mm256_storeu_si256(t.as_mut_ptr().cast(), s) };
+        t.iter().sum::<i32>() as f32
     }
 }
 

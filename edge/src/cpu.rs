@@ -18,6 +18,8 @@ pub struct X86Features {
     pub avx_vnni: bool,
     /// AVX-512 VBMI (`vpermi2b`: 128-entry byte tables), on top of `avx512`.
     pub avx512_vbmi: bool,
+    /// AVX512-FP16 (native fp16 arithmetic, 32 lanes), on top of `avx512`.
+    pub avx512_fp16: bool,
 }
 
 const KNOWN: u8 = 1 << 7;
@@ -26,6 +28,7 @@ const AVX512: u8 = 2;
 const AVX512_VNNI: u8 = 4;
 const AVX_VNNI: u8 = 8;
 const AVX512_VBMI: u8 = 16;
+const AVX512_FP16: u8 = 32;
 
 static CACHE: AtomicU8 = AtomicU8::new(0);
 
@@ -43,6 +46,7 @@ impl X86Features {
             avx512_vnni: bits & AVX512_VNNI != 0,
             avx_vnni: bits & AVX_VNNI != 0,
             avx512_vbmi: bits & AVX512_VBMI != 0,
+            avx512_fp16: bits & AVX512_FP16 != 0,
         }
     }
 }
@@ -89,6 +93,9 @@ fn detect() -> u8 {
         }
         if bit(l7.ecx, 1) {
             bits |= AVX512_VBMI;
+        }
+        if bit(l7.edx, 23) {
+            bits |= AVX512_FP16;
         }
     }
     bits

@@ -203,15 +203,15 @@ pub(crate) const AVX2_I8: KernelSetI8 = KernelSetI8 {
     quantize_input: input::quantize_nchw_f32_i8_avx2,
 };
 
-/// AVX-512 VNNI int8 set: GEMMs with `vpdpbusd` (u8 × s8: activations shifted by 128, the
-/// shift folded into the int32 bias), 16-lane depthwise and fp16 GRN, the GELU table by
-/// `vpermi2b` where the CPU has VBMI; the other slots are AVX2's. Bit-identical to the scalar
-/// set.
+/// AVX-512 VNNI int8 set: GEMMs with `vpdpbusd` (u8 × s8: weights shifted by 128, the
+/// weights' shift taken off with the rows' sums), 16-lane depthwise, GRN in native fp16 where
+/// the CPU has AVX512-FP16 (else emulated on 16 lanes), the GELU table by `vpermi2b` where it
+/// has VBMI; the other slots are AVX2's. Bit-identical to the scalar set.
 #[cfg(target_arch = "x86_64")]
 pub(crate) const AVX512_VNNI_I8: KernelSetI8 = KernelSetI8 {
     name: "avx512+vnni",
     patch_conv: patch_conv_i8::patch_conv_i8_avx512vnni,
-    grn: grn_f16::grn_f16_avx512,
+    grn: grn_f16::grn_f16_avx512_best,
     dwconv7x7: dwconv7x7_i8::dwconv7x7_i8_avx512,
     gelu: gelu_i8::gelu_i8_avx512,
     pointwise: pointwise_i8::pointwise_i8_avx512vnni,

@@ -131,7 +131,7 @@ pub fn grn_f16_scalar(
 #[cfg(target_arch = "x86_64")]
 mod x86;
 #[cfg(target_arch = "x86_64")]
-pub use x86::{grn_f16_avx2, grn_f16_avx512};
+pub use x86::{grn_f16_avx2, grn_f16_avx512, grn_f16_avx512_best, grn_f16_avx512fp16};
 
 #[cfg(test)]
 pub(crate) mod tests {

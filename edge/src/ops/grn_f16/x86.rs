@@ -228,6 +228,144 @@ unsafe fn apply_quant_avx512(
     }
 }
 
+/// One AVX512-FP16 instruction on 32 fp16 lanes, by inline assembly: Rust 1.95 has no stable
+/// fp16 intrinsics, and these are plain register-to-register operations.
+macro_rules! ph {
+    ($ins:literal, $a:expr) => {{
+        let r: __m512i;
+        // SAFETY: register-only arithmetic; the caller's target features include AVX-512 and
+        // the CPU has AVX512-FP16 (checked by the entry point).
+        #[allow(unused_unsafe)]
+        unsafe {
+            core::arch::asm!(concat!($ins, " {o}, {a}"), o = lateout(zmm_reg) r, a = in(zmm_reg) $a,
+                options(pure, nomem, nostack, preserves_flags));
+        }
+        r
+    }};
+    ($ins:literal, $a:expr, $b:expr) => {{
+        let r: __m512i;
+        // SAFETY: as above.
+        #[allow(unused_unsafe)]
+        unsafe {
+            core::arch::asm!(concat!($ins, " {o}, {a}, {b}"), o = lateout(zmm_reg) r,
+                a = in(zmm_reg) $a, b = in(zmm_reg) $b, options(pure, nomem, nostack, preserves_flags));
+        }
+        r
+    }};
+}
+
+/// The AVX-512 int8 set's GRN: [`grn_f16_avx512fp16`] where the CPU has AVX512-FP16 (Sapphire
+/// Rapids and later), else [`grn_f16_avx512`]. Bit-identical to the reference either way.
+#[allow(clippy::too_many_arguments)]
+pub fn grn_f16_avx512_best(
+    input: &[i8],
+    pixels: usize,
+    c: usize,
+    gamma: &[f16],
+    beta: &[f16],
+    eps: f32,
+    qp: &GrnF16Quant,
+    out: &mut [i8],
+    scratch: &mut [f32],
+) {
+    let f = X86Features::get();
+    if f.avx512 && f.avx512_fp16 {
+        grn_f16_avx512fp16(input, pixels, c, gamma, beta, eps, qp, out, scratch)
+    } else {
+        grn_f16_avx512(input, pixels, c, gamma, beta, eps, qp, out, scratch)
+    }
+}
+
+/// [`super::grn_f16_scalar`] with native fp16 arithmetic (AVX512-FP16, 32 lanes): steps 1, 4 and
+/// 5 of the specification are single fp16 instructions, each rounding once exactly as the
+/// reference's f32-then-round emulation does (`vcvtw2ph` of the integer code, `vmulph`,
+/// `vaddph`, `vcvtph2w` in round-to-nearest-even after NaN → 0 and a clamp to ±1024); the
+/// sum of squares stays in f32 ([`grn_f16_avx2`]'s pass). Channel blocks of 32 outer, pixels
+/// inner; a block past `c` is finished by the 16- and 8-lane kernels. Bit-identical. Panics if
+/// the CPU lacks AVX512-FP16 or a slice is short.
+#[allow(clippy::too_many_arguments)]
+pub fn grn_f16_avx512fp16(
+    input: &[i8],
+    pixels: usize,
+    c: usize,
+    gamma: &[f16],
+    beta: &[f16],
+    eps: f32,
+    qp: &GrnF16Quant,
+    out: &mut [i8],
+    scratch: &mut [f32],
+) {
+    let f = X86Features::get();
+    assert!(f.avx512 && f.avx512_fp16, "AVX512-FP16 not available");
+    assert!(
+        input.len() >= pixels * c
+            && out.len() >= pixels * c
+            && gamma.len() >= c
+            && beta.len() >= c
+            && scratch.len() >= c
+    );
+    let ss = &mut scratch[..c];
+    ss.fill(0.0);
+    // SAFETY: the CPU has AVX-512 (and so AVX2+FMA+F16C) and AVX512-FP16; lengths asserted.
+    unsafe { sum_squares(input, pixels, c, qp, ss) };
+    grn_f16_stats(ss, eps);
+    // SAFETY: as above.
+    unsafe { apply_quant_fp16(input, pixels, c, gamma, beta, qp, out, ss) };
+}
+
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+unsafe fn apply_quant_fp16(
+    input: &[i8],
+    pixels: usize,
+    c: usize,
+    gamma: &[f16],
+    beta: &[f16],
+    qp: &GrnF16Quant,
+    out: &mut [i8],
+    nx: &[f32],
+) {
+    let c32 = c / 32 * 32;
+    let h = |v: f32| _mm512_set1_epi16(f16::from_f32(v).to_bits() as i16);
+    let (sin, rout) = (h(qp.in_scale), h(qp.out_inv_scale));
+    let (lo, hi) = (h(-1024.0), h(1024.0));
+    let zin = _mm512_set1_epi16(qp.in_zero as i16);
+    let zout = _mm512_set1_epi16(qp.out_zero as i16);
+    for j in (0..c32).step_by(32) {
+        // SAFETY: channels j..j+32 ≤ c of `gamma`, `beta`, `nx` and of every pixel.
+        unsafe {
+            let g = _mm512_loadu_si512(gamma.as_ptr().add(j).cast());
+            let b = _mm512_loadu_si512(beta.as_ptr().add(j).cast());
+            // nx holds fp16 values as f32: converting back is exact.
+            let n0 =
+                _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm512_loadu_ps(nx.as_ptr().add(j)));
+            let n1 = _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm512_loadu_ps(
+                nx.as_ptr().add(j + 16),
+            ));
+            let n = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(n0), n1);
+            for p in 0..pixels {
+                let at = p * c + j;
+                let q = _mm512_cvtepi8_epi16(_mm256_loadu_si256(input.as_ptr().add(at).cast()));
+                let x = ph!("vmulph", ph!("vcvtw2ph", _mm512_sub_epi16(q, zin)), sin);
+                let y = ph!("vmulph", g, ph!("vmulph", x, n));
+                let y = ph!("vaddph", ph!("vaddph", y, b), x);
+                let v = ph!("vmulph", y, rout);
+                let nan: __mmask32;
+                core::arch::asm!("vcmpph {k}, {a}, {a}, 3", k = lateout(kreg) nan, a = in(zmm_reg) v,
+                    options(pure, nomem, nostack, preserves_flags));
+                let v = _mm512_mask_blend_epi16(nan, v, _mm512_setzero_si512());
+                let v = ph!("vminph", ph!("vmaxph", v, lo), hi);
+                let r = _mm512_add_epi16(ph!("vcvtph2w", v), zout);
+                _mm256_storeu_si256(out.as_mut_ptr().add(at).cast(), _mm512_cvtsepi16_epi8(r));
+            }
+        }
+    }
+    if c32 < c {
+        // SAFETY: as above; only channels ≥ c32 are touched.
+        unsafe { apply_quant_from(input, pixels, c, gamma, beta, qp, out, nx, c32) };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,6 +408,9 @@ mod tests {
             );
             assert_eq!(got, want, "{p}x{c} scale {s}");
         }
-        std::println!("grn_f16 avx2: ran");
+        std::println!(
+            "grn_f16 avx2, avx512: ran; avx512fp16: {}",
+            X86Features::get().avx512_fp16
+        );
     }
 }

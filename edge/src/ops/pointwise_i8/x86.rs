@@ -4,10 +4,11 @@
 //! requantization below is the scalar one's exact vector form.
 //!
 //! - VNNI (`vpdpbusd`, AVX-512 VNNI on 256-bit registers): u8 × s8 → i32, four products per
-//!   lane. Activations are shifted to u8 by flipping their sign bit (`x + 128`); the shift's
-//!   contribution `128·Σ_k W[j][k]` is taken off the bias once per panel. One packed group of
-//!   a panel (8 outputs × 4 k, 32 bytes) is exactly one `ymm` operand. Tiles: 8 pixels × 16
-//!   outputs.
+//!   lane. The weights are shifted to u8 by flipping their sign bit (`w + 128`, once per group
+//!   and panel, shared by a tile's 8 rows); the shift's contribution `128·Σ_k x[k]` is taken
+//!   off each row's accumulators (one `vpsadbw` pass per row). One packed group of a panel (8
+//!   outputs × 4 k, 32 bytes) is exactly one `ymm` operand; the inputs are broadcast straight
+//!   from memory. Tiles: 8 pixels × 16 outputs.
 //! - AVX2 (no VNNI): weights and inputs sign-extended to i16 and multiplied with `vpmaddwd`
 //!   (pairs of i8·i8 products summed in i32: at most 2·128² = 32768, so nothing saturates,
 //!   unlike `vpmaddubsw`); the two partial sums per output are added with `vphaddd` at the end.
@@ -17,7 +18,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::{GROUP, KR, NR};
-use crate::ops::requant::x86::{requant8, RequantLanes};
+use crate::ops::requant::x86::{requant16, requant8, RequantLanes, RequantLanes16};
 use crate::ops::requant::Requant;
 use core::arch::x86_64::*;
 
@@ -99,37 +100,64 @@ unsafe fn group_bytes(g: &GemmI8, row: usize, gi: usize) -> i32 {
     }
 }
 
-/// The VNNI GEMM (see the module docs).
+/// Panels whose per-channel constants (bias, requantization lanes) are staged at once.
+const CHUNK: usize = 32;
+
+/// `128·Σ_k x[k]` of one row (wrapping): the correction of the weights' shift to u8. Bytes
+/// flipped to u8 (`x + 128`) and summed by `vpsadbw`, 32 at a time.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn shifted_row_sum(x: *const i8, k: usize) -> i32 {
+    let k32 = k / 32 * 32;
+    let mut s = _mm256_setzero_si256();
+    let flip = _mm256_set1_epi8(-128);
+    let mut i = 0;
+    while i < k32 {
+        // SAFETY: bytes i..i+32 ≤ k of the row (the caller's contract).
+        let v = unsafe { _mm256_loadu_si256(x.add(i).cast()) };
+        s = _mm256_add_epi64(
+            s,
+            _mm256_sad_epu8(_mm256_xor_si256(v, flip), _mm256_setzero_si256()),
+        );
+        i += 32;
+    }
+    let mut l = [0i64; 4];
+    // SAFETY: `l` holds 4 i64.
+    unsafe { _mm256_storeu_si256(l.as_mut_ptr().cast(), s) };
+    let mut sum = (l[0] + l[1] + l[2] + l[3]) as i32 - 128 * k32 as i32;
+    for j in k32..k {
+        // SAFETY: j < k.
+        sum += unsafe { *x.add(j) } as i32;
+    }
+    sum.wrapping_mul(128)
+}
+
+/// The VNNI GEMM (see the module docs). `vpdpbusd` takes its unsigned operand from the weights,
+/// flipped to u8 (`w + 128`) once per group and panel (shared by the tile's 8 rows), and the
+/// inputs as signed bytes broadcast straight from memory; each row's accumulators start at
+/// `bias − 128·Σ_k x` so that the shift cancels. Rows outer, panels inner, so each row's sum is
+/// taken once per [`CHUNK`] panels.
 ///
 /// # Safety
 /// The CPU has AVX-512 F/VL and VNNI; the ranges `g` describes are valid.
 #[target_feature(enable = "avx512f,avx512vl,avx512vnni,avx2")]
 pub(crate) unsafe fn gemm_vnni<const EPI: u8>(g: &GemmI8) {
     let panels = g.n.div_ceil(NR);
-    let groups = g.k.div_ceil(KR);
     let zp = _mm256_set1_epi32(g.zero_point.clamp(-65536, 65536));
-    let mut j = 0;
-    while j < panels {
-        let np = (panels - j).min(2);
-        // SAFETY: panels j..j+np, all rows: inside `g` (the caller's contract).
+    let mut j0 = 0;
+    while j0 < panels {
+        let jn = (panels - j0).min(CHUNK);
+        let mut bias = [_mm256_setzero_si256(); CHUNK];
+        // SAFETY: panels j0..j0+jn, all rows: inside `g` (the caller's contract).
         unsafe {
-            let mut init = [_mm256_setzero_si256(); 2];
-            let mut rq = [RequantLanes::load(&Requant::HALF, 0); 2];
-            for i in 0..np {
-                let valid = (g.n - (j + i) * NR).min(NR);
-                let pb = g.b.add((j + i) * groups * GROUP);
-                // Σ_k W[j][k] per lane: the packed group times bytes of 1.
-                let mut colsum = _mm256_setzero_si256();
-                for gi in 0..groups {
-                    let w = _mm256_loadu_si256(pb.add(gi * GROUP).cast());
-                    colsum = _mm256_dpbusd_epi32(colsum, _mm256_set1_epi8(1), w);
-                }
+            let mut rq = [RequantLanes::load(&Requant::HALF, 0); CHUNK];
+            for i in 0..jn {
+                let valid = (g.n - (j0 + i) * NR).min(NR);
                 let mut b = [0i32; NR];
-                core::ptr::copy_nonoverlapping(g.bias.add((j + i) * NR), b.as_mut_ptr(), valid);
-                let b = _mm256_loadu_si256(b.as_ptr().cast());
-                init[i] = _mm256_sub_epi32(b, _mm256_slli_epi32::<7>(colsum));
+                core::ptr::copy_nonoverlapping(g.bias.add((j0 + i) * NR), b.as_mut_ptr(), valid);
+                bias[i] = _mm256_loadu_si256(b.as_ptr().cast());
                 if EPI == EPI_REQUANT {
-                    rq[i] = RequantLanes::load(g.rq.add((j + i) * NR), valid);
+                    rq[i] = RequantLanes::load(g.rq.add((j0 + i) * NR), valid);
                 }
             }
             let mut r = 0;
@@ -139,62 +167,89 @@ pub(crate) unsafe fn gemm_vnni<const EPI: u8>(g: &GemmI8) {
                     4..=7 => 4,
                     m => m.min(2),
                 };
-                match (mr, np) {
-                    (8, 2) => tile_vnni::<8, 2, EPI>(g, r, j, &init, &rq, zp),
-                    (8, _) => tile_vnni::<8, 1, EPI>(g, r, j, &init, &rq, zp),
-                    (4, 2) => tile_vnni::<4, 2, EPI>(g, r, j, &init, &rq, zp),
-                    (4, _) => tile_vnni::<4, 1, EPI>(g, r, j, &init, &rq, zp),
-                    (2, 2) => tile_vnni::<2, 2, EPI>(g, r, j, &init, &rq, zp),
-                    (2, _) => tile_vnni::<2, 1, EPI>(g, r, j, &init, &rq, zp),
-                    (_, 2) => tile_vnni::<1, 2, EPI>(g, r, j, &init, &rq, zp),
-                    _ => tile_vnni::<1, 1, EPI>(g, r, j, &init, &rq, zp),
+                let mut corr = [_mm256_setzero_si256(); 8];
+                for (i, c) in corr.iter_mut().enumerate().take(mr) {
+                    *c = _mm256_set1_epi32(shifted_row_sum(g.a.add((r + i) * g.k), g.k));
+                }
+                let mut j = 0;
+                while j < jn {
+                    let np = (jn - j).min(2);
+                    let (b, q) = (&bias[j..j + np], &rq[j..j + np]);
+                    let jj = j0 + j;
+                    match (mr, np) {
+                        (8, 2) => tile_vnni::<8, 2, EPI>(g, r, jj, b, q, &corr, zp),
+                        (8, _) => tile_vnni::<8, 1, EPI>(g, r, jj, b, q, &corr, zp),
+                        (4, 2) => tile_vnni::<4, 2, EPI>(g, r, jj, b, q, &corr, zp),
+                        (4, _) => tile_vnni::<4, 1, EPI>(g, r, jj, b, q, &corr, zp),
+                        (2, 2) => tile_vnni::<2, 2, EPI>(g, r, jj, b, q, &corr, zp),
+                        (2, _) => tile_vnni::<2, 1, EPI>(g, r, jj, b, q, &corr, zp),
+                        (_, 2) => tile_vnni::<1, 2, EPI>(g, r, jj, b, q, &corr, zp),
+                        _ => tile_vnni::<1, 1, EPI>(g, r, jj, b, q, &corr, zp),
+                    }
+                    j += np;
                 }
                 r += mr;
             }
         }
-        j += np;
+        j0 += jn;
     }
 }
 
 #[inline]
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512vl,avx512vnni,avx2")]
 unsafe fn tile_vnni<const MR: usize, const NP: usize, const EPI: u8>(
     g: &GemmI8,
     r0: usize,
     j0: usize,
-    init: &[__m256i; 2],
-    rq: &[RequantLanes; 2],
+    bias: &[__m256i],
+    rq: &[RequantLanes],
+    corr: &[__m256i; 8],
     zp: __m256i,
 ) {
     let groups = g.k.div_ceil(KR);
     let full = g.k / KR;
     let flip = _mm256_set1_epi8(-128);
-    let mut acc: [[__m256i; NP]; MR] = [core::array::from_fn(|i| init[i]); MR];
+    let mut acc: [[__m256i; NP]; MR] =
+        core::array::from_fn(|r| core::array::from_fn(|i| _mm256_sub_epi32(bias[i], corr[r])));
     // SAFETY: rows r0..r0+MR, panels j0..j0+NP are inside `g` (the caller's contract).
     unsafe {
         let pb: [*const i8; NP] = core::array::from_fn(|i| g.b.add((j0 + i) * groups * GROUP));
         let ar: [*const i8; MR] = core::array::from_fn(|r| g.a.add((r0 + r) * g.k));
         for gi in 0..full {
-            let w: [__m256i; NP] =
-                core::array::from_fn(|i| _mm256_loadu_si256(pb[i].add(gi * GROUP).cast()));
+            let w: [__m256i; NP] = core::array::from_fn(|i| {
+                _mm256_xor_si256(_mm256_loadu_si256(pb[i].add(gi * GROUP).cast()), flip)
+            });
             for r in 0..MR {
-                let x4 = core::ptr::read_unaligned(ar[r].add(gi * KR).cast::<i32>());
-                let x = _mm256_xor_si256(_mm256_set1_epi32(x4), flip);
+                let x =
+                    _mm256_set1_epi32(core::ptr::read_unaligned(ar[r].add(gi * KR).cast::<i32>()));
                 for i in 0..NP {
-                    acc[r][i] = _mm256_dpbusd_epi32(acc[r][i], x, w[i]);
+                    acc[r][i] = _mm256_dpbusd_epi32(acc[r][i], w[i], x);
                 }
             }
         }
         if full < groups {
-            let w: [__m256i; NP] =
-                core::array::from_fn(|i| _mm256_loadu_si256(pb[i].add(full * GROUP).cast()));
+            let w: [__m256i; NP] = core::array::from_fn(|i| {
+                _mm256_xor_si256(_mm256_loadu_si256(pb[i].add(full * GROUP).cast()), flip)
+            });
             for r in 0..MR {
-                // Bytes past k meet zero weights: any value is fine once shifted.
-                let x = _mm256_xor_si256(_mm256_set1_epi32(group_bytes(g, r0 + r, full)), flip);
+                // Bytes past k are zero: they add nothing whatever the (shifted) weight.
+                let x = _mm256_set1_epi32(group_bytes(g, r0 + r, full));
                 for i in 0..NP {
-                    acc[r][i] = _mm256_dpbusd_epi32(acc[r][i], x, w[i]);
+                    acc[r][i] = _mm256_dpbusd_epi32(acc[r][i], w[i], x);
                 }
             }
+        }
+        if EPI == EPI_REQUANT && NP == 2 && g.n >= (j0 + 2) * NR {
+            // Both panels full: requantize 16 lanes at once.
+            let rq16 = RequantLanes16::join(&rq[0], &rq[1]);
+            let zp16 = _mm512_broadcast_i32x4(_mm256_castsi256_si128(zp));
+            for (r, row) in acc.iter().enumerate() {
+                let v = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(row[0]), row[1]);
+                let o = g.out.cast::<i8>().add((r0 + r) * g.n + j0 * NR);
+                _mm_storeu_si128(o.cast(), requant16(v, &rq16, zp16));
+            }
+            return;
         }
         for (r, row) in acc.iter().enumerate() {
             for i in 0..NP {

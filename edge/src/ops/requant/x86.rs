@@ -121,6 +121,62 @@ pub(crate) fn narrow_i8x8(x: __m256i, zp: __m256i) -> __m128i {
     _mm256_castsi256_si128(b)
 }
 
+/// Two panels' [`RequantLanes`] as 16 lanes (AVX-512).
+#[derive(Clone, Copy)]
+pub(crate) struct RequantLanes16 {
+    mult: __m512i,
+    pre: __m512i,
+    post: __m512i,
+    post_m1: __m512i,
+    post_nz: __m512i,
+}
+
+impl RequantLanes16 {
+    /// Lanes 0..8 from `lo`, 8..16 from `hi`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(crate) fn join(lo: &RequantLanes, hi: &RequantLanes) -> RequantLanes16 {
+        let j = |a: __m256i, b: __m256i| _mm512_inserti64x4::<1>(_mm512_castsi256_si512(a), b);
+        RequantLanes16 {
+            mult: j(lo.mult, hi.mult),
+            pre: j(lo.pre, hi.pre),
+            post: j(lo.post, hi.post),
+            post_m1: j(lo.post_m1, hi.post_m1),
+            post_nz: j(lo.post_nz, hi.post_nz),
+        }
+    }
+}
+
+/// [`requant8`] on 16 lanes (AVX-512), bit for bit the same steps; the narrowing by `vpmovsdb`
+/// (saturating). `zp` within ±2^16. Returns the 16 codes.
+#[inline]
+#[target_feature(enable = "avx512f,avx512vl")]
+pub(crate) fn requant16(acc: __m512i, r: &RequantLanes16, zp: __m512i) -> __m128i {
+    let shifted = _mm512_sllv_epi32(acc, r.pre);
+    let overflow = _mm512_cmpneq_epi32_mask(_mm512_srav_epi32(shifted, r.pre), acc);
+    let sat = _mm512_xor_si512(_mm512_srai_epi32::<31>(acc), _mm512_set1_epi32(i32::MAX));
+    let x = _mm512_mask_blend_epi32(overflow, shifted, sat);
+    let half = _mm512_set1_epi64(1 << 30);
+    let even = _mm512_add_epi64(_mm512_mul_epi32(x, r.mult), half);
+    let odd = _mm512_add_epi64(
+        _mm512_mul_epi32(_mm512_srli_epi64::<32>(x), _mm512_srli_epi64::<32>(r.mult)),
+        half,
+    );
+    let x = _mm512_mask_blend_epi32(
+        0xAAAA,
+        _mm512_srli_epi64::<31>(even),
+        _mm512_slli_epi64::<1>(odd),
+    );
+    let round = _mm512_and_si512(_mm512_srav_epi32(x, r.post_m1), r.post_nz);
+    let x = _mm512_add_epi32(_mm512_srav_epi32(x, r.post), round);
+    let lim = _mm512_set1_epi32(65536);
+    let x = _mm512_min_epi32(
+        _mm512_max_epi32(x, _mm512_sub_epi32(_mm512_setzero_si512(), lim)),
+        lim,
+    );
+    _mm512_cvtsepi32_epi8(_mm512_add_epi32(x, zp))
+}
+
 /// [`super::requantize_channels_scalar`] on AVX2: channel blocks of 8 outer (their parameters
 /// loaded once), pixels inner; the last `c mod 8` channels by the reference. Bit-identical.
 /// Panics if the CPU lacks AVX2, a slice is short or the zero point is not int8.
