@@ -53,6 +53,29 @@ impl ArenaPlan {
 
     /// The plan for `arch` at precision `p`, or `None` if its sizes overflow `usize` here.
     pub fn for_model(arch: &Arch, p: Precision) -> Option<Self> {
+        Self::for_model_workers(arch, p, 1)
+    }
+
+    /// The plan for `workers` workers ([`crate::parallel`]). int8: each worker needs its own
+    /// LayerNorm row (`max C` floats, after `max C` kept for the downsample's scales) and its
+    /// own 4 gathered patches for the patch convs (in an activation buffer that is free
+    /// then); regions grow only if those do not fit (never for 1 worker). f32 tasks need no
+    /// scratch of their own.
+    pub fn for_model_workers(arch: &Arch, p: Precision, workers: usize) -> Option<Self> {
+        let mut plan = Self::for_model_one(arch, p)?;
+        if p == Precision::Int8 && workers > 1 {
+            let cmax = *arch.dims[..arch.num_stages].iter().max()?;
+            let gather =
+                4 * (STEM_PATCH * STEM_PATCH * arch.in_chans).max(DOWN_PATCH * DOWN_PATCH * cmax);
+            plan.act = plan.act.max(round16(gather.checked_mul(workers)?)?);
+            let ln = cmax.checked_mul(workers.checked_add(1)?)?.checked_mul(4)?;
+            plan.scratch = plan.scratch.max(round16(ln)?);
+            plan.total()?.checked_add(ARENA_ALIGN)?;
+        }
+        Some(plan)
+    }
+
+    fn for_model_one(arch: &Arch, p: Precision) -> Option<Self> {
         let (mut pc_max, mut hid_max, mut live) = (0usize, 0usize, 0usize);
         let mut ch_scratch = 2 * arch.last_dim();
         for s in 0..arch.num_stages {

@@ -151,6 +151,8 @@ pub enum Error {
         /// Which field.
         field: &'static str,
     },
+    /// The executor passed to `run_parallel` reports zero workers.
+    NoWorkers,
     /// The arena passed to `run` is smaller than the model needs.
     ArenaTooSmall {
         /// Bytes needed (see [`crate::Model::arena_len`]).
@@ -253,6 +255,7 @@ impl fmt::Display for Error {
                 reason,
             } => write!(f, "tensor {index}, element {element}: {reason}"),
             ReservedNotZero { field } => write!(f, "reserved field {field} is not zero"),
+            NoWorkers => write!(f, "the executor reports 0 workers (it must have at least 1)"),
             ArenaTooSmall { needed, got } => {
                 write!(f, "arena too small: the model needs {needed} bytes, got {got}")
             }

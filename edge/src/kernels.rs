@@ -10,51 +10,63 @@ use crate::ops::{dwconv7x7, gelu, grn, layernorm, patch_conv, pointwise, pool};
 use crate::ops::{dwconv7x7_i8, gelu_i8, grn_f16, layernorm_i8, patch_conv_i8, pointwise_i8};
 use crate::ops::{grn_f16::GrnF16Quant, input, residual_i8};
 use crate::{Error, Kernels};
+use core::ops::Range;
 use half::f16;
 
-pub(crate) type DwFn = fn(&[f32], usize, usize, usize, &[f32], &[f32], &mut [f32]);
+pub(crate) type DwFn = fn(&[f32], usize, usize, usize, &[f32], &[f32], Range<usize>, &mut [f32]);
 pub(crate) type PwFn = fn(&[f32], usize, usize, &[f32], &[f32], usize, &mut [f32], bool);
 pub(crate) type LnFn = fn(&mut [f32], usize, usize, &[f32], &[f32], f32);
 pub(crate) type GeluFn = fn(&mut [f32]);
-pub(crate) type GrnFn = fn(&mut [f32], usize, usize, &[f32], &[f32], f32, &mut [f32]);
 pub(crate) type PatchFn = fn(&[f32], usize, usize, usize, usize, &[f32], &[f32], usize, &mut [f32]);
 pub(crate) type PoolFn = fn(&[f32], usize, usize, &mut [f32]);
-pub(crate) type DwLnFn =
-    fn(&[f32], usize, usize, usize, &[f32], &[f32], (&[f32], &[f32], f32), &mut [f32]);
-pub(crate) type PwGeluSumsqFn =
-    fn(&[f32], usize, usize, &[f32], &[f32], usize, &mut [f32], &mut [f32]);
-pub(crate) type GrnApplyFn = fn(&mut [f32], usize, usize, &[f32], &[f32], f32, &mut [f32]);
+pub(crate) type DwLnFn = fn(
+    &[f32],
+    usize,
+    usize,
+    usize,
+    &[f32],
+    &[f32],
+    (&[f32], &[f32], f32),
+    Range<usize>,
+    &mut [f32],
+);
+pub(crate) type PwGeluFn = fn(&[f32], usize, usize, &[f32], &[f32], usize, &mut [f32]);
+pub(crate) type SumsqFn = fn(&[f32], usize, usize, Range<usize>, &mut [f32]);
+pub(crate) type GrnScaleFn = fn(&mut [f32], usize, usize, &[f32], &[f32], &[f32]);
 
-/// One implementation per operator.
+/// One implementation per operator. The runtime cuts each call into tasks: the depthwise convs
+/// by output rows (`Range` of rows, `out` holding those rows), GRN's sums of squares by channel
+/// ranges, everything else by pixel ranges (see [`crate::parallel`]).
 pub(crate) struct KernelSet {
     pub name: &'static str,
     pub dwconv7x7: DwFn,
     pub pointwise: PwFn,
     pub layernorm: LnFn,
     pub gelu: GeluFn,
-    pub grn: GrnFn,
     pub patch_conv: PatchFn,
     pub avgpool: PoolFn,
     /// Fused: depthwise 7×7 + the block's LayerNorm.
     pub dwconv7x7_ln: DwLnFn,
-    /// Fused: fc1 + GELU + GRN's sum of squares.
-    pub pointwise_gelu_sumsq: PwGeluSumsqFn,
-    /// GRN given the sums of squares.
-    pub grn_apply: GrnApplyFn,
+    /// Fused: fc1 + GELU.
+    pub pointwise_gelu: PwGeluFn,
+    /// GRN's per-channel sums of squares over a channel range.
+    pub sumsq: SumsqFn,
+    /// GRN's per-pixel update given the normalized norms.
+    pub grn_scale: GrnScaleFn,
 }
 
 pub(crate) const SCALAR: KernelSet = KernelSet {
     name: "scalar",
-    dwconv7x7: dwconv7x7::dwconv7x7_f32_scalar,
+    dwconv7x7: dwconv7x7::dwconv7x7_rows_f32_scalar,
     pointwise: pointwise::pointwise_f32_scalar,
     layernorm: layernorm::layernorm_f32_scalar,
     gelu: gelu::gelu_f32_scalar,
-    grn: grn::grn_f32_scalar,
+    sumsq: grn::sumsq_channels_f32_scalar,
     patch_conv: patch_conv::patch_conv_f32_scalar,
     avgpool: pool::avgpool_f32_scalar,
-    dwconv7x7_ln: dwconv7x7::dwconv7x7_ln_f32_scalar,
-    pointwise_gelu_sumsq: pointwise::pointwise_gelu_sumsq_f32_scalar,
-    grn_apply: grn::grn_apply_f32_scalar,
+    dwconv7x7_ln: dwconv7x7::dwconv7x7_ln_rows_f32_scalar,
+    pointwise_gelu: pointwise::pointwise_gelu_f32_scalar,
+    grn_scale: grn::grn_scale_f32_scalar,
 };
 
 /// NEON is part of the aarch64 base ISA (ARMv8-A), so this set runs on every aarch64 CPU.
@@ -62,15 +74,15 @@ pub(crate) const SCALAR: KernelSet = KernelSet {
 #[cfg(target_arch = "aarch64")]
 pub(crate) const NEON: KernelSet = KernelSet {
     name: "neon",
-    dwconv7x7: dwconv7x7::dwconv7x7_f32_neon,
+    dwconv7x7: dwconv7x7::dwconv7x7_rows_f32_neon,
     pointwise: pointwise::pointwise_f32_neon,
     layernorm: layernorm::layernorm_f32_neon,
     gelu: gelu::gelu_f32_neon,
-    grn: grn::grn_f32_neon,
+    sumsq: grn::sumsq_channels_f32_neon,
     patch_conv: patch_conv::patch_conv_f32_neon,
-    dwconv7x7_ln: dwconv7x7::dwconv7x7_ln_f32_neon,
-    pointwise_gelu_sumsq: pointwise::pointwise_gelu_sumsq_f32_neon,
-    grn_apply: grn::grn_apply_f32_neon,
+    dwconv7x7_ln: dwconv7x7::dwconv7x7_ln_rows_f32_neon,
+    pointwise_gelu: pointwise::pointwise_gelu_f32_neon,
+    grn_scale: grn::grn_scale_f32_neon,
     avgpool: pool::avgpool_f32_neon,
 };
 
@@ -78,16 +90,16 @@ pub(crate) const NEON: KernelSet = KernelSet {
 #[cfg(target_arch = "x86_64")]
 pub(crate) const AVX2: KernelSet = KernelSet {
     name: "avx2",
-    dwconv7x7: dwconv7x7::dwconv7x7_f32_avx2,
+    dwconv7x7: dwconv7x7::dwconv7x7_rows_f32_avx2,
     pointwise: pointwise::pointwise_f32_avx2,
     layernorm: layernorm::layernorm_f32_avx2,
     gelu: gelu::gelu_f32_avx2,
-    grn: grn::grn_f32_avx2,
+    sumsq: grn::sumsq_channels_f32_avx2,
     patch_conv: patch_conv::patch_conv_f32_avx2,
     avgpool: pool::avgpool_f32_scalar,
-    dwconv7x7_ln: dwconv7x7::dwconv7x7_ln_f32_avx2,
-    pointwise_gelu_sumsq: pointwise::pointwise_gelu_sumsq_f32_avx2,
-    grn_apply: grn::grn_apply_f32_avx2,
+    dwconv7x7_ln: dwconv7x7::dwconv7x7_ln_rows_f32_avx2,
+    pointwise_gelu: pointwise::pointwise_gelu_f32_avx2,
+    grn_scale: grn::grn_scale_f32_avx2,
 };
 
 /// AVX-512 F/BW/VL/DQ: 16-lane GEMMs (two packed 8-lane panels per register), depthwise and
@@ -96,21 +108,22 @@ pub(crate) const AVX2: KernelSet = KernelSet {
 #[cfg(target_arch = "x86_64")]
 pub(crate) const AVX512: KernelSet = KernelSet {
     name: "avx512",
-    dwconv7x7: dwconv7x7::dwconv7x7_f32_avx512,
+    dwconv7x7: dwconv7x7::dwconv7x7_rows_f32_avx512,
     pointwise: pointwise::pointwise_f32_avx512,
     layernorm: layernorm::layernorm_f32_avx2,
     gelu: gelu::gelu_f32_avx512,
-    grn: grn::grn_f32_avx2,
+    sumsq: grn::sumsq_channels_f32_avx2,
     patch_conv: patch_conv::patch_conv_f32_avx512,
     avgpool: pool::avgpool_f32_scalar,
-    dwconv7x7_ln: dwconv7x7::dwconv7x7_ln_f32_avx512,
-    pointwise_gelu_sumsq: pointwise::pointwise_gelu_sumsq_f32_avx512,
-    grn_apply: grn::grn_apply_f32_avx2,
+    dwconv7x7_ln: dwconv7x7::dwconv7x7_ln_rows_f32_avx512,
+    pointwise_gelu: pointwise::pointwise_gelu_f32_avx512,
+    grn_scale: grn::grn_scale_f32_avx2,
 };
 
 pub(crate) type PatchI8Fn =
     fn(&[i8], usize, usize, usize, usize, &[i8], &[i32], usize, &mut [i32], &mut [i8]);
-pub(crate) type DwI8Fn = fn(&[i8], usize, usize, usize, i32, &[i8], &[i32], &mut [i32]);
+pub(crate) type DwI8Fn =
+    fn(&[i8], usize, usize, usize, i32, &[i8], &[i32], Range<usize>, &mut [i32]);
 pub(crate) type LnI8Fn =
     fn(&[i32], usize, usize, &[f32], &[f32], &[f32], f32, OutQuant, &mut [i8], &mut [f32]);
 pub(crate) type PwI8Fn = fn(&[i8], usize, usize, &[i8], &[i32], &[Requant], i32, usize, &mut [i8]);
@@ -142,7 +155,7 @@ pub(crate) struct KernelSetI8 {
 pub(crate) const SCALAR_I8: KernelSetI8 = KernelSetI8 {
     name: "scalar",
     patch_conv: patch_conv_i8::patch_conv_i8_scalar_slot,
-    dwconv7x7: dwconv7x7_i8::dwconv7x7_i8_scalar,
+    dwconv7x7: dwconv7x7_i8::dwconv7x7_rows_i8_scalar,
     layernorm: layernorm_i8::layernorm_i32_i8_scalar,
     pointwise: pointwise_i8::pointwise_i8_scalar,
     pointwise_acc: pointwise_i8::pointwise_i8_acc_scalar,
@@ -164,7 +177,7 @@ pub(crate) const NEON_I8: KernelSetI8 = KernelSetI8 {
     patch_conv: patch_conv_i8::patch_conv_i8_neon,
     #[cfg(all(feature = "dotprod", target_feature = "dotprod"))]
     patch_conv: patch_conv_i8::patch_conv_i8_sdot_static,
-    dwconv7x7: dwconv7x7_i8::dwconv7x7_i8_neon,
+    dwconv7x7: dwconv7x7_i8::dwconv7x7_rows_i8_neon,
     layernorm: layernorm_i8::layernorm_i32_i8_neon,
     #[cfg(not(all(feature = "dotprod", target_feature = "dotprod")))]
     pointwise: pointwise_i8::pointwise_i8_neon,
@@ -192,7 +205,7 @@ pub(crate) const NEON_I8: KernelSetI8 = KernelSetI8 {
 pub(crate) const AVX2_I8: KernelSetI8 = KernelSetI8 {
     name: "avx2",
     patch_conv: patch_conv_i8::patch_conv_i8_avx2,
-    dwconv7x7: dwconv7x7_i8::dwconv7x7_i8_avx2,
+    dwconv7x7: dwconv7x7_i8::dwconv7x7_rows_i8_avx2,
     layernorm: layernorm_i8::layernorm_i32_i8_avx2,
     pointwise: pointwise_i8::pointwise_i8_avx2,
     pointwise_acc: pointwise_i8::pointwise_i8_acc_avx2,
@@ -212,7 +225,7 @@ pub(crate) const AVX512_VNNI_I8: KernelSetI8 = KernelSetI8 {
     name: "avx512+vnni",
     patch_conv: patch_conv_i8::patch_conv_i8_avx512vnni,
     grn: grn_f16::grn_f16_avx512_best,
-    dwconv7x7: dwconv7x7_i8::dwconv7x7_i8_avx512,
+    dwconv7x7: dwconv7x7_i8::dwconv7x7_rows_i8_avx512,
     gelu: gelu_i8::gelu_i8_avx512,
     pointwise: pointwise_i8::pointwise_i8_avx512vnni,
     pointwise_acc: pointwise_i8::pointwise_i8_acc_avx512vnni,

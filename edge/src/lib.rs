@@ -36,6 +36,7 @@ pub mod format;
 mod kernels;
 pub mod model;
 pub mod ops;
+pub mod parallel;
 pub mod runtime;
 mod runtime_i8;
 
@@ -44,4 +45,5 @@ pub use arena::ArenaPlan;
 pub use error::Error;
 pub use format::Precision;
 pub use model::{AlignedModel, Model, QParams};
+pub use parallel::{Executor, Serial};
 pub use runtime::{BlockOp, Input, Kernels, NoObserver, Observer, Tap};

@@ -288,6 +288,19 @@ impl<'a> Model<'a> {
         self.arena_plan().arena_len()
     }
 
+    /// The arena plan for `workers` workers ([`crate::parallel`]): int8 models give each
+    /// worker its own LayerNorm row and patch gather; f32 models need nothing more.
+    pub fn arena_plan_for(&self, workers: usize) -> ArenaPlan {
+        ArenaPlan::for_model_workers(&self.arch, self.precision, workers)
+            .unwrap_or(ArenaPlan::EMPTY)
+    }
+
+    /// Bytes of scratch [`Model::run_parallel`] needs with `workers` workers; equals
+    /// [`Model::arena_len`] for 1 (and for f32 models, for any count).
+    pub fn arena_len_for(&self, workers: usize) -> usize {
+        self.arena_plan_for(workers).arena_len()
+    }
+
     /// The tensor at table index `i` as f32 (validated at parse time).
     pub(crate) fn tensor(&self, i: usize) -> &'a [f32] {
         self.slice(i)

@@ -2,8 +2,10 @@
 
 use crate::arch::{DOWN_PATCH, MLP_RATIO, STEM_PATCH};
 use crate::format::Precision;
+use crate::format::PANEL;
 use crate::model::{Model, QParams};
-use crate::ops::input;
+use crate::ops::{grn, input};
+use crate::parallel::{for_each_rows, Executor, Serial, Split};
 use crate::Error;
 
 /// The image given to [`Model::run`].
@@ -102,13 +104,27 @@ impl Observer for NoObserver {
     fn observe(&mut self, _: Tap, _: usize, _: usize, _: usize, _: &[f32]) {}
 }
 
+/// Pixel-range tasks per operator: at most about this many, each a multiple of [`PIXEL_ALIGN`]
+/// pixels (whole register tiles). Fixed by the shape, never by the worker count.
+pub(crate) const PIXEL_TASKS: usize = 32;
+/// See [`PIXEL_TASKS`].
+pub(crate) const PIXEL_ALIGN: usize = 8;
+/// Channels per task of GRN's sums of squares.
+pub(crate) const SUMSQ_CHANNELS: usize = 32;
+
+/// The pixel partition of an operator over `p` pixels.
+pub(crate) fn pixel_split(p: usize) -> Split {
+    Split::aligned(p, PIXEL_TASKS, PIXEL_ALIGN)
+}
+
 impl Model<'_> {
     /// Runs one image and writes `num_classes` logits. Allocates nothing.
     pub fn run(&self, input: Input<'_>, arena: &mut [u8], logits: &mut [f32]) -> Result<(), Error> {
         self.run_with(input, arena, logits, Kernels::Auto, &mut NoObserver)
     }
 
-    /// [`Model::run`] with an explicit kernel set and an observer of intermediate activations.
+    /// [`Model::run`] with an explicit kernel set and an observer of intermediate activations,
+    /// on the calling thread ([`Serial`]).
     pub fn run_with<O: Observer>(
         &self,
         image: Input<'_>,
@@ -116,6 +132,34 @@ impl Model<'_> {
         logits: &mut [f32],
         kernels: Kernels,
         obs: &mut O,
+    ) -> Result<(), Error> {
+        self.run_with_executor(image, arena, logits, kernels, obs, &Serial)
+    }
+
+    /// [`Model::run`] with the image split across the workers of `exec` (see
+    /// [`crate::parallel`]); `arena` must hold [`Model::arena_len_for`]`(exec.workers())` bytes.
+    /// The logits are bit-identical for any number of workers.
+    pub fn run_parallel<E: Executor + ?Sized>(
+        &self,
+        image: Input<'_>,
+        arena: &mut [u8],
+        logits: &mut [f32],
+        kernels: Kernels,
+        exec: &E,
+    ) -> Result<(), Error> {
+        self.run_with_executor(image, arena, logits, kernels, &mut NoObserver, exec)
+    }
+
+    /// The general form: kernel set, observer (called on this thread between operators) and
+    /// executor. Every tap and the logits are bit-identical for any number of workers.
+    pub fn run_with_executor<O: Observer, E: Executor + ?Sized>(
+        &self,
+        image: Input<'_>,
+        arena: &mut [u8],
+        logits: &mut [f32],
+        kernels: Kernels,
+        obs: &mut O,
+        exec: &E,
     ) -> Result<(), Error> {
         let k = kernels.set()?;
         let a = *self.arch();
@@ -142,28 +186,62 @@ impl Model<'_> {
                 got: logits.len(),
             });
         }
-        if self.precision() == Precision::Int8 {
-            return self.run_i8(image, arena, logits, kernels.set_i8()?, obs);
+        let workers = exec.workers();
+        if workers == 0 {
+            return Err(Error::NoWorkers);
         }
+        if self.precision() == Precision::Int8 {
+            return self.run_i8(image, arena, logits, kernels.set_i8()?, obs, exec);
+        }
+        // f32 tasks need no per-worker scratch: the plan is the same for every worker count.
         let r = self.arena_plan().split_f32(arena)?;
         let (mut cur, mut other, hidden, scratch) = (r.a, r.b, r.hidden, r.scratch);
+        let cin = a.in_chans;
 
         // Input → HWC f32 in the hidden region (free until the first block).
-        let staged = &mut hidden[..in_len];
-        match image {
-            Input::NchwF32(x) => input::nchw_to_hwc_f32_scalar(x, ih * iw, a.in_chans, staged),
-            Input::HwcU8(x) => input::normalize_u8_hwc_scalar(x, staged),
+        {
+            let staged = &mut hidden[..in_len];
+            let px = pixel_split(ih * iw);
+            match image {
+                Input::NchwF32(x) => for_each_rows(exec, px, staged, cin, |r, out| {
+                    input::nchw_to_hwc_rows_f32_scalar(x, ih * iw, cin, r, out)
+                }),
+                Input::HwcU8(x) => for_each_rows(exec, px, staged, cin, |r, out| {
+                    input::normalize_u8_hwc_scalar(&x[r.start * cin..r.end * cin], out)
+                }),
+            }
         }
+        let staged = &hidden[..in_len];
         if O::ENABLED {
-            obs.observe(Tap::Input, ih, iw, a.in_chans, staged);
+            obs.observe(Tap::Input, ih, iw, cin, staged);
         }
 
-        // Stem: conv 4×4/s4 + LN.
+        // Stem: conv 4×4/s4 + LN, by output rows.
         let [sw, sb, snw, snb] = self.stem();
         let (mut h, mut w) = a.stage_hw(0);
         let c0 = a.dims[0];
-        (k.patch_conv)(staged, ih, iw, a.in_chans, STEM_PATCH, sw, sb, c0, cur);
-        (k.layernorm)(cur, h * w, c0, snw, snb, a.ln_eps);
+        let band = STEM_PATCH * iw * cin;
+        for_each_rows(
+            exec,
+            Split::new(h, 1),
+            &mut cur[..h * w * c0],
+            w * c0,
+            |r, out| {
+                let inp = &staged[r.start * band..r.end * band];
+                (k.patch_conv)(
+                    inp,
+                    r.len() * STEM_PATCH,
+                    iw,
+                    cin,
+                    STEM_PATCH,
+                    sw,
+                    sb,
+                    c0,
+                    out,
+                );
+                (k.layernorm)(out, r.len() * w, c0, snw, snb, a.ln_eps);
+            },
+        );
         if O::ENABLED {
             obs.observe(Tap::Stem, h, w, c0, &cur[..h * w * c0]);
         }
@@ -173,19 +251,46 @@ impl Model<'_> {
             if s > 0 {
                 let prev = a.dims[s - 1];
                 let [nw, nb, cw, cb] = self.downsample(s);
-                (k.layernorm)(cur, h * w, prev, nw, nb, a.ln_eps);
+                let ln = &mut cur[..h * w * prev];
+                for_each_rows(exec, pixel_split(h * w), ln, prev, |r, x| {
+                    (k.layernorm)(x, r.len(), prev, nw, nb, a.ln_eps)
+                });
                 if O::ENABLED {
                     obs.observe(Tap::DownsampleNorm(s), h, w, prev, &cur[..h * w * prev]);
                 }
-                (k.patch_conv)(cur, h, w, prev, DOWN_PATCH, cw, cb, c, other);
+                let (oh, ow) = a.stage_hw(s);
+                let src = &cur[..h * w * prev];
+                let band = DOWN_PATCH * w * prev;
+                for_each_rows(
+                    exec,
+                    Split::new(oh, 1),
+                    &mut other[..oh * ow * c],
+                    ow * c,
+                    |r, out| {
+                        let inp = &src[r.start * band..r.end * band];
+                        (k.patch_conv)(
+                            inp,
+                            r.len() * DOWN_PATCH,
+                            w,
+                            prev,
+                            DOWN_PATCH,
+                            cw,
+                            cb,
+                            c,
+                            out,
+                        )
+                    },
+                );
                 core::mem::swap(&mut cur, &mut other);
-                (h, w) = a.stage_hw(s);
+                (h, w) = (oh, ow);
                 if O::ENABLED {
                     obs.observe(Tap::Downsample(s), h, w, c, &cur[..h * w * c]);
                 }
             }
             let p = h * w;
             let n = MLP_RATIO * c;
+            let px = pixel_split(p);
+            let rows = Split::new(h, 1);
             for b in 0..a.depths[s] {
                 let [dw, db, nw, nb, f1w, f1b, gw, gb, f2w, f2b] = self.block(s, b);
                 let tap = |op| Tap::Block {
@@ -193,35 +298,91 @@ impl Model<'_> {
                     block: b,
                     op,
                 };
-                let t = &mut other[..p * c];
-                let hid = &mut hidden[..p * n];
+                let src = &cur[..p * c];
                 if O::ENABLED {
                     // Unfused, so that every operator's output can be seen.
-                    (k.dwconv7x7)(cur, h, w, c, dw, db, t);
-                    obs.observe(tap(BlockOp::DwConv), h, w, c, t);
-                    (k.layernorm)(t, p, c, nw, nb, a.ln_eps);
-                    obs.observe(tap(BlockOp::Norm), h, w, c, t);
-                    (k.pointwise)(t, p, c, f1w, f1b, n, hid, false);
-                    obs.observe(tap(BlockOp::Fc1), h, w, n, hid);
-                    (k.gelu)(hid);
-                    obs.observe(tap(BlockOp::Gelu), h, w, n, hid);
-                    (k.grn)(hid, p, n, gw, gb, a.grn_eps, scratch);
-                    obs.observe(tap(BlockOp::Grn), h, w, n, hid);
-                    (k.pointwise)(hid, p, n, f2w, f2b, c, t, false);
-                    obs.observe(tap(BlockOp::Fc2), h, w, c, t);
-                    for (x, y) in cur[..p * c].iter_mut().zip(t.iter()) {
-                        *x += *y;
-                    }
+                    for_each_rows(exec, rows, &mut other[..p * c], w * c, |r, out| {
+                        (k.dwconv7x7)(src, h, w, c, dw, db, r, out)
+                    });
+                    obs.observe(tap(BlockOp::DwConv), h, w, c, &other[..p * c]);
+                    for_each_rows(exec, px, &mut other[..p * c], c, |r, x| {
+                        (k.layernorm)(x, r.len(), c, nw, nb, a.ln_eps)
+                    });
+                    obs.observe(tap(BlockOp::Norm), h, w, c, &other[..p * c]);
+                    let t = &other[..p * c];
+                    for_each_rows(exec, px, &mut hidden[..p * n], n, |r, out| {
+                        (k.pointwise)(
+                            &t[r.start * c..r.end * c],
+                            r.len(),
+                            c,
+                            f1w,
+                            f1b,
+                            n,
+                            out,
+                            false,
+                        )
+                    });
+                    obs.observe(tap(BlockOp::Fc1), h, w, n, &hidden[..p * n]);
+                    for_each_rows(exec, px, &mut hidden[..p * n], n, |_, x| (k.gelu)(x));
+                    obs.observe(tap(BlockOp::Gelu), h, w, n, &hidden[..p * n]);
+                } else {
+                    // Fused: LN in the depthwise epilogue, GELU in fc1's.
+                    for_each_rows(exec, rows, &mut other[..p * c], w * c, |r, out| {
+                        (k.dwconv7x7_ln)(src, h, w, c, dw, db, (nw, nb, a.ln_eps), r, out)
+                    });
+                    let t = &other[..p * c];
+                    for_each_rows(exec, px, &mut hidden[..p * n], n, |r, out| {
+                        (k.pointwise_gelu)(&t[r.start * c..r.end * c], r.len(), c, f1w, f1b, n, out)
+                    });
+                }
+                // GRN: sums of squares by channel, norms once, the update by pixels.
+                let g = &hidden[..p * n];
+                let sumsq = &mut scratch[..n];
+                for_each_rows(exec, Split::new(n, SUMSQ_CHANNELS), sumsq, 1, |r, out| {
+                    (k.sumsq)(g, p, n, r, out)
+                });
+                grn::normalized_norms(sumsq, a.grn_eps);
+                let nx = &scratch[..n];
+                for_each_rows(exec, px, &mut hidden[..p * n], n, |r, x| {
+                    (k.grn_scale)(x, r.len(), n, gw, gb, nx)
+                });
+                let g = &hidden[..p * n];
+                if O::ENABLED {
+                    obs.observe(tap(BlockOp::Grn), h, w, n, g);
+                    for_each_rows(exec, px, &mut other[..p * c], c, |r, out| {
+                        (k.pointwise)(
+                            &g[r.start * n..r.end * n],
+                            r.len(),
+                            n,
+                            f2w,
+                            f2b,
+                            c,
+                            out,
+                            false,
+                        )
+                    });
+                    obs.observe(tap(BlockOp::Fc2), h, w, c, &other[..p * c]);
+                    let t = &other[..p * c];
+                    for_each_rows(exec, px, &mut cur[..p * c], c, |r, x| {
+                        for (v, d) in x.iter_mut().zip(&t[r.start * c..r.end * c]) {
+                            *v += *d;
+                        }
+                    });
                     obs.observe(tap(BlockOp::Out), h, w, c, &cur[..p * c]);
                 } else {
-                    // Fused: LN in the depthwise epilogue; GELU and GRN's sum of squares in
-                    // fc1's; the residual add in fc2's.
-                    (k.dwconv7x7_ln)(cur, h, w, c, dw, db, (nw, nb, a.ln_eps), t);
-                    let sumsq = &mut scratch[..n];
-                    sumsq.fill(0.0);
-                    (k.pointwise_gelu_sumsq)(t, p, c, f1w, f1b, n, hid, sumsq);
-                    (k.grn_apply)(hid, p, n, gw, gb, a.grn_eps, sumsq);
-                    (k.pointwise)(hid, p, n, f2w, f2b, c, cur, true);
+                    // fc2 with the residual add fused.
+                    for_each_rows(exec, px, &mut cur[..p * c], c, |r, out| {
+                        (k.pointwise)(
+                            &g[r.start * n..r.end * n],
+                            r.len(),
+                            n,
+                            f2w,
+                            f2b,
+                            c,
+                            out,
+                            true,
+                        )
+                    });
                 }
             }
             if O::ENABLED {
@@ -229,7 +390,7 @@ impl Model<'_> {
             }
         }
 
-        // Head: mean over H, W → LN → Linear.
+        // Head: mean over H, W → LN → Linear (by output panels).
         let cl = a.last_dim();
         let [hnw, hnb, fw, fb] = self.head();
         let pooled = &mut scratch[..cl];
@@ -238,7 +399,22 @@ impl Model<'_> {
         if O::ENABLED {
             obs.observe(Tap::PreLogits, 1, 1, cl, pooled);
         }
-        (k.pointwise)(pooled, 1, cl, fw, fb, a.num_classes, logits, false);
+        let pooled = &scratch[..cl];
+        let classes = Split::aligned(a.num_classes, PIXEL_TASKS, PANEL);
+        for_each_rows(exec, classes, logits, 1, |r, out| {
+            // Panel j of the packed weights starts at j·8·cl: output r.start (a multiple of 8)
+            // at r.start·cl.
+            (k.pointwise)(
+                pooled,
+                1,
+                cl,
+                &fw[r.start * cl..],
+                &fb[r.clone()],
+                r.len(),
+                out,
+                false,
+            )
+        });
         Ok(())
     }
 }

@@ -10,9 +10,11 @@ use crate::kernels::KernelSetI8;
 use crate::model::{Model, QParams};
 use crate::ops::grn_f16::GrnF16Quant;
 use crate::ops::layernorm_i8::{self, OutQuant};
+use crate::ops::pointwise_i8::{GROUP, KR, NR};
 use crate::ops::residual_i8::ResidualQuant;
 use crate::ops::{input, layernorm, pool};
-use crate::runtime::{BlockOp, Input, Observer, Tap};
+use crate::parallel::{for_each_part, for_each_rows, Executor, Split};
+use crate::runtime::{pixel_split, BlockOp, Input, Observer, Tap, PIXEL_TASKS};
 use crate::Error;
 
 /// The first `n` bytes of a wide region as int8 codes.
@@ -45,65 +47,111 @@ fn out_quant(q: QParams) -> OutQuant {
 }
 
 impl Model<'_> {
-    /// The int8 forward pass (inputs already checked by `run_with`).
-    pub(crate) fn run_i8<O: Observer>(
+    /// The int8 forward pass (inputs already checked by `run_with_executor`).
+    pub(crate) fn run_i8<O: Observer, E: Executor + ?Sized>(
         &self,
         image: Input<'_>,
         arena: &mut [u8],
         logits: &mut [f32],
         k: &KernelSetI8,
         obs: &mut O,
+        exec: &E,
     ) -> Result<(), Error> {
         let a = *self.arch();
-        let r = self.arena_plan().split_i8(arena)?;
+        let workers = exec.workers();
+        let r = self.arena_plan_for(workers).split_i8(arena)?;
         let (x, t, w1, w2, scratch) = (r.x, r.t, r.w1, r.w2, r.scratch);
         let (ih, iw, cin) = (a.input_h, a.input_w, a.in_chans);
+        // Per-worker scratch: the LayerNorm's f32 row (after `cmax` floats kept for the
+        // downsample's dequantization scales) and the patch convs' 4 gathered patches.
+        let cmax = *a.dims[..a.num_stages].iter().max().unwrap_or(&0);
+        let gather = 4 * (STEM_PATCH * STEM_PATCH * cin).max(DOWN_PATCH * DOWN_PATCH * cmax);
+        let ln_need = cmax * (workers + 1);
+        if scratch.len() < ln_need || t.len() < gather * workers || x.len() < gather * workers {
+            return Err(Error::ArenaTooSmall {
+                needed: self.arena_len_for(workers),
+                got: 0,
+            });
+        }
 
         // Input → int8 HWC in w1.
         let stem = self.stem_i8();
         let img = codes(w1, ih * iw * cin)?;
         match image {
+            // The planes' stride spans the whole image: one task.
             Input::NchwF32(v) => (k.quantize_input)(v, ih * iw, cin, stem.input, img),
             Input::HwcU8(v) => {
-                input::quantize_u8_hwc_i8_scalar(v, &input::u8_to_i8_table(stem.input), img)
+                let table = input::u8_to_i8_table(stem.input);
+                for_each_rows(exec, pixel_split(ih * iw), img, cin, |r, out| {
+                    input::quantize_u8_hwc_i8_scalar(&v[r.start * cin..r.end * cin], &table, out)
+                })
             }
         }
+        let img: &[i8] = img;
         if O::ENABLED {
             obs.observe_i8(Tap::Input, ih, iw, cin, img, stem.input);
         }
 
-        // Stem: conv 4×4/s4 → int32 (w2) → LN → x.
+        // Stem: conv 4×4/s4 → int32 (w2) → LN → x, by output rows / pixels.
         let (mut h, mut w) = a.stage_hw(0);
         let c0 = a.dims[0];
         let acc = accs(w2, h * w * c0)?;
-        (k.patch_conv)(
-            img,
-            ih,
-            iw,
-            cin,
-            STEM_PATCH,
-            stem.conv_w,
-            stem.conv_b,
-            c0,
+        let band = STEM_PATCH * iw * cin;
+        for_each_part(
+            exec,
+            Split::new(h, 1),
             acc,
-            t,
+            w * c0,
+            &mut [0u8; 0],
+            0,
+            &mut t[..],
+            gather,
+            |_, r, out, _, g, _| {
+                let inp = &img[r.start * band..r.end * band];
+                (k.patch_conv)(
+                    inp,
+                    r.len() * STEM_PATCH,
+                    iw,
+                    cin,
+                    STEM_PATCH,
+                    stem.conv_w,
+                    stem.conv_b,
+                    c0,
+                    out,
+                    g,
+                )
+            },
         );
-        let xs = &mut x[..h * w * c0];
-        (k.layernorm)(
-            acc,
-            h * w,
+        let acc: &[i32] = acc;
+        let (_, ln_scratch) = scratch.split_at_mut(cmax);
+        for_each_part(
+            exec,
+            pixel_split(h * w),
+            &mut x[..h * w * c0],
             c0,
-            stem.deq,
-            stem.norm_w,
-            stem.norm_b,
-            a.ln_eps,
-            out_quant(stem.out),
-            xs,
-            scratch,
+            &mut [0u8; 0],
+            0,
+            ln_scratch,
+            cmax,
+            |_, r, xs, _, sc, _| {
+                let src = &acc[r.start * c0..r.end * c0];
+                (k.layernorm)(
+                    src,
+                    r.len(),
+                    c0,
+                    stem.deq,
+                    stem.norm_w,
+                    stem.norm_b,
+                    a.ln_eps,
+                    out_quant(stem.out),
+                    xs,
+                    sc,
+                )
+            },
         );
         let mut xq = stem.out;
         if O::ENABLED {
-            obs.observe_i8(Tap::Stem, h, w, c0, xs, xq);
+            obs.observe_i8(Tap::Stem, h, w, c0, &x[..h * w * c0], xq);
         }
 
         for s in 0..a.num_stages {
@@ -114,31 +162,97 @@ impl Model<'_> {
                 let d = self.downsample_i8(s);
                 let prev = a.dims[s - 1];
                 let p = h * w;
+                let px = pixel_split(p);
                 let wide = accs(w2, p * prev)?;
-                layernorm_i8::widen_i8_i32_scalar(&x[..p * prev], xq.zero, wide);
-                let (deq, ln_scratch) = scratch.split_at_mut(prev);
+                let xs: &[i8] = &x[..p * prev];
+                for_each_rows(exec, px, wide, prev, |r, out| {
+                    layernorm_i8::widen_i8_i32_scalar(
+                        &xs[r.start * prev..r.end * prev],
+                        xq.zero,
+                        out,
+                    )
+                });
+                let wide: &[i32] = wide;
+                let (deq, ln_scratch) = scratch.split_at_mut(cmax);
+                let deq = &mut deq[..prev];
                 deq.fill(xq.scale);
-                let tn = &mut t[..p * prev];
-                (k.layernorm)(
-                    wide,
-                    p,
+                let deq: &[f32] = deq;
+                for_each_part(
+                    exec,
+                    px,
+                    &mut t[..p * prev],
                     prev,
-                    deq,
-                    d.norm_w,
-                    d.norm_b,
-                    a.ln_eps,
-                    out_quant(d.norm_q),
-                    tn,
+                    &mut [0u8; 0],
+                    0,
                     ln_scratch,
+                    cmax,
+                    |_, r, tn, _, sc, _| {
+                        let src = &wide[r.start * prev..r.end * prev];
+                        (k.layernorm)(
+                            src,
+                            r.len(),
+                            prev,
+                            deq,
+                            d.norm_w,
+                            d.norm_b,
+                            a.ln_eps,
+                            out_quant(d.norm_q),
+                            tn,
+                            sc,
+                        )
+                    },
                 );
                 if O::ENABLED {
-                    obs.observe_i8(Tap::DownsampleNorm(s), h, w, prev, tn, d.norm_q);
+                    obs.observe_i8(Tap::DownsampleNorm(s), h, w, prev, &t[..p * prev], d.norm_q);
                 }
                 let (oh, ow) = a.stage_hw(s);
                 let acc = accs(w1, oh * ow * c)?;
-                (k.patch_conv)(tn, h, w, prev, DOWN_PATCH, d.conv_w, d.conv_b, c, acc, x);
+                let tn: &[i8] = &t[..p * prev];
+                let band = DOWN_PATCH * w * prev;
+                // `x` is free until the requantization: it holds the gathered patches.
+                for_each_part(
+                    exec,
+                    Split::new(oh, 1),
+                    acc,
+                    ow * c,
+                    &mut [0u8; 0],
+                    0,
+                    &mut x[..],
+                    gather,
+                    |_, r, out, _, g, _| {
+                        let inp = &tn[r.start * band..r.end * band];
+                        (k.patch_conv)(
+                            inp,
+                            r.len() * DOWN_PATCH,
+                            w,
+                            prev,
+                            DOWN_PATCH,
+                            d.conv_w,
+                            d.conv_b,
+                            c,
+                            out,
+                            g,
+                        )
+                    },
+                );
                 (h, w) = (oh, ow);
-                (k.requant)(acc, h * w, c, d.rq, d.out.zero, &mut x[..h * w * c]);
+                let acc: &[i32] = acc;
+                for_each_rows(
+                    exec,
+                    pixel_split(h * w),
+                    &mut x[..h * w * c],
+                    c,
+                    |r, out| {
+                        (k.requant)(
+                            &acc[r.start * c..r.end * c],
+                            r.len(),
+                            c,
+                            d.rq,
+                            d.out.zero,
+                            out,
+                        )
+                    },
+                );
                 xq = d.out;
                 if O::ENABLED {
                     obs.observe_i8(Tap::Downsample(s), h, w, c, &x[..h * w * c], xq);
@@ -146,6 +260,7 @@ impl Model<'_> {
             }
             let p = h * w;
             let n = MLP_RATIO * c;
+            let px = pixel_split(p);
             for b in 0..a.depths[s] {
                 let bl = self.block_i8(s, b);
                 let tap = |op| Tap::Block {
@@ -153,39 +268,60 @@ impl Model<'_> {
                     block: b,
                     op,
                 };
-                let xs = &mut x[..p * c];
                 let dw = accs(w2, p * c)?;
-                (k.dwconv7x7)(xs, h, w, c, xq.zero, bl.dw_w, bl.dw_b, dw);
-                let tn = &mut t[..p * c];
-                (k.layernorm)(
-                    dw,
-                    p,
+                {
+                    let xs: &[i8] = &x[..p * c];
+                    for_each_rows(exec, Split::new(h, 1), dw, w * c, |r, out| {
+                        (k.dwconv7x7)(xs, h, w, c, xq.zero, bl.dw_w, bl.dw_b, r, out)
+                    });
+                }
+                let dw: &[i32] = dw;
+                let (_, ln_scratch) = scratch.split_at_mut(cmax);
+                for_each_part(
+                    exec,
+                    px,
+                    &mut t[..p * c],
                     c,
-                    bl.dw_deq,
-                    bl.norm_w,
-                    bl.norm_b,
-                    a.ln_eps,
-                    out_quant(bl.norm_q),
-                    tn,
-                    scratch,
+                    &mut [0u8; 0],
+                    0,
+                    ln_scratch,
+                    cmax,
+                    |_, r, tn, _, sc, _| {
+                        let src = &dw[r.start * c..r.end * c];
+                        (k.layernorm)(
+                            src,
+                            r.len(),
+                            c,
+                            bl.dw_deq,
+                            bl.norm_w,
+                            bl.norm_b,
+                            a.ln_eps,
+                            out_quant(bl.norm_q),
+                            tn,
+                            sc,
+                        )
+                    },
                 );
+                let tn: &[i8] = &t[..p * c];
                 let hid = codes(w1, p * n)?;
-                (k.pointwise)(
-                    tn,
-                    p,
-                    c,
-                    bl.fc1_w,
-                    bl.fc1_b,
-                    bl.fc1_rq,
-                    bl.fc1_q.zero,
-                    n,
-                    hid,
-                );
+                for_each_rows(exec, px, hid, n, |r, out| {
+                    (k.pointwise)(
+                        &tn[r.start * c..r.end * c],
+                        r.len(),
+                        c,
+                        bl.fc1_w,
+                        bl.fc1_b,
+                        bl.fc1_rq,
+                        bl.fc1_q.zero,
+                        n,
+                        out,
+                    )
+                });
                 if O::ENABLED {
                     obs.observe_i8(tap(BlockOp::Norm), h, w, c, tn, bl.norm_q);
                     obs.observe_i8(tap(BlockOp::Fc1), h, w, n, hid, bl.fc1_q);
                 }
-                (k.gelu)(hid, bl.gelu_lut);
+                for_each_rows(exec, px, hid, n, |_, x| (k.gelu)(x, bl.gelu_lut));
                 if O::ENABLED {
                     obs.observe_i8(tap(BlockOp::Gelu), h, w, n, hid, bl.gelu_q);
                 }
@@ -200,12 +336,25 @@ impl Model<'_> {
                 .ok_or(Error::BadArch {
                     reason: "GRN quantization scales outside fp16's normal range",
                 })?;
+                // One task: the kernel's statistics span every pixel.
                 (k.grn)(hid, p, n, bl.grn_w, bl.grn_b, a.grn_eps, &gq, g, scratch);
                 if O::ENABLED {
                     obs.observe_i8(tap(BlockOp::Grn), h, w, n, g, bl.grn_q);
                 }
+                let g: &[i8] = g;
                 let acc = accs(w1, p * c)?;
-                (k.pointwise_acc)(g, p, n, bl.fc2_w, bl.fc2_b, c, acc);
+                for_each_rows(exec, px, acc, c, |r, out| {
+                    (k.pointwise_acc)(
+                        &g[r.start * n..r.end * n],
+                        r.len(),
+                        n,
+                        bl.fc2_w,
+                        bl.fc2_b,
+                        c,
+                        out,
+                    )
+                });
+                let acc: &[i32] = acc;
                 let (x_scale, acc_scale) = bl.res_rq.split_first().ok_or(Error::BadArch {
                     reason: "residual requantization missing",
                 })?;
@@ -215,10 +364,12 @@ impl Model<'_> {
                     acc_scale,
                     out_zero: bl.out.zero,
                 };
-                (k.residual)(xs, acc, p, c, &rq);
+                for_each_rows(exec, px, &mut x[..p * c], c, |r, xs| {
+                    (k.residual)(xs, &acc[r.start * c..r.end * c], r.len(), c, &rq)
+                });
                 xq = bl.out;
                 if O::ENABLED {
-                    obs.observe_i8(tap(BlockOp::Out), h, w, c, xs, xq);
+                    obs.observe_i8(tap(BlockOp::Out), h, w, c, &x[..p * c], xq);
                 }
             }
             if O::ENABLED {
@@ -226,7 +377,8 @@ impl Model<'_> {
             }
         }
 
-        // Head: int8 mean over H, W → f32 LN → int8 → classifier (int32) → logits.
+        // Head: int8 mean over H, W → f32 LN → int8 → classifier (int32, by output panels) →
+        // logits.
         let cl = a.last_dim();
         let hd = self.head_i8();
         let pooled = &mut scratch[..cl];
@@ -234,11 +386,18 @@ impl Model<'_> {
         layernorm::layernorm_f32_scalar(pooled, 1, cl, hd.norm_w, hd.norm_b, a.ln_eps);
         let pq = &mut t[..cl];
         input::quantize_f32_i8_scalar(pooled, hd.norm_q, pq);
+        let pq: &[i8] = pq;
         if O::ENABLED {
             obs.observe_i8(Tap::PreLogits, 1, 1, cl, pq, hd.norm_q);
         }
         let acc = accs(w1, a.num_classes)?;
-        (k.pointwise_acc)(pq, 1, cl, hd.fc_w, hd.fc_b, a.num_classes, acc);
+        let group_bytes = cl.div_ceil(KR) * GROUP;
+        let classes = Split::aligned(a.num_classes, PIXEL_TASKS, NR);
+        for_each_rows(exec, classes, acc, 1, |r, out| {
+            // Panel j of the c4-packed weights starts at j·⌈cl/4⌉·32 bytes.
+            let wp = &hd.fc_w[r.start / NR * group_bytes..];
+            (k.pointwise_acc)(pq, 1, cl, wp, &hd.fc_b[r.clone()], r.len(), out)
+        });
         for ((l, &v), &d) in logits.iter_mut().zip(acc.iter()).zip(hd.deq) {
             *l = v as f32 * d;
         }

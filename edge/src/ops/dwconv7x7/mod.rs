@@ -1,6 +1,8 @@
 //! Depthwise 7×7 convolution, stride 1, zero padding 3, over NHWC. Weights are stored
 //! `[7][7][C]` so that each tap is a contiguous run of channels (vector lanes on SIMD).
 
+use core::ops::Range;
+
 /// Kernel size.
 pub const K: usize = 7;
 /// Padding on each side.
@@ -26,13 +28,29 @@ pub fn dwconv7x7_f32_scalar(
     bias: &[f32],
     out: &mut [f32],
 ) {
-    for y in 0..h {
+    dwconv7x7_rows_f32_scalar(input, h, w, c, weight, bias, 0..h, out)
+}
+
+/// Output rows `rows` of [`dwconv7x7_f32_scalar`] (the input is the whole `h×w` map; `out`
+/// holds only those rows): the form the runtime splits across workers, every kernel set's slot.
+#[allow(clippy::too_many_arguments)]
+pub fn dwconv7x7_rows_f32_scalar(
+    input: &[f32],
+    h: usize,
+    w: usize,
+    c: usize,
+    weight: &[f32],
+    bias: &[f32],
+    rows: Range<usize>,
+    out: &mut [f32],
+) {
+    for y in rows.clone() {
         let ky0 = PAD.saturating_sub(y);
         let ky1 = K.min(h + PAD - y);
         for x in 0..w {
             let kx0 = PAD.saturating_sub(x);
             let kx1 = K.min(w + PAD - x);
-            let acc = &mut out[(y * w + x) * c..][..c];
+            let acc = &mut out[((y - rows.start) * w + x) * c..][..c];
             acc.copy_from_slice(&bias[..c]);
             for ky in ky0..ky1 {
                 let iy = y + ky - PAD;
@@ -61,8 +79,25 @@ pub fn dwconv7x7_ln_f32_scalar(
     ln: (&[f32], &[f32], f32),
     out: &mut [f32],
 ) {
-    dwconv7x7_f32_scalar(input, h, w, c, weight, bias, out);
-    crate::ops::layernorm::layernorm_f32_scalar(out, h * w, c, ln.0, ln.1, ln.2);
+    dwconv7x7_ln_rows_f32_scalar(input, h, w, c, weight, bias, ln, 0..h, out)
+}
+
+/// Output rows `rows` of [`dwconv7x7_ln_f32_scalar`] (`out` holds only those rows).
+#[allow(clippy::too_many_arguments)]
+pub fn dwconv7x7_ln_rows_f32_scalar(
+    input: &[f32],
+    h: usize,
+    w: usize,
+    c: usize,
+    weight: &[f32],
+    bias: &[f32],
+    ln: (&[f32], &[f32], f32),
+    rows: Range<usize>,
+    out: &mut [f32],
+) {
+    let p = rows.len() * w;
+    dwconv7x7_rows_f32_scalar(input, h, w, c, weight, bias, rows, out);
+    crate::ops::layernorm::layernorm_f32_scalar(out, p, c, ln.0, ln.1, ln.2);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -70,6 +105,8 @@ mod x86;
 #[cfg(target_arch = "x86_64")]
 pub use x86::{
     dwconv7x7_f32_avx2, dwconv7x7_f32_avx512, dwconv7x7_ln_f32_avx2, dwconv7x7_ln_f32_avx512,
+    dwconv7x7_ln_rows_f32_avx2, dwconv7x7_ln_rows_f32_avx512, dwconv7x7_rows_f32_avx2,
+    dwconv7x7_rows_f32_avx512,
 };
 
 #[cfg(test)]
@@ -133,7 +170,24 @@ pub fn dwconv7x7_ln_f32_neon(
     ln: (&[f32], &[f32], f32),
     out: &mut [f32],
 ) {
-    dwconv7x7_neon_impl(input, h, w, c, weight, bias, out, |px| {
+    dwconv7x7_ln_rows_f32_neon(input, h, w, c, weight, bias, ln, 0..h, out)
+}
+
+/// Output rows `rows` of [`dwconv7x7_ln_f32_neon`] (`out` holds only those rows).
+#[cfg(target_arch = "aarch64")]
+#[allow(clippy::too_many_arguments)]
+pub fn dwconv7x7_ln_rows_f32_neon(
+    input: &[f32],
+    h: usize,
+    w: usize,
+    c: usize,
+    weight: &[f32],
+    bias: &[f32],
+    ln: (&[f32], &[f32], f32),
+    rows: Range<usize>,
+    out: &mut [f32],
+) {
+    dwconv7x7_neon_impl(input, h, w, c, weight, bias, rows, out, |px| {
         crate::ops::layernorm::layernorm_f32_neon(px, 1, c, ln.0, ln.1, ln.2)
     })
 }
@@ -155,7 +209,23 @@ pub fn dwconv7x7_f32_neon(
     bias: &[f32],
     out: &mut [f32],
 ) {
-    dwconv7x7_neon_impl(input, h, w, c, weight, bias, out, |_| {})
+    dwconv7x7_rows_f32_neon(input, h, w, c, weight, bias, 0..h, out)
+}
+
+/// Output rows `rows` of [`dwconv7x7_f32_neon`] (`out` holds only those rows).
+#[cfg(target_arch = "aarch64")]
+#[allow(clippy::too_many_arguments)]
+pub fn dwconv7x7_rows_f32_neon(
+    input: &[f32],
+    h: usize,
+    w: usize,
+    c: usize,
+    weight: &[f32],
+    bias: &[f32],
+    rows: Range<usize>,
+    out: &mut [f32],
+) {
+    dwconv7x7_neon_impl(input, h, w, c, weight, bias, rows, out, |_| {})
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -168,23 +238,28 @@ fn dwconv7x7_neon_impl(
     c: usize,
     weight: &[f32],
     bias: &[f32],
+    rows: Range<usize>,
     out: &mut [f32],
     mut epilogue: impl FnMut(&mut [f32]),
 ) {
     assert!(
         input.len() >= h * w * c
-            && out.len() >= h * w * c
+            && rows.end <= h
+            && out.len() >= rows.len() * w * c
             && weight.len() >= K * K * c
             && bias.len() >= c
     );
     let c4 = c / 4 * 4;
-    for y in 0..h {
+    for y in rows.clone() {
+        // Output row within `out`.
+        let oy = y - rows.start;
         let (ky0, ky1) = (PAD.saturating_sub(y), K.min(h + PAD - y));
         let mut x = 0;
         while x < w {
             let mr = [8, 4, 2, 1].into_iter().find(|&m| x + m <= w).unwrap_or(1);
             let s = neon::Strip {
                 y,
+                oy,
                 x,
                 w,
                 c,
@@ -242,9 +317,9 @@ fn dwconv7x7_neon_impl(
                                 * weight[(ky * K + kx) * c + ch];
                         }
                     }
-                    out[(y * w + x) * c + ch] = acc;
+                    out[(oy * w + x) * c + ch] = acc;
                 }
-                epilogue(&mut out[(y * w + x) * c..][..c]);
+                epilogue(&mut out[(oy * w + x) * c..][..c]);
             }
             x += mr;
         }
@@ -256,10 +331,11 @@ mod neon {
     use super::{K, PAD};
     use core::arch::aarch64::*;
 
-    /// A horizontal run of output pixels: row `y`, from column `x`; kernel rows `ky0..ky1`
-    /// fall inside the image.
+    /// A horizontal run of output pixels: row `y` (row `oy` of the output buffer), from column
+    /// `x`; kernel rows `ky0..ky1` fall inside the image.
     pub(super) struct Strip {
         pub y: usize,
+        pub oy: usize,
         pub x: usize,
         pub w: usize,
         pub c: usize,
@@ -334,7 +410,7 @@ mod neon {
                     }
                 }
             }
-            let o = out.add((s.y * s.w + s.x) * s.c + ch);
+            let o = out.add((s.oy * s.w + s.x) * s.c + ch);
             for (p, a) in acc.iter().enumerate() {
                 vst1q_f32(o.add(p * s.c), *a);
             }

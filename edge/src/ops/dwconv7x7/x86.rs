@@ -7,6 +7,7 @@
 //! order), with FMA: within f32 rounding of it.
 
 use super::{K, PAD};
+use core::ops::Range;
 
 /// The algorithm, expanded once per ISA over that ISA's `V`, `L`, `ld`, `st`, `fma`, `splat`.
 macro_rules! dwconv_body {
@@ -38,7 +39,7 @@ macro_rules! dwconv_body {
                             }
                         }
                         for (j, a) in acc.iter().enumerate() {
-                            st::<FULL>(g.out.add((y * w + x + j) * c + cb), m, *a);
+                            st::<FULL>(g.out.add(((y - g.y0) * w + x + j) * c + cb), m, *a);
                         }
                         x += 4;
                     } else {
@@ -54,7 +55,7 @@ macro_rules! dwconv_body {
                                 acc = fma(v, wt, acc);
                             }
                         }
-                        st::<FULL>(g.out.add((y * w + x) * c + cb), m, acc);
+                        st::<FULL>(g.out.add(((y - g.y0) * w + x) * c + cb), m, acc);
                         x += 1;
                     }
                 }
@@ -87,6 +88,8 @@ pub(crate) struct Geom {
     h: usize,
     w: usize,
     c: usize,
+    /// The first output row `out` holds.
+    y0: usize,
 }
 
 impl Geom {
@@ -98,13 +101,15 @@ impl Geom {
         c: usize,
         weight: &[f32],
         bias: &[f32],
+        rows: &Range<usize>,
         out: &mut [f32],
     ) -> Geom {
         assert!(
             input.len() >= h * w * c
                 && weight.len() >= K * K * c
                 && bias.len() >= c
-                && out.len() >= h * w * c
+                && rows.end <= h
+                && out.len() >= rows.len() * w * c
         );
         Geom {
             input: input.as_ptr(),
@@ -114,6 +119,7 @@ impl Geom {
             h,
             w,
             c,
+            y0: rows.start,
         }
     }
 }
@@ -211,28 +217,62 @@ mod avx512 {
 }
 
 /// Defines the safe entry points of one ISA: the depthwise conv and its fusion with LayerNorm
-/// (each output row normalized while it is still in cache).
+/// (each output row normalized while it is still in cache), over output rows `rows` (`out`
+/// holds only those rows), and the whole-map forms over them.
 macro_rules! entry_points {
-    ($isa:literal, $has:ident, $m:ident, $dw:ident, $dw_ln:ident) => {
-        #[doc = concat!("[`super::dwconv7x7_f32_scalar`] on ", $isa, ". Panics if the CPU lacks it or a slice is short.")]
-        pub fn $dw(
+    ($isa:literal, $has:ident, $m:ident, $dw:ident, $dw_ln:ident, $dw_rows:ident, $dw_ln_rows:ident) => {
+        #[doc = concat!("Rows `rows` of [`super::dwconv7x7_f32_scalar`] on ", $isa, " (`out` holds only those rows). Panics if the CPU lacks it or a slice is short.")]
+        #[allow(clippy::too_many_arguments)]
+        pub fn $dw_rows(
             input: &[f32],
             h: usize,
             w: usize,
             c: usize,
             weight: &[f32],
             bias: &[f32],
+            rows: Range<usize>,
             out: &mut [f32],
         ) {
             assert!(crate::cpu::X86Features::get().$has, concat!($isa, " not available"));
-            let g = Geom::new(input, h, w, c, weight, bias, out);
-            for y in 0..h {
+            let g = Geom::new(input, h, w, c, weight, bias, &rows, out);
+            for y in rows {
                 // SAFETY: the CPU has the ISA (asserted); `Geom::new` checked the lengths.
                 unsafe { $m::row(&g, y) }
             }
         }
 
-        #[doc = concat!("[`super::dwconv7x7_ln_f32_scalar`] on ", $isa, ".")]
+        #[doc = concat!("Rows `rows` of [`super::dwconv7x7_ln_f32_scalar`] on ", $isa, ".")]
+        #[allow(clippy::too_many_arguments)]
+        pub fn $dw_ln_rows(
+            input: &[f32],
+            h: usize,
+            w: usize,
+            c: usize,
+            weight: &[f32],
+            bias: &[f32],
+            ln: (&[f32], &[f32], f32),
+            rows: Range<usize>,
+            out: &mut [f32],
+        ) {
+            assert!(crate::cpu::X86Features::get().$has, concat!($isa, " not available"));
+            let g = Geom::new(input, h, w, c, weight, bias, &rows, out);
+            for y in rows.clone() {
+                // SAFETY: as above; output row y (w·c values) is inside `out`, and `g` is not
+                // used while `row` lives.
+                let row = unsafe {
+                    $m::row(&g, y);
+                    core::slice::from_raw_parts_mut(g.out.add((y - rows.start) * w * c), w * c)
+                };
+                crate::ops::layernorm::layernorm_f32_avx2(row, w, c, ln.0, ln.1, ln.2);
+            }
+        }
+
+        #[doc = concat!("[`super::dwconv7x7_f32_scalar`] on ", $isa, ": rows `0..h` of the row form.")]
+        pub fn $dw(input: &[f32], h: usize, w: usize, c: usize, weight: &[f32], bias: &[f32], out: &mut [f32]) {
+            $dw_rows(input, h, w, c, weight, bias, 0..h, out)
+        }
+
+        #[doc = concat!("[`super::dwconv7x7_ln_f32_scalar`] on ", $isa, ": rows `0..h` of the row form.")]
         #[allow(clippy::too_many_arguments)]
         pub fn $dw_ln(
             input: &[f32],
@@ -244,17 +284,7 @@ macro_rules! entry_points {
             ln: (&[f32], &[f32], f32),
             out: &mut [f32],
         ) {
-            assert!(crate::cpu::X86Features::get().$has, concat!($isa, " not available"));
-            let g = Geom::new(input, h, w, c, weight, bias, out);
-            for y in 0..h {
-                // SAFETY: as above; row y of `out` (w·c values) is inside it, and `g` is not
-                // used while `row` lives.
-                let row = unsafe {
-                    $m::row(&g, y);
-                    core::slice::from_raw_parts_mut(g.out.add(y * w * c), w * c)
-                };
-                crate::ops::layernorm::layernorm_f32_avx2(row, w, c, ln.0, ln.1, ln.2);
-            }
+            $dw_ln_rows(input, h, w, c, weight, bias, ln, 0..h, out)
         }
     };
 }
@@ -264,14 +294,18 @@ entry_points!(
     avx2,
     avx2,
     dwconv7x7_f32_avx2,
-    dwconv7x7_ln_f32_avx2
+    dwconv7x7_ln_f32_avx2,
+    dwconv7x7_rows_f32_avx2,
+    dwconv7x7_ln_rows_f32_avx2
 );
 entry_points!(
     "AVX-512",
     avx512,
     avx512,
     dwconv7x7_f32_avx512,
-    dwconv7x7_ln_f32_avx512
+    dwconv7x7_ln_f32_avx512,
+    dwconv7x7_rows_f32_avx512,
+    dwconv7x7_ln_rows_f32_avx512
 );
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! requantization here. Weights `[7][7][C]` int8 (per-channel symmetric), as the f32 layout.
 
 use crate::ops::dwconv7x7::{K, PAD};
+use core::ops::Range;
 
 /// The reference.
 #[allow(clippy::too_many_arguments)]
@@ -22,9 +23,26 @@ pub fn dwconv7x7_i8_scalar(
     bias: &[i32],
     out: &mut [i32],
 ) {
-    for y in 0..h {
+    dwconv7x7_rows_i8_scalar(input, h, w, c, zero_point, weight, bias, 0..h, out)
+}
+
+/// Output rows `rows` of [`dwconv7x7_i8_scalar`] (the input is the whole map; `out` holds only
+/// those rows): every kernel set's slot, so that the runtime can split rows across workers.
+#[allow(clippy::too_many_arguments)]
+pub fn dwconv7x7_rows_i8_scalar(
+    input: &[i8],
+    h: usize,
+    w: usize,
+    c: usize,
+    zero_point: i32,
+    weight: &[i8],
+    bias: &[i32],
+    rows: Range<usize>,
+    out: &mut [i32],
+) {
+    for y in rows.clone() {
         for x in 0..w {
-            let acc = &mut out[(y * w + x) * c..][..c];
+            let acc = &mut out[((y - rows.start) * w + x) * c..][..c];
             acc.copy_from_slice(&bias[..c]);
             for ky in PAD.saturating_sub(y)..K.min(h + PAD - y) {
                 for kx in PAD.saturating_sub(x)..K.min(w + PAD - x) {
@@ -42,7 +60,9 @@ pub fn dwconv7x7_i8_scalar(
 #[cfg(target_arch = "x86_64")]
 mod x86;
 #[cfg(target_arch = "x86_64")]
-pub use x86::{dwconv7x7_i8_avx2, dwconv7x7_i8_avx512};
+pub use x86::{
+    dwconv7x7_i8_avx2, dwconv7x7_i8_avx512, dwconv7x7_rows_i8_avx2, dwconv7x7_rows_i8_avx512,
+};
 
 #[cfg(test)]
 mod tests {
@@ -92,16 +112,36 @@ pub fn dwconv7x7_i8_neon(
     bias: &[i32],
     out: &mut [i32],
 ) {
+    dwconv7x7_rows_i8_neon(input, h, w, c, zero_point, weight, bias, 0..h, out)
+}
+
+/// Output rows `rows` of [`dwconv7x7_i8_neon`] (`out` holds only those rows).
+#[cfg(target_arch = "aarch64")]
+#[allow(clippy::too_many_arguments)]
+pub fn dwconv7x7_rows_i8_neon(
+    input: &[i8],
+    h: usize,
+    w: usize,
+    c: usize,
+    zero_point: i32,
+    weight: &[i8],
+    bias: &[i32],
+    rows: Range<usize>,
+    out: &mut [i32],
+) {
     use core::arch::aarch64::*;
     assert!(
         input.len() >= h * w * c
-            && out.len() >= h * w * c
+            && rows.end <= h
+            && out.len() >= rows.len() * w * c
             && weight.len() >= K * K * c
             && bias.len() >= c
     );
     let c8 = c / 8 * 8;
     let zp = zero_point.clamp(-128, 127) as i8;
-    for y in 0..h {
+    for y in rows.clone() {
+        // Output row within `out`.
+        let oy = y - rows.start;
         let kys = PAD.saturating_sub(y)..K.min(h + PAD - y);
         let mut x = 0;
         while x < w {
@@ -128,7 +168,7 @@ pub fn dwconv7x7_i8_neon(
                         weight.as_ptr(),
                         bias.as_ptr(),
                         out.as_mut_ptr(),
-                        (y, x, w, c),
+                        (y, oy, x, w, c),
                         kys.clone(),
                         c8,
                         zp,
@@ -140,7 +180,7 @@ pub fn dwconv7x7_i8_neon(
                         weight,
                         bias,
                         out,
-                        (y, x, w, c),
+                        (y, oy, x, w, c),
                         kys.clone(),
                         c8,
                         zero_point,
@@ -150,7 +190,7 @@ pub fn dwconv7x7_i8_neon(
                 continue;
             }
             let kxs = PAD.saturating_sub(x)..K.min(w + PAD - x);
-            let o = (y * w + x) * c;
+            let o = (oy * w + x) * c;
             let mut ch = 0;
             while ch < c8 {
                 // SAFETY: channels ch..ch+8 ≤ c of in-image taps (bounds above) and of pixel
@@ -181,7 +221,7 @@ pub fn dwconv7x7_i8_neon(
                 weight,
                 bias,
                 out,
-                (y, x, w, c),
+                (y, oy, x, w, c),
                 kys.clone(),
                 c8,
                 zero_point,
@@ -202,7 +242,7 @@ type StripFn = unsafe fn(
     *const i8,
     *const i32,
     *mut i32,
-    (usize, usize, usize, usize),
+    (usize, usize, usize, usize, usize),
     core::ops::Range<usize>,
     usize,
     i8,
@@ -216,7 +256,7 @@ fn tail(
     weight: &[i8],
     bias: &[i32],
     out: &mut [i32],
-    (y, x, w, c): (usize, usize, usize, usize),
+    (y, oy, x, w, c): (usize, usize, usize, usize, usize),
     kys: core::ops::Range<usize>,
     from: usize,
     zero_point: i32,
@@ -230,7 +270,7 @@ fn tail(
                 acc = acc.wrapping_add((v - zero_point) * weight[(ky * K + kx) * c + ch] as i32);
             }
         }
-        out[(y * w + x) * c + ch] = acc;
+        out[(oy * w + x) * c + ch] = acc;
     }
 }
 
@@ -250,7 +290,7 @@ unsafe fn strip8<const LO: usize, const HI: usize>(
     weight: *const i8,
     bias: *const i32,
     out: *mut i32,
-    (y, x, w, c): (usize, usize, usize, usize),
+    (y, oy, x, w, c): (usize, usize, usize, usize, usize),
     kys: core::ops::Range<usize>,
     c8: usize,
     zp: i8,
@@ -288,7 +328,7 @@ unsafe fn strip8<const LO: usize, const HI: usize>(
                 }
                 column!(0 1 2 3 4 5 6 7 8 9 10 11 12 13);
             }
-            let o = out.add((y * w + x) * c + ch);
+            let o = out.add((oy * w + x) * c + ch);
             for p in 0..STRIP {
                 vst1q_s32(o.add(p * c), lo[p]);
                 vst1q_s32(o.add(p * c + 4), hi[p]);

@@ -7,6 +7,7 @@
 use crate::cpu::X86Features;
 use crate::ops::dwconv7x7::{K, PAD};
 use core::arch::x86_64::*;
+use core::ops::Range;
 
 /// [`super::dwconv7x7_i8_scalar`] on AVX2. Panics if the CPU lacks it or a slice is short.
 #[allow(clippy::too_many_arguments)]
@@ -20,18 +21,35 @@ pub fn dwconv7x7_i8_avx2(
     bias: &[i32],
     out: &mut [i32],
 ) {
+    dwconv7x7_rows_i8_avx2(input, h, w, c, zero_point, weight, bias, 0..h, out)
+}
+
+/// Output rows `rows` of [`dwconv7x7_i8_avx2`] (`out` holds only those rows).
+#[allow(clippy::too_many_arguments)]
+pub fn dwconv7x7_rows_i8_avx2(
+    input: &[i8],
+    h: usize,
+    w: usize,
+    c: usize,
+    zero_point: i32,
+    weight: &[i8],
+    bias: &[i32],
+    rows: Range<usize>,
+    out: &mut [i32],
+) {
     assert!(X86Features::get().avx2, "AVX2 not available");
     assert!(
         input.len() >= h * w * c
             && weight.len() >= K * K * c
             && bias.len() >= c
-            && out.len() >= h * w * c
+            && rows.end <= h
+            && out.len() >= rows.len() * w * c
     );
     // SAFETY: the CPU has AVX2 (asserted); lengths asserted above.
-    unsafe { dw_avx2(input, h, w, c, zero_point, weight, bias, out) };
+    unsafe { dw_avx2(input, h, w, c, zero_point, weight, bias, rows.clone(), out) };
     let c8 = c / 8 * 8;
     if c8 < c {
-        for y in 0..h {
+        for y in rows.clone() {
             for x in 0..w {
                 for j in c8..c {
                     let mut acc = bias[j];
@@ -42,7 +60,7 @@ pub fn dwconv7x7_i8_avx2(
                             acc = acc.wrapping_add((v - zero_point) * k);
                         }
                     }
-                    out[(y * w + x) * c + j] = acc;
+                    out[((y - rows.start) * w + x) * c + j] = acc;
                 }
             }
         }
@@ -67,11 +85,13 @@ unsafe fn dw_avx2(
     zero_point: i32,
     weight: &[i8],
     bias: &[i32],
+    rows: Range<usize>,
     out: &mut [i32],
 ) {
     let zp = _mm256_set1_epi32(zero_point);
     let (xi, wi, oi) = (input.as_ptr(), weight.as_ptr(), out.as_mut_ptr());
-    for y in 0..h {
+    for y in rows.clone() {
+        let oy = y - rows.start;
         let ky0 = PAD.saturating_sub(y);
         let ky1 = K.min(h + PAD - y);
         for cb in (0..c / 8 * 8).step_by(8) {
@@ -96,7 +116,7 @@ unsafe fn dw_avx2(
                             }
                         }
                         for (j, a) in acc.iter().enumerate() {
-                            _mm256_storeu_si256(oi.add((y * w + x + j) * c + cb).cast(), *a);
+                            _mm256_storeu_si256(oi.add((oy * w + x + j) * c + cb).cast(), *a);
                         }
                         x += 4;
                     } else {
@@ -109,7 +129,7 @@ unsafe fn dw_avx2(
                                 acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(v, k));
                             }
                         }
-                        _mm256_storeu_si256(oi.add((y * w + x) * c + cb).cast(), acc);
+                        _mm256_storeu_si256(oi.add((oy * w + x) * c + cb).cast(), acc);
                         x += 1;
                     }
                 }
@@ -132,15 +152,32 @@ pub fn dwconv7x7_i8_avx512(
     bias: &[i32],
     out: &mut [i32],
 ) {
+    dwconv7x7_rows_i8_avx512(input, h, w, c, zero_point, weight, bias, 0..h, out)
+}
+
+/// Output rows `rows` of [`dwconv7x7_i8_avx512`] (`out` holds only those rows).
+#[allow(clippy::too_many_arguments)]
+pub fn dwconv7x7_rows_i8_avx512(
+    input: &[i8],
+    h: usize,
+    w: usize,
+    c: usize,
+    zero_point: i32,
+    weight: &[i8],
+    bias: &[i32],
+    rows: Range<usize>,
+    out: &mut [i32],
+) {
     assert!(X86Features::get().avx512, "AVX-512 not available");
     assert!(
         input.len() >= h * w * c
             && weight.len() >= K * K * c
             && bias.len() >= c
-            && out.len() >= h * w * c
+            && rows.end <= h
+            && out.len() >= rows.len() * w * c
     );
     // SAFETY: the CPU has AVX-512 (asserted); lengths asserted above.
-    unsafe { dw_avx512(input, h, w, c, zero_point, weight, bias, out) };
+    unsafe { dw_avx512(input, h, w, c, zero_point, weight, bias, rows, out) };
 }
 
 /// 16 (masked) int8 values at `p`, widened to int32.
@@ -161,11 +198,13 @@ unsafe fn dw_avx512(
     zero_point: i32,
     weight: &[i8],
     bias: &[i32],
+    rows: Range<usize>,
     out: &mut [i32],
 ) {
     let zp = _mm512_set1_epi32(zero_point);
     let (xi, wi, oi) = (input.as_ptr(), weight.as_ptr(), out.as_mut_ptr());
-    for y in 0..h {
+    for y in rows.clone() {
+        let oy = y - rows.start;
         let ky0 = PAD.saturating_sub(y);
         let ky1 = K.min(h + PAD - y);
         for cb in (0..c).step_by(16) {
@@ -191,7 +230,7 @@ unsafe fn dw_avx512(
                         }
                         for (j, a) in acc.iter().enumerate() {
                             _mm512_mask_storeu_epi32(
-                                oi.add((y * w + x + j) * c + cb).cast(),
+                                oi.add((oy * w + x + j) * c + cb).cast(),
                                 m,
                                 *a,
                             );
@@ -207,7 +246,7 @@ unsafe fn dw_avx512(
                                 acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(v, k));
                             }
                         }
-                        _mm512_mask_storeu_epi32(oi.add((y * w + x) * c + cb).cast(), m, acc);
+                        _mm512_mask_storeu_epi32(oi.add((oy * w + x) * c + cb).cast(), m, acc);
                         x += 1;
                     }
                 }

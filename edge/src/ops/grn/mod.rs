@@ -3,6 +3,8 @@
 //! The spatial sum of squares is accumulated in f64: it spans up to 56·56 terms and is the one
 //! statistic whose rounding would otherwise reach every output of the block.
 
+use core::ops::Range;
+
 /// In place over `pixels × c`; `norms` is scratch of at least `c` floats.
 pub fn grn_f32_scalar(
     x: &mut [f32],
@@ -73,10 +75,123 @@ pub fn grn_apply_f32_scalar(
     }
 }
 
+/// GRN's statistics cut by channel: `out[i] = Σ_pixels x[p][j]²` for `j = ch.start + i`
+/// (f64 accumulation, pixels in order). Each channel's sum is one task's whole job, so a split
+/// of the channels across workers cannot change it.
+pub fn sumsq_channels_f32_scalar(
+    x: &[f32],
+    pixels: usize,
+    c: usize,
+    ch: Range<usize>,
+    out: &mut [f32],
+) {
+    const CH: usize = 64;
+    let mut acc = [0f64; CH];
+    let mut c0 = ch.start;
+    while c0 < ch.end {
+        let cw = CH.min(ch.end - c0);
+        acc[..cw].fill(0.0);
+        for px in x[..pixels * c].chunks_exact(c) {
+            for (a, &v) in acc[..cw].iter_mut().zip(&px[c0..c0 + cw]) {
+                *a += v as f64 * v as f64;
+            }
+        }
+        for (o, a) in out[c0 - ch.start..][..cw].iter_mut().zip(&acc[..cw]) {
+            *o = *a as f32;
+        }
+        c0 += cw;
+    }
+}
+
+/// GRN applied with norms already normalized by [`normalized_norms`] (`nx`, shared by every
+/// pixel range): `x += β + γ·(x·nx)`, the per-pixel half of [`grn_apply_f32_scalar`].
+pub fn grn_scale_f32_scalar(
+    x: &mut [f32],
+    pixels: usize,
+    c: usize,
+    weight: &[f32],
+    bias: &[f32],
+    nx: &[f32],
+) {
+    for px in x[..pixels * c].chunks_exact_mut(c) {
+        for (((v, &n), &w), &b) in px.iter_mut().zip(&nx[..c]).zip(weight).zip(bias) {
+            *v += b + w * (*v * n);
+        }
+    }
+}
+
+/// [`sumsq_channels_f32_scalar`] on NEON: 4 channels per lane group, pixels in order (f32
+/// FMA), the range's last `len mod 4` channels in scalar f32.
+#[cfg(target_arch = "aarch64")]
+pub fn sumsq_channels_f32_neon(
+    x: &[f32],
+    pixels: usize,
+    c: usize,
+    ch: Range<usize>,
+    out: &mut [f32],
+) {
+    use core::arch::aarch64::*;
+    assert!(x.len() >= pixels * c && ch.end <= c && out.len() >= ch.len());
+    let n4 = ch.len() / 4 * 4;
+    for i in (0..n4).step_by(4) {
+        let j = ch.start + i;
+        // SAFETY: channels j..j+4 ≤ ch.end ≤ c of every pixel, and out[i..i+4].
+        unsafe {
+            let mut a = vdupq_n_f32(0.0);
+            for p in 0..pixels {
+                let v = vld1q_f32(x.as_ptr().add(p * c + j));
+                a = vfmaq_f32(a, v, v);
+            }
+            vst1q_f32(out.as_mut_ptr().add(i), a);
+        }
+    }
+    for (o, j) in out[n4..ch.len()].iter_mut().zip(ch.start + n4..ch.end) {
+        *o = (0..pixels)
+            .map(|p| x[p * c + j] * x[p * c + j])
+            .fold(0.0, |a, v| a + v);
+    }
+}
+
+/// [`grn_scale_f32_scalar`] on NEON: `x·(1 + γ·nx) + β` per 4 lanes (the same formula as
+/// [`grn_apply_f32_neon`], its factor formed per element since `nx` is shared read-only).
+#[cfg(target_arch = "aarch64")]
+pub fn grn_scale_f32_neon(
+    x: &mut [f32],
+    pixels: usize,
+    c: usize,
+    weight: &[f32],
+    bias: &[f32],
+    nx: &[f32],
+) {
+    use core::arch::aarch64::*;
+    assert!(x.len() >= pixels * c && weight.len() >= c && bias.len() >= c && nx.len() >= c);
+    let c4 = c / 4 * 4;
+    for px in x[..pixels * c].chunks_exact_mut(c) {
+        // SAFETY: lanes j..j+4 ≤ c4 ≤ c of the pixel, `weight`, `bias`, `nx` (asserted).
+        unsafe {
+            let one = vdupq_n_f32(1.0);
+            let mut apply = |j: usize| {
+                let v = vld1q_f32(px.as_ptr().add(j));
+                let a = vfmaq_f32(
+                    one,
+                    vld1q_f32(weight.as_ptr().add(j)),
+                    vld1q_f32(nx.as_ptr().add(j)),
+                );
+                let b = vld1q_f32(bias.as_ptr().add(j));
+                vst1q_f32(px.as_mut_ptr().add(j), vfmaq_f32(b, v, a));
+            };
+            crate::ops::each_vec4_by2(c4, &mut apply);
+        }
+        for j in c4..c {
+            px[j] = px[j] * (1.0 + weight[j] * nx[j]) + bias[j];
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86;
 #[cfg(target_arch = "x86_64")]
-pub use x86::{grn_apply_f32_avx2, grn_f32_avx2};
+pub use x86::{grn_apply_f32_avx2, grn_f32_avx2, grn_scale_f32_avx2, sumsq_channels_f32_avx2};
 
 #[cfg(test)]
 mod tests {

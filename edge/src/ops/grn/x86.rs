@@ -38,6 +38,66 @@ pub fn grn_f32_avx2(
     grn_apply_f32_avx2(x, pixels, c, weight, bias, eps, norms);
 }
 
+/// [`super::grn_scale_f32_scalar`] on AVX2+FMA (norms already normalized). Panics if the CPU
+/// lacks it or a slice is short.
+pub fn grn_scale_f32_avx2(
+    x: &mut [f32],
+    pixels: usize,
+    c: usize,
+    weight: &[f32],
+    bias: &[f32],
+    nx: &[f32],
+) {
+    assert!(X86Features::get().avx2, "AVX2+FMA not available");
+    assert!(x.len() >= pixels * c && weight.len() >= c && bias.len() >= c && nx.len() >= c);
+    // SAFETY: the CPU has AVX2+FMA (asserted).
+    unsafe { apply_avx2(x, pixels, c, weight, bias, nx) }
+}
+
+/// [`super::sumsq_channels_f32_scalar`] on AVX2+FMA: 8 channels per vector, pixels in order
+/// (f32 FMA), the range's last `len mod 8` channels in scalar f32. Panics if the CPU lacks it
+/// or a slice is short.
+pub fn sumsq_channels_f32_avx2(
+    x: &[f32],
+    pixels: usize,
+    c: usize,
+    ch: core::ops::Range<usize>,
+    out: &mut [f32],
+) {
+    assert!(X86Features::get().avx2, "AVX2+FMA not available");
+    assert!(x.len() >= pixels * c && ch.end <= c && out.len() >= ch.len());
+    // SAFETY: the CPU has AVX2+FMA (asserted); lengths asserted above.
+    unsafe { sumsq_avx2(x, pixels, c, ch.clone(), out) };
+    let n8 = ch.len() / 8 * 8;
+    for (o, j) in out[n8..ch.len()].iter_mut().zip(ch.start + n8..ch.end) {
+        *o = (0..pixels)
+            .map(|p| x[p * c + j] * x[p * c + j])
+            .fold(0.0, |a, v| a + v);
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn sumsq_avx2(
+    x: &[f32],
+    pixels: usize,
+    c: usize,
+    ch: core::ops::Range<usize>,
+    out: &mut [f32],
+) {
+    for i in (0..ch.len() / 8 * 8).step_by(8) {
+        let j = ch.start + i;
+        // SAFETY: channels j..j+8 ≤ ch.end ≤ c of every pixel, and out[i..i+8].
+        unsafe {
+            let mut a = _mm256_setzero_ps();
+            for p in 0..pixels {
+                let v = _mm256_loadu_ps(x.as_ptr().add(p * c + j));
+                a = _mm256_fmadd_ps(v, v, a);
+            }
+            _mm256_storeu_ps(out.as_mut_ptr().add(i), a);
+        }
+    }
+}
+
 #[target_feature(enable = "avx2,fma")]
 fn apply_avx2(x: &mut [f32], pixels: usize, c: usize, w: &[f32], b: &[f32], n: &[f32]) {
     let c8 = c / 8 * 8;

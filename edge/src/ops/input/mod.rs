@@ -17,6 +17,22 @@ pub fn nchw_to_hwc_f32_scalar(input: &[f32], pixels: usize, c: usize, out: &mut 
     }
 }
 
+/// Pixels `rows` of [`nchw_to_hwc_f32_scalar`] (`out` holds only those pixels): the planes are
+/// read with their full stride, so that a pixel range can be one task.
+pub fn nchw_to_hwc_rows_f32_scalar(
+    input: &[f32],
+    pixels: usize,
+    c: usize,
+    rows: core::ops::Range<usize>,
+    out: &mut [f32],
+) {
+    for (p, px) in rows.zip(out.chunks_exact_mut(c)) {
+        for (ch, v) in px.iter_mut().enumerate() {
+            *v = input[ch * pixels + p];
+        }
+    }
+}
+
 /// u8 RGB HWC → `(v/255 − mean)/std` f32 HWC, in that order of f32 operations (what the
 /// fixtures and torchvision's `ToTensor` + `Normalize` compute).
 pub fn normalize_u8_hwc_scalar(input: &[u8], out: &mut [f32]) {

@@ -53,6 +53,23 @@ pub fn pointwise_f32_scalar(
     }
 }
 
+/// fc1 with GELU fused (the runtime's form: GRN's sums of squares are a separate pass, cut by
+/// channel, so that they do not depend on how pixels are split across workers): the
+/// composition of references [`pointwise_f32_scalar`] and [`crate::ops::gelu::gelu_f32_scalar`].
+#[allow(clippy::too_many_arguments)]
+pub fn pointwise_gelu_f32_scalar(
+    input: &[f32],
+    pixels: usize,
+    k: usize,
+    weight: &[f32],
+    bias: &[f32],
+    n: usize,
+    out: &mut [f32],
+) {
+    pointwise_f32_scalar(input, pixels, k, weight, bias, n, out, false);
+    crate::ops::gelu::gelu_f32_scalar(&mut out[..pixels * n]);
+}
+
 /// fc1's fused form, as the composition of references: [`pointwise_f32_scalar`], then
 /// [`crate::ops::gelu::gelu_f32_scalar`], then adds each channel's Σ_pixels y² to `sumsq[..n]`.
 #[allow(clippy::too_many_arguments)]
@@ -113,7 +130,7 @@ fn packed_gemm(
 /// Defines the safe x86 entry points of one ISA: plain/accumulating GEMM and the fc1 fusion.
 #[cfg(target_arch = "x86_64")]
 macro_rules! x86_pointwise {
-    ($isa:literal, $has:ident, $gemm:ident, $pw:ident, $fused:ident) => {
+    ($isa:literal, $has:ident, $gemm:ident, $pw:ident, $fused:ident, $gelu:ident) => {
         #[doc = concat!("[`pointwise_f32_scalar`] on ", $isa, " (see [`x86`]); within f32 rounding (FMA) of it.")]
         #[doc = concat!("Panics if the CPU lacks ", $isa, " or a slice is too short.")]
         #[allow(clippy::too_many_arguments)]
@@ -137,6 +154,23 @@ macro_rules! x86_pointwise {
                     x86::$gemm::<{ x86::EPI_STORE }>(&g, core::ptr::null_mut())
                 }
             }
+        }
+
+        #[doc = concat!("[`pointwise_gelu_f32_scalar`] on ", $isa, ": GELU in the GEMM's epilogue.")]
+        #[allow(clippy::too_many_arguments)]
+        pub fn $gelu(
+            input: &[f32],
+            pixels: usize,
+            k: usize,
+            weight: &[f32],
+            bias: &[f32],
+            n: usize,
+            out: &mut [f32],
+        ) {
+            assert!(crate::cpu::X86Features::get().$has, concat!($isa, " not available"));
+            let g = packed_gemm(input, pixels, k, weight, bias, n, out);
+            // SAFETY: the CPU has the ISA (asserted); `packed_gemm` checked every range.
+            unsafe { x86::$gemm::<{ x86::EPI_GELU }>(&g, core::ptr::null_mut()) }
         }
 
         #[doc = concat!("[`pointwise_gelu_sumsq_f32_scalar`] on ", $isa, ": GELU and the sum of squares in the GEMM's epilogue.")]
@@ -165,7 +199,8 @@ x86_pointwise!(
     avx2,
     gemm_avx2,
     pointwise_f32_avx2,
-    pointwise_gelu_sumsq_f32_avx2
+    pointwise_gelu_sumsq_f32_avx2,
+    pointwise_gelu_f32_avx2
 );
 #[cfg(target_arch = "x86_64")]
 x86_pointwise!(
@@ -173,7 +208,8 @@ x86_pointwise!(
     avx512,
     gemm_avx512,
     pointwise_f32_avx512,
-    pointwise_gelu_sumsq_f32_avx512
+    pointwise_gelu_sumsq_f32_avx512,
+    pointwise_gelu_f32_avx512
 );
 
 #[cfg(test)]
@@ -259,6 +295,21 @@ pub fn pointwise_gelu_sumsq_f32_neon(
     gemm_neon::<{ neon::EPI_GELU_SUMSQ }>(input, pixels, k, weight, bias, n, out, sumsq)
 }
 
+/// [`pointwise_gelu_f32_scalar`] on NEON: GELU in the GEMM's epilogue.
+#[cfg(target_arch = "aarch64")]
+#[allow(clippy::too_many_arguments)]
+pub fn pointwise_gelu_f32_neon(
+    input: &[f32],
+    pixels: usize,
+    k: usize,
+    weight: &[f32],
+    bias: &[f32],
+    n: usize,
+    out: &mut [f32],
+) {
+    gemm_neon::<{ neon::EPI_GELU }>(input, pixels, k, weight, bias, n, out, &mut [])
+}
+
 #[cfg(target_arch = "aarch64")]
 #[allow(clippy::too_many_arguments)]
 fn gemm_neon<const EPI: u8>(
@@ -334,6 +385,8 @@ pub(crate) mod neon {
     pub(crate) const EPI_ACCUMULATE: u8 = 1;
     /// Epilogue: GELU, store, and the per-channel sum of squares into `sq`.
     pub(crate) const EPI_GELU_SUMSQ: u8 = 2;
+    /// Epilogue: GELU, store.
+    pub(crate) const EPI_GELU: u8 = 3;
 
     /// Loads 4 floats from each of 8 rows and advances each row pointer by 4. Written out
     /// because LLVM otherwise rebuilds the row addresses from one base with seven adds per step.
@@ -464,6 +517,12 @@ pub(crate) mod neon {
                 }
                 for r in xr.iter_mut() {
                     *r = r.wrapping_add(a.seg_skip);
+                }
+            }
+            if EPI == EPI_GELU {
+                for p in 0..MR {
+                    a0[p] = crate::ops::gelu::neon::gelu4(a0[p]);
+                    a1[p] = crate::ops::gelu::neon::gelu4(a1[p]);
                 }
             }
             if EPI == EPI_GELU_SUMSQ {

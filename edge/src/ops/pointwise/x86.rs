@@ -22,6 +22,8 @@ pub(crate) const EPI_STORE: u8 = 0;
 pub(crate) const EPI_ACCUMULATE: u8 = 1;
 /// Epilogue: GELU, store, and add each column's Σ y² into `sumsq`.
 pub(crate) const EPI_GELU_SUMSQ: u8 = 2;
+/// Epilogue: GELU, store.
+pub(crate) const EPI_GELU: u8 = 3;
 
 /// One GEMM `out[r][j] = bias[j] + Σ_k A[r][k]·B[k][j]` over `rows × n`, described by pointers.
 #[derive(Clone, Copy)]
@@ -136,6 +138,13 @@ unsafe fn tile_avx2<const MR: usize, const NP: usize, const EPI: u8>(
             }
         }
         let mut sq = [_mm256_setzero_ps(); NP];
+        if EPI == EPI_GELU {
+            for row in acc.iter_mut() {
+                for v in row.iter_mut() {
+                    *v = crate::ops::gelu::x86::gelu8(*v);
+                }
+            }
+        }
         if EPI == EPI_GELU_SUMSQ {
             for row in acc.iter_mut() {
                 for i in 0..NP {
@@ -273,6 +282,13 @@ unsafe fn tile_avx512<const MR: usize, const NP: usize, const EPI: u8>(
             }
         }
         let mut sq = [_mm512_setzero_ps(); 2];
+        if EPI == EPI_GELU {
+            for row in acc.iter_mut() {
+                for z in 0..nz {
+                    row[z] = crate::ops::gelu::x86::gelu16(row[z]);
+                }
+            }
+        }
         if EPI == EPI_GELU_SUMSQ {
             for row in acc.iter_mut() {
                 for z in 0..nz {
