@@ -1,6 +1,7 @@
 //! Atto at 224, batch 1, one thread: edge with every kernel set this CPU has (scalar reference,
 //! and NEON, AVX2 or AVX-512), f32 and int8 (calibrated on the same photo), vs tract-onnx on
 //! timm's ONNX export of the same weights, same input, in one run.
+//! The best set also runs on 2 threads (`Model::run_parallel` on a rayon pool).
 //! `cargo bench --bench atto_edge_vs_tract`; `scripts/bench-x86.sh` adds onnxruntime.
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -67,6 +68,25 @@ fn bench(c: &mut Criterion) {
                 })
             });
         }
+    }
+    let pool = edge::RayonExecutor::new(2).unwrap();
+    for (m, precision) in [(&model, "f32"), (&model_i8, "int8")] {
+        let name = edge::Kernels::Auto
+            .resolved_name_for(m.precision())
+            .unwrap();
+        let mut arena = vec![0u8; m.arena_len_for(2)];
+        g.bench_function(format!("edge_{precision}_{name}_2threads"), |b| {
+            b.iter(|| {
+                m.run_parallel(
+                    edge::Input::NchwF32(&x),
+                    &mut arena,
+                    &mut logits,
+                    edge::Kernels::Auto,
+                    &pool,
+                )
+                .unwrap()
+            })
+        });
     }
     g.bench_function("tract_onnx", |b| {
         b.iter(|| plan.run(tvec!(input.clone())).unwrap())

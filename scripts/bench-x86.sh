@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# edge on this x86-64 core vs tract-onnx and onnxruntime, Atto 224, batch 1, one thread, f32 and
+# edge on this x86-64 host vs tract-onnx and onnxruntime, Atto 224, batch 1, 1 and 2 threads, f32 and
 # int8, in one session: criterion (every kernel set the CPU has), then onnxruntime from PyPI on
 # the same ONNX and input (and its static-QDQ int8 model), with the ratios; then the GEMM
 # roofline (fc1/fc2 GFLOP/s against this core's measured FMA peak). Minutes; not part of CI.

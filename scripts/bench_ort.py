@@ -20,9 +20,9 @@ ONNX = os.path.join(ROOT, "tests/fixtures/atto/model_static.onnx")
 INPUT = os.path.join(ROOT, "tests/fixtures/atto/inputs/astronaut.bin")
 
 
-def session(path):
+def session(path, threads=1):
     o = ort.SessionOptions()
-    o.intra_op_num_threads = 1
+    o.intra_op_num_threads = threads
     o.inter_op_num_threads = 1
     o.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -74,13 +74,23 @@ def main():
                     weight_type=QuantType.QInt8)
     ort_f32 = median_ms(f32, x, args.iters)
     ort_i8 = median_ms(session(qdq), x, args.iters)
+    ort_f32_2 = median_ms(session(ONNX, 2), x, args.iters)
+    ort_i8_2 = median_ms(session(qdq, 2), x, args.iters)
     print(f"onnxruntime {ort.__version__}, 1 thread: f32 {ort_f32:.2f} ms, int8 (static QDQ) {ort_i8:.2f} ms")
+    print(f"onnxruntime 2 threads: f32 {ort_f32_2:.2f} ms ({ort_f32 / ort_f32_2:.2f}× its 1 thread), "
+          f"int8 {ort_i8_2:.2f} ms ({ort_i8 / ort_i8_2:.2f}×)")
     benches = sorted(os.path.basename(os.path.dirname(os.path.dirname(p))) for p in glob.glob(
         os.path.join(ROOT, "target/criterion/atto224_batch1_1thread/*/new/estimates.json")))
     for b in benches:
         ms = criterion_median_ms(b)
-        ref = ort_i8 if "int8" in b else ort_f32
-        print(f"{b:28s} {ms:8.2f} ms   × onnxruntime {'int8' if 'int8' in b else 'f32 '}: {ms / ref:5.2f}")
+        two = b.endswith("_2threads")
+        ref = (ort_i8_2 if two else ort_i8) if "int8" in b else (ort_f32_2 if two else ort_f32)
+        line = f"{b:34s} {ms:8.2f} ms   × onnxruntime {'int8' if 'int8' in b else 'f32 '} ({'2' if two else '1'} thr): {ms / ref:5.2f}"
+        if two:
+            one = criterion_median_ms(b[: -len("_2threads")])
+            if one:
+                line += f"   speed-up over 1 thread: {one / ms:.2f}×"
+        print(line)
 
 
 if __name__ == "__main__":

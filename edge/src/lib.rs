@@ -23,7 +23,7 @@
 
 #[cfg(any(feature = "alloc", test))]
 extern crate alloc;
-#[cfg(test)]
+#[cfg(any(test, feature = "rayon"))]
 extern crate std;
 
 pub mod arch;
@@ -45,5 +45,7 @@ pub use arena::ArenaPlan;
 pub use error::Error;
 pub use format::Precision;
 pub use model::{AlignedModel, Model, QParams};
+#[cfg(feature = "rayon")]
+pub use parallel::RayonExecutor;
 pub use parallel::{Executor, Serial};
 pub use runtime::{BlockOp, Input, Kernels, NoObserver, Observer, Tap};

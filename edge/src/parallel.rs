@@ -45,6 +45,45 @@ unsafe impl Executor for Serial {
     }
 }
 
+/// A persistent [rayon](https://docs.rs/rayon) pool as the executor (feature `rayon`): its
+/// threads park between runs, nothing is spawned per image, and the calling thread waits while
+/// the pool's threads run the tasks.
+#[cfg(feature = "rayon")]
+pub struct RayonExecutor {
+    pool: rayon::ThreadPool,
+}
+
+#[cfg(feature = "rayon")]
+impl RayonExecutor {
+    /// A pool of `threads` threads (≥ 1; 0 asks rayon for one per core).
+    pub fn new(threads: usize) -> Result<Self, rayon::ThreadPoolBuildError> {
+        Ok(RayonExecutor {
+            pool: rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()?,
+        })
+    }
+}
+
+// SAFETY: `for_each` over `0..tasks` calls each index once and returns when all are done;
+// `current_thread_index` is the pool thread's own index (< `current_num_threads`); a pool thread
+// runs one task at a time, since tasks never call into rayon (no nested stealing inside one).
+#[cfg(feature = "rayon")]
+unsafe impl Executor for RayonExecutor {
+    fn workers(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+    fn run(&self, tasks: usize, f: &(dyn Fn(usize, usize) + Sync)) {
+        use rayon::prelude::*;
+        self.pool.install(|| {
+            (0..tasks).into_par_iter().for_each(|t| {
+                let w = rayon::current_thread_index().expect("inside the pool");
+                f(t, w)
+            })
+        })
+    }
+}
+
 /// A task partition fixed by the shape: `n` items in tasks of `grain` (the last shorter).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Split {

@@ -59,6 +59,7 @@ impl Model<'_> {
     ) -> Result<(), Error> {
         let a = *self.arch();
         let workers = exec.workers();
+        let got = arena.len();
         let r = self.arena_plan_for(workers).split_i8(arena)?;
         let (x, t, w1, w2, scratch) = (r.x, r.t, r.w1, r.w2, r.scratch);
         let (ih, iw, cin) = (a.input_h, a.input_w, a.in_chans);
@@ -68,9 +69,10 @@ impl Model<'_> {
         let gather = 4 * (STEM_PATCH * STEM_PATCH * cin).max(DOWN_PATCH * DOWN_PATCH * cmax);
         let ln_need = cmax * (workers + 1);
         if scratch.len() < ln_need || t.len() < gather * workers || x.len() < gather * workers {
+            // Unreachable with the plan's sizes; kept so that no slice below can be short.
             return Err(Error::ArenaTooSmall {
                 needed: self.arena_len_for(workers),
-                got: 0,
+                got,
             });
         }
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
 use edge::builder::AlignedBytes;
-use edge::{Input, Kernels, Model, NoObserver};
+use edge::{Input, Kernels, Model, RayonExecutor};
 
 #[derive(Parser)]
 #[command(
@@ -32,12 +32,14 @@ struct Cli {
     /// Untimed iterations before timing.
     #[arg(long, default_value_t = 2)]
     warmup: u32,
-    /// Kernel set: the fastest available here (auto: NEON on aarch64), the scalar references, or NEON.
+    /// Kernel set: the fastest this CPU has (auto: NEON on aarch64, AVX-512 or AVX2 on x86-64),
+    /// the scalar references, or one set by name (an error if the CPU lacks it).
     #[arg(long, value_enum, default_value_t = KernelArg::Auto)]
     kernels: KernelArg,
-    /// Threads: edge runs one image on one core (only 1 is accepted).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1))]
-    threads: u32,
+    /// Threads one image is split across (a persistent rayon pool); default: every core the OS
+    /// gives this process. The logits are bit-identical for any count.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    threads: Option<u32>,
     /// Fraction of the resized image that the centre crop keeps (images only).
     #[arg(long, default_value_t = 0.875)]
     crop_pct: f64,
@@ -133,15 +135,20 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         .resolved_name_for(model.precision())
         .unwrap_or("unavailable");
     let precision = model.precision().name();
-    let mut arena = vec![0u8; model.arena_len()];
+    let threads = match cli.threads {
+        Some(t) => t as usize,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let pool = RayonExecutor::new(threads).map_err(|e| format!("thread pool of {threads}: {e}"))?;
+    let mut arena = vec![0u8; model.arena_len_for(threads)];
     let mut logits = vec![0f32; a.num_classes];
     for _ in 0..cli.warmup {
-        model.run_with(input, &mut arena, &mut logits, kernels, &mut NoObserver)?;
+        model.run_parallel(input, &mut arena, &mut logits, kernels, &pool)?;
     }
     let mut ms = Vec::with_capacity(cli.iters as usize);
     for _ in 0..cli.iters {
         let t = Instant::now();
-        model.run_with(input, &mut arena, &mut logits, kernels, &mut NoObserver)?;
+        model.run_parallel(input, &mut arena, &mut logits, kernels, &pool)?;
         ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
     ms.sort_by(f64::total_cmp);
@@ -160,7 +167,7 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
             .map(|&i| format!("{{\"class\":{i},\"logit\":{}}}", logits[i]))
             .collect();
         println!(
-            "{{\"model\":\"{}\",\"arch\":\"{name}\",\"precision\":\"{precision}\",\"input_h\":{},\"input_w\":{},\"classes\":{},\"kernels\":\"{}\",\"threads\":1,\"iters\":{},\"latency_ms\":{{\"min\":{:.4},\"p50\":{:.4},\"p90\":{:.4},\"max\":{:.4}}},\"arena_bytes\":{},\"live_set_bytes\":{},\"model_bytes\":{},\"macs\":{},\"top5\":[{}]}}",
+            "{{\"model\":\"{}\",\"arch\":\"{name}\",\"precision\":\"{precision}\",\"input_h\":{},\"input_w\":{},\"classes\":{},\"kernels\":\"{}\",\"threads\":{threads},\"iters\":{},\"latency_ms\":{{\"min\":{:.4},\"p50\":{:.4},\"p90\":{:.4},\"max\":{:.4}}},\"arena_bytes\":{},\"live_set_bytes\":{},\"model_bytes\":{},\"macs\":{},\"top5\":[{}]}}",
             cli.model.display().to_string().replace('\\', "\\\\").replace('"', "\\\""),
             a.input_h,
             a.input_w,
@@ -171,7 +178,7 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
             pct(0.5),
             pct(0.9),
             ms[ms.len() - 1],
-            model.arena_len(),
+            model.arena_len_for(threads),
             model.arena_plan().live_set_bytes(),
             model.file_len(),
             a.macs(),
@@ -187,10 +194,13 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
             a.num_classes,
             a.macs() as f64 / 1e9
         );
-        println!("kernels {kernel_name} (1 thread)");
+        println!(
+            "kernels {kernel_name} ({threads} thread{})",
+            if threads == 1 { "" } else { "s" }
+        );
         println!(
             "arena   {} bytes (largest live set {} bytes)",
-            model.arena_len(),
+            model.arena_len_for(threads),
             model.arena_plan().live_set_bytes()
         );
         println!("top-5");

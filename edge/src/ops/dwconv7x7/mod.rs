@@ -491,3 +491,81 @@ mod neon_tests {
         }
     }
 }
+
+/// Every kernel set's row forms (plain and with LayerNorm), cut into row ranges, equal the
+/// whole-map scalar references within f32 rounding.
+#[cfg(test)]
+mod rows_tests {
+    use super::*;
+    use crate::ops::testutil::*;
+    use std::vec;
+
+    type Rows = fn(&[f32], usize, usize, usize, &[f32], &[f32], Range<usize>, &mut [f32]);
+    type RowsLn = fn(
+        &[f32],
+        usize,
+        usize,
+        usize,
+        &[f32],
+        &[f32],
+        (&[f32], &[f32], f32),
+        Range<usize>,
+        &mut [f32],
+    );
+
+    #[test]
+    fn row_ranges_equal_the_whole_map() {
+        #[allow(unused_mut)]
+        let mut sets: std::vec::Vec<(&str, Rows, RowsLn)> = vec![(
+            "scalar",
+            dwconv7x7_rows_f32_scalar,
+            dwconv7x7_ln_rows_f32_scalar,
+        )];
+        #[cfg(target_arch = "aarch64")]
+        sets.push(("neon", dwconv7x7_rows_f32_neon, dwconv7x7_ln_rows_f32_neon));
+        #[cfg(target_arch = "x86_64")]
+        {
+            let f = crate::cpu::X86Features::get();
+            if f.avx2 {
+                sets.push(("avx2", dwconv7x7_rows_f32_avx2, dwconv7x7_ln_rows_f32_avx2));
+            }
+            if f.avx512 {
+                sets.push((
+                    "avx512",
+                    dwconv7x7_rows_f32_avx512,
+                    dwconv7x7_ln_rows_f32_avx512,
+                ));
+            }
+        }
+        let mut rng = Rng::new(102);
+        for (h, w, c) in [(14, 14, 40), (7, 7, 24), (9, 5, 13), (1, 3, 8)] {
+            let x = rng.vec(h * w * c, 1.0);
+            let wt = rng.vec(K * K * c, 1.0);
+            let b = rng.vec(c, 1.0);
+            let (lw, lb) = (rng.vec(c, 1.0), rng.vec(c, 1.0));
+            let mut want = vec![0f32; h * w * c];
+            let mut want_ln = vec![0f32; h * w * c];
+            dwconv7x7_f32_scalar(&x, h, w, c, &wt, &b, &mut want);
+            dwconv7x7_ln_f32_scalar(&x, h, w, c, &wt, &b, (&lw, &lb, 1e-6), &mut want_ln);
+            for (name, rows, rows_ln) in &sets {
+                for step in [1, 3, h] {
+                    let (mut got, mut got_ln) = (vec![0f32; h * w * c], vec![0f32; h * w * c]);
+                    for y0 in (0..h).step_by(step) {
+                        let r = y0..(y0 + step).min(h);
+                        let part = r.start * w * c..r.end * w * c;
+                        rows(&x, h, w, c, &wt, &b, r.clone(), &mut got[part.clone()]);
+                        rows_ln(&x, h, w, c, &wt, &b, (&lw, &lb, 1e-6), r, &mut got_ln[part]);
+                    }
+                    assert!(
+                        max_rel_err(&got, &want) <= 7e-6,
+                        "{name} {h}x{w}x{c} rows of {step}"
+                    );
+                    assert!(
+                        max_rel_err(&got_ln, &want_ln) <= 1e-4,
+                        "{name} {h}x{w}x{c} +LN rows of {step}"
+                    );
+                }
+            }
+        }
+    }
+}

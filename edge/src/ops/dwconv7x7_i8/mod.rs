@@ -383,3 +383,59 @@ mod neon_tests {
         }
     }
 }
+
+/// Every kernel set's row form, cut into row ranges, equals the whole-map reference.
+#[cfg(test)]
+mod rows_tests {
+    use super::*;
+    use crate::ops::testutil::*;
+    use std::vec;
+
+    type Rows = fn(&[i8], usize, usize, usize, i32, &[i8], &[i32], Range<usize>, &mut [i32]);
+
+    #[test]
+    fn row_ranges_equal_the_whole_map() {
+        #[allow(unused_mut)]
+        let mut sets: std::vec::Vec<(&str, Rows)> = vec![("scalar", dwconv7x7_rows_i8_scalar)];
+        #[cfg(target_arch = "aarch64")]
+        sets.push(("neon", dwconv7x7_rows_i8_neon));
+        #[cfg(target_arch = "x86_64")]
+        {
+            let f = crate::cpu::X86Features::get();
+            if f.avx2 {
+                sets.push(("avx2", dwconv7x7_rows_i8_avx2));
+            }
+            if f.avx512 {
+                sets.push(("avx512", dwconv7x7_rows_i8_avx512));
+            }
+        }
+        let mut rng = Rng::new(101);
+        for (h, w, c) in [(14, 14, 40), (7, 7, 24), (9, 5, 13), (1, 3, 8)] {
+            let x = rng.bytes(h * w * c);
+            let wt = rng.bytes(K * K * c);
+            let b: std::vec::Vec<i32> = (0..c).map(|i| i as i32 * 7 - 50).collect();
+            let mut want = vec![0i32; h * w * c];
+            dwconv7x7_i8_scalar(&x, h, w, c, -5, &wt, &b, &mut want);
+            for (name, rows) in &sets {
+                for step in [1, 2, 3, h] {
+                    let mut got = vec![0i32; h * w * c];
+                    for y0 in (0..h).step_by(step) {
+                        let r = y0..(y0 + step).min(h);
+                        rows(
+                            &x,
+                            h,
+                            w,
+                            c,
+                            -5,
+                            &wt,
+                            &b,
+                            r.clone(),
+                            &mut got[r.start * w * c..r.end * w * c],
+                        );
+                    }
+                    assert_eq!(got, want, "{name} {h}x{w}x{c} rows of {step}");
+                }
+            }
+        }
+    }
+}

@@ -334,3 +334,67 @@ mod neon_tests {
         }
     }
 }
+
+/// The channel-range sums and the normalized update (the runtime's split of GRN) against the
+/// whole-tensor references, for every kernel set this target has.
+#[cfg(test)]
+mod split_tests {
+    use super::*;
+    use crate::ops::testutil::*;
+    use std::vec;
+
+    type Sumsq = fn(&[f32], usize, usize, Range<usize>, &mut [f32]);
+    type Scale = fn(&mut [f32], usize, usize, &[f32], &[f32], &[f32]);
+
+    fn sets() -> std::vec::Vec<(&'static str, Sumsq, Scale)> {
+        #[allow(unused_mut)]
+        let mut v: std::vec::Vec<(&'static str, Sumsq, Scale)> =
+            vec![("scalar", sumsq_channels_f32_scalar, grn_scale_f32_scalar)];
+        #[cfg(target_arch = "aarch64")]
+        v.push(("neon", sumsq_channels_f32_neon, grn_scale_f32_neon));
+        #[cfg(target_arch = "x86_64")]
+        if crate::cpu::X86Features::get().avx2 {
+            v.push(("avx2", sumsq_channels_f32_avx2, grn_scale_f32_avx2));
+        }
+        v
+    }
+
+    #[test]
+    fn channel_ranges_and_normalized_update_match_the_references() {
+        let mut rng = Rng::new(77);
+        for (name, sumsq, scale) in sets() {
+            for (p, c) in [(1, 1), (3, 7), (49, 1280), (3136, 160), (5, 13), (9, 40)] {
+                let x = rng.vec(p * c, 2.0);
+                let (w, b) = (rng.vec(c, 1.0), rng.vec(c, 1.0));
+                let mut want = vec![0f32; c];
+                sumsq_f32_scalar(&x, p, c, &mut want);
+                // In channel ranges of 32 (the runtime's split) and all at once.
+                let mut got = vec![0f32; c];
+                for c0 in (0..c).step_by(32) {
+                    let r = c0..(c0 + 32).min(c);
+                    sumsq(&x, p, c, r.clone(), &mut got[r]);
+                }
+                let scale_err = (p as f32).sqrt() * 1e-6;
+                assert!(
+                    max_rel_err(&got, &want) <= scale_err.max(1e-6),
+                    "{name} {p}x{c} sumsq"
+                );
+                let mut all = vec![0f32; c];
+                sumsq(&x, p, c, 0..c, &mut all);
+                assert!(
+                    max_rel_err(&all, &want) <= scale_err.max(1e-6),
+                    "{name} {p}x{c} sumsq all"
+                );
+                // The update with normalized norms equals the whole-tensor apply.
+                let mut nx = want.clone();
+                normalized_norms(&mut nx, 1e-6);
+                let (mut y_want, mut y_got) = (x.clone(), x.clone());
+                let mut norms = want.clone();
+                grn_apply_f32_scalar(&mut y_want, p, c, &w, &b, 1e-6, &mut norms);
+                scale(&mut y_got, p, c, &w, &b, &nx);
+                assert!(max_rel_err(&y_got, &y_want) <= 1e-6, "{name} {p}x{c} scale");
+            }
+            std::println!("grn split {name}: ran");
+        }
+    }
+}

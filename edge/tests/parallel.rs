@@ -1,0 +1,194 @@
+//! One image across workers: the logits and every observer tap are bit-identical for 1, 2, 3, 4
+//! and 7 workers, f32 and int8, on every kernel set this target runs (host: each set the CPU has;
+//! aarch64 under qemu-user, which runs threads: NEON), whatever order the tasks run in.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use edge::{Executor, Input, Kernels, Model, Observer, QParams, Serial, Tap};
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(rel)
+}
+
+/// `n` threads per `run`, taking tasks from a shared counter (so the order and the worker of
+/// each task vary from run to run).
+struct Threads(usize);
+// SAFETY: the counter hands out each task in 0..tasks once; thread w only runs as worker w;
+// the scope joins every thread before `run` returns.
+unsafe impl Executor for Threads {
+    fn workers(&self) -> usize {
+        self.0
+    }
+    fn run(&self, tasks: usize, f: &(dyn Fn(usize, usize) + Sync)) {
+        let next = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for w in 0..self.0 {
+                let next = &next;
+                s.spawn(move || loop {
+                    let t = next.fetch_add(1, Ordering::Relaxed);
+                    if t >= tasks {
+                        break;
+                    }
+                    f(t, w);
+                });
+            }
+        });
+    }
+}
+
+/// Every tap's bits, in order (f32 values or int8 codes).
+#[derive(Default, PartialEq, Debug)]
+struct Bits(Vec<(Tap, Vec<u32>)>);
+impl Observer for Bits {
+    const ENABLED: bool = true;
+    fn observe(&mut self, tap: Tap, _: usize, _: usize, _: usize, v: &[f32]) {
+        self.0.push((tap, v.iter().map(|x| x.to_bits()).collect()));
+    }
+    fn observe_i8(&mut self, tap: Tap, _: usize, _: usize, _: usize, q: &[i8], _: QParams) {
+        self.0
+            .push((tap, q.iter().map(|&x| x as u8 as u32).collect()));
+    }
+}
+
+fn run<E: Executor>(model: &Model, x: Input, k: Kernels, exec: &E) -> (Vec<u32>, Bits) {
+    let mut arena = vec![0u8; model.arena_len_for(exec.workers())];
+    let mut logits = vec![0f32; model.arch().num_classes];
+    let mut bits = Bits::default();
+    model
+        .run_with_executor(x, &mut arena, &mut logits, k, &mut bits, exec)
+        .unwrap();
+    let mut plain = vec![0f32; logits.len()];
+    model
+        .run_parallel(x, &mut arena, &mut plain, k, exec)
+        .unwrap();
+    let to_bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(to_bits(&logits), to_bits(&plain), "observed vs plain path");
+    (to_bits(&logits), bits)
+}
+
+fn aligned(raw: &[u8]) -> Vec<u128> {
+    let mut words = vec![0u128; raw.len().div_ceil(16)];
+    bytemuck::cast_slice_mut::<u128, u8>(&mut words)[..raw.len()].copy_from_slice(raw);
+    words
+}
+
+fn sets() -> Vec<Kernels> {
+    if cfg!(target_arch = "aarch64") {
+        vec![Kernels::Neon]
+    } else {
+        Kernels::available().collect()
+    }
+}
+
+#[test]
+fn any_worker_count_gives_the_same_bits() {
+    // aarch64 runs under emulation: a smaller input keeps it quick.
+    let hw = if cfg!(target_arch = "aarch64") {
+        96
+    } else {
+        224
+    };
+    let sd = quant::load_state_dict(&fixture("atto/weights.safetensors")).unwrap();
+    let arch = quant::infer_arch(&sd, hw, hw).unwrap();
+    let f32_raw = quant::convert::convert(&sd, &arch).unwrap();
+    let f32_words = aligned(&f32_raw);
+    let f32m =
+        Model::parse(&bytemuck::cast_slice::<u128, u8>(&f32_words)[..f32_raw.len()]).unwrap();
+    let img: Vec<u8> = (0..hw * hw * 3)
+        .map(|i| ((i * 37 + i / 97) % 251) as u8)
+        .collect();
+    let i8_raw = quant::quantize::quantize_with_inputs(
+        &f32m,
+        [Input::HwcU8(&img)],
+        quant::calib::Method::Mse,
+    )
+    .unwrap();
+    let i8_words = aligned(&i8_raw);
+    let i8m = Model::parse(&bytemuck::cast_slice::<u128, u8>(&i8_words)[..i8_raw.len()]).unwrap();
+    let x: Vec<f32> = (0..3 * hw * hw)
+        .map(|i| ((i * 7919) % 2000) as f32 / 1000.0 - 1.0)
+        .collect();
+    for (model, name) in [(&f32m, "f32"), (&i8m, "int8")] {
+        for k in sets() {
+            // int8's scalar reference is slow: one input for it.
+            let inputs: Vec<Input> = if name == "int8" && k == Kernels::Scalar {
+                vec![Input::HwcU8(&img)]
+            } else {
+                vec![Input::HwcU8(&img), Input::NchwF32(&x)]
+            };
+            for input in inputs {
+                let (want, want_taps) = run(model, input, k, &Serial);
+                for workers in [1, 2, 3, 4, 7] {
+                    let (got, taps) = run(model, input, k, &Threads(workers));
+                    assert_eq!(got, want, "{name} {} {workers} workers: logits", k.name());
+                    assert_eq!(taps.0.len(), want_taps.0.len());
+                    for ((t, a), (_, b)) in taps.0.iter().zip(&want_taps.0) {
+                        assert!(
+                            a == b,
+                            "{name} {} {workers} workers: tap {t:?} differs",
+                            k.name()
+                        );
+                    }
+                }
+                println!(
+                    "{name} {}: logits and {} taps bit-identical for 1, 2, 3, 4, 7 workers",
+                    k.resolved_name_for(model.precision()).unwrap(),
+                    want_taps.0.len()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn zero_workers_and_short_arenas_are_typed_errors() {
+    struct None_;
+    // SAFETY: never runs a task (the runtime refuses zero workers before asking).
+    unsafe impl Executor for None_ {
+        fn workers(&self) -> usize {
+            0
+        }
+        fn run(&self, _: usize, _: &(dyn Fn(usize, usize) + Sync)) {}
+    }
+    let sd = quant::load_state_dict(&fixture("atto/weights.safetensors")).unwrap();
+    let arch = quant::infer_arch(&sd, 64, 64).unwrap();
+    let raw = quant::convert::convert(&sd, &arch).unwrap();
+    let words = aligned(&raw);
+    let m = Model::parse(&bytemuck::cast_slice::<u128, u8>(&words)[..raw.len()]).unwrap();
+    let img = vec![7u8; 64 * 64 * 3];
+    let mut arena = vec![0u8; m.arena_len()];
+    let mut logits = vec![0f32; 1000];
+    let e = m.run_parallel(
+        Input::HwcU8(&img),
+        &mut arena,
+        &mut logits,
+        Kernels::Auto,
+        &None_,
+    );
+    assert_eq!(e, Err(edge::Error::NoWorkers));
+    let i8_raw =
+        quant::quantize::quantize_with_inputs(&m, [Input::HwcU8(&img)], quant::calib::Method::Mse)
+            .unwrap();
+    let i8_words = aligned(&i8_raw);
+    let q = Model::parse(&bytemuck::cast_slice::<u128, u8>(&i8_words)[..i8_raw.len()]).unwrap();
+    // f32 needs nothing per worker; int8 states its size per worker count, and a buffer short
+    // of it (past the alignment slack) is refused with the size it needs.
+    assert_eq!(m.arena_len_for(7), m.arena_len());
+    assert!(q.arena_len_for(64) > q.arena_len());
+    let need = q.arena_len_for(64);
+    let mut short = vec![0u8; need - 16];
+    let e = q.run_parallel(
+        Input::HwcU8(&img),
+        &mut short,
+        &mut logits,
+        Kernels::Auto,
+        &Threads(64),
+    );
+    assert!(
+        matches!(e, Err(edge::Error::ArenaTooSmall { needed, .. }) if needed == need),
+        "{e:?}"
+    );
+}
