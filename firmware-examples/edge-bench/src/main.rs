@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
 use edge::builder::AlignedBytes;
-use edge::{Input, Kernels, Model, RayonExecutor};
+use edge::{Input, Kernels, Model, RayonExecutor, Serial};
 
 #[derive(Parser)]
 #[command(
@@ -139,16 +139,25 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         Some(t) => t as usize,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
-    let pool = RayonExecutor::new(threads).map_err(|e| format!("thread pool of {threads}: {e}"))?;
+    // One thread: the calling thread itself (`Serial`), no pool.
+    let pool = if threads > 1 {
+        Some(RayonExecutor::new(threads).map_err(|e| format!("thread pool of {threads}: {e}"))?)
+    } else {
+        None
+    };
+    let run = |arena: &mut [u8], logits: &mut [f32]| match &pool {
+        Some(p) => model.run_parallel(input, arena, logits, kernels, p),
+        None => model.run_parallel(input, arena, logits, kernels, &Serial),
+    };
     let mut arena = vec![0u8; model.arena_len_for(threads)];
     let mut logits = vec![0f32; a.num_classes];
     for _ in 0..cli.warmup {
-        model.run_parallel(input, &mut arena, &mut logits, kernels, &pool)?;
+        run(&mut arena, &mut logits)?;
     }
     let mut ms = Vec::with_capacity(cli.iters as usize);
     for _ in 0..cli.iters {
         let t = Instant::now();
-        model.run_parallel(input, &mut arena, &mut logits, kernels, &pool)?;
+        run(&mut arena, &mut logits)?;
         ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
     ms.sort_by(f64::total_cmp);
