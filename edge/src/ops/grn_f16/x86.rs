@@ -11,9 +11,10 @@ use crate::cpu::X86Features;
 use core::arch::x86_64::*;
 use half::f16;
 
-/// [`super::grn_f16_scalar`] on AVX2+F16C. Panics if the CPU lacks it or a slice is short.
+/// Checks the slices every x86 GRN entry point reads and writes, then steps 1–3 (the f32
+/// sums of squares on AVX2, then the shared `nx`): the norms in `scratch[..c]`.
 #[allow(clippy::too_many_arguments)]
-pub fn grn_f16_avx2(
+fn checked_norms<'s>(
     input: &[i8],
     pixels: usize,
     c: usize,
@@ -21,9 +22,9 @@ pub fn grn_f16_avx2(
     beta: &[f16],
     eps: f32,
     qp: &GrnF16Quant,
-    out: &mut [i8],
-    scratch: &mut [f32],
-) {
+    out: &[i8],
+    scratch: &'s mut [f32],
+) -> &'s mut [f32] {
     assert!(X86Features::get().avx2, "AVX2+F16C not available");
     assert!(
         input.len() >= pixels * c
@@ -37,7 +38,24 @@ pub fn grn_f16_avx2(
     // SAFETY: the CPU has AVX2+FMA+F16C (asserted); lengths asserted above.
     unsafe { sum_squares(input, pixels, c, qp, ss) };
     grn_f16_stats(ss, eps);
-    // SAFETY: as above.
+    ss
+}
+
+/// [`super::grn_f16_scalar`] on AVX2+F16C. Panics if the CPU lacks it or a slice is short.
+#[allow(clippy::too_many_arguments)]
+pub fn grn_f16_avx2(
+    input: &[i8],
+    pixels: usize,
+    c: usize,
+    gamma: &[f16],
+    beta: &[f16],
+    eps: f32,
+    qp: &GrnF16Quant,
+    out: &mut [i8],
+    scratch: &mut [f32],
+) {
+    let ss = checked_norms(input, pixels, c, gamma, beta, eps, qp, out, scratch);
+    // SAFETY: `checked_norms` checked the CPU and the lengths.
     unsafe { apply_quant_from(input, pixels, c, gamma, beta, qp, out, ss, 0) };
 }
 
@@ -152,19 +170,8 @@ pub fn grn_f16_avx512(
     scratch: &mut [f32],
 ) {
     assert!(X86Features::get().avx512, "AVX-512 not available");
-    assert!(
-        input.len() >= pixels * c
-            && out.len() >= pixels * c
-            && gamma.len() >= c
-            && beta.len() >= c
-            && scratch.len() >= c
-    );
-    let ss = &mut scratch[..c];
-    ss.fill(0.0);
-    // SAFETY: the CPU has AVX-512 (and so AVX2+FMA+F16C, see `cpu`); lengths asserted above.
-    unsafe { sum_squares(input, pixels, c, qp, ss) };
-    grn_f16_stats(ss, eps);
-    // SAFETY: as above.
+    let ss = checked_norms(input, pixels, c, gamma, beta, eps, qp, out, scratch);
+    // SAFETY: the CPU has AVX-512 (asserted); `checked_norms` checked the lengths.
     unsafe { apply_quant_avx512(input, pixels, c, gamma, beta, qp, out, ss) };
 }
 
@@ -297,19 +304,9 @@ pub fn grn_f16_avx512fp16(
 ) {
     let f = X86Features::get();
     assert!(f.avx512 && f.avx512_fp16, "AVX512-FP16 not available");
-    assert!(
-        input.len() >= pixels * c
-            && out.len() >= pixels * c
-            && gamma.len() >= c
-            && beta.len() >= c
-            && scratch.len() >= c
-    );
-    let ss = &mut scratch[..c];
-    ss.fill(0.0);
-    // SAFETY: the CPU has AVX-512 (and so AVX2+FMA+F16C) and AVX512-FP16; lengths asserted.
-    unsafe { sum_squares(input, pixels, c, qp, ss) };
-    grn_f16_stats(ss, eps);
-    // SAFETY: as above.
+    let ss = checked_norms(input, pixels, c, gamma, beta, eps, qp, out, scratch);
+    // SAFETY: the CPU has AVX-512 and AVX512-FP16 (asserted); `checked_norms` checked the
+    // lengths.
     unsafe { apply_quant_fp16(input, pixels, c, gamma, beta, qp, out, ss) };
 }
 
