@@ -76,14 +76,17 @@ fn bench(c: &mut Criterion) {
             .unwrap();
         let mut arena = vec![0u8; m.arena_len_for(2)];
         g.bench_function(format!("edge_{precision}_{name}_2threads"), |b| {
+            // The run on a pool thread: it works on every operator too (`RayonExecutor::install`).
             b.iter(|| {
-                m.run_parallel(
-                    edge::Input::NchwF32(&x),
-                    &mut arena,
-                    &mut logits,
-                    edge::Kernels::Auto,
-                    &pool,
-                )
+                pool.install(|| {
+                    m.run_parallel(
+                        edge::Input::NchwF32(&x),
+                        &mut arena,
+                        &mut logits,
+                        edge::Kernels::Auto,
+                        &pool,
+                    )
+                })
                 .unwrap()
             })
         });

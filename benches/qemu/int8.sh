@@ -25,13 +25,13 @@ w=tests/fixtures/atto/weights.safetensors
 input=tests/fixtures/atto/inputs/astronaut.bin
 count() { env -i QEMU_CPU=$cpu qemu-aarch64 -plugin $work/insn_count.so "$@" 2>&1 >/dev/null | sed -n 's/^insn_count: //p'; }
 per_image() { local one three; one=$(count "$@" --iters 1 --warmup 0); three=$(count "$@" --iters 3 --warmup 0); echo $(( (three - one) / 2 )); }
-f32=$(per_image $v80 --model $work/atto.cnx --input $input --kernels neon)
+f32=$(per_image $v80 --model $work/atto.cnx --input $input --kernels neon --threads 1)
 s8=0; n8=0
 if [ -z "${QUICK:-}" ]; then
-  s8=$(per_image $v80 --model $work/atto_i8.cnx --input $input --kernels scalar)
-  n8=$(per_image $v80 --model $work/atto_i8.cnx --input $input --kernels neon)
+  s8=$(per_image $v80 --model $work/atto_i8.cnx --input $input --kernels scalar --threads 1)
+  n8=$(per_image $v80 --model $work/atto_i8.cnx --input $input --kernels neon --threads 1)
 fi
-d8=$(per_image $v82 --model $work/atto_i8.cnx --input $input --kernels neon)
+d8=$(per_image $v82 --model $work/atto_i8.cnx --input $input --kernels neon --threads 1)
 ratio() { python3 -c "print(f'{$1/$2:.3f}')"; }
 printf "%-34s %14s %12s\n" "Atto 224, per image" instructions "÷ f32 NEON"
 printf "%-34s %14d %12s\n" "f32 NEON" $f32 1.000

@@ -35,8 +35,8 @@ for arch in ${MODELS:-atto femto pico}; do
     ./target/debug/quant synth --arch $arch --out $model >/dev/null
   fi
   macs=$(./target/debug/quant inspect $model | sed -n 's/.*params, \([0-9]*\) MACs.*/\1/p')
-  neon=$(per_image $bench --model $model --input $input --kernels neon)
-  scalar=$(per_image $bench --model $model --input $input --kernels scalar)
+  neon=$(per_image $bench --model $model --input $input --kernels neon --threads 1)
+  scalar=$(per_image $bench --model $model --input $input --kernels scalar --threads 1)
   tract="-"; tpm="-"
   if [ "$arch" = atto ] && [ -n "${TRACT_AARCH64:-}" ]; then
     onnx=tests/fixtures/atto/model_static.onnx

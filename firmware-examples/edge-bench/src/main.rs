@@ -145,8 +145,9 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         None
     };
+    // With a pool, the whole run happens on one of its threads (see `RayonExecutor::install`).
     let run = |arena: &mut [u8], logits: &mut [f32]| match &pool {
-        Some(p) => model.run_parallel(input, arena, logits, kernels, p),
+        Some(p) => p.install(|| model.run_parallel(input, arena, logits, kernels, p)),
         None => model.run_parallel(input, arena, logits, kernels, &Serial),
     };
     let mut arena = vec![0u8; model.arena_len_for(threads)];
