@@ -35,6 +35,29 @@ fn round16(n: usize) -> Option<usize> {
     n.checked_add(15).map(|v| v & !15)
 }
 
+/// What each worker of the int8 runtime needs for itself: a LayerNorm row (`ln_row` f32, the
+/// widest stage; the runtime keeps one more row in front for the downsample's dequantization
+/// scales) and the 4 patches a patch conv gathers (`gather` bytes, stem or downsample).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Int8WorkerScratch {
+    pub ln_row: usize,
+    pub gather: usize,
+}
+
+impl Int8WorkerScratch {
+    pub fn of(arch: &Arch) -> Option<Self> {
+        let cmax = *arch.dims[..arch.num_stages].iter().max()?;
+        let stem = STEM_PATCH
+            .checked_mul(STEM_PATCH)?
+            .checked_mul(arch.in_chans)?;
+        let down = (DOWN_PATCH * DOWN_PATCH).checked_mul(cmax)?;
+        Some(Int8WorkerScratch {
+            ln_row: cmax,
+            gather: stem.max(down).checked_mul(4)?,
+        })
+    }
+}
+
 impl ArenaPlan {
     /// A plan of zero size.
     pub const EMPTY: ArenaPlan = ArenaPlan {
@@ -64,9 +87,10 @@ impl ArenaPlan {
     pub fn for_model_workers(arch: &Arch, p: Precision, workers: usize) -> Option<Self> {
         let mut plan = Self::for_model_one(arch, p)?;
         if p == Precision::Int8 && workers > 1 {
-            let cmax = *arch.dims[..arch.num_stages].iter().max()?;
-            let gather =
-                4 * (STEM_PATCH * STEM_PATCH * arch.in_chans).max(DOWN_PATCH * DOWN_PATCH * cmax);
+            let Int8WorkerScratch {
+                ln_row: cmax,
+                gather,
+            } = Int8WorkerScratch::of(arch)?;
             plan.act = plan.act.max(round16(gather.checked_mul(workers)?)?);
             let ln = cmax.checked_mul(workers.checked_add(1)?)?.checked_mul(4)?;
             plan.scratch = plan.scratch.max(round16(ln)?);
@@ -112,9 +136,7 @@ impl ArenaPlan {
             },
             Precision::Int8 => {
                 // The patch convs gather 4 patches of int8 into a free activation buffer.
-                let gather = 4
-                    * (STEM_PATCH * STEM_PATCH * arch.in_chans)
-                        .max(DOWN_PATCH * DOWN_PATCH * arch.dims[..arch.num_stages].iter().max()?);
+                let gather = Int8WorkerScratch::of(arch)?.gather;
                 let classes = arch.num_classes.checked_mul(4)?;
                 ArenaPlan {
                     precision: p,

@@ -6,6 +6,7 @@
 //! fp16 → int8 (w2) → fc2 → int32 (w1) → residual add into `x` with explicit scales.
 
 use crate::arch::{DOWN_PATCH, MLP_RATIO, STEM_PATCH};
+use crate::arena::Int8WorkerScratch;
 use crate::kernels::KernelSetI8;
 use crate::model::{Model, QParams};
 use crate::ops::grn_f16::GrnF16Quant;
@@ -65,8 +66,12 @@ impl Model<'_> {
         let (ih, iw, cin) = (a.input_h, a.input_w, a.in_chans);
         // Per-worker scratch: the LayerNorm's f32 row (after `cmax` floats kept for the
         // downsample's dequantization scales) and the patch convs' 4 gathered patches.
-        let cmax = *a.dims[..a.num_stages].iter().max().unwrap_or(&0);
-        let gather = 4 * (STEM_PATCH * STEM_PATCH * cin).max(DOWN_PATCH * DOWN_PATCH * cmax);
+        let Int8WorkerScratch {
+            ln_row: cmax,
+            gather,
+        } = Int8WorkerScratch::of(&a).ok_or(Error::BadArch {
+            reason: "no stages",
+        })?;
         let ln_need = cmax * (workers + 1);
         if scratch.len() < ln_need || t.len() < gather * workers || x.len() < gather * workers {
             // Unreachable with the plan's sizes; kept so that no slice below can be short.

@@ -38,13 +38,7 @@ pub fn dwconv7x7_rows_i8_avx2(
     out: &mut [i32],
 ) {
     assert!(X86Features::get().avx2, "AVX2 not available");
-    assert!(
-        input.len() >= h * w * c
-            && weight.len() >= K * K * c
-            && bias.len() >= c
-            && rows.end <= h
-            && out.len() >= rows.len() * w * c
-    );
+    check_lengths(input, h, w, c, weight, bias, &rows, out);
     // SAFETY: the CPU has AVX2 (asserted); lengths asserted above.
     unsafe { dw_avx2(input, h, w, c, zero_point, weight, bias, rows.clone(), out) };
     let c8 = c / 8 * 8;
@@ -65,6 +59,28 @@ pub fn dwconv7x7_rows_i8_avx2(
             }
         }
     }
+}
+
+/// The slice lengths every entry point's kernel relies on (the input is the whole map, `out`
+/// holds rows `rows`).
+#[allow(clippy::too_many_arguments)]
+fn check_lengths(
+    input: &[i8],
+    h: usize,
+    w: usize,
+    c: usize,
+    weight: &[i8],
+    bias: &[i32],
+    rows: &Range<usize>,
+    out: &[i32],
+) {
+    assert!(
+        input.len() >= h * w * c
+            && weight.len() >= K * K * c
+            && bias.len() >= c
+            && rows.end <= h
+            && out.len() >= rows.len() * w * c
+    );
 }
 
 /// 8 int8 values at `p`, widened to int32.
@@ -169,13 +185,7 @@ pub fn dwconv7x7_rows_i8_avx512(
     out: &mut [i32],
 ) {
     assert!(X86Features::get().avx512, "AVX-512 not available");
-    assert!(
-        input.len() >= h * w * c
-            && weight.len() >= K * K * c
-            && bias.len() >= c
-            && rows.end <= h
-            && out.len() >= rows.len() * w * c
-    );
+    check_lengths(input, h, w, c, weight, bias, &rows, out);
     // SAFETY: the CPU has AVX-512 (asserted); lengths asserted above.
     unsafe { dw_avx512(input, h, w, c, zero_point, weight, bias, rows, out) };
 }

@@ -191,7 +191,7 @@ pub fn grn_scale_f32_neon(
 #[cfg(target_arch = "x86_64")]
 mod x86;
 #[cfg(target_arch = "x86_64")]
-pub use x86::{grn_apply_f32_avx2, grn_f32_avx2, grn_scale_f32_avx2, sumsq_channels_f32_avx2};
+pub use x86::{grn_scale_f32_avx2, sumsq_channels_f32_avx2};
 
 #[cfg(test)]
 mod tests {

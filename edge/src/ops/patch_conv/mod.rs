@@ -178,15 +178,14 @@ pub fn patch_conv_f32_neon(
             let b: &[f32; PANEL] = bias[co..co + PANEL].try_into().unwrap();
             let wt = weight[co..].as_ptr();
             let o = out[q * cout + co..].as_mut_ptr();
-            let mut sq = [0f32; PANEL];
             // SAFETY: output pixels q..q+mr exist, so each one's k input rows of k·cin values
             // lie inside `input`; weight rows 0..k·k·cin, columns co..co+8 ≤ cout, and `out`
             // pixels q..q+mr, channels co..co+8, are in bounds (asserts above).
             unsafe {
                 match mr {
-                    8 => tile::<8, EPI_STORE>(&a, wt, cout, b, o, cout, PANEL, &mut sq),
-                    4 => tile::<4, EPI_STORE>(&a, wt, cout, b, o, cout, PANEL, &mut sq),
-                    _ => tile::<1, EPI_STORE>(&a, wt, cout, b, o, cout, PANEL, &mut sq),
+                    8 => tile::<8, EPI_STORE>(&a, wt, cout, b, o, cout, PANEL),
+                    4 => tile::<4, EPI_STORE>(&a, wt, cout, b, o, cout, PANEL),
+                    _ => tile::<1, EPI_STORE>(&a, wt, cout, b, o, cout, PANEL),
                 }
             }
         }

@@ -52,7 +52,7 @@ macro_rules! entry_point {
                 // oy·k..oy·k+k, columns ox·k..ox·k+k (all cin channels): inside `input`; B reads
                 // rows 0..k·k·cin, columns < full ≤ cout of `weight`; `out` row oy, columns
                 // < full. All inside the asserted lengths.
-                unsafe { x86::$gemm::<EPI_STORE>(&g, core::ptr::null_mut()) };
+                unsafe { x86::$gemm::<EPI_STORE>(&g) };
             }
             if full < cout {
                 super::patch_conv_columns(input, h, w, cin, k, weight, bias, cout, full, out);

@@ -53,9 +53,10 @@ pub fn pointwise_f32_scalar(
     }
 }
 
-/// fc1 with GELU fused (the runtime's form: GRN's sums of squares are a separate pass, cut by
-/// channel, so that they do not depend on how pixels are split across workers): the
-/// composition of references [`pointwise_f32_scalar`] and [`crate::ops::gelu::gelu_f32_scalar`].
+/// fc1 with GELU fused: the composition of references [`pointwise_f32_scalar`] and
+/// [`crate::ops::gelu::gelu_f32_scalar`]. GRN's sums of squares are not fused: they are a
+/// separate pass cut by channel, so that they do not depend on how pixels are split across
+/// workers.
 #[allow(clippy::too_many_arguments)]
 pub fn pointwise_gelu_f32_scalar(
     input: &[f32],
@@ -68,24 +69,6 @@ pub fn pointwise_gelu_f32_scalar(
 ) {
     pointwise_f32_scalar(input, pixels, k, weight, bias, n, out, false);
     crate::ops::gelu::gelu_f32_scalar(&mut out[..pixels * n]);
-}
-
-/// fc1's fused form, as the composition of references: [`pointwise_f32_scalar`], then
-/// [`crate::ops::gelu::gelu_f32_scalar`], then adds each channel's Σ_pixels y² to `sumsq[..n]`.
-#[allow(clippy::too_many_arguments)]
-pub fn pointwise_gelu_sumsq_f32_scalar(
-    input: &[f32],
-    pixels: usize,
-    k: usize,
-    weight: &[f32],
-    bias: &[f32],
-    n: usize,
-    out: &mut [f32],
-    sumsq: &mut [f32],
-) {
-    pointwise_f32_scalar(input, pixels, k, weight, bias, n, out, false);
-    crate::ops::gelu::gelu_f32_scalar(&mut out[..pixels * n]);
-    crate::ops::grn::sumsq_f32_scalar(&out[..pixels * n], pixels, n, &mut sumsq[..n]);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -127,10 +110,10 @@ fn packed_gemm(
     }
 }
 
-/// Defines the safe x86 entry points of one ISA: plain/accumulating GEMM and the fc1 fusion.
+/// Defines the safe x86 entry points of one ISA: plain/accumulating GEMM and fc1 with GELU.
 #[cfg(target_arch = "x86_64")]
 macro_rules! x86_pointwise {
-    ($isa:literal, $has:ident, $gemm:ident, $pw:ident, $fused:ident, $gelu:ident) => {
+    ($isa:literal, $has:ident, $gemm:ident, $pw:ident, $gelu:ident) => {
         #[doc = concat!("[`pointwise_f32_scalar`] on ", $isa, " (see [`x86`]); within f32 rounding (FMA) of it.")]
         #[doc = concat!("Panics if the CPU lacks ", $isa, " or a slice is too short.")]
         #[allow(clippy::too_many_arguments)]
@@ -149,9 +132,9 @@ macro_rules! x86_pointwise {
             // SAFETY: the CPU has the ISA (asserted); `packed_gemm` checked every range.
             unsafe {
                 if accumulate {
-                    x86::$gemm::<{ x86::EPI_ACCUMULATE }>(&g, core::ptr::null_mut())
+                    x86::$gemm::<{ x86::EPI_ACCUMULATE }>(&g)
                 } else {
-                    x86::$gemm::<{ x86::EPI_STORE }>(&g, core::ptr::null_mut())
+                    x86::$gemm::<{ x86::EPI_STORE }>(&g)
                 }
             }
         }
@@ -170,26 +153,7 @@ macro_rules! x86_pointwise {
             assert!(crate::cpu::X86Features::get().$has, concat!($isa, " not available"));
             let g = packed_gemm(input, pixels, k, weight, bias, n, out);
             // SAFETY: the CPU has the ISA (asserted); `packed_gemm` checked every range.
-            unsafe { x86::$gemm::<{ x86::EPI_GELU }>(&g, core::ptr::null_mut()) }
-        }
-
-        #[doc = concat!("[`pointwise_gelu_sumsq_f32_scalar`] on ", $isa, ": GELU and the sum of squares in the GEMM's epilogue.")]
-        #[allow(clippy::too_many_arguments)]
-        pub fn $fused(
-            input: &[f32],
-            pixels: usize,
-            k: usize,
-            weight: &[f32],
-            bias: &[f32],
-            n: usize,
-            out: &mut [f32],
-            sumsq: &mut [f32],
-        ) {
-            assert!(crate::cpu::X86Features::get().$has, concat!($isa, " not available"));
-            assert!(sumsq.len() >= n);
-            let g = packed_gemm(input, pixels, k, weight, bias, n, out);
-            // SAFETY: as above; `sumsq` has `n` values.
-            unsafe { x86::$gemm::<{ x86::EPI_GELU_SUMSQ }>(&g, sumsq.as_mut_ptr()) }
+            unsafe { x86::$gemm::<{ x86::EPI_GELU }>(&g) }
         }
     };
 }
@@ -199,7 +163,6 @@ x86_pointwise!(
     avx2,
     gemm_avx2,
     pointwise_f32_avx2,
-    pointwise_gelu_sumsq_f32_avx2,
     pointwise_gelu_f32_avx2
 );
 #[cfg(target_arch = "x86_64")]
@@ -208,7 +171,6 @@ x86_pointwise!(
     avx512,
     gemm_avx512,
     pointwise_f32_avx512,
-    pointwise_gelu_sumsq_f32_avx512,
     pointwise_gelu_f32_avx512
 );
 
@@ -270,29 +232,10 @@ pub fn pointwise_f32_neon(
     accumulate: bool,
 ) {
     if accumulate {
-        gemm_neon::<{ neon::EPI_ACCUMULATE }>(input, pixels, k, weight, bias, n, out, &mut [])
+        gemm_neon::<{ neon::EPI_ACCUMULATE }>(input, pixels, k, weight, bias, n, out)
     } else {
-        gemm_neon::<{ neon::EPI_STORE }>(input, pixels, k, weight, bias, n, out, &mut [])
+        gemm_neon::<{ neon::EPI_STORE }>(input, pixels, k, weight, bias, n, out)
     }
-}
-
-/// fc1 with GELU and GRN's spatial sum of squares fused into the GEMM's epilogue: one pass
-/// writes `gelu(x·W + b)` and adds each output channel's Σ_pixels y² into `sumsq[..n]` (which
-/// the caller zeroes). Same contract as [`pointwise_gelu_sumsq_f32_scalar`].
-#[cfg(target_arch = "aarch64")]
-#[allow(clippy::too_many_arguments)]
-pub fn pointwise_gelu_sumsq_f32_neon(
-    input: &[f32],
-    pixels: usize,
-    k: usize,
-    weight: &[f32],
-    bias: &[f32],
-    n: usize,
-    out: &mut [f32],
-    sumsq: &mut [f32],
-) {
-    assert!(sumsq.len() >= n);
-    gemm_neon::<{ neon::EPI_GELU_SUMSQ }>(input, pixels, k, weight, bias, n, out, sumsq)
 }
 
 /// [`pointwise_gelu_f32_scalar`] on NEON: GELU in the GEMM's epilogue.
@@ -307,7 +250,7 @@ pub fn pointwise_gelu_f32_neon(
     n: usize,
     out: &mut [f32],
 ) {
-    gemm_neon::<{ neon::EPI_GELU }>(input, pixels, k, weight, bias, n, out, &mut [])
+    gemm_neon::<{ neon::EPI_GELU }>(input, pixels, k, weight, bias, n, out)
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -320,7 +263,6 @@ fn gemm_neon<const EPI: u8>(
     bias: &[f32],
     n: usize,
     out: &mut [f32],
-    sumsq: &mut [f32],
 ) {
     // Preconditions the unsafe tiles rely on.
     assert!(
@@ -354,19 +296,13 @@ fn gemm_neon<const EPI: u8>(
             b[..lanes].copy_from_slice(&bias[j * PANEL..j * PANEL + lanes]);
             let w = weight[j * k * PANEL..].as_ptr();
             let o = out[p * n + j * PANEL..].as_mut_ptr();
-            let mut sq = [0f32; PANEL];
             // SAFETY: rows p..p+mr of `input` (k each) and of `out` (n each, lanes from column
             // j·8) and panel j of `weight` (k·8) are in bounds by the assertion above.
             unsafe {
                 match mr {
-                    8 => neon::tile::<8, EPI>(&a, w, PANEL, &b, o, n, lanes, &mut sq),
-                    4 => neon::tile::<4, EPI>(&a, w, PANEL, &b, o, n, lanes, &mut sq),
-                    _ => neon::tile::<1, EPI>(&a, w, PANEL, &b, o, n, lanes, &mut sq),
-                }
-            }
-            if EPI == neon::EPI_GELU_SUMSQ {
-                for (d, v) in sumsq[j * PANEL..j * PANEL + lanes].iter_mut().zip(sq) {
-                    *d += v;
+                    8 => neon::tile::<8, EPI>(&a, w, PANEL, &b, o, n, lanes),
+                    4 => neon::tile::<4, EPI>(&a, w, PANEL, &b, o, n, lanes),
+                    _ => neon::tile::<1, EPI>(&a, w, PANEL, &b, o, n, lanes),
                 }
             }
         }
@@ -383,10 +319,8 @@ pub(crate) mod neon {
     pub(crate) const EPI_STORE: u8 = 0;
     /// Epilogue: add to what `out` holds (residual).
     pub(crate) const EPI_ACCUMULATE: u8 = 1;
-    /// Epilogue: GELU, store, and the per-channel sum of squares into `sq`.
-    pub(crate) const EPI_GELU_SUMSQ: u8 = 2;
     /// Epilogue: GELU, store.
-    pub(crate) const EPI_GELU: u8 = 3;
+    pub(crate) const EPI_GELU: u8 = 2;
 
     /// Loads 4 floats from each of 8 rows and advances each row pointer by 4. Written out
     /// because LLVM otherwise rebuilds the row addresses from one base with seven adds per step.
@@ -447,7 +381,6 @@ pub(crate) mod neon {
         out: *mut f32,
         n: usize,
         lanes: usize,
-        sq: &mut [f32; PANEL],
     ) {
         let accumulate = EPI == EPI_ACCUMULATE;
         // SAFETY: all loads/stores stay inside the ranges the caller guarantees.
@@ -525,18 +458,6 @@ pub(crate) mod neon {
                     a1[p] = crate::ops::gelu::neon::gelu4(a1[p]);
                 }
             }
-            if EPI == EPI_GELU_SUMSQ {
-                let (mut s0, mut s1) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
-                for p in 0..MR {
-                    a0[p] = crate::ops::gelu::neon::gelu4(a0[p]);
-                    a1[p] = crate::ops::gelu::neon::gelu4(a1[p]);
-                    s0 = vfmaq_f32(s0, a0[p], a0[p]);
-                    s1 = vfmaq_f32(s1, a1[p], a1[p]);
-                }
-                // Padded lanes (beyond `lanes`) hold gelu(0) = 0: harmless, and not copied out.
-                vst1q_f32(sq.as_mut_ptr(), s0);
-                vst1q_f32(sq.as_mut_ptr().add(4), s1);
-            }
             for p in 0..MR {
                 let o = out.add(p * n);
                 if lanes == PANEL {
@@ -566,7 +487,7 @@ mod neon_tests {
     use std::vec;
 
     #[test]
-    fn fused_gelu_sumsq_matches_reference() {
+    fn fused_gelu_matches_reference() {
         let mut rng = Rng::new(46);
         for (p, k, n) in [
             (1, 1, 1),
@@ -581,19 +502,13 @@ mod neon_tests {
             let mut wp = vec![0.0; packed_len(n, k)];
             pack_panels8(&w, n, k, &mut wp);
             let (mut want, mut got) = (vec![0.0; p * n], vec![0.0; p * n]);
-            let (mut s_want, mut s_got) = (vec![0.0; n], vec![0.0; n]);
-            pointwise_gelu_sumsq_f32_scalar(&x, p, k, &wp, &b, n, &mut want, &mut s_want);
-            pointwise_gelu_sumsq_f32_neon(&x, p, k, &wp, &b, n, &mut got, &mut s_got);
+            pointwise_gelu_f32_scalar(&x, p, k, &wp, &b, n, &mut want);
+            pointwise_gelu_f32_neon(&x, p, k, &wp, &b, n, &mut got);
             let scale = (k as f32).sqrt().max(1.0);
             assert!(
                 max_rel_err(&got, &want) <= 2e-6 * scale,
                 "{p}x{k}x{n}: {}",
                 max_rel_err(&got, &want)
-            );
-            assert!(
-                max_rel_err(&s_got, &s_want) <= 1e-5 * scale,
-                "{p}x{k}x{n} sumsq: {}",
-                max_rel_err(&s_got, &s_want)
             );
         }
     }
@@ -649,24 +564,24 @@ mod x86_tests {
     use std::vec;
 
     type Pw = fn(&[f32], usize, usize, &[f32], &[f32], usize, &mut [f32], bool);
-    type Fused = fn(&[f32], usize, usize, &[f32], &[f32], usize, &mut [f32], &mut [f32]);
+    type Gelu = fn(&[f32], usize, usize, &[f32], &[f32], usize, &mut [f32]);
 
     /// Every x86 set this CPU has, by name.
-    fn sets() -> std::vec::Vec<(&'static str, Pw, Fused)> {
+    fn sets() -> std::vec::Vec<(&'static str, Pw, Gelu)> {
         let f = X86Features::get();
         let mut v = std::vec::Vec::new();
         if f.avx2 {
             v.push((
                 "avx2",
                 pointwise_f32_avx2 as Pw,
-                pointwise_gelu_sumsq_f32_avx2 as Fused,
+                pointwise_gelu_f32_avx2 as Gelu,
             ));
         }
         if f.avx512 {
             v.push((
                 "avx512",
                 pointwise_f32_avx512 as Pw,
-                pointwise_gelu_sumsq_f32_avx512 as Fused,
+                pointwise_gelu_f32_avx512 as Gelu,
             ));
         }
         std::println!(
@@ -701,7 +616,7 @@ mod x86_tests {
     #[test]
     fn x86_matches_reference_on_random_shapes() {
         let mut rng = Rng::new(140);
-        for (name, pw, fused) in sets() {
+        for (name, pw, gelu) in sets() {
             for (p, k, n) in shapes(&mut rng) {
                 let x = rng.vec(p * k, 1.0);
                 let w = rng.vec(n * k, 1.0);
@@ -724,19 +639,14 @@ mod x86_tests {
                     // Nothing written past the output.
                     assert_eq!(got[p * n..], prev[p * n..], "{name} {p}x{k}x{n}");
                 }
-                let (mut want, mut got) = (vec![0.0; p * n], vec![0.0; p * n]);
-                let (mut s_want, mut s_got) = (vec![0.5; n + 1], vec![0.5; n + 1]);
-                pointwise_gelu_sumsq_f32_scalar(&x, p, k, &wp, &b, n, &mut want, &mut s_want);
-                fused(&x, p, k, &wp, &b, n, &mut got, &mut s_got);
+                let (mut want, mut got) = (vec![0.0; p * n + 1], vec![0.5; p * n + 1]);
+                want[p * n] = 0.5;
+                pointwise_gelu_f32_scalar(&x, p, k, &wp, &b, n, &mut want);
+                gelu(&x, p, k, &wp, &b, n, &mut got);
                 assert!(
                     max_rel_err(&got, &want) <= 2e-6 * scale,
                     "{name} {p}x{k}x{n} fused"
                 );
-                assert!(
-                    max_rel_err(&s_got, &s_want) <= 1e-5 * scale,
-                    "{name} {p}x{k}x{n} sumsq"
-                );
-                assert_eq!(s_got[n], 0.5);
             }
         }
     }

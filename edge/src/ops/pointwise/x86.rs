@@ -1,5 +1,5 @@
-//! x86-64 f32 GEMM micro-kernels, shared by the pointwise convolutions (fc1 with GELU and GRN's
-//! sum of squares fused, fc2 with the residual add fused), the head's classifier and the patch
+//! x86-64 f32 GEMM micro-kernels, shared by the pointwise convolutions (fc1 with GELU fused,
+//! fc2 with the residual add fused), the head's classifier and the patch
 //! convolutions (stem, downsampling).
 //!
 //! - AVX2+FMA: tiles of up to 6 pixels × 16 outputs (two 8-lane panels, one `ymm` each: 12
@@ -20,10 +20,8 @@ use core::arch::x86_64::*;
 pub(crate) const EPI_STORE: u8 = 0;
 /// Epilogue: add to what `out` holds (residual).
 pub(crate) const EPI_ACCUMULATE: u8 = 1;
-/// Epilogue: GELU, store, and add each column's Σ y² into `sumsq`.
-pub(crate) const EPI_GELU_SUMSQ: u8 = 2;
 /// Epilogue: GELU, store.
-pub(crate) const EPI_GELU: u8 = 3;
+pub(crate) const EPI_GELU: u8 = 2;
 
 /// One GEMM `out[r][j] = bias[j] + Σ_k A[r][k]·B[k][j]` over `rows × n`, described by pointers.
 #[derive(Clone, Copy)]
@@ -60,13 +58,13 @@ unsafe fn store_partial(o: *mut f32, v: &[f32; PANEL], lanes: usize, acc: bool) 
     }
 }
 
-/// AVX2 driver: all row tiles × panel pairs. `sumsq` (with `EPI_GELU_SUMSQ`) gets `n` sums.
+/// AVX2 driver: all row tiles × panel pairs.
 ///
 /// # Safety
 /// The CPU has AVX2+FMA; every range described by `g` is valid (reads of A, B and `bias`,
-/// writes of `out`, and `sumsq[..n]` for `EPI_GELU_SUMSQ`).
+/// writes of `out`).
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn gemm_avx2<const EPI: u8>(g: &Gemm, sumsq: *mut f32) {
+pub(crate) unsafe fn gemm_avx2<const EPI: u8>(g: &Gemm) {
     let panels = g.n.div_ceil(PANEL);
     let mut r = 0;
     while r < g.rows {
@@ -81,14 +79,14 @@ pub(crate) unsafe fn gemm_avx2<const EPI: u8>(g: &Gemm, sumsq: *mut f32) {
             // SAFETY: rows r..r+mr and panels j..j+np are inside `g` (the caller's contract).
             unsafe {
                 match (mr, np) {
-                    (6, 2) => tile_avx2::<6, 2, EPI>(g, r, j, sumsq),
-                    (6, _) => tile_avx2::<6, 1, EPI>(g, r, j, sumsq),
-                    (4, 2) => tile_avx2::<4, 2, EPI>(g, r, j, sumsq),
-                    (4, _) => tile_avx2::<4, 1, EPI>(g, r, j, sumsq),
-                    (2, 2) => tile_avx2::<2, 2, EPI>(g, r, j, sumsq),
-                    (2, _) => tile_avx2::<2, 1, EPI>(g, r, j, sumsq),
-                    (_, 2) => tile_avx2::<1, 2, EPI>(g, r, j, sumsq),
-                    _ => tile_avx2::<1, 1, EPI>(g, r, j, sumsq),
+                    (6, 2) => tile_avx2::<6, 2, EPI>(g, r, j),
+                    (6, _) => tile_avx2::<6, 1, EPI>(g, r, j),
+                    (4, 2) => tile_avx2::<4, 2, EPI>(g, r, j),
+                    (4, _) => tile_avx2::<4, 1, EPI>(g, r, j),
+                    (2, 2) => tile_avx2::<2, 2, EPI>(g, r, j),
+                    (2, _) => tile_avx2::<2, 1, EPI>(g, r, j),
+                    (_, 2) => tile_avx2::<1, 2, EPI>(g, r, j),
+                    _ => tile_avx2::<1, 1, EPI>(g, r, j),
                 }
             }
             j += np;
@@ -103,7 +101,6 @@ unsafe fn tile_avx2<const MR: usize, const NP: usize, const EPI: u8>(
     g: &Gemm,
     r0: usize,
     j0: usize,
-    sumsq: *mut f32,
 ) {
     let lanes = (g.n - j0 * PANEL).min(NP * PANEL);
     let mut bias = [0f32; 2 * PANEL];
@@ -137,19 +134,10 @@ unsafe fn tile_avx2<const MR: usize, const NP: usize, const EPI: u8>(
                 wo += g.b_row;
             }
         }
-        let mut sq = [_mm256_setzero_ps(); NP];
         if EPI == EPI_GELU {
             for row in acc.iter_mut() {
                 for v in row.iter_mut() {
                     *v = crate::ops::gelu::x86::gelu8(*v);
-                }
-            }
-        }
-        if EPI == EPI_GELU_SUMSQ {
-            for row in acc.iter_mut() {
-                for i in 0..NP {
-                    row[i] = crate::ops::gelu::x86::gelu8(row[i]);
-                    sq[i] = _mm256_fmadd_ps(row[i], row[i], sq[i]);
                 }
             }
         }
@@ -172,14 +160,6 @@ unsafe fn tile_avx2<const MR: usize, const NP: usize, const EPI: u8>(
                 }
             }
         }
-        if EPI == EPI_GELU_SUMSQ {
-            for (i, s) in sq.iter().enumerate() {
-                let mut t = [0f32; PANEL];
-                _mm256_storeu_ps(t.as_mut_ptr(), *s);
-                let valid = lanes.saturating_sub(i * PANEL).min(PANEL);
-                store_partial(sumsq.add((j0 + i) * PANEL), &t, valid, true);
-            }
-        }
     }
 }
 
@@ -188,7 +168,7 @@ unsafe fn tile_avx2<const MR: usize, const NP: usize, const EPI: u8>(
 /// # Safety
 /// As [`gemm_avx2`], on a CPU with AVX-512.
 #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2,fma")]
-pub(crate) unsafe fn gemm_avx512<const EPI: u8>(g: &Gemm, sumsq: *mut f32) {
+pub(crate) unsafe fn gemm_avx512<const EPI: u8>(g: &Gemm) {
     let panels = g.n.div_ceil(PANEL);
     let mut r = 0;
     while r < g.rows {
@@ -203,22 +183,22 @@ pub(crate) unsafe fn gemm_avx512<const EPI: u8>(g: &Gemm, sumsq: *mut f32) {
             // SAFETY: rows r..r+mr and panels j..j+np are inside `g` (the caller's contract).
             unsafe {
                 match (mr, np) {
-                    (8, 4) => tile_avx512::<8, 4, EPI>(g, r, j, sumsq),
-                    (8, 3) => tile_avx512::<8, 3, EPI>(g, r, j, sumsq),
-                    (8, 2) => tile_avx512::<8, 2, EPI>(g, r, j, sumsq),
-                    (8, _) => tile_avx512::<8, 1, EPI>(g, r, j, sumsq),
-                    (4, 4) => tile_avx512::<4, 4, EPI>(g, r, j, sumsq),
-                    (4, 3) => tile_avx512::<4, 3, EPI>(g, r, j, sumsq),
-                    (4, 2) => tile_avx512::<4, 2, EPI>(g, r, j, sumsq),
-                    (4, _) => tile_avx512::<4, 1, EPI>(g, r, j, sumsq),
-                    (2, 4) => tile_avx512::<2, 4, EPI>(g, r, j, sumsq),
-                    (2, 3) => tile_avx512::<2, 3, EPI>(g, r, j, sumsq),
-                    (2, 2) => tile_avx512::<2, 2, EPI>(g, r, j, sumsq),
-                    (2, _) => tile_avx512::<2, 1, EPI>(g, r, j, sumsq),
-                    (_, 4) => tile_avx512::<1, 4, EPI>(g, r, j, sumsq),
-                    (_, 3) => tile_avx512::<1, 3, EPI>(g, r, j, sumsq),
-                    (_, 2) => tile_avx512::<1, 2, EPI>(g, r, j, sumsq),
-                    _ => tile_avx512::<1, 1, EPI>(g, r, j, sumsq),
+                    (8, 4) => tile_avx512::<8, 4, EPI>(g, r, j),
+                    (8, 3) => tile_avx512::<8, 3, EPI>(g, r, j),
+                    (8, 2) => tile_avx512::<8, 2, EPI>(g, r, j),
+                    (8, _) => tile_avx512::<8, 1, EPI>(g, r, j),
+                    (4, 4) => tile_avx512::<4, 4, EPI>(g, r, j),
+                    (4, 3) => tile_avx512::<4, 3, EPI>(g, r, j),
+                    (4, 2) => tile_avx512::<4, 2, EPI>(g, r, j),
+                    (4, _) => tile_avx512::<4, 1, EPI>(g, r, j),
+                    (2, 4) => tile_avx512::<2, 4, EPI>(g, r, j),
+                    (2, 3) => tile_avx512::<2, 3, EPI>(g, r, j),
+                    (2, 2) => tile_avx512::<2, 2, EPI>(g, r, j),
+                    (2, _) => tile_avx512::<2, 1, EPI>(g, r, j),
+                    (_, 4) => tile_avx512::<1, 4, EPI>(g, r, j),
+                    (_, 3) => tile_avx512::<1, 3, EPI>(g, r, j),
+                    (_, 2) => tile_avx512::<1, 2, EPI>(g, r, j),
+                    _ => tile_avx512::<1, 1, EPI>(g, r, j),
                 }
             }
             j += np;
@@ -234,7 +214,6 @@ unsafe fn tile_avx512<const MR: usize, const NP: usize, const EPI: u8>(
     g: &Gemm,
     r0: usize,
     j0: usize,
-    sumsq: *mut f32,
 ) {
     let nz = NP.div_ceil(2);
     let lanes = (g.n - j0 * PANEL).min(NP * PANEL);
@@ -281,19 +260,10 @@ unsafe fn tile_avx512<const MR: usize, const NP: usize, const EPI: u8>(
                 wo += g.b_row;
             }
         }
-        let mut sq = [_mm512_setzero_ps(); 2];
         if EPI == EPI_GELU {
             for row in acc.iter_mut() {
                 for z in 0..nz {
                     row[z] = crate::ops::gelu::x86::gelu16(row[z]);
-                }
-            }
-        }
-        if EPI == EPI_GELU_SUMSQ {
-            for row in acc.iter_mut() {
-                for z in 0..nz {
-                    row[z] = crate::ops::gelu::x86::gelu16(row[z]);
-                    sq[z] = _mm512_fmadd_ps(row[z], row[z], sq[z]);
                 }
             }
         }
@@ -309,14 +279,6 @@ unsafe fn tile_avx512<const MR: usize, const NP: usize, const EPI: u8>(
                     row[z]
                 };
                 _mm512_mask_storeu_ps(o, m, v);
-            }
-        }
-        if EPI == EPI_GELU_SUMSQ {
-            for (z, s) in sq.iter().enumerate().take(nz) {
-                let valid = lanes.saturating_sub(z * 16).min(16);
-                let m: __mmask16 = ((1u32 << valid) - 1) as u16;
-                let d = sumsq.add((j0 + 2 * z) * PANEL);
-                _mm512_mask_storeu_ps(d, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, d), *s));
             }
         }
     }
