@@ -68,11 +68,7 @@ pub fn grn_apply_f32_scalar(
 ) {
     let norms = &mut norms[..c];
     normalized_norms(norms, eps);
-    for px in x[..pixels * c].chunks_exact_mut(c) {
-        for (((v, &nx), &w), &b) in px.iter_mut().zip(norms.iter()).zip(weight).zip(bias) {
-            *v += b + w * (*v * nx);
-        }
-    }
+    grn_scale_f32_scalar(x, pixels, c, weight, bias, norms);
 }
 
 /// GRN's statistics cut by channel: `out[i] = Σ_pixels x[p][j]²` for `j = ch.start + i`
