@@ -310,10 +310,12 @@ fn each_defect_has_its_own_error() {
             let off = u64::from_le_bytes(b[e5 + entry::OFFSET..][..8].try_into().unwrap()) as usize;
             b[off..off + 4].copy_from_slice(&f32::INFINITY.to_le_bytes());
         }),
+        // Named by its timm key: stem's four tensors come first, then block 0's depthwise pair.
         Err(Error::NonFiniteWeight {
             index: 5,
-            element: 0
-        })
+            element: 0,
+            tensor,
+        }) if tensor.to_string() == "stages.0.blocks.0.conv_dw.bias"
     ));
     // Every message says something specific.
     let msg = resealed(&file, |b| b[e5 + entry::DTYPE] = 3)

@@ -161,6 +161,11 @@ fn each_int8_record_defect_has_its_own_error() {
             .copy_from_slice(&0x7e00u16.to_le_bytes())),
         Err(Error::NonFiniteWeight {
             index: i as u32,
+            tensor: edge::format::TensorId {
+                role: Role::GrnW,
+                stage: 0,
+                block: 0
+            },
             element: 0
         })
     );

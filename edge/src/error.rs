@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use crate::format::Role;
+use crate::format::{Role, TensorId};
 
 /// Everything `edge` can refuse. Parsing never panics; it returns one of these.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -134,6 +134,8 @@ pub enum Error {
     NonFiniteWeight {
         /// Table index.
         index: u32,
+        /// Which tensor it is (displayed by its timm name).
+        tensor: TensorId,
         /// Element index inside the tensor.
         element: usize,
     },
@@ -141,6 +143,8 @@ pub enum Error {
     BadQuantParam {
         /// Table index.
         index: u32,
+        /// Which tensor it is (displayed by its timm name).
+        tensor: TensorId,
         /// Element (or record) inside the tensor.
         element: usize,
         /// What is wrong.
@@ -246,14 +250,19 @@ impl fmt::Display for Error {
             TensorOverlap { index } => {
                 write!(f, "tensor {index} overlaps the header, the table or the previous tensor")
             }
-            NonFiniteWeight { index, element } => {
-                write!(f, "tensor {index}: element {element} is NaN or infinite")
+            NonFiniteWeight {
+                index,
+                tensor,
+                element,
+            } => {
+                write!(f, "tensor {index} ({tensor}): element {element} is NaN or infinite")
             }
             BadQuantParam {
                 index,
+                tensor,
                 element,
                 reason,
-            } => write!(f, "tensor {index}, element {element}: {reason}"),
+            } => write!(f, "tensor {index} ({tensor}), element {element}: {reason}"),
             ReservedNotZero { field } => write!(f, "reserved field {field} is not zero"),
             NoWorkers => write!(f, "the executor reports 0 workers (it must have at least 1)"),
             ArenaTooSmall { needed, got } => {

@@ -385,6 +385,24 @@ pub struct TensorId {
     pub block: u32,
 }
 
+/// timm's state-dict key of the tensor (`stem.0.weight`, `stages.1.downsample.1.bias`,
+/// `stages.2.blocks.3.mlp.grn.weight`, `head.fc.weight`; int8-only roles get names in the same
+/// scheme, e.g. `stages.0.blocks.0.mlp.fc1.requant`).
+impl core::fmt::Display for TensorId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        use Role::*;
+        let (s, b, r) = (self.stage, self.block, self.role.name());
+        match self.role {
+            StemConvW | StemConvB | StemNormW | StemNormB | StemAct | StemDeq | HeadNormW
+            | HeadNormB | HeadFcW | HeadFcB | HeadAct | HeadDeq => f.write_str(r),
+            DownNormW | DownNormB | DownConvW | DownConvB | DownAct | DownRq => {
+                write!(f, "stages.{s}.{r}")
+            }
+            _ => write!(f, "stages.{s}.blocks.{b}.{r}"),
+        }
+    }
+}
+
 /// Iterates over an architecture's tensors in file order: stem; per stage (downsample when
 /// stage > 0, then each block); head.
 pub fn tensor_ids(arch: &Arch, p: Precision) -> impl Iterator<Item = TensorId> + '_ {

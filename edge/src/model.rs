@@ -241,9 +241,9 @@ impl<'a> Model<'a> {
             };
             prev_end = end;
             let data = &bytes[offset as usize..end as usize];
-            check_values(data, dtype, id.role.layout(precision), index, offset)?;
+            check_values(data, dtype, id, precision, index, offset)?;
             if id.role == format::Role::BlockAct {
-                check_grn_scales(data, index, offset)?;
+                check_grn_scales(data, id, index, offset)?;
             }
         }
 
@@ -512,7 +512,7 @@ pub(crate) struct HeadI8<'a> {
 
 /// GRN runs in fp16 on the int8 path: its input scale (GELU's output) and the inverse of its
 /// output scale must be normal fp16 values (see [`GrnF16Quant::new`]).
-fn check_grn_scales(data: &[u8], index: u32, offset: u64) -> Result<(), Error> {
+fn check_grn_scales(data: &[u8], tensor: TensorId, index: u32, offset: u64) -> Result<(), Error> {
     let v: &[f32] =
         bytemuck::try_cast_slice(data).map_err(|_| Error::TensorMisaligned { index, offset })?;
     let (g, r) = (2 * format::act::GELU, 2 * format::act::GRN);
@@ -522,6 +522,7 @@ fn check_grn_scales(data: &[u8], index: u32, offset: u64) -> Result<(), Error> {
         {
             Err(Error::BadQuantParam {
                 index,
+                tensor,
                 element: g,
                 reason: "GRN runs in fp16: GELU's output scale and 1 / GRN's output scale must be normal fp16 values (6.1e-5 ..= 65504)",
             })
@@ -534,13 +535,21 @@ fn check_grn_scales(data: &[u8], index: u32, offset: u64) -> Result<(), Error> {
 fn check_values(
     data: &[u8],
     dtype: Dtype,
-    layout: Layout,
+    tensor: TensorId,
+    precision: Precision,
     index: u32,
     offset: u64,
 ) -> Result<(), Error> {
+    let layout = tensor.role.layout(precision);
     let misaligned = Error::TensorMisaligned { index, offset };
+    let non_finite = |element: usize| Error::NonFiniteWeight {
+        index,
+        tensor,
+        element,
+    };
     let bad = |element: usize, reason: &'static str| Error::BadQuantParam {
         index,
+        tensor,
         element,
         reason,
     };
@@ -548,7 +557,7 @@ fn check_values(
         Dtype::F32 => {
             let v: &[f32] = bytemuck::try_cast_slice(data).map_err(|_| misaligned)?;
             if let Some(element) = v.iter().position(|v| !v.is_finite()) {
-                return Err(Error::NonFiniteWeight { index, element });
+                return Err(non_finite(element));
             }
             if layout == Layout::QuantPairs {
                 for (k, p) in v.chunks_exact(2).enumerate() {
@@ -567,7 +576,7 @@ fn check_values(
         Dtype::F16 => {
             let v: &[f16] = bytemuck::try_cast_slice(data).map_err(|_| misaligned)?;
             if let Some(element) = v.iter().position(|v| !v.is_finite()) {
-                return Err(Error::NonFiniteWeight { index, element });
+                return Err(non_finite(element));
             }
         }
         Dtype::Requant => {

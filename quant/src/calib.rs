@@ -187,8 +187,13 @@ pub const MIN_SCALE: f32 = 1e-8;
 /// Asymmetric int8 parameters for `[lo, hi]` (which must contain 0): `real = scale · (q − zero)`,
 /// `zero` an integer in [−128, 127] so that real 0 is exact.
 pub fn asymmetric(lo: f32, hi: f32) -> (f32, i32) {
+    asymmetric_at_least(lo, hi, MIN_SCALE)
+}
+
+/// [`asymmetric`] with the scale raised to at least `min_scale` (the zero point follows).
+pub fn asymmetric_at_least(lo: f32, hi: f32, min_scale: f32) -> (f32, i32) {
     let (lo, hi) = (lo.min(0.0), hi.max(0.0));
-    let scale = ((hi - lo) / 255.0).max(MIN_SCALE);
+    let scale = ((hi - lo) / 255.0).max(min_scale);
     let zero = (-128.0 - lo / scale).round().clamp(-128.0, 127.0) as i32;
     (scale, zero)
 }

@@ -10,6 +10,7 @@ use edge::Arch;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::names;
+use crate::values::{self, BadValue};
 
 /// One tensor, widened to f32, with its original shape.
 #[derive(Clone, Debug)]
@@ -51,6 +52,9 @@ pub enum ConvertError {
         unexpected: Vec<String>,
         misshaped: Vec<(String, Vec<usize>, Vec<usize>)>,
     },
+    /// Tensors holding NaN, infinities or values beyond the precision they are read or stored
+    /// in: every one of them, by name.
+    Values(crate::values::BadValues),
     /// The written file failed its own validation (a bug; reported rather than written).
     SelfCheck(edge::Error),
 }
@@ -112,6 +116,7 @@ impl fmt::Display for ConvertError {
                 }
                 Ok(())
             }
+            ConvertError::Values(v) => write!(f, "{v}"),
             ConvertError::SelfCheck(e) => {
                 write!(f, "internal error: the written model fails validation: {e}")
             }
@@ -123,6 +128,9 @@ impl std::error::Error for ConvertError {}
 
 /// Reads weights — safetensors, or a PyTorch checkpoint (`.pth`/`.pt`, or any file that is a ZIP
 /// archive) — widening f16/bf16/f64 to f32 and rewriting official names to timm's.
+///
+/// Errors: [`ConvertError::Values`] names every tensor holding a NaN, an infinity or an f64 value
+/// beyond f32's range (the first offending element of each, and how many offend).
 pub fn load_state_dict(path: &Path) -> Result<StateDict, ConvertError> {
     use std::io::Read;
     let io = |source| ConvertError::Io {
@@ -144,6 +152,7 @@ pub fn load_state_dict(path: &Path) -> Result<StateDict, ConvertError> {
         message: e.to_string(),
     })?;
     let mut sd = StateDict::new();
+    let mut bad = Vec::new();
     for (name, view) in st.tensors() {
         let dtype = match view.dtype() {
             Dtype::F32 => Wide::F32,
@@ -157,14 +166,28 @@ pub fn load_state_dict(path: &Path) -> Result<StateDict, ConvertError> {
                 })
             }
         };
-        insert(
-            &mut sd,
-            &name,
-            view.shape().to_vec(),
-            widen(dtype, view.data()),
-        )?;
+        let data = widen_checked(&name, dtype, view.data(), &mut bad);
+        insert(&mut sd, &name, view.shape().to_vec(), data)?;
     }
+    values::collect(bad).map_err(ConvertError::Values)?;
     Ok(sd)
+}
+
+/// [`widen`], recording in `bad` the first value (as stored) that is not finite after widening.
+fn widen_checked(name: &str, dtype: Wide, raw: &[u8], bad: &mut Vec<BadValue>) -> Vec<f32> {
+    let data = widen(dtype, raw);
+    let name = names::to_timm(name);
+    let first = match dtype {
+        Wide::F64 => values::first_bad(
+            &name,
+            raw.chunks_exact(8)
+                .map(|b| f64::from_le_bytes(b.try_into().expect("8-byte chunk"))),
+            values::f32_problem,
+        ),
+        _ => values::first_bad(&name, data.iter().map(|&v| v as f64), values::not_finite),
+    };
+    bad.extend(first);
+    data
 }
 
 /// Floating-point storage types, widened to f32 on load.
@@ -242,6 +265,7 @@ fn load_pytorch(path: &Path) -> Result<StateDict, ConvertError> {
             ))
         })?;
     let mut sd = StateDict::new();
+    let mut bad = Vec::new();
     let mut names: Vec<&String> = tensors.keys().collect();
     names.sort();
     for full in names {
@@ -263,8 +287,10 @@ fn load_pytorch(path: &Path) -> Result<StateDict, ConvertError> {
             }
         };
         let raw = t.read().map_err(|e| err(e.to_string()))?;
-        insert(&mut sd, name, t.shape().to_vec(), widen(dtype, &raw))?;
+        let data = widen_checked(name, dtype, &raw, &mut bad);
+        insert(&mut sd, name, t.shape().to_vec(), data)?;
     }
+    values::collect(bad).map_err(ConvertError::Values)?;
     Ok(sd)
 }
 
@@ -376,6 +402,16 @@ pub fn convert(sd: &StateDict, arch: &Arch) -> Result<Vec<u8>, ConvertError> {
             misshaped,
         });
     }
+    // A state dict built in memory has not passed load_state_dict's check.
+    let named: Vec<(String, &[f32])> = wanted
+        .iter()
+        .map(|id| {
+            let t = by_id[&(id.role as u16, id.stage, id.block)];
+            (names::timm_name(*id), &t.data[..])
+        })
+        .collect();
+    values::check_finite(named.iter().map(|(n, v)| (n.as_str(), *v)))
+        .map_err(ConvertError::Values)?;
     let file = builder::build(arch, |id| {
         &by_id[&(id.role as u16, id.stage, id.block)].data[..]
     })

@@ -9,5 +9,6 @@ pub mod data;
 pub mod names;
 pub mod quantize;
 pub mod synth;
+pub mod values;
 
 pub use convert::{convert_file, infer_arch, load_state_dict, ConvertError, StateDict, Tensor};

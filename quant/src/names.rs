@@ -70,16 +70,7 @@ pub fn tensor_id(timm: &str) -> Option<TensorId> {
 
 /// timm key of a tensor (for messages).
 pub fn timm_name(id: TensorId) -> String {
-    use Role::*;
-    let (s, b, r) = (id.stage, id.block, id.role.name());
-    match id.role {
-        StemConvW | StemConvB | StemNormW | StemNormB | StemAct | StemDeq | HeadNormW
-        | HeadNormB | HeadFcW | HeadFcB | HeadAct | HeadDeq => r.to_string(),
-        DownNormW | DownNormB | DownConvW | DownConvB | DownAct | DownRq => {
-            format!("stages.{s}.{r}")
-        }
-        _ => format!("stages.{s}.blocks.{b}.{r}"),
-    }
+    id.to_string()
 }
 
 #[cfg(test)]

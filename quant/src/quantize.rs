@@ -25,7 +25,7 @@ use edge::ops::requant::Requant;
 use edge::{Arch, BlockOp, Model, Observer, QParams, Tap};
 use half::f16;
 
-use crate::calib::{asymmetric, symmetric_scales, Method, RangeStats};
+use crate::calib::{asymmetric_at_least, symmetric_scales, Method, RangeStats, MIN_SCALE};
 
 /// Why quantization failed.
 #[derive(Debug)]
@@ -38,6 +38,8 @@ pub enum QuantError {
     NoStats(String),
     /// A requantization scale is outside what the fixed-point form represents.
     Scale { tensor: String, scale: f64 },
+    /// Weights that the int8 model cannot store (GRN's γ, β beyond fp16), every one by name.
+    Values(crate::values::BadValues),
     /// The written file failed its own validation (a bug; reported rather than written).
     SelfCheck(edge::Error),
 }
@@ -51,9 +53,12 @@ impl std::fmt::Display for QuantError {
             QuantError::Scale { tensor, scale } => {
                 write!(
                     f,
-                    "{tensor}: requantization scale {scale:e} not representable"
+                    "{tensor}: scale {scale:e} is outside what the int8 model represents \
+                     (an activation range far beyond the others: check the weights, or \
+                     calibrate with images like the ones it will see)"
                 )
             }
+            QuantError::Values(v) => write!(f, "{v}"),
             QuantError::SelfCheck(e) => write!(f, "the int8 file failed validation: {e}"),
         }
     }
@@ -143,15 +148,52 @@ pub fn activation_params(
             let (lo, hi) = st
                 .range(method)
                 .ok_or_else(|| QuantError::NoStats(tap_name(tap)))?;
-            let (scale, zero) = asymmetric(lo, hi);
+            // GRN runs in fp16: its input scale (GELU's output) and the inverse of its output
+            // scale must be normal fp16 values (edge's `GrnF16Quant`). A block whose GELU or GRN
+            // outputs are all ~0 gets the smallest such scale (its range only widens); a range
+            // too wide for fp16 is an error naming the tap.
+            let (min, max) = match tap {
+                Tap::Block {
+                    op: BlockOp::Gelu, ..
+                } => (F16_MIN_NORMAL, f16::MAX.to_f32()),
+                Tap::Block {
+                    op: BlockOp::Grn, ..
+                } => (1.0 / f16::MAX.to_f32(), 1.0 / F16_MIN_NORMAL),
+                _ => (MIN_SCALE, f32::MAX),
+            };
+            let (scale, zero) = asymmetric_at_least(lo, hi, min);
+            if scale.is_nan() || scale > max {
+                return Err(QuantError::Scale {
+                    tensor: tap_name(tap),
+                    scale: scale as f64,
+                });
+            }
             Ok((tap, QParams { scale, zero }))
         })
         .collect()
 }
 
-/// Symmetric per-row int8 codes and scales of a row-major `[n][k]` matrix.
-fn weights_i8(w: &[f32], n: usize, k: usize) -> (Vec<i8>, Vec<f32>) {
-    let s = symmetric_scales(w, n, k);
+/// fp16's smallest normal value, 2^−14.
+const F16_MIN_NORMAL: f32 = 6.103_515_6e-5;
+
+/// Largest |bias| in int32 units: the accumulated products (≤ 127·255·k, < 2^30 for every
+/// named size) must still fit beside it.
+const BIAS_I32_MAX: f64 = (1u64 << 30) as f64;
+
+/// Symmetric per-row int8 codes and scales of a row-major `[n][k]` matrix whose int32 bias is
+/// `bias / (s_in · s_w)`: a row whose weights are ~0 but whose bias is not (a dead channel)
+/// gets its scale raised until the bias fits in ±2^30, instead of a saturated bias; its
+/// weights then quantize to (nearly) 0, which is what they are next to that bias.
+fn weights_i8(w: &[f32], n: usize, k: usize, bias: &[f32], s_in: f32) -> (Vec<i8>, Vec<f32>) {
+    let s: Vec<f32> = symmetric_scales(w, n, k)
+        .into_iter()
+        .zip(bias)
+        .map(|(sj, &b)| {
+            let need = (b.abs() as f64 / (s_in as f64 * BIAS_I32_MAX)) as f32;
+            // f32 rounding of `need` may land just below: one ulp up keeps |bias| ≤ 2^30.
+            sj.max(need.next_up())
+        })
+        .collect();
     let q = w
         .iter()
         .enumerate()
@@ -229,6 +271,28 @@ pub fn quantize(
         );
     };
     use Role::*;
+    let name = |role: Role, stage: usize, block: usize| {
+        crate::names::timm_name(TensorId {
+            role,
+            stage: stage as u16,
+            block: block as u32,
+        })
+    };
+    // GRN's γ and β are stored in fp16: every value beyond ±65504, in every block, at once.
+    let mut beyond_f16 = Vec::new();
+    for s in 0..arch.num_stages {
+        for bi in 0..arch.depths[s] {
+            for role in [GrnW, GrnB] {
+                let v = w(role, s, bi)?;
+                beyond_f16.extend(crate::values::first_bad(
+                    &name(role, s, bi),
+                    v.iter().map(|&x| x as f64),
+                    crate::values::f16_problem,
+                ));
+            }
+        }
+    }
+    crate::values::collect(beyond_f16).map_err(QuantError::Values)?;
 
     // Stem.
     let q_in = get_act(Tap::Input)?;
@@ -236,7 +300,7 @@ pub fn quantize(
     let (c0, cin) = (arch.dims[0], arch.in_chans);
     let kk = edge::arch::STEM_PATCH;
     let rows = oihw_to_rows(w(StemConvW, 0, 0)?, c0, cin, kk);
-    let (qw, sw) = weights_i8(&rows, c0, kk * kk * cin);
+    let (qw, sw) = weights_i8(&rows, c0, kk * kk * cin, w(StemConvB, 0, 0)?, q_in.scale);
     let b = bias_i32(
         w(StemConvB, 0, 0)?,
         q_in.scale,
@@ -277,14 +341,14 @@ pub fn quantize(
             let q_o = get_act(Tap::Downsample(s))?;
             let rows = oihw_to_rows(w(DownConvW, s, 0)?, c, prev, kd);
             let k = kd * kd * prev;
-            let (qw, sw) = weights_i8(&rows, c, k);
+            let (qw, sw) = weights_i8(&rows, c, k, w(DownConvB, s, 0)?, q_n.scale);
             let b = bias_i32(w(DownConvB, s, 0)?, q_n.scale, &sw, q_n.zero, &qw, k);
             let r = sw
                 .iter()
                 .map(|&sj| {
                     rq(
                         q_n.scale as f64 * sj as f64 / q_o.scale as f64,
-                        "downsample",
+                        &name(DownRq, s, 0),
                     )
                 })
                 .collect::<Result<Vec<_>, _>>()?;
@@ -319,7 +383,7 @@ pub fn quantize(
             let q_grn = get_act(tap(BlockOp::Grn))?;
             let q_out = get_act(tap(BlockOp::Out))?;
             // Depthwise: per-channel symmetric over its 49 taps; bias without zero-point fold.
-            let (qdw, sdw) = weights_i8(w(DwConvW, s, bi)?, c, 49);
+            let (qdw, sdw) = weights_i8(w(DwConvW, s, bi)?, c, 49, w(DwConvB, s, bi)?, q_x.scale);
             let bdw = w(DwConvB, s, bi)?
                 .iter()
                 .zip(&sdw)
@@ -329,23 +393,28 @@ pub fn quantize(
                         .clamp(i32::MIN as f64, i32::MAX as f64) as i32
                 })
                 .collect();
-            let (q1, s1) = weights_i8(w(Fc1W, s, bi)?, n, c);
+            let (q1, s1) = weights_i8(w(Fc1W, s, bi)?, n, c, w(Fc1B, s, bi)?, q_norm.scale);
             let b1 = bias_i32(w(Fc1B, s, bi)?, q_norm.scale, &s1, q_norm.zero, &q1, c);
             let r1 = s1
                 .iter()
-                .map(|&sj| rq(q_norm.scale as f64 * sj as f64 / q_fc1.scale as f64, "fc1"))
+                .map(|&sj| {
+                    rq(
+                        q_norm.scale as f64 * sj as f64 / q_fc1.scale as f64,
+                        &name(Fc1Rq, s, bi),
+                    )
+                })
                 .collect::<Result<Vec<_>, _>>()?;
-            let (q2, s2) = weights_i8(w(Fc2W, s, bi)?, c, n);
+            let (q2, s2) = weights_i8(w(Fc2W, s, bi)?, c, n, w(Fc2B, s, bi)?, q_grn.scale);
             let b2 = bias_i32(w(Fc2B, s, bi)?, q_grn.scale, &s2, q_grn.zero, &q2, n);
             let frac = (1u32 << edge::ops::residual_i8::FRAC_BITS) as f64;
             let mut res = vec![rq(
                 q_x.scale as f64 / q_out.scale as f64 * frac,
-                "residual",
+                &name(ResRq, s, bi),
             )?];
             for &sj in &s2 {
                 res.push(rq(
                     q_grn.scale as f64 * sj as f64 / q_out.scale as f64 * frac,
-                    "fc2",
+                    &name(ResRq, s, bi),
                 )?);
             }
             let half =
@@ -384,7 +453,13 @@ pub fn quantize(
     let last = arch.num_stages - 1;
     let (cl, nc) = (arch.last_dim(), arch.num_classes);
     let q_pl = get_act(Tap::PreLogits)?;
-    let (qh, sh) = weights_i8(w(HeadFcW, last, 0)?, nc, cl);
+    let (qh, sh) = weights_i8(
+        w(HeadFcW, last, 0)?,
+        nc,
+        cl,
+        w(HeadFcB, last, 0)?,
+        q_pl.scale,
+    );
     let bh = bias_i32(w(HeadFcB, last, 0)?, q_pl.scale, &sh, q_pl.zero, &qh, cl);
     put(HeadAct, last, 0, pairs(&[q_pl]));
     put(
@@ -433,4 +508,38 @@ pub fn quantize_with_inputs<'i>(
     }
     let act = activation_params(&stats.stats, method)?;
     Ok(quantize(&a, &f32_weights(model)?, &act)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A dead channel (weights all 0) with a bias: the int32 bias must carry the bias, not
+    /// saturate (with the floor scale 1e-8 the bias 5.0 would need 2.5e10 > i32::MAX units).
+    #[test]
+    fn a_dead_channels_bias_survives_quantization() {
+        let (n, k, s_in, z_in) = (2, 8, 0.02f32, -3);
+        let mut w = vec![0f32; n * k];
+        for (i, v) in w[k..].iter_mut().enumerate() {
+            *v = 0.1 * i as f32 - 0.3;
+        }
+        let bias = [5.0f32, 0.25];
+        let (q, s) = weights_i8(&w, n, k, &bias, s_in);
+        let b = bias_i32(&bias, s_in, &s, z_in, &q, k);
+        for j in 0..n {
+            let sum_q: i64 = q[j * k..][..k].iter().map(|&v| v as i64).sum();
+            // Undo the zero-point fold; what is left is the bias in units of s_in · s_w.
+            let units = b[j] as i64 + z_in as i64 * sum_q;
+            let real = units as f64 * s_in as f64 * s[j] as f64;
+            assert!(
+                (real - bias[j] as f64).abs() <= 1e-6 * bias[j] as f64 + 0.5 * (s_in * s[j]) as f64,
+                "channel {j}: bias {real} for {}",
+                bias[j]
+            );
+            assert!(units.unsigned_abs() <= 1 << 30);
+        }
+        // The dead row quantizes to zeros; the live row keeps its absmax scale.
+        assert!(q[..k].iter().all(|&v| v == 0));
+        assert!((s[1] - 0.4 / 127.0).abs() < 1e-6 * s[1], "{}", s[1]);
+    }
 }

@@ -403,7 +403,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let dev = finetune::device(device.into())?;
             let model = predict::load_model(&weights, &size(&s)?, ema, &dev)?;
             let (x, side) = predict::read_input(&input, input_size)?;
-            let logits = predict::predict(&model, x, side, &dev);
+            let logits = predict::predict(&model, x, side, &dev)?;
             let mut top: Vec<(usize, f32)> = logits.iter().copied().enumerate().collect();
             top.sort_by(|a, b| b.1.total_cmp(&a.1));
             for (i, v) in top.iter().take(5) {

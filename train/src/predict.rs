@@ -98,14 +98,32 @@ pub fn read_input(path: &Path, size: u32) -> Result<(Vec<f32>, usize), String> {
     Ok((crate::data::normalize(&img), size as usize))
 }
 
-/// Logits of one input.
-pub fn predict(model: &ConvNeXtV2, input: Vec<f32>, s: usize, device: &Device) -> Vec<f32> {
+/// Logits `[classes]` of one input `[1, 3, s, s]` (normalized, NCHW).
+///
+/// Errors when a logit is NaN or infinite (finite weights and input whose activations overflow
+/// f32): a prediction is never made from them.
+pub fn predict(
+    model: &ConvNeXtV2,
+    input: Vec<f32>,
+    s: usize,
+    device: &Device,
+) -> Result<Vec<f32>, String> {
     let x = Tensor::<4>::from_data(TensorData::new(input, [1, 3, s, s]), device);
-    model
+    let logits = model
         .forward(x, None)
         .into_data()
         .try_to_vec::<f32>()
-        .expect("logits are f32")
+        .expect("logits are f32");
+    match logits.iter().position(|v| !v.is_finite()) {
+        None => Ok(logits),
+        Some(i) => Err(format!(
+            "logit {i} is {} ({} of {} logits are not finite): the weights are finite, but \
+             the activations overflow f32 — the weights are far from any trained model",
+            logits[i],
+            logits.iter().filter(|v| !v.is_finite()).count(),
+            logits.len()
+        )),
+    }
 }
 
 /// Writes timm-named safetensors and a JSON description beside it (`<out>.json`);

@@ -67,6 +67,8 @@ pub enum WeightsError {
         /// Keys in the file that the model does not use.
         unused: Vec<String>,
     },
+    /// Tensors holding NaN or infinities (a diverged run): every one, by name.
+    Values(quant::values::BadValues),
     /// Writing failed.
     Write(String),
 }
@@ -98,6 +100,7 @@ impl fmt::Display for WeightsError {
                 }
                 Ok(())
             }
+            WeightsError::Values(v) => write!(f, "{v}"),
             WeightsError::Write(m) => write!(f, "{m}"),
         }
     }
@@ -322,6 +325,14 @@ pub fn load_timm(
             unused,
         });
     }
+    // Training checkpoints do not pass through `load_state_dict`'s check: every tensor loaded
+    // is checked here, so a diverged run is named before step 0, not as a NaN loss.
+    quant::values::check_finite(
+        sd.iter()
+            .filter(|(k, _)| !fresh.keeps(k))
+            .map(|(k, t)| (k.as_str(), &t.data[..])),
+    )
+    .map_err(WeightsError::Values)?;
     let model = replace_tensors(model, &mut |key, shape| {
         if fresh.keeps(key) {
             return None;

@@ -90,7 +90,7 @@ fn logits_and_activations_match_pytorch() {
     for input in ["randn_s0", "randn_s1", "astronaut"] {
         let x = read_f32(&fixture(&format!("inputs/{input}.bin")));
         let want = read_f32(&fixture(&format!("logits/{input}.bin")));
-        let got = predict::predict(&m, x.clone(), 224, &dev);
+        let got = predict::predict(&m, x.clone(), 224, &dev).unwrap();
         let err = max_abs(&got, &want);
         println!("{input}: Burn vs PyTorch logits max |Δ| = {err:.2e}");
         assert!(err <= TOL, "{input}: logits max |Δ| {err}");
@@ -153,7 +153,7 @@ fn export_reimports_exactly_and_edge_runs_it_to_the_same_logits() {
     model
         .run(edge::Input::NchwF32(&x), &mut arena, &mut logits)
         .unwrap();
-    let burn_logits = predict::predict(&m, x, 224, &dev);
+    let burn_logits = predict::predict(&m, x, 224, &dev).unwrap();
     let err = max_abs(&logits, &burn_logits);
     println!("export → quant convert → edge vs Burn: max |Δ| = {err:.2e}");
     assert!(err <= TOL, "edge vs burn max |Δ| {err}");
@@ -202,7 +202,7 @@ fn official_names_load_like_timm_names() {
     let m = predict::load_model(&p, &Size::named("atto").unwrap(), false, &dev).unwrap();
     let x = read_f32(&fixture("inputs/randn_s0.bin"));
     let want = read_f32(&fixture("logits/randn_s0.bin"));
-    let err = max_abs(&predict::predict(&m, x, 224, &dev), &want);
+    let err = max_abs(&predict::predict(&m, x, 224, &dev).unwrap(), &want);
     assert!(err <= TOL, "official names: logits max |Δ| {err}");
     std::fs::remove_dir_all(dir).ok();
 }
@@ -289,7 +289,7 @@ fn the_ndarray_backend_matches_pytorch_too() {
     let (m, dev) = atto_on(train::finetune::device(train::finetune::DeviceKind::Ndarray).unwrap());
     let x = read_f32(&fixture("inputs/astronaut.bin"));
     let want = read_f32(&fixture("logits/astronaut.bin"));
-    let err = max_abs(&predict::predict(&m, x, 224, &dev), &want);
+    let err = max_abs(&predict::predict(&m, x, 224, &dev).unwrap(), &want);
     assert!(err <= TOL, "burn-ndarray: logits max |Δ| {err}");
 }
 
@@ -315,4 +315,75 @@ fn pytorch_checkpoints_load_and_give_timms_logits() {
         println!("{file}: Burn vs PyTorch logits max |Δ| = {err:.2e}");
         assert!(err <= TOL, "{file}: logits max |Δ| {err}");
     }
+}
+
+#[test]
+fn non_finite_weights_are_named_by_every_loader_and_predict_never_prints_non_finite_logits() {
+    let dev = cpu();
+    let dir = tmp("nonfinite");
+    let sd = quant::convert::load_state_dict(&fixture("weights.safetensors")).unwrap();
+    let mut bad = sd.clone();
+    bad.get_mut("stages.1.blocks.0.mlp.fc2.bias").unwrap().data[3] = f32::INFINITY;
+    bad.get_mut("stages.2.blocks.4.mlp.grn.weight")
+        .unwrap()
+        .data[0] = f32::NAN;
+    // In memory (a training checkpoint's path): load_timm names both.
+    let m = ConvNeXtV2::new(
+        &Config {
+            size: Size::named("atto").unwrap(),
+            num_classes: 1000,
+            drop_path: 0.0,
+            grn: true,
+        },
+        0,
+        &dev,
+    );
+    match weights::load_timm(m, &bad, weights::Fresh::Nothing) {
+        Err(weights::WeightsError::Values(v)) => {
+            let names: Vec<&str> = v.0.iter().map(|b| b.tensor.as_str()).collect();
+            assert_eq!(
+                names,
+                [
+                    "stages.1.blocks.0.mlp.fc2.bias",
+                    "stages.2.blocks.4.mlp.grn.weight"
+                ]
+            );
+            assert_eq!((v.0[0].index, v.0[1].index), (3, 0));
+        }
+        other => panic!("expected Values, got {:?}", other.map(|_| ())),
+    }
+    // From a file: `train predict` refuses by name and exits 1.
+    let w = dir.join("nonfinite.safetensors");
+    weights::write_safetensors(&w, &bad, None).unwrap();
+    let predict = |weights: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_train"))
+            .args(["predict", "--size", "atto", "--weights"])
+            .arg(weights)
+            .arg("--input")
+            .arg(fixture("inputs/astronaut.bin"))
+            .output()
+            .unwrap()
+    };
+    let o = predict(&w);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("stages.1.blocks.0.mlp.fc2.bias: element 3 = inf")
+            && err.contains("stages.2.blocks.4.mlp.grn.weight: element 0 = NaN"),
+        "{err}"
+    );
+    assert!(o.stdout.is_empty());
+    // Finite weights whose activations overflow f32: an error, not NaN logits with exit 0.
+    let mut huge = sd.clone();
+    for v in &mut huge.get_mut("head.fc.weight").unwrap().data {
+        *v *= 3e38;
+    }
+    let w = dir.join("huge.safetensors");
+    weights::write_safetensors(&w, &huge, None).unwrap();
+    let o = predict(&w);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("logits are not finite"), "{err}");
+    assert!(o.stdout.is_empty());
+    std::fs::remove_dir_all(dir).ok();
 }
