@@ -175,9 +175,13 @@ fn evaluate_items(
     let (mut lf, mut lq) = (vec![0f32; a.num_classes], vec![0f32; a.num_classes]);
     for &it in items {
         pb.inc(1);
-        let Ok(s) = src.load(it, a.input_h, a.input_w) else {
-            acc.skipped += 1;
-            continue;
+        let s = match src.load(it, a.input_h, a.input_w) {
+            Ok(s) => s,
+            Err(msg) => {
+                say_skipped(pb, &msg);
+                acc.skipped += 1;
+                continue;
+            }
         };
         let mut keep = KeepObserver::default();
         f32m.run_with(
@@ -215,6 +219,16 @@ fn evaluate_items(
     Ok(acc)
 }
 
+/// Names an unusable image on stderr (above the progress bar when one is drawn; `--quiet`
+/// hides the bar, not the skipped files).
+fn say_skipped(pb: &ProgressBar, msg: &str) {
+    if pb.is_hidden() {
+        eprintln!("skipped: {msg}");
+    } else {
+        pb.println(format!("skipped: {msg}"));
+    }
+}
+
 /// Calibrates `f32_file` on `src` and returns the int8 file and the report. Held-out images
 /// come from `eval_src` when given (all of it is held out), else from `src`'s held-out split.
 pub fn calibrate(
@@ -227,13 +241,7 @@ pub fn calibrate(
     let f32m = Model::parse(fbuf.as_slice())?;
     let a = *f32m.arch();
     let weights = quantize::f32_weights(&f32m)?;
-    let (calib, eval) = match eval_src {
-        None => src.split(opt.num, opt.eval, opt.seed),
-        Some(e) => (
-            src.split(opt.num, 0, opt.seed).0,
-            e.split(0, opt.eval, opt.seed).1,
-        ),
-    };
+    let draw = src.calibration_order(opt.seed);
     let src_eval = eval_src.unwrap_or(src);
     let mut report = Report {
         f32_bytes: f32_file.len(),
@@ -242,12 +250,18 @@ pub fn calibrate(
     };
 
     // 1. Observe.
-    let pb = bar(opt.progress, calib.len(), "calibrating");
+    // `--num N` means N readable images: unreadable ones are skipped, counted and replaced by
+    // the next candidates of the draw.
+    let pb = bar(opt.progress, opt.num.min(draw.len()), "calibrating");
     let mut stats = StatsObserver::default();
     let mut arena = vec![0u8; f32m.arena_len()];
     let mut logits = vec![0f32; a.num_classes];
-    for &it in &calib {
-        pb.inc(1);
+    let mut taken = 0;
+    for &it in &draw {
+        if report.calib_used == opt.num {
+            break;
+        }
+        taken += 1;
         match src.load(it, a.input_h, a.input_w) {
             Ok(s) => {
                 f32m.run_with(
@@ -258,14 +272,19 @@ pub fn calibrate(
                     &mut stats,
                 )?;
                 report.calib_used += 1;
+                pb.inc(1);
             }
             Err(msg) => {
-                pb.println(format!("skipped: {msg}"));
+                say_skipped(&pb, &msg);
                 report.calib_skipped += 1;
             }
         }
     }
     pb.finish_and_clear();
+    let eval = match eval_src {
+        None => src.held_out(&draw[taken..], opt.eval),
+        Some(e) => e.held_out(&e.calibration_order(opt.seed), opt.eval),
+    };
     if report.calib_used == 0 {
         return Err(format!(
             "no readable calibration image ({} skipped)",

@@ -27,7 +27,12 @@ impl std::fmt::Display for DataError {
         match self {
             DataError::Io(p, e) => write!(f, "{}: {e}", p.display()),
             DataError::Idx(p, m) => write!(f, "{}: not a valid IDX file: {m}", p.display()),
-            DataError::Empty(p) => write!(f, "{}: no .png/.jpg/.jpeg images found", p.display()),
+            DataError::Empty(p) => write!(
+                f,
+                "{}: no images found (.{})",
+                p.display(),
+                preprocess::EXTENSIONS.join(", .")
+            ),
         }
     }
 }
@@ -120,17 +125,14 @@ pub fn read_idx(images: &Path, labels: &Path) -> Result<IdxSplit, DataError> {
     })
 }
 
-/// Appends every png/jpg/jpeg below `dir` (recursively) to `out`.
+/// Appends every image below `dir` (recursively; [`preprocess::EXTENSIONS`]) to `out`.
 pub fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
     let rd = std::fs::read_dir(dir).map_err(|e| DataError::Io(dir.into(), e))?;
     for e in rd {
         let p = e.map_err(|e| DataError::Io(dir.into(), e))?.path();
         if p.is_dir() {
             collect_images(&p, out)?;
-        } else if p.extension().is_some_and(|x| {
-            let x = x.to_ascii_lowercase();
-            x == "png" || x == "jpg" || x == "jpeg"
-        }) {
+        } else if preprocess::has_image_extension(&p) {
             out.push(p);
         }
     }
@@ -171,47 +173,30 @@ impl Source {
         }
     }
 
-    /// Disjoint calibration and evaluation selections: `(calibration, evaluation)` item indices
-    /// into [`Source::load`]'s splits (`false` = calibration split, `true` = evaluation split).
-    pub fn split(&self, n_calib: usize, n_eval: usize, seed: u64) -> (Vec<Item>, Vec<Item>) {
+    /// The calibration draw: every calibration candidate in a seeded random order
+    /// (Fashion-MNIST: its train split; a folder: all its files). The caller takes candidates
+    /// in order until it has as many *readable* images as it wants, so unreadable files are
+    /// replaced rather than subtracted; [`Source::held_out`] then continues after them.
+    pub fn calibration_order(&self, seed: u64) -> Vec<Item> {
+        let n = match self {
+            Source::FashionMnist { train, .. } => train.images.len(),
+            Source::Folder(files) => files.len(),
+        };
+        shuffled(n, seed)
+            .into_iter()
+            .map(|index| Item { eval: false, index })
+            .collect()
+    }
+
+    /// Up to `n_eval` held-out items, disjoint from calibration: Fashion-MNIST's test split
+    /// from its start; a folder's `rest`, the part of [`Source::calibration_order`] that
+    /// calibration did not take.
+    pub fn held_out(&self, rest: &[Item], n_eval: usize) -> Vec<Item> {
         match self {
-            Source::FashionMnist { train, test } => {
-                let calib = shuffled(train.images.len(), seed)
-                    .into_iter()
-                    .take(n_calib)
-                    .map(|i| Item {
-                        eval: false,
-                        index: i,
-                    })
-                    .collect();
-                let eval = (0..test.images.len().min(n_eval))
-                    .map(|i| Item {
-                        eval: true,
-                        index: i,
-                    })
-                    .collect();
-                (calib, eval)
-            }
-            Source::Folder(files) => {
-                let order = shuffled(files.len(), seed);
-                let n_calib = n_calib.min(files.len());
-                let calib = order[..n_calib]
-                    .iter()
-                    .map(|&i| Item {
-                        eval: false,
-                        index: i,
-                    })
-                    .collect();
-                let eval = order[n_calib..]
-                    .iter()
-                    .take(n_eval)
-                    .map(|&i| Item {
-                        eval: false,
-                        index: i,
-                    })
-                    .collect();
-                (calib, eval)
-            }
+            Source::FashionMnist { test, .. } => (0..test.images.len().min(n_eval))
+                .map(|index| Item { eval: true, index })
+                .collect(),
+            Source::Folder(_) => rest.iter().take(n_eval).copied().collect(),
         }
     }
 
@@ -277,28 +262,10 @@ pub fn shuffled(n: usize, seed: u64) -> Vec<usize> {
     v
 }
 
-/// timm's evaluation transform: resize so the centre crop covers `crop_pct` of the shorter
-/// side (bicubic-like Catmull-Rom), then centre-crop `h × w`. RGB u8 HWC.
+/// timm's evaluation transform on a strictly decoded file ([`preprocess::load_center_crop`]):
+/// RGB u8 HWC `h × w`; a truncated, corrupt or oversized image is an error naming the file.
 pub fn load_center_crop(path: &Path, h: usize, w: usize, crop_pct: f64) -> Result<Vec<u8>, String> {
-    let img = image::open(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?
-        .to_rgb8();
-    let (iw, ih) = (img.width() as f64, img.height() as f64);
-    if iw < 1.0 || ih < 1.0 {
-        return Err(format!("{}: empty image", path.display()));
-    }
-    let s = (h as f64 / ih).max(w as f64 / iw) / crop_pct;
-    let (rw, rh) = (
-        ((iw * s).ceil() as u32).max(w as u32),
-        ((ih * s).ceil() as u32).max(h as u32),
-    );
-    let resized = image::imageops::resize(&img, rw, rh, FilterType::CatmullRom);
-    let (x0, y0) = ((rw - w as u32) / 2, (rh - h as u32) / 2);
-    Ok(
-        image::imageops::crop_imm(&resized, x0, y0, w as u32, h as u32)
-            .to_image()
-            .into_raw(),
-    )
+    preprocess::load_center_crop(path, h, w, crop_pct).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -355,7 +322,9 @@ mod tests {
             panic!("expected a folder")
         };
         assert_eq!(files.len(), 6);
-        let (c, e) = src.split(4, 10, 1);
+        let order = src.calibration_order(1);
+        assert_eq!(order.len(), 6);
+        let (c, e) = (&order[..4], src.held_out(&order[4..], 10));
         assert_eq!((c.len(), e.len()), (4, 2));
         assert!(c.iter().all(|i| !e.contains(i)));
         let (mut ok, mut bad) = (0, 0);

@@ -169,7 +169,7 @@ fn calibration_failures_are_named_and_write_nothing() {
     std::fs::create_dir_all(&empty).unwrap();
     let (ok, _, stderr) = run(args(empty.to_str().unwrap()));
     assert!(
-        !ok && stderr.contains("no .png/.jpg/.jpeg images"),
+        !ok && stderr.contains("no images found (.jpg, .jpeg, .png"),
         "{stderr}"
     );
     let (ok, _, stderr) = run(args("/nonexistent/images"));
@@ -184,4 +184,80 @@ fn calibration_failures_are_named_and_write_nothing() {
     let (ok, _, stderr) = run(a);
     assert!(!ok && stderr.contains("--percentile"), "{stderr}");
     assert!(!out.exists());
+}
+
+#[test]
+fn num_means_readable_images_and_truncated_files_are_skipped_and_counted() {
+    // 6 good images (PNG, JPEG, PPM) and 2 cut ones (a JPEG at 60 % of its bytes, a PNG at 50 %).
+    let dir = tmp("mixed-images");
+    std::fs::create_dir_all(&dir).unwrap();
+    let pic = |i: u32| {
+        image::RgbImage::from_fn(150, 110, move |x, y| {
+            image::Rgb([(x + 20 * i) as u8, (y * 2) as u8, ((x ^ y) + i) as u8])
+        })
+    };
+    for (i, ext) in ["png", "jpg", "ppm", "png", "jpg", "jpeg"]
+        .iter()
+        .enumerate()
+    {
+        pic(i as u32)
+            .save(dir.join(format!("good{i}.{ext}")))
+            .unwrap();
+    }
+    let cut = |src: &str, dst: &str, frac: f64| {
+        let b = std::fs::read(dir.join(src)).unwrap();
+        std::fs::write(dir.join(dst), &b[..(b.len() as f64 * frac) as usize]).unwrap();
+    };
+    pic(9).save(dir.join("whole.jpg")).unwrap();
+    cut("whole.jpg", "cut.jpg", 0.6);
+    std::fs::remove_file(dir.join("whole.jpg")).unwrap();
+    pic(8).save(dir.join("whole.png")).unwrap();
+    cut("whole.png", "cut.png", 0.5);
+    std::fs::remove_file(dir.join("whole.png")).unwrap();
+    let w = fixtures().join("extra/custom_official_f32.safetensors");
+    let (out, rep) = (tmp("mixed.cnx"), tmp("mixed.json"));
+    let run = |num: &str| {
+        let (ok, stdout, stderr) = quant(&[
+            "calibrate",
+            "--weights",
+            w.to_str().unwrap(),
+            "--input-size",
+            "96x128",
+            "--images",
+            dir.to_str().unwrap(),
+            "--num",
+            num,
+            "--eval",
+            "8",
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+            "--report",
+            rep.to_str().unwrap(),
+        ]);
+        assert!(ok, "{stdout}\n{stderr}");
+        let j: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&rep).unwrap()).unwrap();
+        let f = |p: &str| j.pointer(p).and_then(|v| v.as_u64()).unwrap();
+        (
+            f("/calibration/images"),
+            f("/calibration/skipped"),
+            f("/evaluation/images"),
+            stdout + &stderr,
+        )
+    };
+    // Whatever the draw order, 4 readable images are used; calibration and evaluation together
+    // see each of the 6 readable images once.
+    let (used, skipped, eval, _) = run("4");
+    assert_eq!(used, 4);
+    assert!(skipped <= 2);
+    assert_eq!(used + eval, 6);
+    // More than exist: all 6, both cut files skipped and named.
+    let (used, skipped, eval, log) = run("7");
+    assert_eq!((used, skipped, eval), (6, 2, 0));
+    assert!(
+        log.contains("cut.jpg: JPEG is truncated or corrupt")
+            && log.contains("cut.png: PNG is truncated or corrupt"),
+        "{log}"
+    );
 }

@@ -248,9 +248,8 @@ fn decode(p: &Pixels) -> Result<RgbImage, String> {
                 .ok_or_else(|| "IDX image of the wrong size".to_string())?;
             Ok(image::DynamicImage::ImageLuma8(g).to_rgb8())
         }
-        Pixels::File(path) => image::open(path)
-            .map(|i| i.to_rgb8())
-            .map_err(|e| format!("{}: {e}", path.display())),
+        // Strict: a truncated or corrupt file is skipped and counted, not trained on.
+        Pixels::File(path) => preprocess::open_rgb8(path).map_err(|e| e.to_string()),
     }
 }
 

@@ -281,6 +281,29 @@ fn predict_cli_writes_the_pytorch_logits() {
         .unwrap();
     assert_eq!(st.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&st.stderr).contains("not 3 planes"));
+    // A JPEG cut at 60 % of its bytes is an error, not the logits of a half-grey picture.
+    let raw: Vec<u8> = (0..300 * 200 * 3).map(|i| (i * 7 % 251) as u8).collect();
+    let jpg = dir.join("cut.jpg");
+    image::RgbImage::from_raw(300, 200, raw)
+        .unwrap()
+        .save(&jpg)
+        .unwrap();
+    let whole = std::fs::read(&jpg).unwrap();
+    std::fs::write(&jpg, &whole[..whole.len() * 6 / 10]).unwrap();
+    let st = Command::new(env!("CARGO_BIN_EXE_train"))
+        .args(["predict", "--weights"])
+        .arg(fixture("weights.safetensors"))
+        .arg("--input")
+        .arg(&jpg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&st.stderr);
+    assert_eq!(st.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cut.jpg: JPEG is truncated or corrupt"),
+        "{err}"
+    );
+    assert!(st.stdout.is_empty());
     std::fs::remove_dir_all(dir).ok();
 }
 

@@ -97,19 +97,9 @@ fn load_input(path: &Path, h: usize, w: usize, crop_pct: f64) -> Result<Image, S
     if !(crop_pct > 0.0 && crop_pct <= 1.0) {
         return Err(format!("--crop-pct must be in (0, 1], got {crop_pct}"));
     }
-    let img = image::load_from_memory(&bytes)
-        .map_err(|e| format!("{}: {e}", path.display()))?
-        .to_rgb8();
-    let (iw, ih) = (img.width() as f64, img.height() as f64);
-    let s = (h as f64 / ih).max(w as f64 / iw) / crop_pct;
-    let (rw, rh) = (
-        ((iw * s).ceil() as u32).max(w as u32),
-        ((ih * s).ceil() as u32).max(h as u32),
-    );
-    let resized = image::imageops::resize(&img, rw, rh, image::imageops::FilterType::CatmullRom);
-    let (x0, y0) = ((rw - w as u32) / 2, (rh - h as u32) / 2);
-    let crop = image::imageops::crop_imm(&resized, x0, y0, w as u32, h as u32).to_image();
-    Ok(Image::Hwc(crop.into_raw()))
+    // Strict decoding: a truncated or corrupt file is an error, not a half-grey picture.
+    let img = preprocess::decode_rgb8(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Image::Hwc(preprocess::center_crop(&img, h, w, crop_pct)))
 }
 
 fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {

@@ -161,6 +161,26 @@ fn bad_inputs_exit_nonzero_with_a_message() {
         notimg.to_str().unwrap(),
     ]);
     assert!(!ok && stderr.contains("x.png"), "{stderr}");
+    // A JPEG cut at 60 % of its bytes (an interrupted copy) is an error, not half a picture.
+    let raw = std::fs::read(fixtures().join("atto/inputs/astronaut_u8_hwc_224x224x3.bin")).unwrap();
+    let jpg = tmp("astronaut.jpg");
+    image::RgbImage::from_raw(224, 224, raw)
+        .unwrap()
+        .save(&jpg)
+        .unwrap();
+    let whole = std::fs::read(&jpg).unwrap();
+    std::fs::write(&jpg, &whole[..whole.len() * 6 / 10]).unwrap();
+    let (ok, stdout, stderr) = bench(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--input",
+        jpg.to_str().unwrap(),
+    ]);
+    assert!(
+        !ok && stderr.contains("astronaut.jpg: JPEG is truncated or corrupt"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("top-5"), "{stdout}");
     let (ok, _, _) = bench(&[
         "--model",
         model.to_str().unwrap(),

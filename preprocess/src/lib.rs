@@ -1,0 +1,280 @@
+//! The image front end shared by `quant`, `train` and `edge-bench`: strict decoding of JPEG,
+//! PNG and PNM under a stated memory cap, and timm's evaluation transform.
+//!
+//! **Strict** means a file that does not hold a whole, well-formed image is an error, never a
+//! partly grey picture: `image` 0.25 runs zune-jpeg with strict mode off, which decodes a JPEG
+//! cut at 60 % of its bytes silently (Pillow raises "image file is truncated"), so JPEG goes
+//! through zune-jpeg directly with strict mode on; PNG and PNM go through `image`'s decoders,
+//! which report a premature end.
+//!
+//! **Memory cap**: [`MAX_DECODED_BYTES`] bounds what one decode allocates (the declared
+//! width × height × bytes per pixel is checked before any pixel buffer is allocated), so a
+//! decompression bomb — a few hundred bytes declaring 100 000 × 100 000 pixels — is a typed
+//! error, not the OOM killer.
+
+use std::fmt;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use image::imageops::FilterType;
+use image::{ImageFormat, Limits, RgbImage};
+
+/// Most bytes one decode may allocate for its pixels: 512 MiB, counting the decoder's output
+/// and the 8-bit RGB copy (an 8-bit RGB image of 89 megapixels; `image`'s own default).
+pub const MAX_DECODED_BYTES: u64 = 512 << 20;
+
+/// Largest width or height accepted (JPEG's own limit is 65 535).
+pub const MAX_SIDE: u32 = 32_768;
+
+/// Why an image cannot be used.
+#[derive(Debug)]
+pub enum ImageError {
+    /// The file could not be read.
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Neither JPEG, PNG nor PNM (by content, not by name).
+    UnknownFormat,
+    /// Truncated or corrupt: the decoder's own words.
+    Corrupt {
+        format: &'static str,
+        message: String,
+    },
+    /// Declares more pixels than [`MAX_DECODED_BYTES`] / [`MAX_SIDE`] allow.
+    TooLarge {
+        width: u64,
+        height: u64,
+        limit_bytes: u64,
+    },
+    /// Zero width or height.
+    Empty,
+}
+
+impl fmt::Display for ImageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImageError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            ImageError::UnknownFormat => {
+                write!(f, "not a JPEG, PNG or PNM image (by its first bytes)")
+            }
+            ImageError::Corrupt { format, message } => write!(
+                f,
+                "{format} is truncated or corrupt ({message}); an interrupted download or copy? \
+                 Fetch the file again"
+            ),
+            ImageError::TooLarge {
+                width,
+                height,
+                limit_bytes,
+            } => write!(
+                f,
+                "declares {width}×{height} pixels, beyond the decoding limit ({} MiB, sides ≤ \
+                 {MAX_SIDE}): a decompression bomb, or an image to downscale first",
+                limit_bytes >> 20
+            ),
+            ImageError::Empty => write!(f, "image has no pixels"),
+        }
+    }
+}
+
+impl std::error::Error for ImageError {}
+
+/// An error about the file at `path`: `path: error`.
+#[derive(Debug)]
+pub struct FileError {
+    pub path: PathBuf,
+    pub error: ImageError,
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.error {
+            ImageError::Io { .. } => write!(f, "{}", self.error),
+            e => write!(f, "{}: {e}", self.path.display()),
+        }
+    }
+}
+
+impl std::error::Error for FileError {}
+
+fn check_size(width: u64, height: u64, bytes_per_pixel: u64) -> Result<(), ImageError> {
+    if width == 0 || height == 0 {
+        return Err(ImageError::Empty);
+    }
+    if width > MAX_SIDE as u64
+        || height > MAX_SIDE as u64
+        || width * height * bytes_per_pixel > MAX_DECODED_BYTES
+    {
+        return Err(ImageError::TooLarge {
+            width,
+            height,
+            limit_bytes: MAX_DECODED_BYTES,
+        });
+    }
+    Ok(())
+}
+
+/// Decodes a JPEG, PNG or PNM image (format from the content) to 8-bit RGB `[h][w][3]`.
+///
+/// Errors: [`ImageError::Corrupt`] for a truncated or malformed file (every format),
+/// [`ImageError::TooLarge`] before allocating when the header declares more than the cap,
+/// [`ImageError::UnknownFormat`], [`ImageError::Empty`].
+pub fn decode_rgb8(bytes: &[u8]) -> Result<RgbImage, ImageError> {
+    match image::guess_format(bytes) {
+        Ok(ImageFormat::Jpeg) => decode_jpeg(bytes),
+        Ok(format @ (ImageFormat::Png | ImageFormat::Pnm)) => decode_with_image(bytes, format),
+        _ => Err(ImageError::UnknownFormat),
+    }
+}
+
+fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage, ImageError> {
+    use zune_core::colorspace::ColorSpace;
+    use zune_core::options::DecoderOptions;
+    let corrupt = |e: zune_jpeg::errors::DecodeErrors| ImageError::Corrupt {
+        format: "JPEG",
+        message: e.to_string(),
+    };
+    let options = DecoderOptions::default()
+        .set_strict_mode(true)
+        .set_max_width(MAX_SIDE as usize)
+        .set_max_height(MAX_SIDE as usize)
+        .jpeg_set_out_colorspace(ColorSpace::RGB);
+    let mut dec = zune_jpeg::JpegDecoder::new_with_options(Cursor::new(bytes), options);
+    dec.decode_headers().map_err(|e| {
+        // zune reports the side limit as an error of its own: say it as the cap.
+        match dec_dimensions_hint(bytes) {
+            Some((w, h)) if w > MAX_SIDE as u64 || h > MAX_SIDE as u64 => ImageError::TooLarge {
+                width: w,
+                height: h,
+                limit_bytes: MAX_DECODED_BYTES,
+            },
+            _ => corrupt(e),
+        }
+    })?;
+    let (w, h) = dec.dimensions().ok_or(ImageError::Empty)?;
+    // Output RGB plus zune's working buffers (about as large again).
+    check_size(w as u64, h as u64, 6)?;
+    let px = dec.decode().map_err(corrupt)?;
+    let cs = dec.output_colorspace().unwrap_or(ColorSpace::RGB);
+    let rgb = match cs.num_components() {
+        3 => px,
+        1 => px.iter().flat_map(|&g| [g, g, g]).collect(),
+        n => {
+            return Err(ImageError::Corrupt {
+                format: "JPEG",
+                message: format!("decoded to {n} components ({cs:?}), expected RGB"),
+            })
+        }
+    };
+    RgbImage::from_raw(w as u32, h as u32, rgb).ok_or(ImageError::Corrupt {
+        format: "JPEG",
+        message: "fewer pixels than the header declares".into(),
+    })
+}
+
+/// Width and height from a JPEG's first SOFn marker (for the error message only).
+fn dec_dimensions_hint(b: &[u8]) -> Option<(u64, u64)> {
+    let mut i = 2;
+    while i + 9 < b.len() {
+        if b[i] != 0xFF {
+            return None;
+        }
+        let m = b[i + 1];
+        let len = u16::from_be_bytes([b[i + 2], b[i + 3]]) as usize;
+        if matches!(m, 0xC0..=0xCF) && !matches!(m, 0xC4 | 0xC8 | 0xCC) {
+            let h = u16::from_be_bytes([b[i + 5], b[i + 6]]) as u64;
+            let w = u16::from_be_bytes([b[i + 7], b[i + 8]]) as u64;
+            return Some((w, h));
+        }
+        i += 2 + len;
+    }
+    None
+}
+
+fn decode_with_image(bytes: &[u8], format: ImageFormat) -> Result<RgbImage, ImageError> {
+    let name = if format == ImageFormat::Png {
+        "PNG"
+    } else {
+        "PNM"
+    };
+    let corrupt = |e: image::ImageError| ImageError::Corrupt {
+        format: name,
+        message: e.to_string(),
+    };
+    let too_large = |width: u64, height: u64| ImageError::TooLarge {
+        width,
+        height,
+        limit_bytes: MAX_DECODED_BYTES,
+    };
+    let mut reader = image::ImageReader::with_format(Cursor::new(bytes), format);
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_DECODED_BYTES);
+    reader.limits(limits);
+    let limit_or = |e: image::ImageError, w, h| match e {
+        image::ImageError::Limits(_) => too_large(w, h),
+        e => corrupt(e),
+    };
+    // The header's size is checked before any pixel buffer exists.
+    let dec = reader.into_decoder().map_err(|e| limit_or(e, 0, 0))?;
+    let (w, h) = image::ImageDecoder::dimensions(&dec);
+    let bpp = image::ImageDecoder::color_type(&dec).bytes_per_pixel() as u64;
+    check_size(w as u64, h as u64, bpp + 3)?;
+    let img =
+        image::DynamicImage::from_decoder(dec).map_err(|e| limit_or(e, w as u64, h as u64))?;
+    Ok(img.to_rgb8())
+}
+
+/// Reads and decodes the image at `path` ([`decode_rgb8`]); errors name the file.
+pub fn open_rgb8(path: &Path) -> Result<RgbImage, FileError> {
+    let err = |error| FileError {
+        path: path.into(),
+        error,
+    };
+    let bytes = std::fs::read(path).map_err(|source| {
+        err(ImageError::Io {
+            path: path.into(),
+            source,
+        })
+    })?;
+    decode_rgb8(&bytes).map_err(err)
+}
+
+/// timm's evaluation transform (`transforms_factory.transforms_imagenet_eval`): resize so that
+/// the `h × w` centre crop covers `crop_pct` of the image (Catmull-Rom, the bicubic filter),
+/// then centre-crop `h × w`. RGB u8 `[h][w][3]`. `crop_pct` in (0, 1].
+pub fn center_crop(img: &RgbImage, h: usize, w: usize, crop_pct: f64) -> Vec<u8> {
+    let (iw, ih) = (img.width() as f64, img.height() as f64);
+    let s = (h as f64 / ih).max(w as f64 / iw) / crop_pct;
+    let (rw, rh) = (
+        ((iw * s).ceil() as u32).max(w as u32),
+        ((ih * s).ceil() as u32).max(h as u32),
+    );
+    let resized = image::imageops::resize(img, rw, rh, FilterType::CatmullRom);
+    let (x0, y0) = ((rw - w as u32) / 2, (rh - h as u32) / 2);
+    image::imageops::crop_imm(&resized, x0, y0, w as u32, h as u32)
+        .to_image()
+        .into_raw()
+}
+
+/// [`open_rgb8`] then [`center_crop`].
+pub fn load_center_crop(
+    path: &Path,
+    h: usize,
+    w: usize,
+    crop_pct: f64,
+) -> Result<Vec<u8>, FileError> {
+    Ok(center_crop(&open_rgb8(path)?, h, w, crop_pct))
+}
+
+/// File extensions of the formats [`decode_rgb8`] reads (lower case).
+pub const EXTENSIONS: [&str; 7] = ["jpg", "jpeg", "png", "ppm", "pgm", "pbm", "pnm"];
+
+/// Whether `path`'s extension is one of [`EXTENSIONS`] (any case).
+pub fn has_image_extension(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
