@@ -206,8 +206,8 @@ fn each_defect_has_its_own_error() {
         Err(Error::BadArch { .. })
     ));
     assert!(matches!(
-        resealed(&file, |b| put_u32(b, field::INPUT_H, 48)),
-        Err(Error::InputNotDivisible { .. })
+        resealed(&file, |b| put_u32(b, field::INPUT_H, 16)),
+        Err(Error::InputTooSmall { .. })
     ));
     assert!(matches!(
         resealed(&file, |b| put_u32(b, field::DIMS, 0)),

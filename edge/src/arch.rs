@@ -164,12 +164,13 @@ impl Arch {
         {
             return bad("input height/width must be 1..=8192");
         }
-        let stride = self.total_stride();
-        if !self.input_h.is_multiple_of(stride) || !self.input_w.is_multiple_of(stride) {
-            return Err(Error::InputNotDivisible {
+        // timm's floor semantics: any size whose last stage keeps at least one pixel.
+        let smallest = self.total_stride();
+        if self.input_h < smallest || self.input_w < smallest {
+            return Err(Error::InputTooSmall {
                 height: self.input_h,
                 width: self.input_w,
-                stride,
+                smallest,
             });
         }
         Ok(())
@@ -232,15 +233,22 @@ mod tests {
     fn validate_rejects_bad_sizes() {
         let mut a = Arch::named("atto", 1000, 224, 224).unwrap();
         assert!(a.validate().is_ok());
+        // Not a multiple of 32: runs, with timm's floors (230 → 57 → 28 → 14 → 7).
         a.input_w = 230;
+        assert!(a.validate().is_ok());
+        assert_eq!(a.stage_hw(3), (7, 7));
+        a.input_w = 31;
         assert_eq!(
             a.validate(),
-            Err(Error::InputNotDivisible {
+            Err(Error::InputTooSmall {
                 height: 224,
-                width: 230,
-                stride: 32
+                width: 31,
+                smallest: 32
             })
         );
+        a.input_w = 32;
+        assert!(a.validate().is_ok());
+        assert_eq!(a.stage_hw(3), (7, 1));
         let mut b = Arch::named("atto", 0, 224, 224).unwrap();
         assert!(matches!(b.validate(), Err(Error::BadArch { .. })));
         b.num_classes = 10;

@@ -57,14 +57,16 @@ pub enum Error {
         /// Why.
         reason: &'static str,
     },
-    /// The input size is not a multiple of the network's total stride.
-    InputNotDivisible {
+    /// The input is smaller than the network's total stride: its last stage would have no pixel.
+    /// (Other sizes run with timm's floor semantics: each strided convolution drops the rows and
+    /// columns that do not fill a patch.)
+    InputTooSmall {
         /// Input height.
         height: usize,
         /// Input width.
         width: usize,
-        /// Total stride (4 · 2^(stages−1)).
-        stride: usize,
+        /// Smallest height and width accepted: the total stride, 4 · 2^(stages−1).
+        smallest: usize,
     },
     /// The tensor table does not hold the number of tensors the architecture needs.
     TensorCount {
@@ -214,9 +216,14 @@ impl fmt::Display for Error {
             ),
             BadHeader { field, value } => write!(f, "invalid header field {field} = {value}"),
             BadArch { reason } => write!(f, "invalid architecture: {reason}"),
-            InputNotDivisible { height, width, stride } => write!(
+            InputTooSmall {
+                height,
+                width,
+                smallest,
+            } => write!(
                 f,
-                "input size {height}x{width} is not a multiple of the network stride {stride}"
+                "input size {height}x{width} is too small: the smallest this network accepts is \
+                 {smallest}x{smallest} (its total stride; larger sizes need not be multiples of it)"
             ),
             TensorCount { expected, found } => {
                 write!(f, "tensor table has {found} entries, the architecture needs {expected}")

@@ -74,22 +74,25 @@ fn gradient(h: usize, w: usize) -> Vec<u8> {
 
 #[test]
 fn int8_kernel_sets_are_bit_identical_to_the_reference_on_atto() {
-    // 224: the stage widths the depthwise kernel specialises (56/28/14/7); 96: run-time bounds.
-    for hw in [224usize, 96] {
+    // 224: the stage widths the depthwise kernel specialises (56/28/14/7); 96: run-time bounds;
+    // 77×45: not a multiple of 32 (timm's floors: stage maps 19×11, 9×5, 4×2, 2×1), every patch
+    // conv dropping trailing rows and columns.
+    for (h, w) in [(224usize, 224usize), (96, 96), (77, 45)] {
+        let hw = format!("{h}x{w}");
         let sd = quant::load_state_dict(&fixture("atto/weights.safetensors")).unwrap();
-        let arch = quant::infer_arch(&sd, hw, hw).unwrap();
+        let arch = quant::infer_arch(&sd, h, w).unwrap();
         let f32_raw = quant::convert::convert(&sd, &arch).unwrap();
         let f32_words = aligned(&f32_raw);
         let f32_bytes = &bytemuck::cast_slice::<u128, u8>(&f32_words)[..f32_raw.len()];
         let f32m = Model::parse(f32_bytes).unwrap();
-        let calib = gradient(hw, hw);
+        let calib = gradient(h, w);
         let inputs = [Input::HwcU8(&calib)];
         let raw = quant::quantize::quantize_with_inputs(&f32m, inputs, quant::calib::Method::Mse)
             .unwrap();
         let words = aligned(&raw);
         let model = Model::parse(&bytemuck::cast_slice::<u128, u8>(&words)[..raw.len()]).unwrap();
         assert_eq!(model.precision(), Precision::Int8);
-        let img = astronaut(hw, hw);
+        let img = astronaut(h, w);
         let (reference, ref_codes) = run(&model, Input::HwcU8(&img), Kernels::Scalar);
         // aarch64: NEON (Auto is the same set); host: every other set this CPU has (AVX2,
         // AVX-512 with VNNI where present).
@@ -120,7 +123,7 @@ fn int8_kernel_sets_are_bit_identical_to_the_reference_on_atto() {
                 got.len()
             );
         }
-        if hw == 224 && !cfg!(target_arch = "aarch64") {
+        if h == 224 && !cfg!(target_arch = "aarch64") {
             // Host only (slow to emulate): int8 stays close to f32 on a real photo.
             let mut arena = vec![0u8; f32m.arena_len()];
             let mut lf = vec![0f32; 1000];

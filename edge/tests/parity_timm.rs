@@ -232,3 +232,22 @@ fn custom_arch_non_square_input_matches_timm_with_both_naming_schemes() {
         }
     }
 }
+
+#[test]
+fn input_sizes_that_are_not_multiples_of_32_match_timm() {
+    // tools/make_odd_size_fixtures.py: timm floors each strided convolution, so 77×45 runs with
+    // stage maps 19×11, 9×5, 4×2, 2×1 and 50×200 with 12×50, 6×25, 3×12, 1×6.
+    for (h, w) in [(77usize, 45usize), (50, 200)] {
+        let x = read_f32(&format!("extra/custom_odd_{h}x{w}_input.bin"));
+        let want = read_f32(&format!("extra/custom_odd_{h}x{w}_logits.bin"));
+        let file = convert("extra/custom_weights.safetensors", (h, w));
+        let model = Model::parse(file.bytes()).unwrap();
+        assert_eq!(model.arch().stage_hw(3), (h / 32, w / 32));
+        for k in kernel_sets() {
+            let got = run_logits(&model, Input::NchwF32(&x), k);
+            let err = max_abs(&got, &want);
+            println!("custom {h}x{w} [{}]: {err:.3e}", k.resolved_name().unwrap());
+            assert!(err <= TOL, "{h}x{w} {k:?}: {err}");
+        }
+    }
+}

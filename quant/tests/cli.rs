@@ -62,14 +62,26 @@ fn converts_and_inspects_atto() {
         "--weights",
         w.to_str().unwrap(),
         "--input-size",
-        "230",
+        "224x31",
         "--out",
         bad.to_str().unwrap(),
     ]);
     assert!(
-        !ok && stderr.contains("not a multiple of the network stride 32"),
+        !ok && stderr.contains("the smallest this network accepts is 32x32"),
         "{stderr}"
     );
+    // A model fine-tuned at 48 px deploys at its own size (timm floors: 12, 6, 3, 1).
+    let at48 = tmp("atto48.cnx");
+    let (ok, _, stderr) = quant(&[
+        "convert",
+        "--weights",
+        w.to_str().unwrap(),
+        "--input-size",
+        "48",
+        "--out",
+        at48.to_str().unwrap(),
+    ]);
+    assert!(ok && at48.exists(), "{stderr}");
     assert!(!bad.exists());
 }
 

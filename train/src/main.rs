@@ -81,7 +81,7 @@ enum Cmd {
         /// Initial weights: timm/official safetensors, a `train export` file or a checkpoint.
         #[arg(long)]
         init: Option<PathBuf>,
-        /// Square input size in pixels (≥ 32; a multiple of 32 keeps every stage's map whole).
+        /// Square input size in pixels (≥ 32; any size, with timm's floors at each strided convolution).
         #[arg(long, default_value_t = 224)]
         input_size: u32,
         #[arg(long, default_value_t = 600)]

@@ -338,6 +338,23 @@ fn pytorch_checkpoints_load_and_give_timms_logits() {
         println!("{file}: Burn vs PyTorch logits max |Δ| = {err:.2e}");
         assert!(err <= TOL, "{file}: logits max |Δ| {err}");
     }
+    // Sizes that are not multiples of 32 (tools/make_odd_size_fixtures.py): timm's floors.
+    let m = predict::load_model(
+        &extra.join("custom_weights.safetensors"),
+        &size,
+        false,
+        &dev,
+    )
+    .unwrap();
+    for (h, w) in [(77usize, 45usize), (50, 200)] {
+        let x = read_f32(&extra.join(format!("custom_odd_{h}x{w}_input.bin")));
+        let want = read_f32(&extra.join(format!("custom_odd_{h}x{w}_logits.bin")));
+        let t = Tensor::<4>::from_data(TensorData::new(x, [1, 3, h, w]), &dev);
+        let got: Vec<f32> = m.forward(t, None).into_data().try_to_vec().unwrap();
+        let err = max_abs(&got, &want);
+        println!("custom {h}x{w}: Burn vs PyTorch logits max |Δ| = {err:.2e}");
+        assert!(err <= TOL, "{h}x{w}: logits max |Δ| {err}");
+    }
 }
 
 #[test]
