@@ -135,9 +135,27 @@ pub(crate) type ResidualI8Fn = fn(&mut [i8], &[i32], usize, usize, &ResidualQuan
 pub(crate) type RequantFn = fn(&[i32], usize, usize, &[Requant], i32, &mut [i8]);
 pub(crate) type QuantizeInputFn = fn(&[f32], usize, usize, QParams, &mut [i8]);
 
+/// Which instruction paths an int8 kernel set runs, in words a benchmark report can print:
+/// the GEMMs (pointwise and patch convolutions) and GRN's fp16 arithmetic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Int8Paths {
+    /// e.g. "SDOT (FEAT_DotProd)", "ARMv8.0 SMULL/SADALP", "vpdpbusd (AVX-512 VNNI)".
+    pub gemm: &'static str,
+    /// e.g. "native fp16 (FEAT_FP16)", "fp16 emulated by FCVT conversions (ARMv8.0)".
+    pub grn: &'static str,
+}
+
+impl core::fmt::Display for Int8Paths {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "int8 GEMMs: {}; GRN: {}", self.gemm, self.grn)
+    }
+}
+
 /// One implementation per operator of the int8 path.
 pub(crate) struct KernelSetI8 {
     pub name: &'static str,
+    /// What runs, on this CPU (a function: some sets pick a form at run time).
+    pub paths: fn() -> Int8Paths,
     pub patch_conv: PatchI8Fn,
     pub dwconv7x7: DwI8Fn,
     pub layernorm: LnI8Fn,
@@ -154,6 +172,10 @@ pub(crate) struct KernelSetI8 {
 
 pub(crate) const SCALAR_I8: KernelSetI8 = KernelSetI8 {
     name: "scalar",
+    paths: || Int8Paths {
+        gemm: "scalar reference (portable Rust)",
+        grn: "scalar reference (fp16 rounding through `half`)",
+    },
     patch_conv: patch_conv_i8::patch_conv_i8_scalar_slot,
     dwconv7x7: dwconv7x7_i8::dwconv7x7_rows_i8_scalar,
     layernorm: layernorm_i8::layernorm_i32_i8_scalar,
@@ -173,6 +195,18 @@ pub(crate) const SCALAR_I8: KernelSetI8 = KernelSetI8 {
 #[cfg(target_arch = "aarch64")]
 pub(crate) const NEON_I8: KernelSetI8 = KernelSetI8 {
     name: NEON_I8_NAME,
+    paths: || Int8Paths {
+        gemm: if cfg!(all(feature = "dotprod", target_feature = "dotprod")) {
+            "SDOT (FEAT_DotProd)"
+        } else {
+            "ARMv8.0 SMULL/SADALP (no SDOT in this build)"
+        },
+        grn: if cfg!(target_feature = "fp16") {
+            "native fp16 (FEAT_FP16)"
+        } else {
+            "fp16 emulated by FCVTN/FCVTL conversions (ARMv8.0)"
+        },
+    },
     #[cfg(not(all(feature = "dotprod", target_feature = "dotprod")))]
     patch_conv: patch_conv_i8::patch_conv_i8_neon,
     #[cfg(all(feature = "dotprod", target_feature = "dotprod"))]
@@ -204,6 +238,10 @@ pub(crate) const NEON_I8: KernelSetI8 = KernelSetI8 {
 #[cfg(target_arch = "x86_64")]
 pub(crate) const AVX2_I8: KernelSetI8 = KernelSetI8 {
     name: "avx2",
+    paths: || Int8Paths {
+        gemm: "vpmaddwd on int16 (AVX2, no VNNI)",
+        grn: "fp16 rounding by F16C vcvtps2ph/vcvtph2ps",
+    },
     patch_conv: patch_conv_i8::patch_conv_i8_avx2,
     dwconv7x7: dwconv7x7_i8::dwconv7x7_rows_i8_avx2,
     layernorm: layernorm_i8::layernorm_i32_i8_avx2,
@@ -223,6 +261,14 @@ pub(crate) const AVX2_I8: KernelSetI8 = KernelSetI8 {
 #[cfg(target_arch = "x86_64")]
 pub(crate) const AVX512_VNNI_I8: KernelSetI8 = KernelSetI8 {
     name: "avx512+vnni",
+    paths: || Int8Paths {
+        gemm: "vpdpbusd (AVX-512 VNNI)",
+        grn: if crate::cpu::X86Features::get().avx512_fp16 {
+            "native fp16 (AVX512-FP16)"
+        } else {
+            "fp16 emulated on 16 lanes (F16C conversions)"
+        },
+    },
     patch_conv: patch_conv_i8::patch_conv_i8_avx512vnni,
     grn: grn_f16::grn_f16_avx512_best,
     dwconv7x7: dwconv7x7_i8::dwconv7x7_rows_i8_avx512,
@@ -343,6 +389,12 @@ impl Kernels {
     /// "avx2", "avx512"), or `None` if it is unavailable here.
     pub fn resolved_name(self) -> Option<&'static str> {
         self.set().ok().map(|k| k.name)
+    }
+
+    /// The int8 instruction paths that run for this request on this CPU (what an int8
+    /// benchmark measured), or `None` if the set is unavailable here.
+    pub fn int8_paths(self) -> Option<Int8Paths> {
+        self.set_i8().ok().map(|k| (k.paths)())
     }
 
     /// [`Kernels::resolved_name`] for models of precision `p` (int8 NEON names the ISA

@@ -44,6 +44,7 @@ pub use arch::Arch;
 pub use arena::ArenaPlan;
 pub use error::Error;
 pub use format::Precision;
+pub use kernels::Int8Paths;
 pub use model::{AlignedModel, Model, QParams};
 #[cfg(feature = "rayon")]
 pub use parallel::RayonExecutor;

@@ -146,3 +146,36 @@ fn int8_kernel_sets_are_bit_identical_to_the_reference_on_atto() {
         }
     }
 }
+
+#[test]
+fn int8_paths_name_what_runs() {
+    let scalar = Kernels::Scalar.int8_paths().unwrap();
+    assert!(scalar.gemm.starts_with("scalar reference"), "{scalar}");
+    #[cfg(target_arch = "aarch64")]
+    {
+        let p = Kernels::Neon.int8_paths().unwrap();
+        // Features from the build: SDOT with `dotprod` + target feature, native fp16 with +fp16.
+        let sdot = cfg!(all(feature = "dotprod", target_feature = "dotprod"));
+        assert_eq!(p.gemm.starts_with("SDOT"), sdot, "{p}");
+        assert_eq!(
+            p.grn.starts_with("native fp16"),
+            cfg!(target_feature = "fp16"),
+            "{p}"
+        );
+        assert!(sdot || p.gemm.contains("ARMv8.0"), "{p}");
+        println!("neon int8 paths: {p}");
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let f = edge::cpu::X86Features::get();
+        if f.avx2 {
+            let p = Kernels::Avx2.int8_paths().unwrap();
+            assert!(p.gemm.contains("vpmaddwd"), "{p}");
+        }
+        if f.avx512 {
+            let p = Kernels::Avx512.int8_paths().unwrap();
+            assert_eq!(p.gemm.contains("vpdpbusd"), f.avx512_vnni, "{p}");
+        }
+        assert!(Kernels::Neon.int8_paths().is_none());
+    }
+}

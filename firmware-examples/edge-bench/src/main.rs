@@ -102,6 +102,23 @@ fn load_input(path: &Path, h: usize, w: usize, crop_pct: f64) -> Result<Image, S
     Ok(Image::Hwc(preprocess::center_crop(&img, h, w, crop_pct)))
 }
 
+/// Says so when the CPU has int8 features this build does not use (SDOT, fp16 arithmetic).
+fn unused_cpu_features(p: edge::Int8Paths) -> Option<&'static str> {
+    #[cfg(target_arch = "aarch64")]
+    {
+        let sdot = std::arch::is_aarch64_feature_detected!("dotprod");
+        let fp16 = std::arch::is_aarch64_feature_detected!("fp16");
+        if (sdot && !p.gemm.starts_with("SDOT")) || (fp16 && !p.grn.starts_with("native")) {
+            return Some(
+                "this CPU has SDOT/fp16 that this build does not use: rebuild with \
+                 `--features dotprod` and `-C target-feature=+dotprod,+fp16` (README, aarch64)",
+            );
+        }
+    }
+    let _ = p;
+    None
+}
+
 fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
     let bytes = std::fs::read(&cli.model).map_err(|e| format!("{}: {e}", cli.model.display()))?;
     let buf = AlignedBytes::from_slice(&bytes);
@@ -125,6 +142,11 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         .resolved_name_for(model.precision())
         .unwrap_or("unavailable");
     let precision = model.precision().name();
+    // int8: which instruction paths ran (a Cortex-A72 runs the ARMv8.0 forms, an A76 build with
+    // `dotprod` SDOT and native fp16), so a reader knows what the latency measured.
+    let int8_paths = (model.precision() == edge::Precision::Int8)
+        .then(|| kernels.int8_paths())
+        .flatten();
     let threads = match cli.threads {
         Some(t) => t as usize,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -167,12 +189,16 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
             .map(|&i| format!("{{\"class\":{i},\"logit\":{}}}", logits[i]))
             .collect();
         println!(
-            "{{\"model\":\"{}\",\"arch\":\"{name}\",\"precision\":\"{precision}\",\"input_h\":{},\"input_w\":{},\"classes\":{},\"kernels\":\"{}\",\"threads\":{threads},\"iters\":{},\"latency_ms\":{{\"min\":{:.4},\"p50\":{:.4},\"p90\":{:.4},\"max\":{:.4}}},\"arena_bytes\":{},\"live_set_bytes\":{},\"model_bytes\":{},\"macs\":{},\"top5\":[{}]}}",
+            "{{\"model\":\"{}\",\"arch\":\"{name}\",\"precision\":\"{precision}\",\"input_h\":{},\"input_w\":{},\"classes\":{},\"kernels\":\"{}\",{}\"threads\":{threads},\"iters\":{},\"latency_ms\":{{\"min\":{:.4},\"p50\":{:.4},\"p90\":{:.4},\"max\":{:.4}}},\"arena_bytes\":{},\"live_set_bytes\":{},\"model_bytes\":{},\"macs\":{},\"top5\":[{}]}}",
             cli.model.display().to_string().replace('\\', "\\\\").replace('"', "\\\""),
             a.input_h,
             a.input_w,
             a.num_classes,
             kernel_name,
+            int8_paths.map_or(String::new(), |p| format!(
+                "\"int8_paths\":{{\"gemm\":\"{}\",\"grn\":\"{}\"}},",
+                p.gemm, p.grn
+            )),
             cli.iters,
             ms[0],
             pct(0.5),
@@ -198,6 +224,12 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
             "kernels {kernel_name} ({threads} thread{})",
             if threads == 1 { "" } else { "s" }
         );
+        if let Some(p) = int8_paths {
+            println!("        {p}");
+            if let Some(hint) = unused_cpu_features(p) {
+                println!("        {hint}");
+            }
+        }
         println!(
             "arena   {} bytes (largest live set {} bytes)",
             model.arena_len_for(threads),

@@ -212,3 +212,69 @@ fn bad_inputs_exit_nonzero_with_a_message() {
         );
     }
 }
+
+#[test]
+fn int8_runs_say_which_instruction_paths_ran() {
+    // A small int8 model: the `custom` fixture (96×128) calibrated on one synthetic image.
+    let f32_file = tmp("custom.cnx");
+    quant::convert_file(
+        &fixtures().join("extra/custom_weights.safetensors"),
+        None,
+        (96, 128),
+        &f32_file,
+    )
+    .unwrap();
+    let buf = edge::builder::AlignedBytes::from_slice(&std::fs::read(&f32_file).unwrap());
+    let f32m = edge::Model::parse(buf.as_slice()).unwrap();
+    let img: Vec<u8> = (0..96 * 128 * 3).map(|i| (i * 13 % 256) as u8).collect();
+    let int8 = quant::quantize::quantize_with_inputs(
+        &f32m,
+        [edge::Input::HwcU8(&img)],
+        quant::calib::Method::MinMax,
+    )
+    .unwrap();
+    let model = tmp("custom_int8.cnx");
+    std::fs::write(&model, int8).unwrap();
+    let input = tmp("custom_input.bin");
+    std::fs::copy(fixtures().join("extra/custom_input.bin"), &input).unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "--model",
+            model.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--iters",
+            "1",
+            "--warmup",
+            "0",
+        ];
+        args.extend_from_slice(extra);
+        let (ok, stdout, stderr) = bench(&args);
+        assert!(ok, "{stderr}");
+        stdout
+    };
+    let out = run(&["--kernels", "scalar"]);
+    assert!(
+        out.contains("int8 GEMMs: scalar reference (portable Rust); GRN: scalar reference"),
+        "{out}"
+    );
+    let out = run(&["--json"]);
+    let want = edge::Kernels::Auto.int8_paths().unwrap();
+    assert!(
+        out.contains(&format!("\"int8_paths\":{{\"gemm\":\"{}\"", want.gemm)),
+        "{out}"
+    );
+    // f32 models print no int8 line.
+    let out = bench(&[
+        "--model",
+        f32_file.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--iters",
+        "1",
+        "--warmup",
+        "0",
+    ])
+    .1;
+    assert!(!out.contains("int8 GEMMs"), "{out}");
+}
