@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Fuzzes every parser edge and quant expose (not part of CI, which runs tests/fuzz_smoke.rs):
+#   parse            edge model files (f32 and int8), mutated bytes, seeds fuzz/seeds/parse
+#   parse_structured arbitrary tiny architectures → f32/int8 files → flipped/truncated/resealed
+#   weights          safetensors and .pth readers behind `quant convert`, seeds fuzz/seeds/weights
+#   image            the image front end (JPEG/PNG/PNM), seeds fuzz/seeds/image
+# Usage: scripts/fuzz.sh [SECONDS_PER_TARGET=600] [TARGET...]
+# Needs nightly Rust and cargo-fuzz (`rustup toolchain install nightly; cargo install cargo-fuzz`).
+# Memory cap: -rss_limit_mb=2048 (a decompression bomb or absurd header must not get past it).
+# Prints, per target, libFuzzer's final stats: executions, coverage (cov = edges), crashes.
+set -euo pipefail
+cd "$(dirname "$0")/../fuzz"
+secs=${1:-600}
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(parse parse_structured weights image)
+cargo +nightly fuzz build -O
+mkdir -p logs
+for t in "${targets[@]}"; do
+  mkdir -p "corpus/$t"
+  seeds=()
+  [ -d "seeds/$t" ] && seeds=("seeds/$t")
+  echo "== $t: ${secs}s"
+  cargo +nightly fuzz run -O "$t" "corpus/$t" "${seeds[@]}" -- \
+    -max_total_time="$secs" -rss_limit_mb=2048 -print_final_stats=1 >"logs/$t.log" 2>&1 || {
+    echo "$t: FAILED (see fuzz/logs/$t.log and fuzz/artifacts/$t/)"; exit 1; }
+  grep -E "^stat::number_of_executed_units|^stat::peak_rss_mb" "logs/$t.log"
+  grep -E "^#[0-9]+ +DONE" "logs/$t.log" | tail -n 1
+done
