@@ -56,17 +56,5 @@ fuzz_target!(|c: Case| {
     if let Some(t) = c.truncate {
         file.truncate(t as usize % (file.len() + 1));
     }
-    let mut buf = AlignedBytes::from_slice(&file);
-    if c.reseal && buf.as_slice().len() >= 64 {
-        edge::format::seal(buf.as_mut_slice());
-    }
-    if let Ok(m) = edge::Model::parse(buf.as_slice()) {
-        let a = m.arch();
-        if m.arena_len() <= 1 << 22 && a.num_classes <= 4096 {
-            let mut arena = vec![0u8; m.arena_len()];
-            let mut logits = vec![0f32; a.num_classes];
-            let img = vec![7u8; a.input_h * a.input_w * 3];
-            let _ = m.run(edge::Input::HwcU8(&img), &mut arena, &mut logits);
-        }
-    }
+    edge_fuzz::parse_and_run(&file, c.reseal);
 });

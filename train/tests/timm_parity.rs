@@ -207,6 +207,20 @@ fn official_names_load_like_timm_names() {
     std::fs::remove_dir_all(dir).ok();
 }
 
+/// An untrained Atto (1000 classes) to load weights into.
+fn fresh_atto(dev: &Device) -> ConvNeXtV2 {
+    ConvNeXtV2::new(
+        &Config {
+            size: Size::named("atto").unwrap(),
+            num_classes: 1000,
+            drop_path: 0.0,
+            grn: true,
+        },
+        0,
+        dev,
+    )
+}
+
 #[test]
 fn mismatched_weights_are_a_typed_error_listing_every_problem() {
     let dev = cpu();
@@ -221,17 +235,7 @@ fn mismatched_weights_are_a_typed_error_listing_every_problem() {
             data: vec![0.0],
         },
     );
-    let m = ConvNeXtV2::new(
-        &Config {
-            size: Size::named("atto").unwrap(),
-            num_classes: 1000,
-            drop_path: 0.0,
-            grn: true,
-        },
-        0,
-        &dev,
-    );
-    match weights::load_timm(m, &bad, weights::Fresh::Nothing) {
+    match weights::load_timm(fresh_atto(&dev), &bad, weights::Fresh::Nothing) {
         Err(weights::WeightsError::Mismatch {
             missing,
             misshaped,
@@ -368,17 +372,7 @@ fn non_finite_weights_are_named_by_every_loader_and_predict_never_prints_non_fin
         .unwrap()
         .data[0] = f32::NAN;
     // In memory (a training checkpoint's path): load_timm names both.
-    let m = ConvNeXtV2::new(
-        &Config {
-            size: Size::named("atto").unwrap(),
-            num_classes: 1000,
-            drop_path: 0.0,
-            grn: true,
-        },
-        0,
-        &dev,
-    );
-    match weights::load_timm(m, &bad, weights::Fresh::Nothing) {
+    match weights::load_timm(fresh_atto(&dev), &bad, weights::Fresh::Nothing) {
         Err(weights::WeightsError::Values(v)) => {
             let names: Vec<&str> = v.0.iter().map(|b| b.tensor.as_str()).collect();
             assert_eq!(
