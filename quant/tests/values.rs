@@ -137,3 +137,24 @@ fn grn_parameters_beyond_fp16_are_refused_for_int8_by_name_and_run_in_f32() {
     );
     assert!(e.contains("Run the f32 model"), "{e}");
 }
+
+#[test]
+fn safetensors_headers_declaring_sizes_beyond_the_file_are_refused_without_allocating() {
+    // 100 000 × 100 000 f32 (40 GB) declared by a 150-byte file.
+    let header = br#"{"stem.0.weight":{"dtype":"F32","shape":[100000,100000],"data_offsets":[0,40000000000]}}"#;
+    let mut file = (header.len() as u64).to_le_bytes().to_vec();
+    file.extend_from_slice(header);
+    file.extend_from_slice(&[0u8; 16]);
+    let w = tmp("bomb.safetensors");
+    std::fs::write(&w, &file).unwrap();
+    let e = quant::load_state_dict(&w).unwrap_err();
+    assert!(matches!(e, quant::ConvertError::Safetensors { .. }), "{e}");
+    // A header length beyond the file.
+    let mut file = (1u64 << 40).to_le_bytes().to_vec();
+    file.extend_from_slice(b"{}");
+    std::fs::write(&w, &file).unwrap();
+    assert!(matches!(
+        quant::load_state_dict(&w),
+        Err(quant::ConvertError::Safetensors { .. })
+    ));
+}
