@@ -67,12 +67,20 @@ impl fmt::Display for ImageError {
                 width,
                 height,
                 limit_bytes,
-            } => write!(
-                f,
-                "declares {width}×{height} pixels, beyond the decoding limit ({} MiB, sides ≤ \
-                 {MAX_SIDE}): a decompression bomb, or an image to downscale first",
-                limit_bytes >> 20
-            ),
+            } => {
+                // 0 × 0: the decoder refused the header's size before reporting it.
+                let size = if *width == 0 {
+                    "a size".to_string()
+                } else {
+                    format!("{width}×{height} pixels")
+                };
+                write!(
+                    f,
+                    "declares {size} beyond the decoding limit ({} MiB, sides ≤ {MAX_SIDE}): a \
+                     decompression bomb, or an image to downscale first",
+                    limit_bytes >> 20
+                )
+            }
             ImageError::Empty => write!(f, "image has no pixels"),
         }
     }
@@ -153,8 +161,10 @@ fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage, ImageError> {
         }
     })?;
     let (w, h) = dec.dimensions().ok_or(ImageError::Empty)?;
-    // Output RGB plus zune's working buffers (about as large again).
-    check_size(w as u64, h as u64, 6)?;
+    // Output RGB plus zune's working buffers: a progressive decode keeps i16 coefficients of
+    // every component for the whole image.
+    let components = dec.info().map_or(4, |i| i.components as u64);
+    check_size(w as u64, h as u64, 3 + 2 * components.max(3))?;
     let px = dec.decode().map_err(corrupt)?;
     let cs = dec.output_colorspace().unwrap_or(ColorSpace::RGB);
     let rgb = match cs.num_components() {
@@ -242,21 +252,46 @@ pub fn open_rgb8(path: &Path) -> Result<RgbImage, FileError> {
     decode_rgb8(&bytes).map_err(err)
 }
 
+/// Refuses a resize to `width × height` whose buffers (8-bit RGB output and the resampler's f32
+/// intermediate: ~15 bytes a pixel) would exceed [`MAX_DECODED_BYTES`]: a small but extremely
+/// elongated image (1 × 32768) scaled so that its short side is 256 would need gigabytes.
+pub fn check_resized(width: u64, height: u64) -> Result<(), ImageError> {
+    if width.saturating_mul(height).saturating_mul(15) > MAX_DECODED_BYTES {
+        return Err(ImageError::TooLarge {
+            width,
+            height,
+            limit_bytes: MAX_DECODED_BYTES,
+        });
+    }
+    Ok(())
+}
+
 /// timm's evaluation transform (`transforms_factory.transforms_imagenet_eval`): resize so that
 /// the `h × w` centre crop covers `crop_pct` of the image (Catmull-Rom, the bicubic filter),
 /// then centre-crop `h × w`. RGB u8 `[h][w][3]`. `crop_pct` in (0, 1].
-pub fn center_crop(img: &RgbImage, h: usize, w: usize, crop_pct: f64) -> Vec<u8> {
+///
+/// Errors: [`ImageError::TooLarge`] when the resized image would exceed the cap
+/// ([`check_resized`]; extreme aspect ratios).
+pub fn center_crop(
+    img: &RgbImage,
+    h: usize,
+    w: usize,
+    crop_pct: f64,
+) -> Result<Vec<u8>, ImageError> {
     let (iw, ih) = (img.width() as f64, img.height() as f64);
     let s = (h as f64 / ih).max(w as f64 / iw) / crop_pct;
     let (rw, rh) = (
         ((iw * s).ceil() as u32).max(w as u32),
         ((ih * s).ceil() as u32).max(h as u32),
     );
+    check_resized(rw as u64, rh as u64)?;
     let resized = image::imageops::resize(img, rw, rh, FilterType::CatmullRom);
     let (x0, y0) = ((rw - w as u32) / 2, (rh - h as u32) / 2);
-    image::imageops::crop_imm(&resized, x0, y0, w as u32, h as u32)
-        .to_image()
-        .into_raw()
+    Ok(
+        image::imageops::crop_imm(&resized, x0, y0, w as u32, h as u32)
+            .to_image()
+            .into_raw(),
+    )
 }
 
 /// [`open_rgb8`] then [`center_crop`].
@@ -266,7 +301,10 @@ pub fn load_center_crop(
     w: usize,
     crop_pct: f64,
 ) -> Result<Vec<u8>, FileError> {
-    Ok(center_crop(&open_rgb8(path)?, h, w, crop_pct))
+    center_crop(&open_rgb8(path)?, h, w, crop_pct).map_err(|error| FileError {
+        path: path.into(),
+        error,
+    })
 }
 
 /// File extensions of the formats [`decode_rgb8`] reads (lower case).

@@ -127,6 +127,11 @@ fn decompression_bombs_are_refused_before_allocating() {
     png[29..33].copy_from_slice(&crc.to_be_bytes());
     assert!(png.len() < 100);
     assert!(too_large(decode_rgb8(&png)));
+    let e = decode_rgb8(&png).unwrap_err().to_string();
+    assert!(
+        e.contains("beyond the decoding limit (512 MiB, sides ≤ 32768)"),
+        "{e}"
+    );
     // Within the side limit but beyond the byte cap: 30 000 × 30 000 RGB is 2.7 GB.
     png[16..20].copy_from_slice(&30_000u32.to_be_bytes());
     png[20..24].copy_from_slice(&30_000u32.to_be_bytes());
@@ -150,4 +155,18 @@ fn decompression_bombs_are_refused_before_allocating() {
         decode_rgb8(b"GIF89a......"),
         Err(ImageError::UnknownFormat)
     ));
+}
+
+#[test]
+fn an_elongated_image_is_refused_before_the_crop_resizes_it_to_gigabytes() {
+    // 1 × 32768 decodes in 98 KB, but scaling its short side to 256 would need 256 × 8.4 M px.
+    let thin = RgbImage::from_fn(1, 32_768, |_, y| image::Rgb([y as u8, 0, 0]));
+    let img = decode_rgb8(&encode(&thin, ImageFormat::Png)).unwrap();
+    assert!(matches!(
+        preprocess::center_crop(&img, 224, 224, 0.875),
+        Err(ImageError::TooLarge { .. })
+    ));
+    // Ordinary shapes crop to the requested size.
+    let rgb = preprocess::center_crop(&picture(300, 200), 224, 224, 0.875).unwrap();
+    assert_eq!(rgb.len(), 224 * 224 * 3);
 }

@@ -241,6 +241,7 @@ pub fn calibrate(
     let f32m = Model::parse(fbuf.as_slice())?;
     let a = *f32m.arch();
     let weights = quantize::f32_weights(&f32m)?;
+    quantize::check_fp16_params(&a, &weights)?;
     let draw = src.calibration_order(opt.seed);
     let src_eval = eval_src.unwrap_or(src);
     let mut report = Report {

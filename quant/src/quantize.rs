@@ -235,6 +235,36 @@ fn pairs(qs: &[QParams]) -> TensorData {
     TensorData::F32(qs.iter().flat_map(|q| [q.scale, q.zero as f32]).collect())
 }
 
+/// GRN's γ and β are stored in fp16 in int8 models: every value beyond ±65504, in every block,
+/// at once ([`QuantError::Values`]). [`quantize`] calls it; `calibrate` calls it first, before
+/// spending a calibration pass on weights that cannot be stored.
+pub fn check_fp16_params(
+    arch: &Arch,
+    weights: &HashMap<TensorId, Vec<f32>>,
+) -> Result<(), QuantError> {
+    let mut beyond_f16 = Vec::new();
+    for s in 0..arch.num_stages {
+        for bi in 0..arch.depths[s] {
+            for role in [Role::GrnW, Role::GrnB] {
+                let id = TensorId {
+                    role,
+                    stage: s as u16,
+                    block: bi as u32,
+                };
+                let v = weights
+                    .get(&id)
+                    .ok_or_else(|| QuantError::Unreadable(crate::names::timm_name(id)))?;
+                beyond_f16.extend(crate::values::first_bad(
+                    &crate::names::timm_name(id),
+                    v.iter().map(|&x| x as f64),
+                    crate::values::f16_problem,
+                ));
+            }
+        }
+    }
+    crate::values::collect(beyond_f16).map_err(QuantError::Values)
+}
+
 /// The int8 model file of `arch` with `weights` (logical layouts) and activation quantization
 /// `act` (one entry per quantized tap).
 pub fn quantize(
@@ -278,21 +308,7 @@ pub fn quantize(
             block: block as u32,
         })
     };
-    // GRN's γ and β are stored in fp16: every value beyond ±65504, in every block, at once.
-    let mut beyond_f16 = Vec::new();
-    for s in 0..arch.num_stages {
-        for bi in 0..arch.depths[s] {
-            for role in [GrnW, GrnB] {
-                let v = w(role, s, bi)?;
-                beyond_f16.extend(crate::values::first_bad(
-                    &name(role, s, bi),
-                    v.iter().map(|&x| x as f64),
-                    crate::values::f16_problem,
-                ));
-            }
-        }
-    }
-    crate::values::collect(beyond_f16).map_err(QuantError::Values)?;
+    check_fp16_params(arch, weights)?;
 
     // Stem.
     let q_in = get_act(Tap::Input)?;

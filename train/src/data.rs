@@ -320,6 +320,8 @@ pub fn load(
                         short,
                     )
                 };
+                // An extremely elongated file would resize to gigabytes: refused, counted.
+                preprocess::check_resized(nw as u64, nh as u64).map_err(|e| e.to_string())?;
                 let r = image::imageops::resize(&img, nw, nh, FilterType::CatmullRom);
                 image::imageops::crop_imm(&r, (nw - size) / 2, (nh - size) / 2, size, size)
                     .to_image()

@@ -121,6 +121,13 @@ pub fn load_burn_layout<M: Module>(
             unused,
         });
     }
+    // A diverged checkpoint is named here (resume, export, visualize), not as a NaN loss later.
+    let values: Vec<(&String, Vec<f32>)> = tensors
+        .iter()
+        .map(|(k, t)| (k, t.try_to_vec::<f32>().unwrap_or_default()))
+        .collect();
+    quant::values::check_finite(values.iter().map(|(k, v)| (k.as_str(), &v[..])))
+        .map_err(WeightsError::Values)?;
     Ok(weights::replace_tensors(model, &mut |k, _| {
         tensors.get(k).cloned()
     }))

@@ -99,7 +99,9 @@ fn load_input(path: &Path, h: usize, w: usize, crop_pct: f64) -> Result<Image, S
     }
     // Strict decoding: a truncated or corrupt file is an error, not a half-grey picture.
     let img = preprocess::decode_rgb8(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(Image::Hwc(preprocess::center_crop(&img, h, w, crop_pct)))
+    let crop = preprocess::center_crop(&img, h, w, crop_pct)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Image::Hwc(crop))
 }
 
 /// Says so when the CPU has int8 features this build does not use (SDOT, fp16 arithmetic).
