@@ -266,9 +266,36 @@ pub fn check_resized(width: u64, height: u64) -> Result<(), ImageError> {
     Ok(())
 }
 
-/// timm's evaluation transform (`transforms_factory.transforms_imagenet_eval`): resize so that
-/// the `h × w` centre crop covers `crop_pct` of the image (Catmull-Rom, the bicubic filter),
-/// then centre-crop `h × w`. RGB u8 `[h][w][3]`. `crop_pct` in (0, 1].
+/// The geometry of timm's evaluation transform (`timm.data.transforms_factory.
+/// transforms_imagenet_eval`) for an `iw × ih` image and an `h × w` crop: `scale = ⌊size /
+/// crop_pct⌋` per side; a square crop resizes the short side to `scale` and the long side to
+/// `int(scale · long / short)` (torchvision `Resize(int)`), a non-square one resizes to exactly
+/// `(⌊h / crop_pct⌋, ⌊w / crop_pct⌋)`; then torchvision's `CenterCrop` offsets
+/// `round((resized − crop) / 2)` (ties to even, as Python's `round`). Returns
+/// `(resized_w, resized_h, x0, y0)`.
+pub fn eval_geometry(iw: u32, ih: u32, h: usize, w: usize, crop_pct: f64) -> (u32, u32, u32, u32) {
+    let scale = |side: usize| ((side as f64 / crop_pct).floor() as u32).max(side as u32);
+    let (rw, rh) = if h == w {
+        let short = scale(h) as u64;
+        let (iw64, ih64) = (iw.max(1) as u64, ih.max(1) as u64);
+        if iw64 <= ih64 {
+            (short, (short * ih64 / iw64).max(short))
+        } else {
+            ((short * iw64 / ih64).max(short), short)
+        }
+    } else {
+        (scale(w) as u64, scale(h) as u64)
+    };
+    let (rw, rh) = (
+        rw.min(u32::MAX as u64) as u32,
+        rh.min(u32::MAX as u64) as u32,
+    );
+    let offset = |r: u32, c: usize| ((r as f64 - c as f64) / 2.0).round_ties_even() as u32;
+    (rw, rh, offset(rw, w), offset(rh, h))
+}
+
+/// timm's evaluation transform ([`eval_geometry`]: resize, Catmull-Rom as the bicubic filter,
+/// then centre crop `h × w`). RGB u8 `[h][w][3]`. `crop_pct` in (0, 1].
 ///
 /// Errors: [`ImageError::TooLarge`] when the resized image would exceed the cap
 /// ([`check_resized`]; extreme aspect ratios).
@@ -278,15 +305,9 @@ pub fn center_crop(
     w: usize,
     crop_pct: f64,
 ) -> Result<Vec<u8>, ImageError> {
-    let (iw, ih) = (img.width() as f64, img.height() as f64);
-    let s = (h as f64 / ih).max(w as f64 / iw) / crop_pct;
-    let (rw, rh) = (
-        ((iw * s).ceil() as u32).max(w as u32),
-        ((ih * s).ceil() as u32).max(h as u32),
-    );
+    let (rw, rh, x0, y0) = eval_geometry(img.width(), img.height(), h, w, crop_pct);
     check_resized(rw as u64, rh as u64)?;
     let resized = image::imageops::resize(img, rw, rh, FilterType::CatmullRom);
-    let (x0, y0) = ((rw - w as u32) / 2, (rh - h as u32) / 2);
     Ok(
         image::imageops::crop_imm(&resized, x0, y0, w as u32, h as u32)
             .to_image()
@@ -315,4 +336,24 @@ pub fn has_image_extension(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::eval_geometry;
+
+    /// Sizes torchvision computes for timm's eval transform at 224, crop_pct 0.875 (scale 256):
+    /// `Resize(256)` then `CenterCrop(224)`.
+    #[test]
+    fn eval_geometry_is_timms() {
+        // 500×375: long side int(256·500/375) = 341; offsets round(58.5) = 58 (ties to even), 16.
+        assert_eq!(eval_geometry(500, 375, 224, 224, 0.875), (341, 256, 58, 16));
+        assert_eq!(eval_geometry(640, 480, 224, 224, 0.875), (341, 256, 58, 16));
+        assert_eq!(eval_geometry(375, 500, 224, 224, 0.875), (256, 341, 16, 58));
+        assert_eq!(eval_geometry(224, 224, 224, 224, 1.0), (224, 224, 0, 0));
+        // 1024×768 → 341×256 as well; 300×200 → 384×256, offsets 80, 16.
+        assert_eq!(eval_geometry(300, 200, 224, 224, 0.875), (384, 256, 80, 16));
+        // Non-square crops resize to exactly (⌊h/crop⌋, ⌊w/crop⌋): 96×128 → 109×146.
+        assert_eq!(eval_geometry(640, 480, 96, 128, 0.875), (146, 109, 9, 6));
+    }
 }

@@ -308,23 +308,13 @@ pub fn load(
         None => match pixels {
             Pixels::Gray(..) => image::imageops::resize(&img, size, size, FilterType::CatmullRom),
             Pixels::File(_) => {
-                let short = (size as f64 / 0.875).floor() as u32;
-                let (nw, nh) = if w <= h {
-                    (
-                        short,
-                        ((h as f64 * short as f64 / w as f64).round() as u32).max(short),
-                    )
-                } else {
-                    (
-                        ((w as f64 * short as f64 / h as f64).round() as u32).max(short),
-                        short,
-                    )
-                };
+                // timm's eval transform: Resize(⌊size/0.875⌋) + CenterCrop(size).
+                let (nw, nh, x0, y0) =
+                    preprocess::eval_geometry(w, h, size as usize, size as usize, 0.875);
                 // An extremely elongated file would resize to gigabytes: refused, counted.
                 preprocess::check_resized(nw as u64, nh as u64).map_err(|e| e.to_string())?;
                 let r = image::imageops::resize(&img, nw, nh, FilterType::CatmullRom);
-                image::imageops::crop_imm(&r, (nw - size) / 2, (nh - size) / 2, size, size)
-                    .to_image()
+                image::imageops::crop_imm(&r, x0, y0, size, size).to_image()
             }
         },
     };
