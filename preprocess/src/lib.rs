@@ -67,20 +67,12 @@ impl fmt::Display for ImageError {
                 width,
                 height,
                 limit_bytes,
-            } => {
-                // 0 × 0: the decoder refused the header's size before reporting it.
-                let size = if *width == 0 {
-                    "a size".to_string()
-                } else {
-                    format!("{width}×{height} pixels")
-                };
-                write!(
-                    f,
-                    "declares {size} beyond the decoding limit ({} MiB, sides ≤ {MAX_SIDE}): a \
-                     decompression bomb, or an image to downscale first",
-                    limit_bytes >> 20
-                )
-            }
+            } => write!(
+                f,
+                "declares {width}×{height} pixels, beyond the decoding limit ({} MiB, sides ≤ \
+                 {MAX_SIDE}): a decompression bomb, or an image to downscale first",
+                limit_bytes >> 20
+            ),
             ImageError::Empty => write!(f, "image has no pixels"),
         }
     }
@@ -143,23 +135,15 @@ fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage, ImageError> {
         format: "JPEG",
         message: e.to_string(),
     };
+    // zune's own side limit is lifted to JPEG's (65535) so that the header always yields its
+    // size and `check_size` is the one check, before any pixel buffer exists.
     let options = DecoderOptions::default()
         .set_strict_mode(true)
-        .set_max_width(MAX_SIDE as usize)
-        .set_max_height(MAX_SIDE as usize)
+        .set_max_width(u16::MAX as usize)
+        .set_max_height(u16::MAX as usize)
         .jpeg_set_out_colorspace(ColorSpace::RGB);
     let mut dec = zune_jpeg::JpegDecoder::new_with_options(Cursor::new(bytes), options);
-    dec.decode_headers().map_err(|e| {
-        // zune reports the side limit as an error of its own: say it as the cap.
-        match dec_dimensions_hint(bytes) {
-            Some((w, h)) if w > MAX_SIDE as u64 || h > MAX_SIDE as u64 => ImageError::TooLarge {
-                width: w,
-                height: h,
-                limit_bytes: MAX_DECODED_BYTES,
-            },
-            _ => corrupt(e),
-        }
-    })?;
+    dec.decode_headers().map_err(corrupt)?;
     let (w, h) = dec.dimensions().ok_or(ImageError::Empty)?;
     // Output RGB plus zune's working buffers: a progressive decode keeps i16 coefficients of
     // every component for the whole image.
@@ -183,25 +167,6 @@ fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage, ImageError> {
     })
 }
 
-/// Width and height from a JPEG's first SOFn marker (for the error message only).
-fn dec_dimensions_hint(b: &[u8]) -> Option<(u64, u64)> {
-    let mut i = 2;
-    while i + 9 < b.len() {
-        if b[i] != 0xFF {
-            return None;
-        }
-        let m = b[i + 1];
-        let len = u16::from_be_bytes([b[i + 2], b[i + 3]]) as usize;
-        if matches!(m, 0xC0..=0xCF) && !matches!(m, 0xC4 | 0xC8 | 0xCC) {
-            let h = u16::from_be_bytes([b[i + 5], b[i + 6]]) as u64;
-            let w = u16::from_be_bytes([b[i + 7], b[i + 8]]) as u64;
-            return Some((w, h));
-        }
-        i += 2 + len;
-    }
-    None
-}
-
 fn decode_with_image(bytes: &[u8], format: ImageFormat) -> Result<RgbImage, ImageError> {
     let name = if format == ImageFormat::Png {
         "PNG"
@@ -218,22 +183,20 @@ fn decode_with_image(bytes: &[u8], format: ImageFormat) -> Result<RgbImage, Imag
         limit_bytes: MAX_DECODED_BYTES,
     };
     let mut reader = image::ImageReader::with_format(Cursor::new(bytes), format);
-    let mut limits = Limits::default();
-    limits.max_image_width = Some(MAX_SIDE);
-    limits.max_image_height = Some(MAX_SIDE);
+    // Sides are left to `check_size` (so that its error gives the declared size); the
+    // allocation cap stays with the decoder too, for its working buffers.
+    let mut limits = Limits::no_limits();
     limits.max_alloc = Some(MAX_DECODED_BYTES);
     reader.limits(limits);
-    let limit_or = |e: image::ImageError, w, h| match e {
-        image::ImageError::Limits(_) => too_large(w, h),
-        e => corrupt(e),
-    };
     // The header's size is checked before any pixel buffer exists.
-    let dec = reader.into_decoder().map_err(|e| limit_or(e, 0, 0))?;
+    let dec = reader.into_decoder().map_err(corrupt)?;
     let (w, h) = image::ImageDecoder::dimensions(&dec);
     let bpp = image::ImageDecoder::color_type(&dec).bytes_per_pixel() as u64;
     check_size(w as u64, h as u64, bpp + 3)?;
-    let img =
-        image::DynamicImage::from_decoder(dec).map_err(|e| limit_or(e, w as u64, h as u64))?;
+    let img = image::DynamicImage::from_decoder(dec).map_err(|e| match e {
+        image::ImageError::Limits(_) => too_large(w as u64, h as u64),
+        e => corrupt(e),
+    })?;
     Ok(img.to_rgb8())
 }
 

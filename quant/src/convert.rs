@@ -174,18 +174,18 @@ pub fn load_state_dict(path: &Path) -> Result<StateDict, ConvertError> {
 }
 
 /// [`widen`], recording in `bad` the first value (as stored) that is not finite after widening.
+/// An f64 that is finite but beyond f32 widens to an infinity: recognised by its stored value,
+/// read back only for a tensor that has an infinity.
 fn widen_checked(name: &str, dtype: Wide, raw: &[u8], bad: &mut Vec<BadValue>) -> Vec<f32> {
     let data = widen(dtype, raw);
     let name = names::to_timm(name);
-    let first = match dtype {
-        Wide::F64 => values::first_bad(
-            &name,
-            raw.chunks_exact(8)
-                .map(|b| f64::from_le_bytes(b.try_into().expect("8-byte chunk"))),
-            values::f32_problem,
-        ),
-        _ => values::first_bad(&name, data.iter().map(|&v| v as f64), values::not_finite),
-    };
+    let mut first = values::first_bad(&name, data.iter().map(|&v| v as f64), values::not_finite);
+    if matches!(dtype, Wide::F64) && first.is_some() {
+        let stored = raw
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().expect("8-byte chunk")));
+        first = values::first_bad(&name, stored, values::f32_problem);
+    }
     bad.extend(first);
     data
 }

@@ -308,13 +308,10 @@ pub fn load(
         None => match pixels {
             Pixels::Gray(..) => image::imageops::resize(&img, size, size, FilterType::CatmullRom),
             Pixels::File(_) => {
-                // timm's eval transform: Resize(⌊size/0.875⌋) + CenterCrop(size).
-                let (nw, nh, x0, y0) =
-                    preprocess::eval_geometry(w, h, size as usize, size as usize, 0.875);
-                // An extremely elongated file would resize to gigabytes: refused, counted.
-                preprocess::check_resized(nw as u64, nh as u64).map_err(|e| e.to_string())?;
-                let r = image::imageops::resize(&img, nw, nh, FilterType::CatmullRom);
-                image::imageops::crop_imm(&r, x0, y0, size, size).to_image()
+                // timm's eval transform (refuses resizes beyond the decoding cap).
+                let rgb = preprocess::center_crop(&img, size as usize, size as usize, 0.875)
+                    .map_err(|e| e.to_string())?;
+                RgbImage::from_raw(size, size, rgb).expect("center_crop returns size × size RGB")
             }
         },
     };

@@ -122,12 +122,12 @@ pub fn load_burn_layout<M: Module>(
         });
     }
     // A diverged checkpoint is named here (resume, export, visualize), not as a NaN loss later.
-    let values: Vec<(&String, Vec<f32>)> = tensors
-        .iter()
-        .map(|(k, t)| (k, t.try_to_vec::<f32>().unwrap_or_default()))
-        .collect();
-    quant::values::check_finite(values.iter().map(|(k, v)| (k.as_str(), &v[..])))
-        .map_err(WeightsError::Values)?;
+    quant::values::check_finite(
+        tensors
+            .iter()
+            .filter_map(|(k, t)| Some((k.as_str(), t.as_slice::<f32>().ok()?))),
+    )
+    .map_err(WeightsError::Values)?;
     Ok(weights::replace_tensors(model, &mut |k, _| {
         tensors.get(k).cloned()
     }))
