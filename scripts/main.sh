@@ -19,13 +19,14 @@ echo "== 1. quant convert: timm safetensors → edge model file"
 ./target/debug/quant convert --weights $fx/weights.safetensors --out "$out/atto.cnx"
 ./target/debug/quant inspect "$out/atto.cnx"
 
-echo "== 2. edge-bench: the astronaut photo (u8 RGB, 224×224), the best kernel set this CPU has"
+echo "== 2. edge-bench: the astronaut photo (u8 RGB, 224×224), the best kernel set this CPU has, with a per-operator profile"
 python3 - "$fx/inputs/astronaut_u8_hwc_224x224x3.bin" "$out/astronaut.ppm" <<'PY'
 import sys
 raw = open(sys.argv[1], 'rb').read()
 open(sys.argv[2], 'wb').write(b'P6 224 224 255\n' + raw)
 PY
-./target/debug/edge-bench --model "$out/atto.cnx" --input "$out/astronaut.ppm" --crop-pct 1 --iters 5 --logits-out "$out/astronaut_logits.bin"
+./target/debug/edge-bench --model "$out/atto.cnx" --input "$out/astronaut.ppm" --crop-pct 1 --iters 5 --logits-out "$out/astronaut_logits.bin" --profile \
+  | awk '/^  stages\.[0-9]\.blocks\./ { if (++n > 4) next } { print }'   # the full table has a line per step
 
 echo "== 3. parity: edge logits vs PyTorch/timm on the same image"
 python3 - "$out/astronaut_logits.bin" $fx/logits/astronaut.bin <<'PY'
@@ -39,7 +40,8 @@ PY
 
 echo "== 4. quant calibrate: int8 (GRN in fp16) from 64 Fashion-MNIST train images; report on 200 test images"
 ./target/debug/quant calibrate --weights $fx/weights.safetensors --images /usr/share/datasets/fashion-mnist \
-  --num 64 --eval 200 --out "$out/atto_int8.cnx" --report "$out/int8_report.json"
+  --num 64 --eval 200 --out "$out/atto_int8.cnx" --report "$out/int8_report.json" --report-png "$out/int8_sqnr.png" \
+  | awk '/^  stages\./ { if (++n > 4) next } { print }'   # the full table has a line per layer: see the chart
 
 echo "== 5. edge-bench: the int8 model on the same photo"
 ./target/debug/edge-bench --model "$out/atto_int8.cnx" --input "$out/astronaut.ppm" --crop-pct 1 --iters 5
@@ -75,3 +77,4 @@ for m in fmnist_atto.cnx fmnist_atto_int8.cnx; do
   ./target/debug/edge-bench --model "$out/$m" --input "$out/fmnist_test0.pgm" --crop-pct 1 --iters 5
 done
 echo "(test image 0 is class 9, Ankle boot)"
+echo "pictures: $out/finetune/curves.png (training curves; also .svg), $out/int8_sqnr.png (int8 SQNR per layer)"

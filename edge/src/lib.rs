@@ -13,7 +13,7 @@
 //! ```
 //!
 //! Layout of the crate: [`format`] (the file format, documented in `FORMAT.md`), [`model`]
-//! (parsing), [`arena`] (scratch planning), [`ops`] (one module per operator: scalar reference,
+//! (parsing), [`arena`] (scratch planning), [`parallel`] (the executor contract), [`profile`] (per-operator timing), [`ops`] (one module per operator: scalar reference,
 //! packing, tests), [`runtime`] (composition only; `runtime_i8` for int8 models). Kernel names follow
 //! `<op>_<dtype>_<isa>` (`dwconv7x7_f32_scalar`).
 #![no_std]
@@ -37,6 +37,7 @@ mod kernels;
 pub mod model;
 pub mod ops;
 pub mod parallel;
+pub mod profile;
 pub mod runtime;
 mod runtime_i8;
 
@@ -49,4 +50,5 @@ pub use model::{AlignedModel, Model, QParams};
 #[cfg(feature = "rayon")]
 pub use parallel::RayonExecutor;
 pub use parallel::{Executor, Serial};
+pub use profile::{Clock, Op, Profiler};
 pub use runtime::{BlockOp, Input, Kernels, NoObserver, Observer, Tap};

@@ -6,6 +6,7 @@ use crate::format::PANEL;
 use crate::model::{Model, QParams};
 use crate::ops::{grn, input};
 use crate::parallel::{for_each_rows, Executor, Serial, Split};
+use crate::profile::{BlockStep, Op};
 use crate::Error;
 
 /// The image given to [`Model::run`].
@@ -81,17 +82,37 @@ pub enum Tap {
     PreLogits,
 }
 
-/// Sees intermediate activations (NHWC, `h × w × c`). With `ENABLED = false` (the default
-/// [`NoObserver`]) every call and the unfused residual path compile away.
+/// Sees intermediate activations (NHWC, `h × w × c`) and/or the end of each step of the fused
+/// schedule. With `ENABLED = false` and `TIMED = false` (the default [`NoObserver`]) every call
+/// and the unfused residual path compile away.
 pub trait Observer {
-    /// Whether `observe` does anything.
+    /// Whether `observe` does anything (the runtime then runs each block unfused, so that every
+    /// operator's output can be seen).
     const ENABLED: bool;
+    /// Whether [`Observer::run_start`] and [`Observer::op_done`] are called (profilers, see
+    /// [`crate::profile`]); the fused kernels stay as they are.
+    const TIMED: bool = false;
     /// Called with each tap's activations (f32 models).
     fn observe(&mut self, tap: Tap, h: usize, w: usize, c: usize, nhwc: &[f32]);
     /// Called with each tap's int8 codes and their quantization (int8 models; taps whose value
     /// is an int32 accumulator, `DwConv` and `Fc2`, are not seen). Ignores them by default.
     fn observe_i8(&mut self, tap: Tap, h: usize, w: usize, c: usize, q: &[i8], qp: QParams) {
         let _ = (tap, h, w, c, q, qp);
+    }
+    /// Called once as `run` starts, before the input is checked (`TIMED` only).
+    fn run_start(&mut self) {}
+    /// Called when step `op` ends, `index` its place in [`Op::schedule`] (`TIMED` only).
+    fn op_done(&mut self, op: Op, index: usize) {
+        let _ = (op, index);
+    }
+}
+
+/// Reports the end of step `op` to a timed observer and advances the step index.
+#[inline(always)]
+pub(crate) fn op_done<O: Observer>(obs: &mut O, index: &mut usize, op: Op) {
+    if O::TIMED {
+        obs.op_done(op, *index);
+        *index += 1;
     }
 }
 
@@ -161,6 +182,9 @@ impl Model<'_> {
         obs: &mut O,
         exec: &E,
     ) -> Result<(), Error> {
+        if O::TIMED {
+            obs.run_start();
+        }
         let k = kernels.set()?;
         let a = *self.arch();
         let (ih, iw) = (a.input_h, a.input_w);
@@ -193,6 +217,7 @@ impl Model<'_> {
         if self.precision() == Precision::Int8 {
             return self.run_i8(image, arena, logits, kernels.set_i8()?, obs, exec);
         }
+        let mut step = 0;
         // f32 tasks need no per-worker scratch: the plan is the same for every worker count.
         let r = self.arena_plan().split_f32(arena)?;
         let (mut cur, mut other, hidden, scratch) = (r.a, r.b, r.hidden, r.scratch);
@@ -215,6 +240,7 @@ impl Model<'_> {
         if O::ENABLED {
             obs.observe(Tap::Input, ih, iw, cin, staged);
         }
+        op_done(obs, &mut step, Op::Input);
 
         // Stem: conv 4×4/s4 + LN, by output rows.
         let [sw, sb, snw, snb] = self.stem();
@@ -245,6 +271,7 @@ impl Model<'_> {
         if O::ENABLED {
             obs.observe(Tap::Stem, h, w, c0, &cur[..h * w * c0]);
         }
+        op_done(obs, &mut step, Op::Stem);
 
         for s in 0..a.num_stages {
             let c = a.dims[s];
@@ -286,6 +313,7 @@ impl Model<'_> {
                 if O::ENABLED {
                     obs.observe(Tap::Downsample(s), h, w, c, &cur[..h * w * c]);
                 }
+                op_done(obs, &mut step, Op::Downsample(s));
             }
             let p = h * w;
             let n = MLP_RATIO * c;
@@ -298,6 +326,11 @@ impl Model<'_> {
                     block: b,
                     op,
                 };
+                let done = |step| Op::Block {
+                    stage: s,
+                    block: b,
+                    step,
+                };
                 let src = &cur[..p * c];
                 if O::ENABLED {
                     // Unfused, so that every operator's output can be seen.
@@ -309,6 +342,7 @@ impl Model<'_> {
                         (k.layernorm)(x, r.len(), c, nw, nb, a.ln_eps)
                     });
                     obs.observe(tap(BlockOp::Norm), h, w, c, &other[..p * c]);
+                    op_done(obs, &mut step, done(BlockStep::DwConvNorm));
                     let t = &other[..p * c];
                     for_each_rows(exec, px, &mut hidden[..p * n], n, |r, out| {
                         (k.pointwise)(
@@ -325,15 +359,18 @@ impl Model<'_> {
                     obs.observe(tap(BlockOp::Fc1), h, w, n, &hidden[..p * n]);
                     for_each_rows(exec, px, &mut hidden[..p * n], n, |_, x| (k.gelu)(x));
                     obs.observe(tap(BlockOp::Gelu), h, w, n, &hidden[..p * n]);
+                    op_done(obs, &mut step, done(BlockStep::Fc1Gelu));
                 } else {
                     // Fused: LN in the depthwise epilogue, GELU in fc1's.
                     for_each_rows(exec, rows, &mut other[..p * c], w * c, |r, out| {
                         (k.dwconv7x7_ln)(src, h, w, c, dw, db, (nw, nb, a.ln_eps), r, out)
                     });
+                    op_done(obs, &mut step, done(BlockStep::DwConvNorm));
                     let t = &other[..p * c];
                     for_each_rows(exec, px, &mut hidden[..p * n], n, |r, out| {
                         (k.pointwise_gelu)(&t[r.start * c..r.end * c], r.len(), c, f1w, f1b, n, out)
                     });
+                    op_done(obs, &mut step, done(BlockStep::Fc1Gelu));
                 }
                 // GRN: sums of squares by channel, norms once, the update by pixels.
                 let g = &hidden[..p * n];
@@ -349,6 +386,9 @@ impl Model<'_> {
                 let g = &hidden[..p * n];
                 if O::ENABLED {
                     obs.observe(tap(BlockOp::Grn), h, w, n, g);
+                }
+                op_done(obs, &mut step, done(BlockStep::Grn));
+                if O::ENABLED {
                     for_each_rows(exec, px, &mut other[..p * c], c, |r, out| {
                         (k.pointwise)(
                             &g[r.start * n..r.end * n],
@@ -384,6 +424,7 @@ impl Model<'_> {
                         )
                     });
                 }
+                op_done(obs, &mut step, done(BlockStep::Fc2Residual));
             }
             if O::ENABLED {
                 obs.observe(Tap::Stage(s), h, w, c, &cur[..h * w * c]);
@@ -399,6 +440,7 @@ impl Model<'_> {
         if O::ENABLED {
             obs.observe(Tap::PreLogits, 1, 1, cl, pooled);
         }
+        op_done(obs, &mut step, Op::Pool);
         let pooled = &scratch[..cl];
         let classes = Split::aligned(a.num_classes, PIXEL_TASKS, PANEL);
         for_each_rows(exec, classes, logits, 1, |r, out| {
@@ -415,6 +457,7 @@ impl Model<'_> {
                 false,
             )
         });
+        op_done(obs, &mut step, Op::Head);
         Ok(())
     }
 }

@@ -15,7 +15,8 @@ use crate::ops::pointwise_i8::{GROUP, KR, NR};
 use crate::ops::residual_i8::ResidualQuant;
 use crate::ops::{input, layernorm, pool};
 use crate::parallel::{for_each_part, for_each_rows, Executor, Split};
-use crate::runtime::{pixel_split, BlockOp, Input, Observer, Tap, PIXEL_TASKS};
+use crate::profile::{BlockStep, Op};
+use crate::runtime::{op_done, pixel_split, BlockOp, Input, Observer, Tap, PIXEL_TASKS};
 use crate::Error;
 
 /// The first `n` bytes of a wide region as int8 codes.
@@ -59,6 +60,7 @@ impl Model<'_> {
         exec: &E,
     ) -> Result<(), Error> {
         let a = *self.arch();
+        let mut step = 0;
         let workers = exec.workers();
         let got = arena.len();
         let r = self.arena_plan_for(workers).split_i8(arena)?;
@@ -98,6 +100,7 @@ impl Model<'_> {
         if O::ENABLED {
             obs.observe_i8(Tap::Input, ih, iw, cin, img, stem.input);
         }
+        op_done(obs, &mut step, Op::Input);
 
         // Stem: conv 4×4/s4 → int32 (w2) → LN → x, by output rows / pixels.
         let (mut h, mut w) = a.stage_hw(0);
@@ -160,6 +163,7 @@ impl Model<'_> {
         if O::ENABLED {
             obs.observe_i8(Tap::Stem, h, w, c0, &x[..h * w * c0], xq);
         }
+        op_done(obs, &mut step, Op::Stem);
 
         for s in 0..a.num_stages {
             let c = a.dims[s];
@@ -264,6 +268,7 @@ impl Model<'_> {
                 if O::ENABLED {
                     obs.observe_i8(Tap::Downsample(s), h, w, c, &x[..h * w * c], xq);
                 }
+                op_done(obs, &mut step, Op::Downsample(s));
             }
             let p = h * w;
             let n = MLP_RATIO * c;
@@ -274,6 +279,11 @@ impl Model<'_> {
                     stage: s,
                     block: b,
                     op,
+                };
+                let done = |step| Op::Block {
+                    stage: s,
+                    block: b,
+                    step,
                 };
                 let dw = accs(w2, p * c)?;
                 {
@@ -309,6 +319,7 @@ impl Model<'_> {
                         )
                     },
                 );
+                op_done(obs, &mut step, done(BlockStep::DwConvNorm));
                 let tn: &[i8] = &t[..p * c];
                 let hid = codes(w1, p * n)?;
                 for_each_rows(exec, px, hid, n, |r, out| {
@@ -332,6 +343,7 @@ impl Model<'_> {
                 if O::ENABLED {
                     obs.observe_i8(tap(BlockOp::Gelu), h, w, n, hid, bl.gelu_q);
                 }
+                op_done(obs, &mut step, done(BlockStep::Fc1Gelu));
                 let g = codes(w2, p * n)?;
                 // Checked at parse (`check_grn_scales`).
                 let gq = GrnF16Quant::new(
@@ -348,6 +360,7 @@ impl Model<'_> {
                 if O::ENABLED {
                     obs.observe_i8(tap(BlockOp::Grn), h, w, n, g, bl.grn_q);
                 }
+                op_done(obs, &mut step, done(BlockStep::Grn));
                 let g: &[i8] = g;
                 let acc = accs(w1, p * c)?;
                 for_each_rows(exec, px, acc, c, |r, out| {
@@ -378,6 +391,7 @@ impl Model<'_> {
                 if O::ENABLED {
                     obs.observe_i8(tap(BlockOp::Out), h, w, c, &x[..p * c], xq);
                 }
+                op_done(obs, &mut step, done(BlockStep::Fc2Residual));
             }
             if O::ENABLED {
                 obs.observe_i8(Tap::Stage(s), h, w, c, &x[..p * c], xq);
@@ -397,6 +411,7 @@ impl Model<'_> {
         if O::ENABLED {
             obs.observe_i8(Tap::PreLogits, 1, 1, cl, pq, hd.norm_q);
         }
+        op_done(obs, &mut step, Op::Pool);
         let acc = accs(w1, a.num_classes)?;
         let group_bytes = cl.div_ceil(KR) * GROUP;
         let classes = Split::aligned(a.num_classes, PIXEL_TASKS, NR);
@@ -408,6 +423,7 @@ impl Model<'_> {
         for ((l, &v), &d) in logits.iter_mut().zip(acc.iter()).zip(hd.deq) {
             *l = v as f32 * d;
         }
+        op_done(obs, &mut step, Op::Head);
         Ok(())
     }
 }

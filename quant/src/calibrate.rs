@@ -377,6 +377,50 @@ pub fn calibrate(
 }
 
 impl Report {
+    /// Per-layer SQNR as horizontal bars in network order (the five lowest in red), titled
+    /// with the logits' mean cosine and the top-1 agreement; written as PNG and/or SVG.
+    ///
+    /// Errors: no per-layer figures (the evaluation was skipped, `--eval 0`), or a file that
+    /// cannot be written.
+    pub fn write_chart(
+        &self,
+        model: &str,
+        method: &str,
+        png: Option<&std::path::Path>,
+        svg: Option<&std::path::Path>,
+    ) -> Result<(), String> {
+        if self.layers.is_empty() {
+            return Err(
+                "the SQNR chart needs the held-out evaluation (--eval > 0): no per-layer figures"
+                    .into(),
+            );
+        }
+        let mut order: Vec<usize> = (0..self.layers.len()).collect();
+        order.sort_by(|&a, &b| self.layers[a].sqnr_db.total_cmp(&self.layers[b].sqnr_db));
+        let mut group = vec![0; self.layers.len()];
+        for &i in order.iter().take(5) {
+            group[i] = 1;
+        }
+        let bars = charts::Bars {
+            title: format!(
+                "int8 {model} ({method}): per-layer SQNR; logits cosine {:.4}, top-1 agreement {:.1} % on {} held-out images",
+                self.cosine_mean,
+                100.0 * self.top1_agreement,
+                self.eval_used
+            ),
+            categories: self.layers.iter().map(|l| l.name.clone()).collect(),
+            values: self.layers.iter().map(|l| l.sqnr_db).collect(),
+            value_label: "SQNR of the int8 activation vs f32 (dB, higher is better)".into(),
+            group,
+            legend: vec![
+                ("layer".into(), charts::Rgb::BLUE),
+                ("the 5 lowest".into(), charts::Rgb::RED),
+            ],
+            width: 1100,
+        };
+        charts::write_bars(&bars, png, svg).map_err(|e| e.to_string())
+    }
+
     /// The report as JSON.
     pub fn to_json(&self, source: &str, method: &str, arch: &str) -> serde_json::Value {
         use serde_json::json;

@@ -96,6 +96,12 @@ enum Cmd {
         /// Also write the report as JSON.
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Also draw the per-layer SQNR (f32 vs int8) as a bar chart, PNG.
+        #[arg(long)]
+        report_png: Option<PathBuf>,
+        /// The same chart as SVG.
+        #[arg(long)]
+        report_svg: Option<PathBuf>,
         /// No progress bars.
         #[arg(long)]
         quiet: bool,
@@ -190,8 +196,16 @@ fn run(cmd: Cmd) -> Result<(), Box<dyn std::error::Error>> {
             seed,
             out,
             report,
+            report_png,
+            report_svg,
             quiet,
         } => {
+            if eval == 0 && (report_png.is_some() || report_svg.is_some()) {
+                return Err(
+                    "--report-png/--report-svg chart the held-out evaluation: give --eval > 0"
+                        .into(),
+                );
+            }
             let method = match method {
                 MethodArg::Minmax => quant::calib::Method::MinMax,
                 MethodArg::Mse => quant::calib::Method::Mse,
@@ -254,6 +268,17 @@ fn run(cmd: Cmd) -> Result<(), Box<dyn std::error::Error>> {
                 let text = serde_json::to_string_pretty(&j)?;
                 quant::convert::write_atomic(&r, text.as_bytes())?;
                 println!("report: {}", r.display());
+            }
+            if report_png.is_some() || report_svg.is_some() {
+                rep.write_chart(
+                    name,
+                    &method_name,
+                    report_png.as_deref(),
+                    report_svg.as_deref(),
+                )?;
+                for p in report_png.iter().chain(&report_svg) {
+                    println!("chart: {}", p.display());
+                }
             }
             Ok(())
         }

@@ -21,6 +21,7 @@ fn calibrates_atto_on_fashion_mnist_with_a_report() {
         "{FASHION_MNIST} missing: apt-get install dataset-fashion-mnist (scripts/test.sh does)"
     );
     let (out, rep) = (tmp("atto_i8.cnx"), tmp("report.json"));
+    let (png, svg) = (tmp("sqnr.png"), tmp("sqnr.svg"));
     let w = fixtures().join("atto/weights.safetensors");
     let (ok, stdout, stderr) = quant(&[
         "calibrate",
@@ -37,6 +38,10 @@ fn calibrates_atto_on_fashion_mnist_with_a_report() {
         out.to_str().unwrap(),
         "--report",
         rep.to_str().unwrap(),
+        "--report-png",
+        png.to_str().unwrap(),
+        "--report-svg",
+        svg.to_str().unwrap(),
     ]);
     assert!(ok, "{stdout}\n{stderr}");
     println!("{stdout}");
@@ -64,6 +69,18 @@ fn calibrates_atto_on_fashion_mnist_with_a_report() {
     for l in layers {
         let db = l["sqnr_db"].as_f64().unwrap();
         assert!(db > 20.0, "{l}");
+    }
+    // The chart: one bar per layer, named, under a title with the agreement figures.
+    let img = image::open(&png).unwrap().to_rgb8();
+    assert_eq!(img.dimensions(), (1100, 100 + 16 * layers.len() as u32));
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        text.contains("logits cosine") && text.contains("top-1 agreement"),
+        "{text}"
+    );
+    for l in layers {
+        let name = l["tap"].as_str().unwrap();
+        assert!(text.contains(&format!("\n{name}\n")), "no bar label {name}");
     }
     // The written model is a valid int8 file.
     let (ok, stdout, _) = quant(&["inspect", out.to_str().unwrap()]);

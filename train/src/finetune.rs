@@ -285,7 +285,7 @@ pub fn run(o: &Options) -> Result<Summary, String> {
         grn: o.grn,
     };
     let ck_path = o.out.join(checkpoint::FILE);
-    let csv_path = o.out.join("metrics.csv");
+    let csv_path = o.out.join(crate::plot::METRICS_FILE);
     let mut model = ConvNeXtV2::new(&config, o.seed, &train_dev);
     let mut opt = AdamW::new(AdamWConfig {
         beta1: 0.9,
@@ -332,6 +332,11 @@ pub fn run(o: &Options) -> Result<Summary, String> {
         eprintln!("{note}");
     }
     let csv = MetricsCsv::open(csv_path, CSV_HEADER, resume.then_some(start_epoch))?;
+    let steps_csv = MetricsCsv::open(
+        o.out.join(crate::plot::STEPS_FILE),
+        crate::plot::STEPS_HEADER,
+        resume.then_some(start_epoch),
+    )?;
 
     let steps_per_epoch = train.len().div_ceil(o.batch) as u64;
     let total = steps_per_epoch * o.epochs;
@@ -405,12 +410,8 @@ pub fn run(o: &Options) -> Result<Summary, String> {
             epoch + 1,
             ema_top1.map_or(String::new(), |a| format!("{a:.6}"))
         ))?;
-        crate::plot::write(
-            &o.out.join("curves.png"),
-            &csv.column("train_loss"),
-            &csv.column("test_top1"),
-            &csv.column("ema_top1"),
-        )?;
+        steps_csv.append_steps(epoch, &stats)?;
+        crate::plot::draw_run(&o.out)?;
         // Checkpoint last: a crash before this line replays the epoch from the previous one.
         let mut tensors = std::collections::HashMap::new();
         tensors.extend(checkpoint::prefixed("model", weights::burn_tensors(&model)));

@@ -191,6 +191,13 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "cpu")]
         device: Dev,
     },
+    /// Redraws a run's curves (RUN/curves.png and RUN/curves.svg) from its CSVs: loss per step
+    /// (raw, smoothed, epoch means), learning rate per step, test and EMA top-1 per epoch.
+    Plot {
+        /// A `finetune` or `pretrain` output folder (holding metrics.csv, and steps.csv).
+        #[arg(long)]
+        run: PathBuf,
+    },
     /// Logits of one input (raw f32 NCHW .bin, or an image).
     Predict {
         /// timm/official safetensors, a `train export` file or a checkpoint.
@@ -239,6 +246,12 @@ fn size(name: &str) -> Result<Size, String> {
 
 fn run(cli: Cli) -> Result<(), String> {
     match cli.cmd {
+        Cmd::Plot { run } => {
+            for p in train::plot::draw_run(&run)? {
+                println!("wrote {}", p.display());
+            }
+            Ok(())
+        }
         Cmd::Finetune {
             run,
             size: s,

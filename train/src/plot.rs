@@ -1,90 +1,327 @@
-//! A PNG of training curves, drawn with the `image` crate: left panel loss (train loss red),
-//! right panel accuracy (test top-1 blue, EMA top-1 green) on a 0–100 % axis with a grid line every
-//! 10 %. Numbers are in the CSV beside it; the picture is for seeing the shape.
+//! Training curves of a run folder, redrawn from its CSVs (the source of truth) as
+//! `curves.png` and `curves.svg` through the `charts` crate: the loss per logged step with a
+//! smoothed line and each epoch's mean, the learning rate per step, and (fine-tuning) test and
+//! EMA top-1 per epoch. `train plot --run DIR` calls the same function as the training loop.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use image::{Rgb, RgbImage};
+use charts::{Figure, Legend, Mark, Panel, Rgb, Series};
 
-const W: u32 = 900;
-const H: u32 = 360;
-const PANEL: u32 = 420;
-const PAD: u32 = 20;
+/// Per-step log beside `metrics.csv`: one row per optimizer step.
+pub const STEPS_FILE: &str = "steps.csv";
+/// Header of [`STEPS_FILE`]: the 1-based epoch, the global step count after the step, the
+/// batch's loss and the step's learning rate.
+pub const STEPS_HEADER: &str = "epoch,step,loss,lr";
+/// Per-epoch log (written by `finetune` and `pretrain`).
+pub const METRICS_FILE: &str = "metrics.csv";
 
-fn line(img: &mut RgbImage, (x0, y0): (f64, f64), (x1, y1): (f64, f64), c: Rgb<u8>) {
-    let n = ((x1 - x0).abs().max((y1 - y0).abs()).ceil() as usize).max(1);
-    for i in 0..=n {
-        let t = i as f64 / n as f64;
-        let (x, y) = (x0 + (x1 - x0) * t, y0 + (y1 - y0) * t);
-        for dy in 0..2 {
-            let (xi, yi) = (x.round() as i64, y.round() as i64 + dy);
-            if xi >= 0 && yi >= 0 && (xi as u32) < W && (yi as u32) < H {
-                img.put_pixel(xi as u32, yi as u32, c);
-            }
+/// A numeric CSV with a header row: column `name`, NaN where a cell is empty or not a number.
+struct Csv {
+    header: Vec<String>,
+    rows: Vec<Vec<f64>>,
+}
+
+impl Csv {
+    fn read(path: &Path) -> Result<Option<Csv>, String> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        let mut lines = text.lines();
+        let header: Vec<String> = lines
+            .next()
+            .ok_or_else(|| format!("{}: empty (no header row)", path.display()))?
+            .split(',')
+            .map(str::to_string)
+            .collect();
+        let rows = lines
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                l.split(',')
+                    .map(|v| v.parse().unwrap_or(f64::NAN))
+                    .collect()
+            })
+            .collect();
+        Ok(Some(Csv { header, rows }))
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.header.iter().any(|h| h == name)
+    }
+
+    fn column(&self, name: &str) -> Vec<f64> {
+        match self.header.iter().position(|h| h == name) {
+            Some(i) => self
+                .rows
+                .iter()
+                .map(|r| r.get(i).copied().unwrap_or(f64::NAN))
+                .collect(),
+            None => Vec::new(),
         }
     }
 }
 
-fn series(img: &mut RgbImage, x0: u32, ys: &[f64], lo: f64, hi: f64, c: Rgb<u8>) {
-    let pts: Vec<(f64, f64)> = ys
-        .iter()
-        .enumerate()
-        .filter(|(_, y)| y.is_finite())
-        .map(|(i, &y)| {
-            let fx = if ys.len() > 1 {
-                i as f64 / (ys.len() - 1) as f64
+/// TensorBoard's smoothing: an exponential moving average with bias correction, over a window
+/// of about 1/30 of the points (none below 60 points).
+pub fn smooth(v: &[f64]) -> Vec<f64> {
+    let window = (v.len() as f64 / 30.0).max(1.0);
+    let beta = 1.0 - 1.0 / window;
+    let (mut s, mut w) = (0.0, 0.0);
+    v.iter()
+        .map(|&x| {
+            if x.is_finite() {
+                s = beta * s + (1.0 - beta) * x;
+                w = beta * w + (1.0 - beta);
+            }
+            if w > 0.0 {
+                s / w
             } else {
-                0.5
-            };
-            let fy = ((y - lo) / (hi - lo).max(1e-12)).clamp(0.0, 1.0);
-            (
-                x0 as f64 + fx * (PANEL - 2 * PAD) as f64 + PAD as f64,
-                (H - PAD) as f64 - fy * (H - 2 * PAD) as f64,
-            )
+                f64::NAN
+            }
         })
-        .collect();
-    for w in pts.windows(2) {
-        line(img, w[0], w[1], c);
-    }
-    for &(x, y) in &pts {
-        line(img, (x - 2.0, y), (x + 2.0, y), c);
+        .collect()
+}
+
+fn zip(x: &[f64], y: &[f64]) -> Vec<(f64, f64)> {
+    x.iter().copied().zip(y.iter().copied()).collect()
+}
+
+fn series(label: &str, points: Vec<(f64, f64)>, color: Rgb, mark: Mark, width: u32) -> Series {
+    Series {
+        label: label.into(),
+        points,
+        color,
+        mark,
+        width,
     }
 }
 
-fn frame(img: &mut RgbImage, x0: u32) {
-    let grey = Rgb([200, 200, 200]);
-    let (l, r) = ((x0 + PAD) as f64, (x0 + PANEL - PAD) as f64);
-    let (t, b) = (PAD as f64, (H - PAD) as f64);
-    line(img, (l, t), (l, b), grey);
-    line(img, (l, b), (r, b), grey);
+/// The figure of a run: `kind` from the metrics' columns (fine-tuning has `test_top1`).
+fn figure(run: &Path, metrics: &Csv, steps: Option<&Csv>) -> Figure {
+    let finetune = metrics.has("test_top1");
+    let (kind, loss_axis) = if finetune {
+        ("fine-tuning", "cross-entropy (label-smoothed)")
+    } else {
+        ("FCMAE pretraining", "MSE on masked patches")
+    };
+    let epochs = metrics.rows.len();
+    let epoch_step = metrics.column("step");
+    let epoch_loss = metrics.column("train_loss");
+    let mut loss = Vec::new();
+    let mut lr = Vec::new();
+    if let Some(st) = steps {
+        let (s, l, r) = (st.column("step"), st.column("loss"), st.column("lr"));
+        loss.push(series(
+            "loss per step",
+            zip(&s, &l),
+            Rgb::RED.lighten(0.65),
+            Mark::Line,
+            1,
+        ));
+        loss.push(series(
+            "smoothed",
+            zip(&s, &smooth(&l)),
+            Rgb::RED,
+            Mark::Line,
+            2,
+        ));
+        lr.push(series("", zip(&s, &r), Rgb::PURPLE, Mark::Line, 2));
+    } else {
+        // Runs from before the per-step log: the epoch's lr is its last step's.
+        lr.push(series(
+            "",
+            zip(&epoch_step, &metrics.column("lr")),
+            Rgb::PURPLE,
+            Mark::LineAndDots,
+            2,
+        ));
+    }
+    loss.push(series(
+        "epoch mean",
+        zip(&epoch_step, &epoch_loss),
+        Rgb(90, 20, 20),
+        Mark::Dots,
+        2,
+    ));
+    let steps_done = epoch_step.last().copied().unwrap_or(0.0);
+    let name = run
+        .file_name()
+        .map_or_else(|| run.display().to_string(), |n| n.to_string_lossy().into());
+    let mut panels = vec![
+        Panel {
+            title: "training loss".into(),
+            x_label: "optimizer step".into(),
+            y_label: loss_axis.into(),
+            series: loss,
+            y_range: None,
+            legend: Legend::UpperRight,
+            x_integer: true,
+        },
+        Panel {
+            title: "learning rate (cosine schedule)".into(),
+            x_label: "optimizer step".into(),
+            y_label: "learning rate".into(),
+            series: lr,
+            y_range: None,
+            legend: Legend::UpperRight,
+            x_integer: true,
+        },
+    ];
+    if finetune {
+        let e = metrics.column("epoch");
+        let pct = |v: Vec<f64>| v.into_iter().map(|a| 100.0 * a).collect::<Vec<_>>();
+        let mut acc = vec![series(
+            "test top-1",
+            zip(&e, &pct(metrics.column("test_top1"))),
+            Rgb::BLUE,
+            Mark::LineAndDots,
+            2,
+        )];
+        let ema = pct(metrics.column("ema_top1"));
+        if ema.iter().any(|v| v.is_finite()) {
+            acc.push(series(
+                "EMA top-1",
+                zip(&e, &ema),
+                Rgb::GREEN,
+                Mark::LineAndDots,
+                2,
+            ));
+        }
+        panels.push(Panel {
+            title: "test accuracy".into(),
+            x_label: "epoch".into(),
+            y_label: "top-1 (%)".into(),
+            series: acc,
+            y_range: None,
+            legend: Legend::LowerRight,
+            x_integer: true,
+        });
+    }
+    Figure {
+        title: format!(
+            "{kind}: {name} ({epochs} epoch{}, {steps_done} steps)",
+            if epochs == 1 { "" } else { "s" }
+        ),
+        columns: panels.len(),
+        panels,
+        panel_size: (520, 380),
+    }
 }
 
-/// Writes the plot: `loss` per epoch (own scale, from 0 to its maximum) and accuracies in [0, 1].
-pub fn write(path: &Path, loss: &[f64], acc: &[f64], ema_acc: &[f64]) -> Result<(), String> {
-    let mut img = RgbImage::from_pixel(W, H, Rgb([255, 255, 255]));
-    frame(&mut img, 0);
-    frame(&mut img, PANEL + 40);
-    let grid = Rgb([235, 235, 235]);
-    for k in 1..10 {
-        let y = (H - PAD) as f64 - k as f64 / 10.0 * (H - 2 * PAD) as f64;
-        let x0 = (PANEL + 40 + PAD) as f64;
-        line(
-            &mut img,
-            (x0 + 1.0, y),
-            (x0 + (PANEL - 2 * PAD) as f64, y),
-            grid,
-        );
+/// Redraws `run/curves.png` and `run/curves.svg` from `run/metrics.csv` and (when present)
+/// `run/steps.csv`; returns the two paths.
+///
+/// Errors: a missing or empty `metrics.csv`, a CSV without rows, or a file that cannot be
+/// written, each naming the file.
+pub fn draw_run(run: &Path) -> Result<[PathBuf; 2], String> {
+    let mpath = run.join(METRICS_FILE);
+    let metrics = Csv::read(&mpath)?.ok_or_else(|| {
+        format!(
+            "{}: not found (is {} a `train finetune` or `train pretrain` output folder?)",
+            mpath.display(),
+            run.display()
+        )
+    })?;
+    if metrics.rows.is_empty() || !metrics.has("train_loss") {
+        return Err(format!(
+            "{}: no epoch rows with a train_loss column to plot",
+            mpath.display()
+        ));
     }
-    let hi = loss
-        .iter()
-        .copied()
-        .filter(|v| v.is_finite())
-        .fold(0.0, f64::max);
-    series(&mut img, 0, loss, 0.0, hi.max(1e-6), Rgb([210, 40, 40]));
-    series(&mut img, PANEL + 40, acc, 0.0, 1.0, Rgb([40, 70, 210]));
-    series(&mut img, PANEL + 40, ema_acc, 0.0, 1.0, Rgb([30, 160, 60]));
-    let tmp = path.with_extension("png.tmp");
-    img.save_with_format(&tmp, image::ImageFormat::Png)
-        .map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+    let steps = Csv::read(&run.join(STEPS_FILE))?.filter(|s| !s.rows.is_empty());
+    let fig = figure(run, &metrics, steps.as_ref());
+    let out = [run.join("curves.png"), run.join("curves.svg")];
+    charts::write_figure(&fig, Some(&out[0]), Some(&out[1])).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smoothing_is_the_debiased_ema() {
+        // Few points: no smoothing at all.
+        let v = [3.0, 1.0, 2.0];
+        assert_eq!(smooth(&v), v.to_vec());
+        // 300 points: window 10, β = 0.9; a constant stays constant from the first point
+        // (bias correction), and a step responds like 1 − β^k.
+        let mut v = vec![1.0; 150];
+        v.extend(vec![2.0; 150]);
+        let s = smooth(&v);
+        assert!((s[0] - 1.0).abs() < 1e-12 && (s[149] - 1.0).abs() < 1e-12);
+        let w149 = 1.0 - 0.9f64.powi(150);
+        let want = (w149 * 0.9 * 1.0 + 0.1 * 2.0) / (0.9 * w149 + 0.1);
+        assert!((s[150] - want).abs() < 1e-12, "{} vs {want}", s[150]);
+        assert!((s[299] - 2.0).abs() < 0.01);
+    }
+
+    /// A synthetic run folder: `epochs` epochs of `per` steps.
+    fn run_dir(name: &str, epochs: u64, per: u64, finetune: bool) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("plot-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let mut m = String::from(if finetune {
+            "epoch,step,train_loss,lr,img_per_s,test_top1,ema_top1,skipped,seconds\n"
+        } else {
+            "epoch,step,train_loss,lr,img_per_s,skipped,seconds\n"
+        });
+        let mut st = format!("{STEPS_HEADER}\n");
+        for e in 1..=epochs {
+            for k in 1..=per {
+                let i = (e - 1) * per + k;
+                st += &format!("{e},{i},{},{}\n", 2.0 / (i as f64).sqrt(), 1e-3 / i as f64);
+            }
+            let acc = 1.0 - 0.5 / e as f64;
+            m += &if finetune {
+                format!(
+                    "{e},{},{},1e-4,10,{acc},{},0,1\n",
+                    e * per,
+                    2.0 / e as f64,
+                    acc - 0.01
+                )
+            } else {
+                format!("{e},{},{},1e-4,10,0,1\n", e * per, 2.0 / e as f64)
+            };
+        }
+        std::fs::write(d.join(METRICS_FILE), m).unwrap();
+        std::fs::write(d.join(STEPS_FILE), st).unwrap();
+        d
+    }
+
+    #[test]
+    fn one_epoch_and_a_hundred_both_draw() {
+        for (name, epochs, per, finetune, title) in [
+            ("one", 1, 3, true, "fine-tuning: plot-"),
+            ("hundred", 100, 20, true, "(100 epochs, 2000 steps)"),
+            ("fcmae", 2, 5, false, "FCMAE pretraining"),
+        ] {
+            let d = run_dir(name, epochs, per, finetune);
+            let [png, svg] = draw_run(&d).unwrap();
+            let img = image::open(&png).unwrap().to_rgb8();
+            let panels = if finetune { 3 } else { 2 };
+            assert_eq!(img.dimensions(), (520 * panels, 420));
+            let text = std::fs::read_to_string(&svg).unwrap();
+            assert!(text.contains(title), "{name}: no {title:?}");
+            assert_eq!(text.contains("test top-1"), finetune, "{name}");
+            assert!(text.contains("optimizer step") && text.contains("learning rate"));
+            if epochs == 1 {
+                assert!(text.contains("(1 epoch, 3 steps)"), "{name}");
+            }
+            std::fs::remove_dir_all(&d).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_folder_without_metrics_is_named() {
+        let d = std::env::temp_dir().join(format!("plot-{}-none", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let e = draw_run(&d).unwrap_err();
+        assert!(e.contains("metrics.csv: not found"), "{e}");
+        std::fs::write(d.join(METRICS_FILE), "epoch,step,train_loss\n").unwrap();
+        let e = draw_run(&d).unwrap_err();
+        assert!(e.contains("no epoch rows"), "{e}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 }

@@ -172,8 +172,13 @@ pub fn run(o: &Options) -> Result<f64, String> {
         eprintln!("resuming {} after epoch {start_epoch}", ck_path.display());
     }
     let csv = MetricsCsv::open(
-        o.out.join("metrics.csv"),
+        o.out.join(crate::plot::METRICS_FILE),
         CSV_HEADER,
+        resume.then_some(start_epoch),
+    )?;
+    let steps_csv = MetricsCsv::open(
+        o.out.join(crate::plot::STEPS_FILE),
+        crate::plot::STEPS_HEADER,
         resume.then_some(start_epoch),
     )?;
     let steps_per_epoch = train.len().div_ceil(o.batch) as u64;
@@ -226,12 +231,8 @@ pub fn run(o: &Options) -> Result<f64, String> {
             epoch + 1,
             (epoch + 1) * steps_per_epoch
         ))?;
-        crate::plot::write(
-            &o.out.join("curves.png"),
-            &csv.column("train_loss"),
-            &[],
-            &[],
-        )?;
+        steps_csv.append_steps(epoch, &stats)?;
+        crate::plot::draw_run(&o.out)?;
         if o.vis_every > 0 && (epoch + 1).is_multiple_of(o.vis_every) {
             let strip = reconstruct(&model.valid(), &train, 0, o, o.seed, &base)?;
             let p = o.out.join(format!("recon_epoch{:03}.png", epoch + 1));

@@ -46,11 +46,35 @@ impl MetricsCsv {
 
     /// Appends one row.
     pub fn append(&self, row: &str) -> Result<(), String> {
+        self.append_rows(std::iter::once(row))
+    }
+
+    /// Appends rows in one write.
+    pub fn append_rows<S: AsRef<str>>(
+        &self,
+        rows: impl IntoIterator<Item = S>,
+    ) -> Result<(), String> {
+        let mut text = String::new();
+        for r in rows {
+            text.push_str(r.as_ref());
+            text.push('\n');
+        }
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .open(&self.path)
             .map_err(|e| format!("{}: {e}", self.path.display()))?;
-        writeln!(f, "{row}").map_err(|e| format!("{}: {e}", self.path.display()))
+        f.write_all(text.as_bytes())
+            .map_err(|e| format!("{}: {e}", self.path.display()))
+    }
+
+    /// The epoch's per-step rows (see [`crate::plot::STEPS_HEADER`]).
+    pub fn append_steps(&self, epoch: u64, stats: &EpochStats) -> Result<(), String> {
+        self.append_rows(
+            stats
+                .steps
+                .iter()
+                .map(|(step, loss, lr)| format!("{},{step},{loss:.6},{lr:.6e}", epoch + 1)),
+        )
     }
 
     /// Column `name` of every row (NaN where empty).
@@ -169,6 +193,8 @@ pub struct EpochStats {
     pub secs: f64,
     /// Learning rate of the last step.
     pub lr: f64,
+    /// Every step's global step count (1-based), batch loss and learning rate.
+    pub steps: Vec<(u64, f64, f64)>,
 }
 
 impl EpochStats {
@@ -208,6 +234,7 @@ pub fn run_epoch(
         skipped: 0,
         secs: 0.0,
         lr: 0.0,
+        steps: Vec::with_capacity(steps as usize),
     };
     let mut loss_sum = 0.0;
     for (k, b) in rx.into_iter().enumerate() {
@@ -219,7 +246,8 @@ pub fn run_epoch(
             pb.inc(1);
             continue;
         }
-        st.lr = (e.lr)(e.epoch * steps + k as u64);
+        let global = e.epoch * steps + k as u64;
+        st.lr = (e.lr)(global);
         let n = b.len();
         let lv = step(k as u64, st.lr, b);
         if !lv.is_finite() {
@@ -235,6 +263,7 @@ pub fn run_epoch(
                 st.lr
             ));
         }
+        st.steps.push((global + 1, lv, st.lr));
         loss_sum += lv * n as f64;
         st.seen += n;
         let ips = st.seen as f64 / t0.elapsed().as_secs_f64();

@@ -131,6 +131,30 @@ fn finetune_learns_checkpoints_resumes_exactly_and_stops_on_nan() {
     assert!(stderr.contains("corrupt.png"), "{stderr}");
     assert!(a.join("checkpoint.safetensors").is_file());
     assert!(image::open(a.join("curves.png")).is_ok());
+    // One steps.csv row per optimizer step, ending at the last epoch's step count.
+    let steps_a = std::fs::read_to_string(a.join("steps.csv")).unwrap();
+    let last_step = col(&ra[9], 1);
+    assert_eq!(steps_a.lines().count() - 1, last_step as usize, "{steps_a}");
+    let last = steps_a.lines().last().unwrap();
+    assert!(last.starts_with(&format!("10,{last_step},")), "{last}");
+    // `train plot` redraws both pictures from the CSVs, titled with the run and its length.
+    std::fs::remove_file(a.join("curves.svg")).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_train"))
+        .args(["plot", "--run"])
+        .arg(&a)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let svg = std::fs::read_to_string(a.join("curves.svg")).unwrap();
+    for s in [
+        "fine-tuning: a (10 epochs",
+        "EMA top-1",
+        "test top-1",
+        "smoothed",
+        "learning rate",
+    ] {
+        assert!(svg.contains(s), "curves.svg lacks {s:?}");
+    }
 
     // kill -9 in the middle of epoch 2, then --resume: same metrics, row for row.
     let b = root.join("b");
@@ -156,6 +180,11 @@ fn finetune_learns_checkpoints_resumes_exactly_and_stops_on_nan() {
         metrics(&b),
         ra,
         "resumed run differs from the uninterrupted one"
+    );
+    assert_eq!(
+        std::fs::read_to_string(b.join("steps.csv")).unwrap(),
+        steps_a,
+        "resumed per-step log differs"
     );
 
     // A diverging run stops with a clear message and leaves the last good checkpoint untouched.

@@ -126,6 +126,7 @@ fn classify(uart: &mut Uart, arena: &mut [u8]) -> Result<bool, edge::Error> {
     for (r, &i) in top.iter().enumerate().filter(|(_, &i)| i != usize::MAX) {
         let _ = writeln!(uart, "  {}. class {:>4}  logit {:+.6}", r + 1, i, logits[i]);
     }
+    profile(uart, &model, arena, logits)?;
     let ok = top[0] == expected::EXPECTED_TOP1;
     let _ = writeln!(
         uart,
@@ -136,6 +137,34 @@ fn classify(uart: &mut Uart, arena: &mut [u8]) -> Result<bool, edge::Error> {
         if ok { "MATCH" } else { "MISMATCH" }
     );
     Ok(ok)
+}
+
+/// One more run with `edge::Profiler` on the generic timer (`cntvct_el0` as the `Clock`):
+/// the share of each operator kind, no allocation.
+fn profile(
+    uart: &mut Uart,
+    model: &edge::Model,
+    arena: &mut [u8],
+    logits: &mut [f32],
+) -> Result<(), edge::Error> {
+    let a = *model.arch();
+    let mut ticks = [0u64; 256];
+    let n = edge::Op::count(&a).min(ticks.len());
+    let mut prof = edge::Profiler::new(counter, &mut ticks[..n]);
+    model.run_with(edge::Input::HwcU8(IMAGE), arena, logits, edge::Kernels::Auto, &mut prof)?;
+    let total: u64 = ticks[..n].iter().sum();
+    let _ = writeln!(uart, "profile ({total} counter ticks, emulated time):");
+    let mut kinds: [(&str, u64); 16] = [("", 0); 16];
+    for (op, &t) in edge::Op::schedule(&a).zip(&ticks[..n]) {
+        if let Some(k) = kinds.iter_mut().find(|k| k.0.is_empty() || k.0 == op.kind()) {
+            k.0 = op.kind();
+            k.1 += t;
+        }
+    }
+    for (kind, t) in kinds.iter().filter(|k| !k.0.is_empty()) {
+        let _ = writeln!(uart, "  {kind:<24} {:>5.1} %", 100.0 * *t as f64 / total.max(1) as f64);
+    }
+    Ok(())
 }
 
 #[panic_handler]

@@ -1,5 +1,6 @@
-//! `edge-bench`: runs an edge model file on one input and reports top-5 and latency per image.
-//! It is the program a user copies to an aarch64 board; single-threaded by design.
+//! `edge-bench`: runs an edge model file on one input and reports top-5 and latency per image,
+//! on one thread or split across a pool, and with `--profile` the latency of every step of the
+//! fused schedule. It is the program a user copies to a board.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -7,7 +8,8 @@ use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
 use edge::builder::AlignedBytes;
-use edge::{Input, Kernels, Model, RayonExecutor, Serial};
+use edge::{Input, Kernels, Model, Op, Profiler, RayonExecutor, Serial};
+use serde_json::json;
 
 #[derive(Parser)]
 #[command(
@@ -46,6 +48,11 @@ struct Cli {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Also time every step of the fused schedule (stem, downsamples, per block dwconv7x7+LN,
+    /// fc1+GELU, GRN, fc2+residual, pool, head) over another --iters runs: a table with ms,
+    /// share of the image and GMAC/s, and per operator kind (`profile` in --json).
+    #[arg(long)]
+    profile: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -164,6 +171,16 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         Some(p) => p.install(|| model.run_parallel(input, arena, logits, kernels, p)),
         None => model.run_parallel(input, arena, logits, kernels, &Serial),
     };
+    let run_profiled = |arena: &mut [u8], logits: &mut [f32], ticks: &mut [u64]| {
+        let origin = Instant::now();
+        let mut prof = Profiler::new(|| origin.elapsed().as_nanos() as u64, ticks);
+        match &pool {
+            Some(p) => {
+                p.install(|| model.run_with_executor(input, arena, logits, kernels, &mut prof, p))
+            }
+            None => model.run_with_executor(input, arena, logits, kernels, &mut prof, &Serial),
+        }
+    };
     let mut arena = vec![0u8; model.arena_len_for(threads)];
     let mut logits = vec![0f32; a.num_classes];
     for _ in 0..cli.warmup {
@@ -175,6 +192,16 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         run(&mut arena, &mut logits)?;
         ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
+    let mean_ms = ms.iter().sum::<f64>() / ms.len() as f64;
+    let profile = if cli.profile {
+        let mut ticks = vec![0u64; Op::count(&a)];
+        for _ in 0..cli.iters {
+            run_profiled(&mut arena, &mut logits, &mut ticks)?;
+        }
+        Some(StepProfile::new(&a, &ticks, cli.iters, mean_ms))
+    } else {
+        None
+    };
     ms.sort_by(f64::total_cmp);
     let pct = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
     let mut order: Vec<usize> = (0..logits.len()).collect();
@@ -186,32 +213,34 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
     }
     let name = a.name().unwrap_or("custom");
     if cli.json {
-        let top: Vec<String> = top5
+        let top: Vec<_> = top5
             .iter()
-            .map(|&i| format!("{{\"class\":{i},\"logit\":{}}}", logits[i]))
+            .map(|&i| json!({"class": i, "logit": logits[i]}))
             .collect();
-        println!(
-            "{{\"model\":\"{}\",\"arch\":\"{name}\",\"precision\":\"{precision}\",\"input_h\":{},\"input_w\":{},\"classes\":{},\"kernels\":\"{}\",{}\"threads\":{threads},\"iters\":{},\"latency_ms\":{{\"min\":{:.4},\"p50\":{:.4},\"p90\":{:.4},\"max\":{:.4}}},\"arena_bytes\":{},\"live_set_bytes\":{},\"model_bytes\":{},\"macs\":{},\"top5\":[{}]}}",
-            cli.model.display().to_string().replace('\\', "\\\\").replace('"', "\\\""),
-            a.input_h,
-            a.input_w,
-            a.num_classes,
-            kernel_name,
-            int8_paths.map_or(String::new(), |p| format!(
-                "\"int8_paths\":{{\"gemm\":\"{}\",\"grn\":\"{}\"}},",
-                p.gemm, p.grn
-            )),
-            cli.iters,
-            ms[0],
-            pct(0.5),
-            pct(0.9),
-            ms[ms.len() - 1],
-            model.arena_len_for(threads),
-            model.arena_plan().live_set_bytes(),
-            model.file_len(),
-            a.macs(),
-            top.join(",")
-        );
+        let mut out = json!({
+            "model": cli.model.display().to_string(),
+            "arch": name,
+            "precision": precision,
+            "input_h": a.input_h,
+            "input_w": a.input_w,
+            "classes": a.num_classes,
+            "kernels": kernel_name,
+            "threads": threads,
+            "iters": cli.iters,
+            "latency_ms": {"min": ms[0], "p50": pct(0.5), "p90": pct(0.9), "max": ms[ms.len() - 1], "mean": mean_ms},
+            "arena_bytes": model.arena_len_for(threads),
+            "live_set_bytes": model.arena_plan().live_set_bytes(),
+            "model_bytes": model.file_len(),
+            "macs": a.macs(),
+            "top5": top,
+        });
+        if let Some(p) = int8_paths {
+            out["int8_paths"] = json!({"gemm": p.gemm, "grn": p.grn});
+        }
+        if let Some(p) = &profile {
+            out["profile"] = p.json();
+        }
+        println!("{out}");
     } else {
         println!(
             "model   {} ({} bytes): {name} {precision}, input {}x{}, {} classes, {:.3} GMAC",
@@ -249,6 +278,111 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
             pct(0.9),
             ms[ms.len() - 1]
         );
+        if let Some(p) = &profile {
+            p.print();
+        }
     }
     Ok(())
+}
+
+/// Mean time of every step of the fused schedule over the profiled runs.
+struct StepProfile {
+    /// (step, kind, mean ms, MACs) in schedule order.
+    steps: Vec<(String, &'static str, f64, u64)>,
+    iters: u32,
+    /// Mean latency of the unprofiled runs.
+    latency_ms: f64,
+}
+
+impl StepProfile {
+    fn new(a: &edge::Arch, ticks: &[u64], iters: u32, latency_ms: f64) -> Self {
+        let steps = Op::schedule(a)
+            .zip(ticks)
+            .map(|(op, &t)| {
+                (
+                    op.to_string(),
+                    op.kind(),
+                    t as f64 / iters as f64 / 1e6,
+                    op.macs(a),
+                )
+            })
+            .collect();
+        StepProfile {
+            steps,
+            iters,
+            latency_ms,
+        }
+    }
+
+    fn sum_ms(&self) -> f64 {
+        self.steps.iter().map(|s| s.2).sum()
+    }
+
+    /// Per kind, in order of first appearance: (kind, ms, MACs).
+    fn kinds(&self) -> Vec<(&'static str, f64, u64)> {
+        let mut out: Vec<(&'static str, f64, u64)> = Vec::new();
+        for &(_, kind, ms, macs) in &self.steps {
+            match out.iter_mut().find(|k| k.0 == kind) {
+                Some(k) => {
+                    k.1 += ms;
+                    k.2 += macs;
+                }
+                None => out.push((kind, ms, macs)),
+            }
+        }
+        out
+    }
+
+    fn gmacs(ms: f64, macs: u64) -> Option<f64> {
+        (macs > 0 && ms > 0.0).then(|| macs as f64 / (ms * 1e-3) / 1e9)
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let sum = self.sum_ms();
+        let row = |name: &str, kind: &str, ms: f64, macs: u64| json!({"step": name, "kind": kind, "ms": ms, "percent": 100.0 * ms / sum, "macs": macs, "gmac_per_s": Self::gmacs(ms, macs)});
+        json!({
+            "iters": self.iters,
+            "emulated": emulated(),
+            "sum_ms": sum,
+            "sum_over_latency": sum / self.latency_ms,
+            "steps": self.steps.iter().map(|(n, k, ms, m)| row(n, k, *ms, *m)).collect::<Vec<_>>(),
+            "kinds": self.kinds().iter().map(|(k, ms, m)| row(k, k, *ms, *m)).collect::<Vec<_>>(),
+        })
+    }
+
+    fn print(&self) {
+        let sum = self.sum_ms();
+        println!(
+            "profile: mean over {} iters; the steps sum to {sum:.3} ms = {:.1} % of the unprofiled mean latency {:.3} ms",
+            self.iters,
+            100.0 * sum / self.latency_ms,
+            self.latency_ms
+        );
+        if emulated() {
+            println!(
+                "         (under an emulator, qemu-user: emulation time, not the device's; \
+                 instruction counts are the measure there, benches/qemu)"
+            );
+        }
+        let line = |name: &str, ms: f64, macs: u64| {
+            let g = Self::gmacs(ms, macs).map_or("-".to_string(), |g| format!("{g:.2}"));
+            println!("  {name:<36} {ms:>9.3} {:>6.1} {g:>8}", 100.0 * ms / sum);
+        };
+        println!("  {:<36} {:>9} {:>6} {:>8}", "step", "ms", "%", "GMAC/s");
+        for (n, _, ms, macs) in &self.steps {
+            line(n, *ms, *macs);
+        }
+        println!("by operator kind");
+        for (k, ms, macs) in self.kinds() {
+            line(k, ms, macs);
+        }
+    }
+}
+
+/// Whether this aarch64 binary runs under qemu-user on another ISA: qemu passes the host's
+/// `/proc/cpuinfo` through, which then names an x86 vendor.
+fn emulated() -> bool {
+    cfg!(target_arch = "aarch64")
+        && std::fs::read_to_string("/proc/cpuinfo")
+            .is_ok_and(|c| c.contains("GenuineIntel") || c.contains("AuthenticAMD"))
 }

@@ -113,16 +113,18 @@ fn json_output_and_png_input() {
         "--json",
     ]);
     assert!(ok, "{stderr}");
-    for key in [
-        "\"latency_ms\":{\"min\":",
-        "\"p50\":",
-        "\"p90\":",
-        "\"arena_bytes\":3015695",
-        "\"model_bytes\":",
-        "\"top5\":[{\"class\":",
-    ] {
-        assert!(stdout.contains(key), "{key} in {stdout}");
+    let j: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let lat = &j["latency_ms"];
+    for q in ["min", "p50", "p90", "max", "mean"] {
+        assert!(lat[q].as_f64().is_some_and(|v| v > 0.0), "{q} in {stdout}");
     }
+    assert!(
+        lat["min"].as_f64() <= lat["p50"].as_f64() && lat["p90"].as_f64() <= lat["max"].as_f64()
+    );
+    assert_eq!(j["arena_bytes"], 3015695);
+    assert!(j["model_bytes"].as_u64().unwrap() > 3_000_000);
+    assert_eq!(j["top5"].as_array().unwrap().len(), 5);
+    assert!(j["top5"][0]["class"].is_u64() && j.get("profile").is_none());
     let got = read_f32(&logits);
     let want = read_f32(&fixtures().join("atto/logits/astronaut.bin"));
     let err = got
@@ -260,10 +262,9 @@ fn int8_runs_say_which_instruction_paths_ran() {
     );
     let out = run(&["--json"]);
     let want = edge::Kernels::Auto.int8_paths().unwrap();
-    assert!(
-        out.contains(&format!("\"int8_paths\":{{\"gemm\":\"{}\"", want.gemm)),
-        "{out}"
-    );
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(j["int8_paths"]["gemm"], want.gemm, "{out}");
+    assert_eq!(j["int8_paths"]["grn"], want.grn, "{out}");
     // f32 models print no int8 line.
     let out = bench(&[
         "--model",
@@ -277,4 +278,90 @@ fn int8_runs_say_which_instruction_paths_ran() {
     ])
     .1;
     assert!(!out.contains("int8 GEMMs"), "{out}");
+}
+
+#[test]
+fn profile_lists_every_step_f32_and_int8() {
+    let f32_file = atto_model("prof.cnx");
+    let buf = edge::builder::AlignedBytes::from_slice(&std::fs::read(&f32_file).unwrap());
+    let f32m = edge::Model::parse(buf.as_slice()).unwrap();
+    let img = std::fs::read(fixtures().join("atto/inputs/astronaut_u8_hwc_224x224x3.bin")).unwrap();
+    let int8 = quant::quantize::quantize_with_inputs(
+        &f32m,
+        [edge::Input::HwcU8(&img)],
+        quant::calib::Method::MinMax,
+    )
+    .unwrap();
+    let i8_file = tmp("prof_i8.cnx");
+    std::fs::write(&i8_file, int8).unwrap();
+    let input = fixtures().join("atto/inputs/astronaut.bin");
+    let arch = *f32m.arch();
+    for model in [&f32_file, &i8_file] {
+        let args = |extra: &'static [&'static str]| {
+            let mut a = vec![
+                "--model",
+                model.to_str().unwrap(),
+                "--input",
+                input.to_str().unwrap(),
+                "--iters",
+                "2",
+                "--warmup",
+                "1",
+                "--threads",
+                "2",
+                "--profile",
+            ];
+            a.extend_from_slice(extra);
+            a
+        };
+        let (ok, stdout, stderr) = bench(&args(&["--json"]));
+        assert!(ok, "{stderr}");
+        let j: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let p = &j["profile"];
+        let steps = p["steps"].as_array().unwrap();
+        let want: Vec<String> = edge::Op::schedule(&arch).map(|o| o.to_string()).collect();
+        let got: Vec<&str> = steps.iter().map(|s| s["step"].as_str().unwrap()).collect();
+        assert_eq!(got, want);
+        // The shares add up to the whole, the MACs to the model's, and the fc1 of a block in
+        // the third stage (the bulk of the work) has a throughput.
+        let pct: f64 = steps.iter().map(|s| s["percent"].as_f64().unwrap()).sum();
+        assert!((pct - 100.0).abs() < 1e-6, "{pct}");
+        let macs: u64 = steps.iter().map(|s| s["macs"].as_u64().unwrap()).sum();
+        assert_eq!(macs, arch.macs());
+        let fc1 = steps
+            .iter()
+            .find(|s| s["step"] == "stages.2.blocks.0 fc1+GELU")
+            .unwrap();
+        assert!(fc1["gmac_per_s"].as_f64().unwrap() > 0.0 && fc1["ms"].as_f64().unwrap() > 0.0);
+        assert!(p["sum_ms"].as_f64().unwrap() > 0.0);
+        let kinds: Vec<&str> = p["kinds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "input",
+                "stem conv4x4+LN",
+                "dwconv7x7+LN",
+                "fc1+GELU",
+                "GRN",
+                "fc2+residual",
+                "downsample LN+conv2x2",
+                "pool+LN",
+                "head"
+            ]
+        );
+        // The text table: a header, one line per step, the kinds.
+        let (ok, text, stderr) = bench(&args(&[]));
+        assert!(ok, "{stderr}");
+        assert!(
+            text.contains("profile: mean over 2 iters; the steps sum to"),
+            "{text}"
+        );
+        assert!(text.contains("  stages.3.blocks.1 fc2+residual"), "{text}");
+        assert!(text.contains("by operator kind"), "{text}");
+    }
 }
