@@ -6,7 +6,7 @@
 #   B. `train pretrain` (FCMAE) → `train finetune` from the pretrained encoder → `train export`
 #      → `quant convert` + `quant calibrate` → `edge-bench` on a Fashion-MNIST test image.
 # Budgets are env-tunable (MAIN_PRETRAIN_IMAGES, MAIN_FINETUNE_IMAGES, MAIN_EPOCHS); the
-# defaults show each stage working, not the accuracy of a real run (README: results).
+# defaults show each stage working, not the accuracy of a real run (docs/training.md: results).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT_DIR:-target/main-job}

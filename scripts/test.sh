@@ -55,6 +55,9 @@ QEMU_CPU=cortex-a72 cargo +deb196 run -q -p edge-bench --target aarch64-unknown-
 cmp target/aarch64-check/i8_host.bin target/aarch64-check/i8_neon.bin
 echo "aarch64 edge-bench int8 (neon) logits = host scalar logits, bit for bit"
 
+echo "== C: firmware-examples/c against edge-capi's static library, host and aarch64 (qemu): logits = edge-bench's"
+./scripts/c-example.sh
+
 echo "== aarch64 bare metal: firmware under qemu-system-aarch64 (top-1 must match the host's)"
 ./scripts/firmware.sh
 echo "== all tests passed"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Executed aarch64 instructions per image under qemu-aarch64 (single thread, fixed environment),
 # for edge NEON and edge scalar (and tract-onnx when an aarch64 `tract` binary is given in
-# TRACT_AARCH64, see README), Atto/Femto/Pico at 224, side by side with MACs per image.
+# TRACT_AARCH64, see docs/kernels.md), Atto/Femto/Pico at 224, side by side with MACs per image.
 # Per image = (count with 3 iterations − count with 1) / 2, so start-up and parsing cancel out.
 # Usage: [MODELS="atto femto pico"] [TRACT_AARCH64=path] benches/qemu/run.sh [QEMU_CPU (default cortex-a76)]
 set -euo pipefail

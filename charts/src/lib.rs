@@ -270,8 +270,10 @@ fn draw_panel<DB: DrawingBackend>(
         let c = s.color.rgb();
         let style = c.stroke_width(s.width.max(1));
         if s.mark != Mark::Line {
+            // Dots that stay apart: smaller once there are many.
+            let r = if pts.len() > 40 { 2 } else { 4 };
             chart
-                .draw_series(pts.iter().map(|&q| Circle::new(q, 4, c.filled())))
+                .draw_series(pts.iter().map(|&q| Circle::new(q, r, c.filled())))
                 .map_err(draw_err)?;
         }
         // The legend hangs on a last, empty series so that lines and dots share one entry.

@@ -403,7 +403,7 @@ impl Report {
         }
         let bars = charts::Bars {
             title: format!(
-                "int8 {model} ({method}): per-layer SQNR; logits cosine {:.4}, top-1 agreement {:.1} % on {} held-out images",
+                "int8 {model} ({method}): per-layer SQNR; logits cosine {:.5}, top-1 agreement {:.1} % on {} held-out images",
                 self.cosine_mean,
                 100.0 * self.top1_agreement,
                 self.eval_used

@@ -62,22 +62,22 @@ impl Csv {
     }
 }
 
-/// TensorBoard's smoothing: an exponential moving average with bias correction, over a window
-/// of about 1/30 of the points (none below 60 points).
+/// A centred moving average over about 1/50 of the points (an odd window; none below 100
+/// points), skipping non-finite values; it does not lag behind the curve as an exponential
+/// average does.
 pub fn smooth(v: &[f64]) -> Vec<f64> {
-    let window = (v.len() as f64 / 30.0).max(1.0);
-    let beta = 1.0 - 1.0 / window;
-    let (mut s, mut w) = (0.0, 0.0);
-    v.iter()
-        .map(|&x| {
-            if x.is_finite() {
-                s = beta * s + (1.0 - beta) * x;
-                w = beta * w + (1.0 - beta);
-            }
-            if w > 0.0 {
-                s / w
-            } else {
+    let half = v.len() / 100;
+    (0..v.len())
+        .map(|i| {
+            let w = &v[i.saturating_sub(half)..(i + half + 1).min(v.len())];
+            let (s, n) = w
+                .iter()
+                .filter(|x| x.is_finite())
+                .fold((0.0, 0usize), |(s, n), &x| (s + x, n + 1));
+            if n == 0 {
                 f64::NAN
+            } else {
+                s / n as f64
             }
         })
         .collect()
@@ -137,9 +137,18 @@ fn figure(run: &Path, metrics: &Csv, steps: Option<&Csv>) -> Figure {
             2,
         ));
     }
+    // An epoch's mean loss sits at the middle of its steps.
+    let mid: Vec<f64> = epoch_step
+        .iter()
+        .scan(0.0, |prev, &s| {
+            let m = (*prev + s) / 2.0;
+            *prev = s;
+            Some(m)
+        })
+        .collect();
     loss.push(series(
         "epoch mean",
-        zip(&epoch_step, &epoch_loss),
+        zip(&mid, &epoch_loss),
         Rgb(90, 20, 20),
         Mark::Dots,
         2,
@@ -241,20 +250,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn smoothing_is_the_debiased_ema() {
+    fn smoothing_is_a_centred_moving_average() {
         // Few points: no smoothing at all.
         let v = [3.0, 1.0, 2.0];
         assert_eq!(smooth(&v), v.to_vec());
-        // 300 points: window 10, β = 0.9; a constant stays constant from the first point
-        // (bias correction), and a step responds like 1 − β^k.
-        let mut v = vec![1.0; 150];
-        v.extend(vec![2.0; 150]);
+        // 300 points: a window of 3 by 3 points each side (7), cut at the ends; a NaN is left
+        // out of its windows.
+        let mut v: Vec<f64> = (0..300).map(|i| (i % 7) as f64).collect();
+        v[100] = f64::NAN;
         let s = smooth(&v);
-        assert!((s[0] - 1.0).abs() < 1e-12 && (s[149] - 1.0).abs() < 1e-12);
-        let w149 = 1.0 - 0.9f64.powi(150);
-        let want = (w149 * 0.9 * 1.0 + 0.1 * 2.0) / (0.9 * w149 + 0.1);
-        assert!((s[150] - want).abs() < 1e-12, "{} vs {want}", s[150]);
-        assert!((s[299] - 2.0).abs() < 0.01);
+        assert_eq!(s[0], (0.0 + 1.0 + 2.0 + 3.0) / 4.0);
+        assert_eq!(s[50], 3.0, "a whole period of 0..7 averages to 3");
+        let w: Vec<f64> = (97..=103)
+            .filter(|&i| i != 100)
+            .map(|i| (i % 7) as f64)
+            .collect();
+        assert_eq!(s[100], w.iter().sum::<f64>() / 6.0);
+        assert_eq!(s[299], (v[296] + v[297] + v[298] + v[299]) / 4.0);
     }
 
     /// A synthetic run folder: `epochs` epochs of `per` steps.
