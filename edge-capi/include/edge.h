@@ -12,41 +12,9 @@
 // Bytes of `EdgeError.message`, NUL included.
 #define EDGE_MESSAGE_BYTES 256
 
-// What a call returned.
-typedef enum EdgeStatus {
-  // Success.
-  EDGE_STATUS_OK = 0,
-  // A required pointer argument is NULL (the message names it).
-  EDGE_STATUS_NULL_ARGUMENT = 1,
-  // The model file is invalid (truncated, misaligned, corrupt, unsupported, bad weights).
-  EDGE_STATUS_INVALID_MODEL = 2,
-  // The input has the wrong length, holds a NaN/infinity, or is smaller than the network allows.
-  EDGE_STATUS_BAD_INPUT = 3,
-  // The logits buffer has the wrong length.
-  EDGE_STATUS_BAD_OUTPUT = 4,
-  // The arena is smaller than `edge_model_arena_len` (the message states the size needed).
-  EDGE_STATUS_ARENA_TOO_SMALL = 5,
-  // The kernel set asked for is not available on this CPU or target.
-  EDGE_STATUS_KERNELS_UNAVAILABLE = 6,
-  // The `EdgeModel` was not filled by a successful `edge_model_parse`.
-  EDGE_STATUS_NOT_PARSED = 7,
-  // A bug inside edge (a caught panic); please report it with the message.
-  EDGE_STATUS_INTERNAL = 8,
-} EdgeStatus;
-
-// Which kernel implementations run.
-typedef enum EdgeKernels {
-  // The fastest set this CPU has.
-  EDGE_KERNELS_AUTO = 0,
-  // The scalar reference kernels.
-  EDGE_KERNELS_SCALAR = 1,
-  // NEON (aarch64).
-  EDGE_KERNELS_NEON = 2,
-  // AVX2 + FMA + F16C (x86-64-v3).
-  EDGE_KERNELS_AVX2 = 3,
-  // AVX-512 F/BW/VL/DQ.
-  EDGE_KERNELS_AVX512 = 4,
-} EdgeKernels;
+// A call's result: one of the `EDGE_STATUS_*` codes (a fixed-width integer, not a C enum, so
+// that its size does not depend on the C compiler's enum settings).
+typedef uint32_t EdgeStatus;
 
 // A parsed model: declare one (stack, static) and fill it with `edge_model_parse`. Its words
 // are opaque; it borrows the file bytes, which must stay alive and unchanged while the handle
@@ -59,8 +27,8 @@ typedef struct EdgeModel {
 // The error of a failed call: its status and a NUL-terminated message.
 typedef struct EdgeError {
   // Same as the call's return value.
-  enum EdgeStatus status;
-  // The typed error's message, truncated to fit, NUL-terminated.
+  EdgeStatus status;
+  // The typed error's message, truncated to fit, NUL-terminated (empty on success).
   char message[EDGE_MESSAGE_BYTES];
 } EdgeError;
 
@@ -80,6 +48,55 @@ typedef struct EdgeModelInfo {
   uint64_t macs;
 } EdgeModelInfo;
 
+// Which kernel implementations run: one of the `EDGE_KERNELS_*` codes.
+typedef uint32_t EdgeKernels;
+
+// Success.
+#define EDGE_STATUS_OK 0
+
+// A required pointer argument is NULL (the message names it).
+#define EDGE_STATUS_NULL_ARGUMENT 1
+
+// The model file is invalid (truncated, misaligned, corrupt, unsupported, bad weights).
+#define EDGE_STATUS_INVALID_MODEL 2
+
+// The input has the wrong length, holds a NaN/infinity, or is smaller than the network allows.
+#define EDGE_STATUS_BAD_INPUT 3
+
+// The logits buffer has the wrong length.
+#define EDGE_STATUS_BAD_OUTPUT 4
+
+// The arena is smaller than `edge_model_arena_len` (the message states the size needed).
+#define EDGE_STATUS_ARENA_TOO_SMALL 5
+
+// The kernel set asked for is not available on this CPU or target.
+#define EDGE_STATUS_KERNELS_UNAVAILABLE 6
+
+// The `EdgeModel` was not filled by a successful `edge_model_parse`.
+#define EDGE_STATUS_NOT_PARSED 7
+
+// A bug inside edge (a caught panic); please report it with the message.
+#define EDGE_STATUS_INTERNAL 8
+
+// An argument is out of its range: an unknown `EdgeKernels` value, a `float` pointer that is
+// not 4-byte aligned, a length beyond the address space.
+#define EDGE_STATUS_BAD_ARGUMENT 9
+
+// The fastest set this CPU has.
+#define EDGE_KERNELS_AUTO 0
+
+// The scalar reference kernels.
+#define EDGE_KERNELS_SCALAR 1
+
+// NEON (aarch64).
+#define EDGE_KERNELS_NEON 2
+
+// AVX2 + FMA + F16C (x86-64-v3).
+#define EDGE_KERNELS_AVX2 3
+
+// AVX-512 F/BW/VL/DQ.
+#define EDGE_KERNELS_AVX512 4
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -93,19 +110,19 @@ extern "C" {
 // # Safety
 // `data` points to `len` readable bytes; `model` to a writable `EdgeModel`; `err` is NULL or
 // points to a writable `EdgeError`.
-enum EdgeStatus edge_model_parse(const uint8_t *data,
-                                 size_t len,
-                                 struct EdgeModel *model,
-                                 struct EdgeError *err);
+EdgeStatus edge_model_parse(const uint8_t *data,
+                            size_t len,
+                            struct EdgeModel *model,
+                            struct EdgeError *err);
 
 // Writes what the model describes into `*info`.
 //
 // # Safety
 // `model` points to an `EdgeModel`, `info` to a writable `EdgeModelInfo`; `err` is NULL or
 // writable.
-enum EdgeStatus edge_model_info(const struct EdgeModel *model,
-                                struct EdgeModelInfo *info,
-                                struct EdgeError *err);
+EdgeStatus edge_model_info(const struct EdgeModel *model,
+                           struct EdgeModelInfo *info,
+                           struct EdgeError *err);
 
 // Arena bytes a run needs with `workers` workers (1: the calling thread; this C API runs on
 // the calling thread, so pass 1). 0 if `model` is NULL or not parsed.
@@ -125,34 +142,36 @@ size_t edge_model_arena_len(const struct EdgeModel *model, size_t workers);
 // # Safety
 // `model` points to a parsed `EdgeModel` whose file bytes are alive; `rgb` to `rgb_len`
 // readable bytes; `arena` and `logits` to `arena_len` bytes / `logits_len` floats, writable
-// and not overlapping anything else passed; `err` is NULL or writable.
-enum EdgeStatus edge_run_u8_hwc(const struct EdgeModel *model,
-                                const uint8_t *rgb,
-                                size_t rgb_len,
-                                uint8_t *arena,
-                                size_t arena_len,
-                                float *logits,
-                                size_t logits_len,
-                                enum EdgeKernels kernels,
-                                struct EdgeError *err);
+// and overlapping nothing else passed (nor the model file or the `EdgeModel`); `err` is NULL
+// or writable.
+EdgeStatus edge_run_u8_hwc(const struct EdgeModel *model,
+                           const uint8_t *rgb,
+                           size_t rgb_len,
+                           uint8_t *arena,
+                           size_t arena_len,
+                           float *logits,
+                           size_t logits_len,
+                           EdgeKernels kernels,
+                           struct EdgeError *err);
 
 // As `edge_run_u8_hwc` with an already-normalized f32 image, `[1, 3, H, W]` (NCHW, what a
 // PyTorch user holds; `len` = 3·H·W floats). A NaN or infinity is `EDGE_STATUS_BAD_INPUT`.
 //
 // # Safety
 // As `edge_run_u8_hwc`, with `nchw` pointing to `len` readable floats.
-enum EdgeStatus edge_run_f32_nchw(const struct EdgeModel *model,
-                                  const float *nchw,
-                                  size_t len,
-                                  uint8_t *arena,
-                                  size_t arena_len,
-                                  float *logits,
-                                  size_t logits_len,
-                                  enum EdgeKernels kernels,
-                                  struct EdgeError *err);
+EdgeStatus edge_run_f32_nchw(const struct EdgeModel *model,
+                             const float *nchw,
+                             size_t len,
+                             uint8_t *arena,
+                             size_t arena_len,
+                             float *logits,
+                             size_t logits_len,
+                             EdgeKernels kernels,
+                             struct EdgeError *err);
 
-// A static, NUL-terminated name of `status` ("ok", "invalid model", …).
-const char *edge_status_name(enum EdgeStatus status);
+// A static, NUL-terminated name of `status` ("ok", "invalid model", …; "unknown status" for
+// a value that is none of the codes).
+const char *edge_status_name(EdgeStatus status);
 
 #ifdef __cplusplus
 }  // extern "C"

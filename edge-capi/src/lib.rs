@@ -3,7 +3,8 @@
 //! The same contract as the Rust API: a model file is parsed and validated in place (the
 //! caller's bytes are borrowed, never copied), the caller owns every buffer — the model handle
 //! (`EdgeModel`, a fixed-size struct a C caller can put on the stack or in a static), the arena
-//! and the logits — and nothing here allocates. Every entry point returns an `EdgeStatus` and,
+//! and the logits — and nothing here allocates, not even for an error's message (it is
+//! formatted straight into the caller's buffer). Every entry point returns an `EdgeStatus` and,
 //! when given an `EdgeError`, writes the typed error's full message there (which tensor, which
 //! size was expected). No Rust panic crosses the boundary: each entry point catches one and
 //! reports `EDGE_STATUS_INTERNAL`.
@@ -27,45 +28,43 @@ pub const EDGE_MODEL_WORDS: usize = 128;
 /// Bytes of `EdgeError.message`, NUL included.
 pub const EDGE_MESSAGE_BYTES: usize = 256;
 
-/// What a call returned.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EdgeStatus {
-    /// Success.
-    Ok = 0,
-    /// A required pointer argument is NULL (the message names it).
-    NullArgument = 1,
-    /// The model file is invalid (truncated, misaligned, corrupt, unsupported, bad weights).
-    InvalidModel = 2,
-    /// The input has the wrong length, holds a NaN/infinity, or is smaller than the network allows.
-    BadInput = 3,
-    /// The logits buffer has the wrong length.
-    BadOutput = 4,
-    /// The arena is smaller than `edge_model_arena_len` (the message states the size needed).
-    ArenaTooSmall = 5,
-    /// The kernel set asked for is not available on this CPU or target.
-    KernelsUnavailable = 6,
-    /// The `EdgeModel` was not filled by a successful `edge_model_parse`.
-    NotParsed = 7,
-    /// A bug inside edge (a caught panic); please report it with the message.
-    Internal = 8,
-}
+/// A call's result: one of the `EDGE_STATUS_*` codes (a fixed-width integer, not a C enum, so
+/// that its size does not depend on the C compiler's enum settings).
+pub type EdgeStatus = u32;
+/// Success.
+pub const EDGE_STATUS_OK: EdgeStatus = 0;
+/// A required pointer argument is NULL (the message names it).
+pub const EDGE_STATUS_NULL_ARGUMENT: EdgeStatus = 1;
+/// The model file is invalid (truncated, misaligned, corrupt, unsupported, bad weights).
+pub const EDGE_STATUS_INVALID_MODEL: EdgeStatus = 2;
+/// The input has the wrong length, holds a NaN/infinity, or is smaller than the network allows.
+pub const EDGE_STATUS_BAD_INPUT: EdgeStatus = 3;
+/// The logits buffer has the wrong length.
+pub const EDGE_STATUS_BAD_OUTPUT: EdgeStatus = 4;
+/// The arena is smaller than `edge_model_arena_len` (the message states the size needed).
+pub const EDGE_STATUS_ARENA_TOO_SMALL: EdgeStatus = 5;
+/// The kernel set asked for is not available on this CPU or target.
+pub const EDGE_STATUS_KERNELS_UNAVAILABLE: EdgeStatus = 6;
+/// The `EdgeModel` was not filled by a successful `edge_model_parse`.
+pub const EDGE_STATUS_NOT_PARSED: EdgeStatus = 7;
+/// A bug inside edge (a caught panic); please report it with the message.
+pub const EDGE_STATUS_INTERNAL: EdgeStatus = 8;
+/// An argument is out of its range: an unknown `EdgeKernels` value, a `float` pointer that is
+/// not 4-byte aligned, a length beyond the address space.
+pub const EDGE_STATUS_BAD_ARGUMENT: EdgeStatus = 9;
 
-/// Which kernel implementations run.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EdgeKernels {
-    /// The fastest set this CPU has.
-    Auto = 0,
-    /// The scalar reference kernels.
-    Scalar = 1,
-    /// NEON (aarch64).
-    Neon = 2,
-    /// AVX2 + FMA + F16C (x86-64-v3).
-    Avx2 = 3,
-    /// AVX-512 F/BW/VL/DQ.
-    Avx512 = 4,
-}
+/// Which kernel implementations run: one of the `EDGE_KERNELS_*` codes.
+pub type EdgeKernels = u32;
+/// The fastest set this CPU has.
+pub const EDGE_KERNELS_AUTO: EdgeKernels = 0;
+/// The scalar reference kernels.
+pub const EDGE_KERNELS_SCALAR: EdgeKernels = 1;
+/// NEON (aarch64).
+pub const EDGE_KERNELS_NEON: EdgeKernels = 2;
+/// AVX2 + FMA + F16C (x86-64-v3).
+pub const EDGE_KERNELS_AVX2: EdgeKernels = 3;
+/// AVX-512 F/BW/VL/DQ.
+pub const EDGE_KERNELS_AVX512: EdgeKernels = 4;
 
 /// A parsed model: declare one (stack, static) and fill it with `edge_model_parse`. Its words
 /// are opaque; it borrows the file bytes, which must stay alive and unchanged while the handle
@@ -81,7 +80,7 @@ pub struct EdgeModel {
 pub struct EdgeError {
     /// Same as the call's return value.
     pub status: EdgeStatus,
-    /// The typed error's message, truncated to fit, NUL-terminated.
+    /// The typed error's message, truncated to fit, NUL-terminated (empty on success).
     pub message: [c_char; EDGE_MESSAGE_BYTES],
 }
 
@@ -114,64 +113,114 @@ struct Handle {
 const _: () = assert!(core::mem::size_of::<Handle>() <= 8 * EDGE_MODEL_WORDS);
 const _: () = assert!(core::mem::align_of::<Handle>() <= core::mem::align_of::<EdgeModel>());
 
-impl EdgeKernels {
-    fn kernels(self) -> Kernels {
+/// Why a call failed; formatted straight into the caller's message buffer (no heap).
+enum Fail {
+    Edge(Error),
+    Null(&'static str),
+    NotParsed,
+    UnknownKernels(u32),
+    Misaligned(&'static str, usize),
+    TooLong(&'static str, usize),
+}
+
+impl Fail {
+    fn status(&self) -> EdgeStatus {
         match self {
-            EdgeKernels::Auto => Kernels::Auto,
-            EdgeKernels::Scalar => Kernels::Scalar,
-            EdgeKernels::Neon => Kernels::Neon,
-            EdgeKernels::Avx2 => Kernels::Avx2,
-            EdgeKernels::Avx512 => Kernels::Avx512,
+            Fail::Edge(e) => status_of(e),
+            Fail::Null(_) => EDGE_STATUS_NULL_ARGUMENT,
+            Fail::NotParsed => EDGE_STATUS_NOT_PARSED,
+            Fail::UnknownKernels(_) | Fail::Misaligned(..) | Fail::TooLong(..) => {
+                EDGE_STATUS_BAD_ARGUMENT
+            }
         }
     }
+}
+
+impl core::fmt::Display for Fail {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Fail::Edge(e) => write!(f, "{e}"),
+            Fail::Null(what) => write!(f, "{what} is NULL"),
+            Fail::NotParsed => {
+                f.write_str("the EdgeModel was not filled by a successful edge_model_parse")
+            }
+            Fail::UnknownKernels(k) => write!(
+                f,
+                "unknown EdgeKernels value {k} (EDGE_KERNELS_AUTO … EDGE_KERNELS_AVX512 are 0 … 4)"
+            ),
+            Fail::Misaligned(what, align) => write!(f, "{what} is not {align}-byte aligned"),
+            Fail::TooLong(what, len) => write!(f, "{what}: length {len} exceeds the address space"),
+        }
+    }
+}
+
+fn kernels_of(k: EdgeKernels) -> Result<Kernels, Fail> {
+    Ok(match k {
+        EDGE_KERNELS_AUTO => Kernels::Auto,
+        EDGE_KERNELS_SCALAR => Kernels::Scalar,
+        EDGE_KERNELS_NEON => Kernels::Neon,
+        EDGE_KERNELS_AVX2 => Kernels::Avx2,
+        EDGE_KERNELS_AVX512 => Kernels::Avx512,
+        other => return Err(Fail::UnknownKernels(other)),
+    })
 }
 
 fn status_of(e: &Error) -> EdgeStatus {
     match e {
         Error::InputLength { .. } | Error::NonFiniteInput { .. } | Error::InputTooSmall { .. } => {
-            EdgeStatus::BadInput
+            EDGE_STATUS_BAD_INPUT
         }
-        Error::OutputLength { .. } => EdgeStatus::BadOutput,
-        Error::ArenaTooSmall { .. } => EdgeStatus::ArenaTooSmall,
-        Error::KernelsUnavailable { .. } => EdgeStatus::KernelsUnavailable,
-        _ => EdgeStatus::InvalidModel,
+        Error::OutputLength { .. } => EDGE_STATUS_BAD_OUTPUT,
+        Error::ArenaTooSmall { .. } => EDGE_STATUS_ARENA_TOO_SMALL,
+        Error::KernelsUnavailable { .. } => EDGE_STATUS_KERNELS_UNAVAILABLE,
+        _ => EDGE_STATUS_INVALID_MODEL,
     }
 }
 
-/// Writes into a C message buffer, truncating, always leaving room for the NUL.
-struct Message<'a> {
-    buf: &'a mut [c_char; EDGE_MESSAGE_BYTES],
+/// Writes into a C message buffer through a raw pointer (the buffer may be uninitialized),
+/// truncating, always NUL-terminated.
+struct Message {
+    buf: *mut c_char,
     len: usize,
 }
 
-impl Write for Message<'_> {
+impl Write for Message {
     fn write_str(&mut self, s: &str) -> core::fmt::Result {
         for &b in s.as_bytes() {
             if self.len + 1 >= EDGE_MESSAGE_BYTES {
                 break;
             }
-            self.buf[self.len] = b as c_char;
+            // SAFETY: `buf` points to EDGE_MESSAGE_BYTES writable chars and len + 1 < that.
+            unsafe { self.buf.add(self.len).write(b as c_char) };
             self.len += 1;
         }
-        self.buf[self.len] = 0;
+        // SAFETY: as above, len < EDGE_MESSAGE_BYTES.
+        unsafe { self.buf.add(self.len).write(0) };
         Ok(())
     }
 }
 
-/// Fills `err` (if not NULL) and returns `status`.
+/// Fills `err` (if not NULL) and returns `status`. Writes through raw pointers only: C callers
+/// pass uninitialized `EdgeError`s.
 ///
 /// # Safety
 /// `err` is NULL or points to a writable `EdgeError`.
-unsafe fn report(err: *mut EdgeError, status: EdgeStatus, msg: core::fmt::Arguments) -> EdgeStatus {
-    // SAFETY: the caller's contract: NULL or a valid, writable EdgeError.
-    if let Some(e) = unsafe { err.as_mut() } {
-        e.status = status;
-        e.message[0] = 0;
-        let mut m = Message {
-            buf: &mut e.message,
-            len: 0,
-        };
-        let _ = m.write_fmt(msg);
+unsafe fn report(
+    err: *mut EdgeError,
+    status: EdgeStatus,
+    msg: &dyn core::fmt::Display,
+) -> EdgeStatus {
+    if !err.is_null() {
+        // SAFETY: the caller's contract: a writable EdgeError; fields written, never read.
+        unsafe {
+            core::ptr::addr_of_mut!((*err).status).write(status);
+            let mut m = Message {
+                buf: core::ptr::addr_of_mut!((*err).message).cast::<c_char>(),
+                len: 0,
+            };
+            m.buf.write(0);
+            let _ = write!(m, "{msg}");
+        }
     }
     status
 }
@@ -180,78 +229,70 @@ unsafe fn report(err: *mut EdgeError, status: EdgeStatus, msg: core::fmt::Argume
 ///
 /// # Safety
 /// `err` is NULL or points to a writable `EdgeError`.
-unsafe fn guarded(
-    err: *mut EdgeError,
-    body: impl FnOnce() -> Result<(), (EdgeStatus, String)>,
-) -> EdgeStatus {
+unsafe fn guarded(err: *mut EdgeError, body: impl FnOnce() -> Result<(), Fail>) -> EdgeStatus {
     // SAFETY (all three reports): forwarded caller contract on `err`.
     match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(Ok(())) => unsafe { report(err, EdgeStatus::Ok, format_args!("")) },
-        Ok(Err((s, m))) => unsafe { report(err, s, format_args!("{m}")) },
+        Ok(Ok(())) => unsafe { report(err, EDGE_STATUS_OK, &"") },
+        Ok(Err(f)) => unsafe { report(err, f.status(), &f) },
         Err(_) => unsafe {
             report(
                 err,
-                EdgeStatus::Internal,
-                format_args!("internal error in edge (a panic was caught): please report it"),
+                EDGE_STATUS_INTERNAL,
+                &"internal error in edge (a panic was caught): please report it",
             )
         },
     }
 }
 
-fn edge_err(e: Error) -> (EdgeStatus, String) {
-    (status_of(&e), e.to_string())
-}
-
-fn null(what: &str) -> (EdgeStatus, String) {
-    (EdgeStatus::NullArgument, format!("{what} is NULL"))
-}
-
 /// # Safety
 /// `model` is NULL or points to an `EdgeModel`.
-unsafe fn handle<'m>(model: *const EdgeModel) -> Result<&'m Model<'static>, (EdgeStatus, String)> {
+unsafe fn handle<'m>(model: *const EdgeModel) -> Result<&'m Model<'static>, Fail> {
     let h = model.cast::<Handle>();
     if h.is_null() {
-        return Err(null("model"));
+        return Err(Fail::Null("model"));
     }
     // SAFETY: caller contract (an EdgeModel: aligned and large enough for a Handle, asserted);
     // only the magic is read until it proves that `edge_model_parse` wrote the model.
     if unsafe { core::ptr::addr_of!((*h).magic).read() } != MAGIC {
-        return Err((
-            EdgeStatus::NotParsed,
-            "the EdgeModel was not filled by a successful edge_model_parse".into(),
-        ));
+        return Err(Fail::NotParsed);
     }
     // SAFETY: the magic is only written together with a valid model.
     Ok(unsafe { &(*h).model })
 }
 
-/// Borrows `len` elements at `p` (an empty slice for `len` 0, whatever `p`).
+/// Checks what `from_raw_parts` needs of `p` and `len`: not NULL, aligned, within the address
+/// space.
+fn check_ptr<T>(p: *const T, len: usize, what: &'static str) -> Result<(), Fail> {
+    if p.is_null() {
+        return Err(Fail::Null(what));
+    }
+    if !p.is_aligned() {
+        return Err(Fail::Misaligned(what, core::mem::align_of::<T>()));
+    }
+    if len
+        .checked_mul(core::mem::size_of::<T>())
+        .is_none_or(|b| b > isize::MAX as usize)
+    {
+        return Err(Fail::TooLong(what, len));
+    }
+    Ok(())
+}
+
+/// Borrows `len` elements at `p`.
 ///
 /// # Safety
 /// `p` is NULL or points to `len` readable elements.
-unsafe fn slice<'a, T>(
-    p: *const T,
-    len: usize,
-    what: &str,
-) -> Result<&'a [T], (EdgeStatus, String)> {
-    if p.is_null() {
-        return Err(null(what));
-    }
-    // SAFETY: non-NULL and, by the caller's contract, `len` readable elements.
+unsafe fn slice<'a, T>(p: *const T, len: usize, what: &'static str) -> Result<&'a [T], Fail> {
+    check_ptr(p, len, what)?;
+    // SAFETY: non-NULL, aligned, in range, and by the caller's contract `len` readable elements.
     Ok(unsafe { core::slice::from_raw_parts(p, len) })
 }
 
 /// # Safety
 /// `p` is NULL or points to `len` writable elements.
-unsafe fn slice_mut<'a, T>(
-    p: *mut T,
-    len: usize,
-    what: &str,
-) -> Result<&'a mut [T], (EdgeStatus, String)> {
-    if p.is_null() {
-        return Err(null(what));
-    }
-    // SAFETY: non-NULL and, by the caller's contract, `len` writable elements.
+unsafe fn slice_mut<'a, T>(p: *mut T, len: usize, what: &'static str) -> Result<&'a mut [T], Fail> {
+    check_ptr(p, len, what)?;
+    // SAFETY: non-NULL, aligned, in range, and by the caller's contract `len` writable elements.
     Ok(unsafe { core::slice::from_raw_parts_mut(p, len) })
 }
 
@@ -276,12 +317,12 @@ pub unsafe extern "C" fn edge_model_parse(
         guarded(err, || {
             let out = model.cast::<Handle>();
             if out.is_null() {
-                return Err(null("model"));
+                return Err(Fail::Null("model"));
             }
             // Never leave a stale handle behind a failed parse.
             core::ptr::addr_of_mut!((*out).magic).write(0);
             let bytes: &'static [u8] = slice(data, len, "data")?;
-            let m = Model::parse(bytes).map_err(edge_err)?;
+            let m = Model::parse(bytes).map_err(Fail::Edge)?;
             out.write(Handle {
                 magic: MAGIC,
                 model: m,
@@ -306,16 +347,18 @@ pub unsafe extern "C" fn edge_model_info(
     unsafe {
         guarded(err, || {
             let m = handle(model)?;
-            let out = info.as_mut().ok_or_else(|| null("info"))?;
+            if info.is_null() {
+                return Err(Fail::Null("info"));
+            }
             let a = m.arch();
-            *out = EdgeModelInfo {
+            info.write(EdgeModelInfo {
                 input_h: a.input_h,
                 input_w: a.input_w,
                 in_chans: a.in_chans,
                 num_classes: a.num_classes,
                 int8: (m.precision() == edge::Precision::Int8) as u8,
                 macs: a.macs(),
-            };
+            });
             Ok(())
         })
     }
@@ -340,7 +383,7 @@ pub unsafe extern "C" fn edge_model_arena_len(model: *const EdgeModel, workers: 
 #[allow(clippy::too_many_arguments)]
 unsafe fn run(
     model: *const EdgeModel,
-    input: impl FnOnce() -> Result<Input<'static>, (EdgeStatus, String)>,
+    input: impl FnOnce() -> Result<Input<'static>, Fail>,
     arena: *mut u8,
     arena_len: usize,
     logits: *mut f32,
@@ -352,11 +395,12 @@ unsafe fn run(
     unsafe {
         guarded(err, || {
             let m = handle(model)?;
+            let k = kernels_of(kernels)?;
             let x = input()?;
             let arena = slice_mut(arena, arena_len, "arena")?;
             let logits = slice_mut(logits, logits_len, "logits")?;
-            m.run_with(x, arena, logits, kernels.kernels(), &mut edge::NoObserver)
-                .map_err(edge_err)
+            m.run_with(x, arena, logits, k, &mut edge::NoObserver)
+                .map_err(Fail::Edge)
         })
     }
 }
@@ -372,7 +416,8 @@ unsafe fn run(
 /// # Safety
 /// `model` points to a parsed `EdgeModel` whose file bytes are alive; `rgb` to `rgb_len`
 /// readable bytes; `arena` and `logits` to `arena_len` bytes / `logits_len` floats, writable
-/// and not overlapping anything else passed; `err` is NULL or writable.
+/// and overlapping nothing else passed (nor the model file or the `EdgeModel`); `err` is NULL
+/// or writable.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn edge_run_u8_hwc(
@@ -434,19 +479,22 @@ pub unsafe extern "C" fn edge_run_f32_nchw(
     }
 }
 
-/// A static, NUL-terminated name of `status` ("ok", "invalid model", …).
+/// A static, NUL-terminated name of `status` ("ok", "invalid model", …; "unknown status" for
+/// a value that is none of the codes).
 #[no_mangle]
 pub extern "C" fn edge_status_name(status: EdgeStatus) -> *const c_char {
     let s: &'static [u8] = match status {
-        EdgeStatus::Ok => b"ok\0",
-        EdgeStatus::NullArgument => b"null argument\0",
-        EdgeStatus::InvalidModel => b"invalid model\0",
-        EdgeStatus::BadInput => b"bad input\0",
-        EdgeStatus::BadOutput => b"bad output\0",
-        EdgeStatus::ArenaTooSmall => b"arena too small\0",
-        EdgeStatus::KernelsUnavailable => b"kernels unavailable\0",
-        EdgeStatus::NotParsed => b"model not parsed\0",
-        EdgeStatus::Internal => b"internal error\0",
+        EDGE_STATUS_OK => b"ok\0",
+        EDGE_STATUS_NULL_ARGUMENT => b"null argument\0",
+        EDGE_STATUS_INVALID_MODEL => b"invalid model\0",
+        EDGE_STATUS_BAD_INPUT => b"bad input\0",
+        EDGE_STATUS_BAD_OUTPUT => b"bad output\0",
+        EDGE_STATUS_ARENA_TOO_SMALL => b"arena too small\0",
+        EDGE_STATUS_KERNELS_UNAVAILABLE => b"kernels unavailable\0",
+        EDGE_STATUS_NOT_PARSED => b"model not parsed\0",
+        EDGE_STATUS_INTERNAL => b"internal error\0",
+        EDGE_STATUS_BAD_ARGUMENT => b"bad argument\0",
+        _ => b"unknown status\0",
     };
     s.as_ptr().cast()
 }

@@ -19,10 +19,11 @@ fn aligned(raw: &[u8]) -> Vec<u128> {
     w
 }
 
+/// An error record as C leaves it: garbage (the API writes it, never reads it).
 fn new_err() -> EdgeError {
     EdgeError {
-        status: EdgeStatus::Ok,
-        message: [0; EDGE_MESSAGE_BYTES],
+        status: 0xdead_beef,
+        message: [0x55; EDGE_MESSAGE_BYTES],
     }
 }
 
@@ -71,12 +72,12 @@ fn parse_info_and_run_match_the_rust_api_bit_for_bit() {
         unsafe {
             assert_eq!(
                 edge_model_parse(bytes.as_ptr(), bytes.len(), &mut model, &mut err),
-                EdgeStatus::Ok,
+                EDGE_STATUS_OK,
                 "{}",
                 msg(&err)
             );
             let mut info = EdgeModelInfo::default();
-            assert_eq!(edge_model_info(&model, &mut info, &mut err), EdgeStatus::Ok);
+            assert_eq!(edge_model_info(&model, &mut info, &mut err), EDGE_STATUS_OK);
             assert_eq!(
                 (
                     info.input_h,
@@ -94,8 +95,8 @@ fn parse_info_and_run_match_the_rust_api_bit_for_bit() {
             // An arena at an odd address: the API takes any alignment.
             let mut arena = vec![0u8; need + 1];
             let mut logits = vec![0f32; 1000];
-            for kernels in [EdgeKernels::Auto, EdgeKernels::Scalar] {
-                let want_k = if kernels == EdgeKernels::Auto {
+            for kernels in [EDGE_KERNELS_AUTO, EDGE_KERNELS_SCALAR] {
+                let want_k = if kernels == EDGE_KERNELS_AUTO {
                     edge::Kernels::Auto
                 } else {
                     edge::Kernels::Scalar
@@ -121,7 +122,7 @@ fn parse_info_and_run_match_the_rust_api_bit_for_bit() {
                     kernels,
                     &mut err,
                 );
-                assert_eq!(s, EdgeStatus::Ok, "{}", msg(&err));
+                assert_eq!(s, EDGE_STATUS_OK, "{}", msg(&err));
                 assert_eq!(
                     bits(&logits),
                     bits(&want),
@@ -146,7 +147,7 @@ fn parse_info_and_run_match_the_rust_api_bit_for_bit() {
                     kernels,
                     std::ptr::null_mut(),
                 );
-                assert_eq!(s, EdgeStatus::Ok);
+                assert_eq!(s, EDGE_STATUS_OK);
                 assert_eq!(
                     bits(&logits),
                     bits(&want),
@@ -187,18 +188,18 @@ fn misuse_is_a_status_and_a_message_naming_the_culprit() {
         let mut info = EdgeModelInfo::default();
         assert_eq!(
             edge_model_info(&model, &mut info, &mut err),
-            EdgeStatus::NotParsed
+            EDGE_STATUS_NOT_PARSED
         );
         assert!(msg(&err).contains("edge_model_parse"), "{}", msg(&err));
         // NULL arguments are named.
         assert_eq!(
             edge_model_parse(std::ptr::null(), 10, &mut model, &mut err),
-            EdgeStatus::NullArgument
+            EDGE_STATUS_NULL_ARGUMENT
         );
         assert_eq!(msg(&err), "data is NULL");
         assert_eq!(
             edge_model_parse(bytes.as_ptr(), bytes.len(), std::ptr::null_mut(), &mut err),
-            EdgeStatus::NullArgument
+            EDGE_STATUS_NULL_ARGUMENT
         );
         assert_eq!(msg(&err), "model is NULL");
         // A misaligned and a truncated file: the model's own typed errors.
@@ -206,21 +207,21 @@ fn misuse_is_a_status_and_a_message_naming_the_culprit() {
         copy[1..].copy_from_slice(&raw);
         assert_eq!(
             edge_model_parse(copy.as_ptr().add(1), raw.len(), &mut model, &mut err),
-            EdgeStatus::InvalidModel
+            EDGE_STATUS_INVALID_MODEL
         );
         assert!(msg(&err).contains("16-byte boundary"), "{}", msg(&err));
         assert_eq!(
             edge_model_parse(bytes.as_ptr(), 100, &mut model, &mut err),
-            EdgeStatus::InvalidModel
+            EDGE_STATUS_INVALID_MODEL
         );
         assert!(msg(&err).contains("truncated"), "{}", msg(&err));
         // A failed parse leaves no usable handle behind.
         assert_eq!(edge_model_arena_len(&model, 1), 0);
         assert_eq!(
             edge_model_parse(bytes.as_ptr(), bytes.len(), &mut model, &mut err),
-            EdgeStatus::Ok
+            EDGE_STATUS_OK
         );
-        assert_eq!(err.status, EdgeStatus::Ok);
+        assert_eq!(err.status, EDGE_STATUS_OK);
         assert_eq!(msg(&err), "");
         let need = edge_model_arena_len(&model, 1);
         let mut arena = vec![0u8; need];
@@ -250,12 +251,12 @@ fn misuse_is_a_status_and_a_message_naming_the_culprit() {
                 rgb.len() - 3,
                 need,
                 1000,
-                EdgeKernels::Auto,
+                EDGE_KERNELS_AUTO,
                 &mut err,
                 &mut arena,
                 &mut logits
             ),
-            EdgeStatus::BadInput
+            EDGE_STATUS_BAD_INPUT
         );
         assert!(
             msg(&err).contains(&format!("{}", 64 * 64 * 3)),
@@ -267,12 +268,12 @@ fn misuse_is_a_status_and_a_message_naming_the_culprit() {
                 rgb.len(),
                 need / 2,
                 1000,
-                EdgeKernels::Auto,
+                EDGE_KERNELS_AUTO,
                 &mut err,
                 &mut arena,
                 &mut logits
             ),
-            EdgeStatus::ArenaTooSmall
+            EDGE_STATUS_ARENA_TOO_SMALL
         );
         assert!(
             msg(&err).contains(&need.to_string()),
@@ -284,17 +285,17 @@ fn misuse_is_a_status_and_a_message_naming_the_culprit() {
                 rgb.len(),
                 need,
                 10,
-                EdgeKernels::Auto,
+                EDGE_KERNELS_AUTO,
                 &mut err,
                 &mut arena,
                 &mut logits
             ),
-            EdgeStatus::BadOutput
+            EDGE_STATUS_BAD_OUTPUT
         );
         let missing = if cfg!(target_arch = "aarch64") {
-            EdgeKernels::Avx2
+            EDGE_KERNELS_AVX2
         } else {
-            EdgeKernels::Neon
+            EDGE_KERNELS_NEON
         };
         assert_eq!(
             run(
@@ -306,7 +307,7 @@ fn misuse_is_a_status_and_a_message_naming_the_culprit() {
                 &mut arena,
                 &mut logits
             ),
-            EdgeStatus::KernelsUnavailable
+            EDGE_STATUS_KERNELS_UNAVAILABLE
         );
         let nan = vec![f32::NAN; 3 * 64 * 64];
         let s = edge_run_f32_nchw(
@@ -317,17 +318,17 @@ fn misuse_is_a_status_and_a_message_naming_the_culprit() {
             need,
             logits.as_mut_ptr(),
             1000,
-            EdgeKernels::Auto,
+            EDGE_KERNELS_AUTO,
             &mut err,
         );
-        assert_eq!(s, EdgeStatus::BadInput);
+        assert_eq!(s, EDGE_STATUS_BAD_INPUT);
         assert!(
             msg(&err).contains("index 0") || msg(&err).contains("element 0"),
             "{}",
             msg(&err)
         );
         assert_eq!(
-            CStr::from_ptr(edge_status_name(EdgeStatus::ArenaTooSmall))
+            CStr::from_ptr(edge_status_name(EDGE_STATUS_ARENA_TOO_SMALL))
                 .to_str()
                 .unwrap(),
             "arena too small"

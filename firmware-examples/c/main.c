@@ -13,9 +13,12 @@
 static unsigned char *read_file(const char *path, size_t *len, size_t align) {
     FILE *f = fopen(path, "rb");
     if (!f) { perror(path); return NULL; }
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
+    long n = -1;
+    if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fprintf(stderr, "%s: not a regular file (cannot find its size)\n", path);
+        fclose(f);
+        return NULL;
+    }
     /* aligned_alloc wants a multiple of the alignment. */
     size_t cap = ((size_t)n + align - 1) / align * align;
     unsigned char *buf = aligned_alloc(align, cap ? cap : align);
@@ -40,10 +43,14 @@ int main(int argc, char **argv) {
         return 1;
     }
     EdgeModelInfo info;
-    edge_model_info(&model, &info, NULL);
+    if (edge_model_info(&model, &info, &err) != EDGE_STATUS_OK) {
+        fprintf(stderr, "%s: %s\n", argv[1], err.message);
+        return 1;
+    }
     size_t arena_len = edge_model_arena_len(&model, 1);
     unsigned char *arena = malloc(arena_len);
     float *logits = malloc(info.num_classes * sizeof(float));
+    if (!arena || !logits) { fprintf(stderr, "out of memory\n"); return 2; }
     printf("model   %s (%zu bytes): %s, input %zux%zu, %zu classes, arena %zu bytes\n", argv[1], model_len,
            info.int8 ? "int8" : "f32", info.input_h, info.input_w, info.num_classes, arena_len);
     EdgeStatus s = edge_run_u8_hwc(&model, image, image_len, arena, arena_len, logits, info.num_classes,
@@ -52,7 +59,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s: %s: %s\n", argv[2], edge_status_name(s), err.message);
         return 1;
     }
-    /* Top-5, ties broken by the lower class index (as edge-bench). */
+    /* Top-5 by logit, ties broken by the lower class index, as edge-bench (finite logits: the
+     * runtime refuses non-finite inputs and weights). */
     size_t top[5];
     size_t k = info.num_classes < 5 ? info.num_classes : 5;
     for (size_t r = 0; r < k; r++) {
@@ -68,8 +76,9 @@ int main(int argc, char **argv) {
     for (size_t r = 0; r < k; r++) printf("  %zu. class %5zu  logit %+.6f\n", r + 1, top[r], logits[top[r]]);
     if (argc > 3) {
         FILE *o = fopen(argv[3], "wb");
-        if (!o || fwrite(logits, sizeof(float), info.num_classes, o) != info.num_classes) { perror(argv[3]); return 2; }
-        fclose(o);
+        if (!o) { perror(argv[3]); return 2; }
+        size_t wrote = fwrite(logits, sizeof(float), info.num_classes, o);
+        if (fclose(o) != 0 || wrote != info.num_classes) { fprintf(stderr, "%s: write failed\n", argv[3]); return 2; }
     }
     free(arena); free(logits); free(image); free(file);
     return 0;

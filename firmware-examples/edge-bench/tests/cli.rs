@@ -364,7 +364,9 @@ fn profile_lists_every_step_f32_and_int8() {
         let (ok, text, stderr) = bench(&args(&[]));
         assert!(ok, "{stderr}");
         assert!(
-            text.contains("profile: mean over 2 iters; the steps sum to"),
+            text.contains(
+                "profile: mean over 2 profiled runs, each after a timed one; the steps sum to"
+            ),
             "{text}"
         );
         assert!(text.contains("  stages.3.blocks.1 fc2+residual"), "{text}");
