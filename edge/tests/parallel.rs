@@ -2,16 +2,12 @@
 //! and 7 workers, f32 and int8, on every kernel set this target runs (host: each set the CPU has;
 //! aarch64 under qemu-user, which runs threads: NEON), whatever order the tasks run in.
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use edge::{Executor, Input, Kernels, Model, Observer, QParams, Serial, Tap};
+mod common;
+use common::atto_f32_int8;
 
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures")
-        .join(rel)
-}
+use edge::{Executor, Input, Kernels, Model, Observer, QParams, Serial, Tap};
 
 /// `n` threads per `run`, taking tasks from a shared counter (so the order and the worker of
 /// each task vary from run to run).
@@ -69,12 +65,6 @@ fn run<E: Executor>(model: &Model, x: Input, k: Kernels, exec: &E) -> (Vec<u32>,
     (to_bits(&logits), bits)
 }
 
-fn aligned(raw: &[u8]) -> Vec<u128> {
-    let mut words = vec![0u128; raw.len().div_ceil(16)];
-    bytemuck::cast_slice_mut::<u128, u8>(&mut words)[..raw.len()].copy_from_slice(raw);
-    words
-}
-
 fn sets() -> Vec<Kernels> {
     if cfg!(target_arch = "aarch64") {
         vec![Kernels::Neon]
@@ -91,23 +81,8 @@ fn any_worker_count_gives_the_same_bits() {
     } else {
         224
     };
-    let sd = quant::load_state_dict(&fixture("atto/weights.safetensors")).unwrap();
-    let arch = quant::infer_arch(&sd, hw, hw).unwrap();
-    let f32_raw = quant::convert::convert(&sd, &arch).unwrap();
-    let f32_words = aligned(&f32_raw);
-    let f32m =
-        Model::parse(&bytemuck::cast_slice::<u128, u8>(&f32_words)[..f32_raw.len()]).unwrap();
-    let img: Vec<u8> = (0..hw * hw * 3)
-        .map(|i| ((i * 37 + i / 97) % 251) as u8)
-        .collect();
-    let i8_raw = quant::quantize::quantize_with_inputs(
-        &f32m,
-        [Input::HwcU8(&img)],
-        quant::calib::Method::Mse,
-    )
-    .unwrap();
-    let i8_words = aligned(&i8_raw);
-    let i8m = Model::parse(&bytemuck::cast_slice::<u128, u8>(&i8_words)[..i8_raw.len()]).unwrap();
+    let (f32_file, i8_file, img) = atto_f32_int8(hw);
+    let (f32m, i8m) = (f32_file.model(), i8_file.model());
     let x: Vec<f32> = (0..3 * hw * hw)
         .map(|i| ((i * 7919) % 2000) as f32 / 1000.0 - 1.0)
         .collect();
@@ -153,11 +128,8 @@ fn zero_workers_and_short_arenas_are_typed_errors() {
         }
         fn run(&self, _: usize, _: &(dyn Fn(usize, usize) + Sync)) {}
     }
-    let sd = quant::load_state_dict(&fixture("atto/weights.safetensors")).unwrap();
-    let arch = quant::infer_arch(&sd, 64, 64).unwrap();
-    let raw = quant::convert::convert(&sd, &arch).unwrap();
-    let words = aligned(&raw);
-    let m = Model::parse(&bytemuck::cast_slice::<u128, u8>(&words)[..raw.len()]).unwrap();
+    let (f32_file, i8_file, _) = atto_f32_int8(64);
+    let (m, q) = (f32_file.model(), i8_file.model());
     let img = vec![7u8; 64 * 64 * 3];
     let mut arena = vec![0u8; m.arena_len()];
     let mut logits = vec![0f32; 1000];
@@ -169,11 +141,6 @@ fn zero_workers_and_short_arenas_are_typed_errors() {
         &None_,
     );
     assert_eq!(e, Err(edge::Error::NoWorkers));
-    let i8_raw =
-        quant::quantize::quantize_with_inputs(&m, [Input::HwcU8(&img)], quant::calib::Method::Mse)
-            .unwrap();
-    let i8_words = aligned(&i8_raw);
-    let q = Model::parse(&bytemuck::cast_slice::<u128, u8>(&i8_words)[..i8_raw.len()]).unwrap();
     // f32 needs nothing per worker; int8 states its size per worker count, and a buffer short
     // of it (past the alignment slack) is refused with the size it needs.
     assert_eq!(m.arena_len_for(7), m.arena_len());

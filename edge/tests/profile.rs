@@ -2,22 +2,11 @@
 //! schedule, in `Op::schedule` order, f32 and int8; a `Profiler` charges each step exactly the
 //! clock ticks between its neighbours; profiling changes no logit.
 
-use std::path::{Path, PathBuf};
+mod common;
 
+use common::atto_f32_int8;
 use edge::profile::BlockStep;
-use edge::{Arch, Input, Kernels, Model, NoObserver, Observer, Op, Profiler, QParams, Serial, Tap};
-
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures")
-        .join(rel)
-}
-
-fn aligned(raw: &[u8]) -> Vec<u128> {
-    let mut words = vec![0u128; raw.len().div_ceil(16)];
-    bytemuck::cast_slice_mut::<u128, u8>(&mut words)[..raw.len()].copy_from_slice(raw);
-    words
-}
+use edge::{Arch, Input, Kernels, NoObserver, Observer, Op, Profiler, QParams, Serial, Tap};
 
 /// The steps a timed observer is told about, with their indices and whether `run_start` came
 /// first.
@@ -44,36 +33,10 @@ impl Observer for Steps {
     }
 }
 
-fn models(hw: usize) -> (Vec<u128>, usize, Vec<u128>, usize, Vec<u8>) {
-    let sd = quant::load_state_dict(&fixture("atto/weights.safetensors")).unwrap();
-    let arch = quant::infer_arch(&sd, hw, hw).unwrap();
-    let f32_raw = quant::convert::convert(&sd, &arch).unwrap();
-    let f32_words = aligned(&f32_raw);
-    let f32m =
-        Model::parse(&bytemuck::cast_slice::<u128, u8>(&f32_words)[..f32_raw.len()]).unwrap();
-    let img: Vec<u8> = (0..hw * hw * 3)
-        .map(|i| ((i * 37 + i / 97) % 251) as u8)
-        .collect();
-    let i8_raw = quant::quantize::quantize_with_inputs(
-        &f32m,
-        [Input::HwcU8(&img)],
-        quant::calib::Method::Mse,
-    )
-    .unwrap();
-    (
-        f32_words,
-        f32_raw.len(),
-        aligned(&i8_raw),
-        i8_raw.len(),
-        img,
-    )
-}
-
 #[test]
 fn every_step_is_reported_once_in_schedule_order_and_timed_exactly() {
-    let (fw, fl, iw, il, img) = models(64);
-    let f32m = Model::parse(&bytemuck::cast_slice::<u128, u8>(&fw)[..fl]).unwrap();
-    let i8m = Model::parse(&bytemuck::cast_slice::<u128, u8>(&iw)[..il]).unwrap();
+    let (f32_file, i8_file, img) = atto_f32_int8(64);
+    let (f32m, i8m) = (f32_file.model(), i8_file.model());
     for (model, name) in [(&f32m, "f32"), (&i8m, "int8")] {
         let a = *model.arch();
         let want: Vec<(Op, usize)> = Op::schedule(&a).enumerate().map(|(i, o)| (o, i)).collect();
@@ -145,8 +108,8 @@ fn every_step_is_reported_once_in_schedule_order_and_timed_exactly() {
 
 #[test]
 fn a_short_tick_buffer_records_what_fits() {
-    let (fw, fl, _, _, img) = models(32);
-    let m = Model::parse(&bytemuck::cast_slice::<u128, u8>(&fw)[..fl]).unwrap();
+    let (f32_file, _, img) = atto_f32_int8(32);
+    let m = f32_file.model();
     let mut t = 0u64;
     let mut ticks = [0u64; 3];
     let mut prof = Profiler::new(

@@ -1,0 +1,61 @@
+//! Helpers shared by edge's integration tests: fixture paths, 16-byte-aligned model files, and
+//! the Atto fixture converted to f32 and calibrated to int8 with quant's library path.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use edge::{Input, Model};
+
+pub fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(rel)
+}
+
+/// A model file's bytes kept on a 16-byte boundary (what `Model::parse` needs).
+pub struct File {
+    words: Vec<u128>,
+    len: usize,
+}
+
+impl File {
+    pub fn new(raw: &[u8]) -> File {
+        let mut words = vec![0u128; raw.len().div_ceil(16)];
+        bytemuck::cast_slice_mut::<u128, u8>(&mut words)[..raw.len()].copy_from_slice(raw);
+        File {
+            words,
+            len: raw.len(),
+        }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &bytemuck::cast_slice::<u128, u8>(&self.words)[..self.len]
+    }
+
+    pub fn model(&self) -> Model<'_> {
+        Model::parse(self.bytes()).unwrap()
+    }
+}
+
+/// A deterministic u8 RGB test image, `hw × hw × 3`.
+pub fn pattern(hw: usize) -> Vec<u8> {
+    (0..hw * hw * 3)
+        .map(|i| ((i * 37 + i / 97) % 251) as u8)
+        .collect()
+}
+
+/// The timm Atto fixture at `hw × hw`: the f32 file, the int8 file calibrated (MSE) on
+/// [`pattern`], and that image.
+pub fn atto_f32_int8(hw: usize) -> (File, File, Vec<u8>) {
+    let sd = quant::load_state_dict(&fixture("atto/weights.safetensors")).unwrap();
+    let arch = quant::infer_arch(&sd, hw, hw).unwrap();
+    let f32_file = File::new(&quant::convert::convert(&sd, &arch).unwrap());
+    let img = pattern(hw);
+    let i8_raw = quant::quantize::quantize_with_inputs(
+        &f32_file.model(),
+        [Input::HwcU8(&img)],
+        quant::calib::Method::Mse,
+    )
+    .unwrap();
+    (f32_file, File::new(&i8_raw), img)
+}
