@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use edge::builder::AlignedBytes;
 use edge::{Input, Model};
 
 pub fn fixture(rel: &str) -> PathBuf {
@@ -13,23 +14,15 @@ pub fn fixture(rel: &str) -> PathBuf {
 }
 
 /// A model file's bytes kept on a 16-byte boundary (what `Model::parse` needs).
-pub struct File {
-    words: Vec<u128>,
-    len: usize,
-}
+pub struct File(AlignedBytes);
 
 impl File {
     pub fn new(raw: &[u8]) -> File {
-        let mut words = vec![0u128; raw.len().div_ceil(16)];
-        bytemuck::cast_slice_mut::<u128, u8>(&mut words)[..raw.len()].copy_from_slice(raw);
-        File {
-            words,
-            len: raw.len(),
-        }
+        File(AlignedBytes::from_slice(raw))
     }
 
     pub fn bytes(&self) -> &[u8] {
-        &bytemuck::cast_slice::<u128, u8>(&self.words)[..self.len]
+        self.0.as_slice()
     }
 
     pub fn model(&self) -> Model<'_> {
