@@ -36,6 +36,13 @@ pub enum ConvertError {
     Safetensors { path: PathBuf, message: String },
     /// The weights file is not a readable PyTorch checkpoint, or holds no ConvNeXt tensors.
     Pytorch { path: PathBuf, message: String },
+    /// `--ema`/`--state` asked for an entry the file does not hold (`available`: the entries
+    /// with ConvNeXt tensors; empty for a safetensors file, which is one state dict).
+    NoEntry {
+        path: PathBuf,
+        asked: String,
+        available: Vec<String>,
+    },
     /// A tensor has a dtype other than f32/f16/bf16/f64.
     Dtype { name: String, dtype: String },
     /// Two keys name the same tensor (e.g. both timm and official names present).
@@ -73,6 +80,21 @@ impl fmt::Display for ConvertError {
             ConvertError::Pytorch { path, message } => {
                 write!(f, "{}: PyTorch checkpoint: {message}", path.display())
             }
+            ConvertError::NoEntry { path, asked, available } if available.is_empty() => write!(
+                f,
+                "{}: asked for {asked}, but a safetensors file is a single state dict (--ema and --state choose among the entries of a PyTorch checkpoint)",
+                path.display()
+            ),
+            ConvertError::NoEntry { path, asked, available } => write!(
+                f,
+                "{}: no {asked} in this checkpoint; it holds ConvNeXt weights under {}",
+                path.display(),
+                available
+                    .iter()
+                    .map(|a| if a.is_empty() { "the top level".to_string() } else { format!("`{a}`") })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             ConvertError::Dtype { name, dtype } => {
                 write!(
                     f,
@@ -132,6 +154,35 @@ impl std::error::Error for ConvertError {}
 /// Errors: [`ConvertError::Values`] names every tensor holding a NaN, an infinity or an f64 value
 /// beyond f32's range (the first offending element of each, and how many offend).
 pub fn load_state_dict(path: &Path) -> Result<StateDict, ConvertError> {
+    load_state_dict_entry(path, Entry::Default).map(|(sd, _)| sd)
+}
+
+/// Which state dict of a checkpoint holding several (the official and timm training scripts
+/// save `model` beside `model_ema`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entry<'a> {
+    /// The non-EMA weights: the first of the top level, `model`, `state_dict`, and only then an
+    /// EMA entry.
+    Default,
+    /// The EMA weights: `model_ema`, `state_dict_ema` or `ema`, whichever the file has.
+    Ema,
+    /// The entry of this name.
+    Named(&'a str),
+}
+
+/// EMA entries, in the order looked for by [`Entry::Ema`].
+const EMA_ENTRIES: [&str; 3] = ["model_ema", "state_dict_ema", "ema"];
+
+/// [`load_state_dict`] choosing the entry of a PyTorch checkpoint that holds several; also
+/// returns a note for the user (stderr) when the choice was not the only one possible (`using
+/// model; the file also holds model_ema: --ema selects it`).
+///
+/// Errors: [`ConvertError::NoEntry`] when `entry` names something the file lacks (the entries it
+/// has are listed), or when an entry is asked of a safetensors file (a single state dict).
+pub fn load_state_dict_entry(
+    path: &Path,
+    entry: Entry<'_>,
+) -> Result<(StateDict, Option<String>), ConvertError> {
     use std::io::Read;
     let io = |source| ConvertError::Io {
         path: path.into(),
@@ -144,7 +195,14 @@ pub fn load_state_dict(path: &Path) -> Result<StateDict, ConvertError> {
         .map_err(io)?;
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     if matches!(ext, "pth" | "pt") || magic[..got] == *b"PK\x03\x04" {
-        return load_pytorch(path);
+        return load_pytorch(path, entry);
+    }
+    if entry != Entry::Default {
+        return Err(ConvertError::NoEntry {
+            path: path.into(),
+            asked: entry_name(entry),
+            available: Vec::new(),
+        });
     }
     let bytes = std::fs::read(path).map_err(io)?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| ConvertError::Safetensors {
@@ -170,7 +228,15 @@ pub fn load_state_dict(path: &Path) -> Result<StateDict, ConvertError> {
         insert(&mut sd, &name, view.shape().to_vec(), data)?;
     }
     values::collect(bad).map_err(ConvertError::Values)?;
-    Ok(sd)
+    Ok((sd, None))
+}
+
+fn entry_name(e: Entry<'_>) -> String {
+    match e {
+        Entry::Default => "the default weights".into(),
+        Entry::Ema => format!("EMA weights ({})", EMA_ENTRIES.join(", ")),
+        Entry::Named(n) => format!("`{n}`"),
+    }
 }
 
 /// [`widen`], recording in `bad` the first value (as stored) that is not finite after widening.
@@ -234,14 +300,13 @@ fn insert(
     Ok(())
 }
 
-/// Where training scripts nest the weights inside a checkpoint dict: the official ConvNeXt V2
-/// scripts under `model` (beside `optimizer`, `epoch`, ...), others under `state_dict`; a bare
-/// `torch.save(model.state_dict())` has none.
-const PYTORCH_PREFIXES: [&str; 4] = ["", "model.", "state_dict.", "model_ema."];
-
-/// Reads a `torch.save` file (ZIP or legacy pickle) with burn's pytorch-reader: the first of
-/// [`PYTORCH_PREFIXES`] under which ConvNeXt tensors are found; other entries are ignored.
-fn load_pytorch(path: &Path) -> Result<StateDict, ConvertError> {
+/// Reads a `torch.save` file (ZIP or legacy pickle) with burn's pytorch-reader: the entry
+/// `entry` picks among those holding ConvNeXt tensors (the top level `""`, `model`,
+/// `model_ema`, …); other entries are ignored.
+fn load_pytorch(
+    path: &Path,
+    entry: Entry<'_>,
+) -> Result<(StateDict, Option<String>), ConvertError> {
     let err = |message: String| ConvertError::Pytorch {
         path: path.into(),
         message,
@@ -249,21 +314,96 @@ fn load_pytorch(path: &Path) -> Result<StateDict, ConvertError> {
     let reader = pytorch_reader::PytorchReader::new(path).map_err(|e| err(e.to_string()))?;
     let tensors = reader.into_tensors();
     let is_convnext = |n: &str| names::tensor_id(&names::to_timm(n)).is_some();
-    let prefix = PYTORCH_PREFIXES
+    // Every entry holding ConvNeXt tensors: "" for the top level, else the first key component.
+    let mut available: Vec<String> = Vec::new();
+    for k in tensors.keys() {
+        let e = if is_convnext(k) {
+            ""
+        } else {
+            match k.split_once('.') {
+                Some((head, rest)) if is_convnext(rest) => head,
+                _ => continue,
+            }
+        };
+        if !available.iter().any(|a| a == e) {
+            available.push(e.to_string());
+        }
+    }
+    available.sort();
+    let has = |e: &str| available.iter().any(|a| a == e);
+    let chosen: String = match entry {
+        Entry::Named(n) if has(n) => n.to_string(),
+        Entry::Ema => match EMA_ENTRIES.iter().find(|e| has(e)) {
+            Some(e) => e.to_string(),
+            None => {
+                return Err(ConvertError::NoEntry {
+                    path: path.into(),
+                    asked: entry_name(entry),
+                    available,
+                })
+            }
+        },
+        Entry::Named(_) => {
+            return Err(ConvertError::NoEntry {
+                path: path.into(),
+                asked: entry_name(entry),
+                available,
+            })
+        }
+        Entry::Default => {
+            let first = ["", "model", "state_dict"]
+                .iter()
+                .chain(&EMA_ENTRIES)
+                .find(|e| has(e))
+                .or(available.first().map(|s| s.as_str()).as_ref())
+                .map(|e| e.to_string());
+            match first {
+                Some(e) => e,
+                None => {
+                    let mut keys: Vec<&String> = tensors.keys().collect();
+                    keys.sort();
+                    keys.truncate(5);
+                    return Err(err(format!(
+                        "no ConvNeXt tensors at the top level or under any entry (first keys: {keys:?})"
+                    )));
+                }
+            }
+        }
+    };
+    let shown = |e: &str| {
+        if e.is_empty() {
+            "the top-level state dict".to_string()
+        } else {
+            format!("`{e}`")
+        }
+    };
+    let others: Vec<String> = available
         .iter()
-        .find(|p| {
-            tensors
-                .keys()
-                .any(|k| k.strip_prefix(*p).is_some_and(is_convnext))
-        })
-        .ok_or_else(|| {
-            let mut keys: Vec<&String> = tensors.keys().collect();
-            keys.sort();
-            keys.truncate(5);
-            err(format!(
-                "no ConvNeXt tensors at the top level or under model/state_dict/model_ema (first keys: {keys:?})"
-            ))
-        })?;
+        .filter(|a| **a != chosen)
+        .map(|a| shown(a))
+        .collect();
+    let note = (entry == Entry::Default && !others.is_empty()).then(|| {
+        let ema = others
+            .iter()
+            .any(|o| EMA_ENTRIES.iter().any(|e| o == &format!("`{e}`")));
+        format!(
+            "{}: using {}; the file also holds {}{}",
+            path.display(),
+            shown(&chosen),
+            others.join(", "),
+            if ema {
+                ": --ema selects the EMA weights"
+            } else {
+                ": --state NAME selects another"
+            }
+        )
+    });
+    let prefix = if chosen.is_empty() {
+        String::new()
+    } else {
+        format!("{chosen}.")
+    };
+    let prefix = prefix.as_str();
     let mut sd = StateDict::new();
     let mut bad = Vec::new();
     let mut names: Vec<&String> = tensors.keys().collect();
@@ -291,7 +431,7 @@ fn load_pytorch(path: &Path) -> Result<StateDict, ConvertError> {
         insert(&mut sd, name, t.shape().to_vec(), data)?;
     }
     values::collect(bad).map_err(ConvertError::Values)?;
-    Ok(sd)
+    Ok((sd, note))
 }
 
 fn squeeze(shape: &[usize]) -> Vec<usize> {
@@ -430,14 +570,25 @@ pub fn convert_file(
     input_hw: (usize, usize),
     out: &Path,
 ) -> Result<Arch, ConvertError> {
-    let sd = load_state_dict(weights)?;
+    convert_file_entry(weights, Entry::Default, arch_name, input_hw, out).map(|(a, _)| a)
+}
+
+/// [`convert_file`] from the checkpoint entry `entry`, with [`load_state_dict_entry`]'s note.
+pub fn convert_file_entry(
+    weights: &Path,
+    entry: Entry<'_>,
+    arch_name: Option<&str>,
+    input_hw: (usize, usize),
+    out: &Path,
+) -> Result<(Arch, Option<String>), ConvertError> {
+    let (sd, note) = load_state_dict_entry(weights, entry)?;
     let arch = match arch_name {
         Some(n) => named_arch(n, &sd, input_hw.0, input_hw.1)?,
         None => infer_arch(&sd, input_hw.0, input_hw.1)?,
     };
     let file = convert(&sd, &arch)?;
     write_atomic(out, &file)?;
-    Ok(arch)
+    Ok((arch, note))
 }
 
 /// Writes via a sibling temporary file and a rename, so a reader never sees a partial file.

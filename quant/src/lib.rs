@@ -11,4 +11,7 @@ pub mod quantize;
 pub mod synth;
 pub mod values;
 
-pub use convert::{convert_file, infer_arch, load_state_dict, ConvertError, StateDict, Tensor};
+pub use convert::{
+    convert_file, infer_arch, load_state_dict, load_state_dict_entry, ConvertError, Entry,
+    StateDict, Tensor,
+};

@@ -33,6 +33,8 @@ enum Cmd {
         /// Output model file (written atomically; nothing is written on error).
         #[arg(long)]
         out: PathBuf,
+        #[command(flatten)]
+        entry: EntryArgs,
     },
     /// Writes a model with seeded random weights (benchmarks: instruction counts, latency).
     Synth {
@@ -105,12 +107,35 @@ enum Cmd {
         /// No progress bars.
         #[arg(long)]
         quiet: bool,
+        #[command(flatten)]
+        entry: EntryArgs,
     },
     /// Validates a model file and prints its architecture and arena needs.
     Inspect {
         /// The model file.
         model: PathBuf,
     },
+}
+
+/// Which state dict of a PyTorch checkpoint holding several (`model` and `model_ema`, …).
+#[derive(clap::Args)]
+struct EntryArgs {
+    /// Use the checkpoint's EMA weights (`model_ema`, `state_dict_ema` or `ema`).
+    #[arg(long, conflicts_with = "state")]
+    ema: bool,
+    /// Use the checkpoint's entry of this name (e.g. `model`, `state_dict`).
+    #[arg(long)]
+    state: Option<String>,
+}
+
+impl EntryArgs {
+    fn entry(&self) -> quant::Entry<'_> {
+        match (&self.state, self.ema) {
+            (Some(n), _) => quant::Entry::Named(n),
+            (None, true) => quant::Entry::Ema,
+            (None, false) => quant::Entry::Default,
+        }
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -146,8 +171,18 @@ fn run(cmd: Cmd) -> Result<(), Box<dyn std::error::Error>> {
             arch,
             input_size,
             out,
+            entry,
         } => {
-            let a = quant::convert_file(&weights, arch.as_deref(), input_size, &out)?;
+            let (a, note) = quant::convert::convert_file_entry(
+                &weights,
+                entry.entry(),
+                arch.as_deref(),
+                input_size,
+                &out,
+            )?;
+            if let Some(n) = note {
+                eprintln!("{n}");
+            }
             let len = std::fs::metadata(&out)?.len();
             println!(
                 "wrote {} ({} bytes): {} depths {:?} dims {:?}, {} classes, input {}x{}, {} params, {:.3} GMAC",
@@ -199,6 +234,7 @@ fn run(cmd: Cmd) -> Result<(), Box<dyn std::error::Error>> {
             report_png,
             report_svg,
             quiet,
+            entry,
         } => {
             if eval == 0 && (report_png.is_some() || report_svg.is_some()) {
                 return Err(
@@ -220,12 +256,18 @@ fn run(cmd: Cmd) -> Result<(), Box<dyn std::error::Error>> {
             };
             let f32_file = match (&weights, &model) {
                 (Some(w), _) => {
-                    let sd = quant::load_state_dict(w)?;
+                    let (sd, note) = quant::load_state_dict_entry(w, entry.entry())?;
+                    if let Some(n) = note {
+                        eprintln!("{n}");
+                    }
                     let a = match &arch {
                         Some(n) => quant::convert::named_arch(n, &sd, input_size.0, input_size.1)?,
                         None => quant::infer_arch(&sd, input_size.0, input_size.1)?,
                     };
                     quant::convert::convert(&sd, &a)?
+                }
+                (None, Some(_)) if entry.ema || entry.state.is_some() => {
+                    return Err("--ema/--state choose weights inside --weights; an edge model file (--model) holds one set".into())
                 }
                 (None, Some(m)) => std::fs::read(m).map_err(|e| format!("{}: {e}", m.display()))?,
                 (None, None) => return Err("give --weights or --model".into()),

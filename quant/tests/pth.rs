@@ -46,7 +46,7 @@ fn convert_reads_a_pth_and_rejects_broken_ones_writing_nothing() {
         (cut, "PyTorch checkpoint"),
         (
             fixtures().join("extra/no_model.pth"),
-            "no ConvNeXt tensors at the top level or under model",
+            "no ConvNeXt tensors at the top level or under any entry",
         ),
     ] {
         let out = tmp_in("pth", "bad.cnx");
@@ -55,4 +55,73 @@ fn convert_reads_a_pth_and_rejects_broken_ones_writing_nothing() {
         assert!(stderr.contains(why), "{}: {stderr}", bad.display());
         assert!(!out.exists());
     }
+}
+
+#[test]
+fn a_checkpoint_with_model_and_model_ema_says_which_it_used_and_ema_or_state_chooses() {
+    use quant::Entry;
+    // tools/make_pth_ema_fixture.py: `model` = custom_official.pth's weights, `model_ema` the
+    // same with head.bias + 0.5.
+    let w = fixtures().join("extra/custom_official_ema.pth");
+    let st =
+        quant::load_state_dict(&fixtures().join("extra/custom_official_f32.safetensors")).unwrap();
+    let (sd, note) = quant::load_state_dict_entry(&w, Entry::Default).unwrap();
+    assert_eq!(sd.keys().collect::<Vec<_>>(), st.keys().collect::<Vec<_>>());
+    assert!(st.iter().all(|(k, t)| sd[k].data == t.data));
+    let note = note.expect("a note when the file holds EMA weights too");
+    assert!(
+        note.contains("using `model`") && note.contains("`model_ema`") && note.contains("--ema"),
+        "{note}"
+    );
+    let (ema, note) = quant::load_state_dict_entry(&w, Entry::Ema).unwrap();
+    assert!(note.is_none());
+    for (k, t) in &st {
+        let want: Vec<f32> = if k == "head.fc.bias" {
+            t.data.iter().map(|v| v + 0.5).collect()
+        } else {
+            t.data.clone()
+        };
+        assert_eq!(ema[k].data, want, "{k}");
+    }
+    let (named, note) = quant::load_state_dict_entry(&w, Entry::Named("model")).unwrap();
+    assert!(note.is_none() && named.iter().all(|(k, t)| st[k].data == t.data));
+    // Asking for what the file lacks is an error naming what it has, never ignored.
+    let e = quant::load_state_dict_entry(&w, Entry::Named("nope"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("no `nope`") && e.contains("`model`, `model_ema`"),
+        "{e}"
+    );
+    let single = fixtures().join("extra/custom_official.pth");
+    let e = quant::load_state_dict_entry(&single, Entry::Ema)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no EMA weights") && e.contains("`model`"), "{e}");
+    let e = quant::load_state_dict_entry(
+        &fixtures().join("extra/custom_official_f32.safetensors"),
+        Entry::Ema,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("single state dict"), "{e}");
+    // The CLI: the note on stderr; --state for a missing entry writes nothing.
+    let out = tmp_in("pth", "ema.cnx");
+    let (ok, _, stderr) = convert(&w, &out, &["--input-size", "96x128"]);
+    assert!(
+        ok && stderr.contains("--ema selects the EMA weights"),
+        "{stderr}"
+    );
+    std::fs::remove_file(&out).unwrap();
+    let (ok, _, stderr) = convert(&w, &out, &["--input-size", "96x128", "--state", "nope"]);
+    assert!(
+        !ok && stderr.contains("no `nope`") && !out.exists(),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = convert(
+        &w,
+        &out,
+        &["--input-size", "96x128", "--ema", "--state", "model"],
+    );
+    assert!(!ok && stderr.contains("cannot be used with"), "{stderr}");
 }

@@ -9,11 +9,23 @@ use crate::checkpoint::Checkpoint;
 use crate::model::{Config, ConvNeXtV2, Size};
 use crate::weights;
 
-/// Reads weights as a timm state dict: a training checkpoint (its EMA weights with `ema`), or
-/// timm/official safetensors and `train export` files (official names rewritten, f16/bf16 widened).
+/// Reads weights as a timm state dict: a training checkpoint (its EMA weights with `ema`), a
+/// PyTorch checkpoint (its `model_ema` with `ema`, else `model`, saying so on stderr when it holds
+/// both), or timm/official safetensors and `train export` files (official names rewritten,
+/// f16/bf16 widened; `ema` is an error there: they hold one set of weights).
 pub fn read_weights(path: &Path, ema: bool) -> Result<quant::convert::StateDict, String> {
     if !Checkpoint::is_checkpoint(path) {
-        return quant::convert::load_state_dict(path).map_err(|e| e.to_string());
+        // A PyTorch checkpoint may hold `model` and `model_ema`: `ema` picks, a note says which.
+        let entry = if ema {
+            quant::Entry::Ema
+        } else {
+            quant::Entry::Default
+        };
+        let (sd, note) = quant::load_state_dict_entry(path, entry).map_err(|e| e.to_string())?;
+        if let Some(n) = note {
+            eprintln!("{n}");
+        }
+        return Ok(sd);
     }
     let ck = Checkpoint::load(path).map_err(|e| e.to_string())?;
     let group = if ema { "ema" } else { "model" };
@@ -168,4 +180,29 @@ pub fn export(
         serde_json::to_string_pretty(&desc).expect("json"),
     )
     .map_err(|e| format!("{}: {e}", json_path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_weights;
+    use std::path::PathBuf;
+
+    fn fixture(rel: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures")
+            .join(rel)
+    }
+
+    #[test]
+    fn ema_picks_model_ema_of_a_pytorch_checkpoint_and_is_an_error_where_there_is_none() {
+        // tools/make_pth_ema_fixture.py: model_ema = model with head.bias + 0.5.
+        let w = fixture("extra/custom_official_ema.pth");
+        let model = read_weights(&w, false).unwrap();
+        let ema = read_weights(&w, true).unwrap();
+        let (m, e) = (&model["head.fc.bias"].data, &ema["head.fc.bias"].data);
+        assert!(m.iter().zip(e).all(|(a, b)| (b - a - 0.5).abs() < 1e-6));
+        assert_eq!(model["stem.0.weight"].data, ema["stem.0.weight"].data);
+        let e = read_weights(&fixture("extra/custom_official_f32.safetensors"), true).unwrap_err();
+        assert!(e.contains("single state dict"), "{e}");
+    }
 }
