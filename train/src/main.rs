@@ -442,6 +442,12 @@ fn run(cli: Cli) -> Result<(), String> {
             };
             match &ck {
                 Some(ck) if ck.state["kind"] == "pretrain" => {
+                    if ema {
+                        return Err(format!(
+                            "{}: --ema: a pretraining checkpoint holds no EMA weights (FCMAE keeps none)",
+                            checkpoint.display()
+                        ));
+                    }
                     let (m, o) = pretrain::from_checkpoint(ck, &checkpoint, &dev)?;
                     predict::export(&m.encoder, &o.size, o.input_size, None, &out, true)?;
                 }
@@ -453,7 +459,21 @@ fn run(cli: Cli) -> Result<(), String> {
                     let input_size = ck.state["input_size"].as_u64().unwrap_or(224) as u32;
                     let sz = size(&name)?;
                     let group = if ema { "ema" } else { "model" };
-                    let model = predict::model_from_timm(&ck.timm_group(group), &sz, &dev)
+                    let tensors = ck.timm_group(group);
+                    if tensors.is_empty() {
+                        return Err(if ema {
+                            format!(
+                                "{}: --ema: this checkpoint holds no EMA weights (fine-tuned with --ema 0?)",
+                                checkpoint.display()
+                            )
+                        } else {
+                            format!(
+                                "{}: this checkpoint holds no model weights",
+                                checkpoint.display()
+                            )
+                        });
+                    }
+                    let model = predict::model_from_timm(&tensors, &sz, &dev)
                         .map_err(|e| format!("{}: {group} weights: {e}", checkpoint.display()))?;
                     predict::export(&model, &sz, input_size, classes, &out, false)?;
                 }

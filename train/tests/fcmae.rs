@@ -498,6 +498,20 @@ fn pretrain_visualize_export_then_finetune_from_the_encoder() {
     assert!(image::open(&vis).is_ok());
 
     let enc = root.join("encoder.safetensors");
+    // --ema names weights a pretraining checkpoint does not have: an error, not ignored.
+    let o = Command::new(bin)
+        .args(["export", "--ema", "--checkpoint"])
+        .arg(root.join("pt/checkpoint.safetensors"))
+        .arg("--out")
+        .arg(&enc)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && stderr.contains("holds no EMA weights"),
+        "{stderr}"
+    );
+    assert!(!enc.exists());
     let o = Command::new(bin)
         .args(["export", "--checkpoint"])
         .arg(root.join("pt/checkpoint.safetensors"))
