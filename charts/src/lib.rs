@@ -368,30 +368,44 @@ fn save_text(path: &Path, text: &str) -> Result<(), ChartError> {
         })
 }
 
+/// Something drawable on any plotters backend, at a size of its own.
+trait Chart {
+    fn size(&self) -> (u32, u32);
+    fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>) -> Result<(), ChartError>;
+}
+
+impl Chart for Figure {
+    fn size(&self) -> (u32, u32) {
+        figure_size(self)
+    }
+    fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>) -> Result<(), ChartError> {
+        draw_figure(root, self)
+    }
+}
+
+/// Renders `chart` to a PNG at `png` and/or an SVG at `svg`.
+fn write(chart: &impl Chart, png: Option<&Path>, svg: Option<&Path>) -> Result<(), ChartError> {
+    register()?;
+    let size = chart.size();
+    if let Some(path) = png {
+        let mut buf = vec![0u8; size.0 as usize * size.1 as usize * 3];
+        chart.draw(BitMapBackend::with_buffer(&mut buf, size).into_drawing_area())?;
+        save_png(path, buf, size)?;
+    }
+    if let Some(path) = svg {
+        let mut text = String::new();
+        chart.draw(SVGBackend::with_string(&mut text, size).into_drawing_area())?;
+        save_text(path, &text)?;
+    }
+    Ok(())
+}
+
 /// Writes the figure as PNG (`png`) and/or SVG (`svg`).
 ///
 /// Errors: [`ChartError::Empty`] if a panel has no finite point; I/O and encoding errors name
 /// the file.
 pub fn write_figure(f: &Figure, png: Option<&Path>, svg: Option<&Path>) -> Result<(), ChartError> {
-    register()?;
-    let size = figure_size(f);
-    if let Some(path) = png {
-        let mut buf = vec![0u8; size.0 as usize * size.1 as usize * 3];
-        draw_figure(
-            BitMapBackend::with_buffer(&mut buf, size).into_drawing_area(),
-            f,
-        )?;
-        save_png(path, buf, size)?;
-    }
-    if let Some(path) = svg {
-        let mut text = String::new();
-        draw_figure(
-            SVGBackend::with_string(&mut text, size).into_drawing_area(),
-            f,
-        )?;
-        save_text(path, &text)?;
-    }
-    Ok(())
+    write(f, png, svg)
 }
 
 /// A horizontal bar per category (top to bottom in the given order), e.g. per-layer SQNR.
@@ -502,25 +516,16 @@ fn draw_bars<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, b: &Bars) -> Resu
 /// Errors: [`ChartError::Empty`] without bars or with lengths that disagree; I/O and encoding
 /// errors name the file.
 pub fn write_bars(b: &Bars, png: Option<&Path>, svg: Option<&Path>) -> Result<(), ChartError> {
-    register()?;
-    let size = (b.width, 100 + 16 * b.values.len() as u32);
-    if let Some(path) = png {
-        let mut buf = vec![0u8; size.0 as usize * size.1 as usize * 3];
-        draw_bars(
-            BitMapBackend::with_buffer(&mut buf, size).into_drawing_area(),
-            b,
-        )?;
-        save_png(path, buf, size)?;
+    write(b, png, svg)
+}
+
+impl Chart for Bars {
+    fn size(&self) -> (u32, u32) {
+        (self.width, 100 + 16 * self.values.len() as u32)
     }
-    if let Some(path) = svg {
-        let mut text = String::new();
-        draw_bars(
-            SVGBackend::with_string(&mut text, size).into_drawing_area(),
-            b,
-        )?;
-        save_text(path, &text)?;
+    fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>) -> Result<(), ChartError> {
+        draw_bars(root, self)
     }
-    Ok(())
 }
 
 #[cfg(test)]

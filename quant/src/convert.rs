@@ -330,45 +330,32 @@ fn load_pytorch(
         }
     }
     available.sort();
-    let has = |e: &str| available.iter().any(|a| a == e);
-    let chosen: String = match entry {
-        Entry::Named(n) if has(n) => n.to_string(),
-        Entry::Ema => match EMA_ENTRIES.iter().find(|e| has(e)) {
-            Some(e) => e.to_string(),
-            None => {
-                return Err(ConvertError::NoEntry {
-                    path: path.into(),
-                    asked: entry_name(entry),
-                    available,
-                })
-            }
-        },
-        Entry::Named(_) => {
-            return Err(ConvertError::NoEntry {
-                path: path.into(),
-                asked: entry_name(entry),
-                available,
-            })
-        }
-        Entry::Default => {
-            let first = ["", "model", "state_dict"]
-                .iter()
-                .chain(&EMA_ENTRIES)
-                .find(|e| has(e))
-                .or(available.first().map(|s| s.as_str()).as_ref())
-                .map(|e| e.to_string());
-            match first {
-                Some(e) => e,
-                None => {
-                    let mut keys: Vec<&String> = tensors.keys().collect();
-                    keys.sort();
-                    keys.truncate(5);
-                    return Err(err(format!(
-                        "no ConvNeXt tensors at the top level or under any entry (first keys: {keys:?})"
-                    )));
-                }
-            }
-        }
+    if available.is_empty() {
+        let mut keys: Vec<&String> = tensors.keys().collect();
+        keys.sort();
+        keys.truncate(5);
+        return Err(err(format!(
+            "no ConvNeXt tensors at the top level or under any entry (first keys: {keys:?})"
+        )));
+    }
+    let has = |e: &&str| available.iter().any(|a| a == e);
+    // The non-EMA weights first; an entry of another name only when it is the file's only one.
+    let chosen: Option<String> = match entry {
+        Entry::Named(n) => has(&n).then(|| n.to_string()),
+        Entry::Ema => EMA_ENTRIES.into_iter().find(has).map(str::to_string),
+        Entry::Default => ["", "model", "state_dict"]
+            .into_iter()
+            .chain(EMA_ENTRIES)
+            .find(has)
+            .map(str::to_string)
+            .or_else(|| available.first().cloned()),
+    };
+    let Some(chosen) = chosen else {
+        return Err(ConvertError::NoEntry {
+            path: path.into(),
+            asked: entry_name(entry),
+            available,
+        });
     };
     let shown = |e: &str| {
         if e.is_empty() {
@@ -377,20 +364,18 @@ fn load_pytorch(
             format!("`{e}`")
         }
     };
-    let others: Vec<String> = available
-        .iter()
-        .filter(|a| **a != chosen)
-        .map(|a| shown(a))
-        .collect();
+    let others: Vec<&String> = available.iter().filter(|a| **a != chosen).collect();
     let note = (entry == Entry::Default && !others.is_empty()).then(|| {
-        let ema = others
-            .iter()
-            .any(|o| EMA_ENTRIES.iter().any(|e| o == &format!("`{e}`")));
+        let ema = others.iter().any(|o| EMA_ENTRIES.contains(&o.as_str()));
         format!(
             "{}: using {}; the file also holds {}{}",
             path.display(),
             shown(&chosen),
-            others.join(", "),
+            others
+                .iter()
+                .map(|o| shown(o))
+                .collect::<Vec<_>>()
+                .join(", "),
             if ema {
                 ": --ema selects the EMA weights"
             } else {

@@ -266,7 +266,7 @@ fn run(cmd: Cmd) -> Result<(), Box<dyn std::error::Error>> {
                     };
                     quant::convert::convert(&sd, &a)?
                 }
-                (None, Some(_)) if entry.ema || entry.state.is_some() => {
+                (None, Some(_)) if entry.entry() != quant::Entry::Default => {
                     return Err("--ema/--state choose weights inside --weights; an edge model file (--model) holds one set".into())
                 }
                 (None, Some(m)) => std::fs::read(m).map_err(|e| format!("{}: {e}", m.display()))?,

@@ -458,23 +458,9 @@ fn run(cli: Cli) -> Result<(), String> {
                         serde_json::from_value(ck.state["classes"].clone()).ok();
                     let input_size = ck.state["input_size"].as_u64().unwrap_or(224) as u32;
                     let sz = size(&name)?;
-                    let group = if ema { "ema" } else { "model" };
-                    let tensors = ck.timm_group(group);
-                    if tensors.is_empty() {
-                        return Err(if ema {
-                            format!(
-                                "{}: --ema: this checkpoint holds no EMA weights (fine-tuned with --ema 0?)",
-                                checkpoint.display()
-                            )
-                        } else {
-                            format!(
-                                "{}: this checkpoint holds no model weights",
-                                checkpoint.display()
-                            )
-                        });
-                    }
+                    let tensors = predict::checkpoint_weights(ck, &checkpoint, ema)?;
                     let model = predict::model_from_timm(&tensors, &sz, &dev)
-                        .map_err(|e| format!("{}: {group} weights: {e}", checkpoint.display()))?;
+                        .map_err(|e| format!("{}: {e}", checkpoint.display()))?;
                     predict::export(&model, &sz, input_size, classes, &out, false)?;
                 }
                 None => {

@@ -27,13 +27,27 @@ pub fn read_weights(path: &Path, ema: bool) -> Result<quant::convert::StateDict,
         }
         return Ok(sd);
     }
-    let ck = Checkpoint::load(path).map_err(|e| e.to_string())?;
+    checkpoint_weights(
+        &Checkpoint::load(path).map_err(|e| e.to_string())?,
+        path,
+        ema,
+    )
+}
+
+/// A loaded training checkpoint's `model` (or, with `ema`, `ema`) weights in timm names; an
+/// error naming `path` when it holds none (an `--ema 0` run has no EMA weights).
+pub fn checkpoint_weights(
+    ck: &Checkpoint,
+    path: &Path,
+    ema: bool,
+) -> Result<quant::convert::StateDict, String> {
     let group = if ema { "ema" } else { "model" };
     let sd = ck.timm_group(group);
     if sd.is_empty() {
         return Err(format!(
-            "{}: checkpoint has no {group} weights",
-            path.display()
+            "{}: this checkpoint holds no {} weights",
+            path.display(),
+            if ema { "EMA" } else { "model" }
         ));
     }
     Ok(sd)

@@ -16,7 +16,6 @@ use crate::weights::{self, WeightsError};
 pub struct MetricsCsv {
     /// File path.
     pub path: PathBuf,
-    header: &'static str,
 }
 
 impl MetricsCsv {
@@ -41,7 +40,7 @@ impl MetricsCsv {
             }
         }
         std::fs::write(&path, out).map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(MetricsCsv { path, header })
+        Ok(MetricsCsv { path })
     }
 
     /// Appends one row.
@@ -75,24 +74,6 @@ impl MetricsCsv {
                 .iter()
                 .map(|(step, loss, lr)| format!("{},{step},{loss:.6},{lr:.6e}", epoch + 1)),
         )
-    }
-
-    /// Column `name` of every row (NaN where empty).
-    pub fn column(&self, name: &str) -> Vec<f64> {
-        let Some(i) = self.header.split(',').position(|h| h == name) else {
-            return Vec::new();
-        };
-        std::fs::read_to_string(&self.path)
-            .unwrap_or_default()
-            .lines()
-            .skip(1)
-            .map(|l| {
-                l.split(',')
-                    .nth(i)
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(f64::NAN)
-            })
-            .collect()
     }
 }
 

@@ -303,6 +303,8 @@ struct StepProfile {
     latency_ms: f64,
     /// Mean wall time of the profiled runs themselves.
     profiled_ms: f64,
+    /// Under qemu-user (see [`emulated`]).
+    emulated: bool,
 }
 
 impl StepProfile {
@@ -323,6 +325,7 @@ impl StepProfile {
             iters,
             latency_ms,
             profiled_ms,
+            emulated: emulated(),
         }
     }
 
@@ -354,7 +357,7 @@ impl StepProfile {
         let row = |name: &str, kind: &str, ms: f64, macs: u64| json!({"step": name, "kind": kind, "ms": ms, "percent": 100.0 * ms / sum, "macs": macs, "gmac_per_s": Self::gmacs(ms, macs)});
         json!({
             "iters": self.iters,
-            "emulated": emulated(),
+            "emulated": self.emulated,
             "sum_ms": sum,
             "sum_over_latency": sum / self.latency_ms,
             "profiled_run_ms": self.profiled_ms,
@@ -374,7 +377,7 @@ impl StepProfile {
             100.0 * sum / self.profiled_ms,
             self.profiled_ms
         );
-        if emulated() {
+        if self.emulated {
             println!(
                 "         (under an emulator, qemu-user: emulation time, not the device's; \
                  instruction counts are the measure there, benches/qemu)"
