@@ -55,9 +55,12 @@ impl File {
 }
 
 fn convert(weights_rel: &str, hw: (usize, usize)) -> File {
-    let sd = quant::load_state_dict(&fixture(weights_rel)).unwrap();
-    let arch = quant::infer_arch(&sd, hw.0, hw.1).unwrap();
-    let raw = quant::convert::convert(&sd, &arch).unwrap();
+    convert_state_dict(&quant::load_state_dict(&fixture(weights_rel)).unwrap(), hw)
+}
+
+fn convert_state_dict(sd: &quant::StateDict, hw: (usize, usize)) -> File {
+    let arch = quant::infer_arch(sd, hw.0, hw.1).unwrap();
+    let raw = quant::convert::convert(sd, &arch).unwrap();
     let mut words = vec![0u128; raw.len().div_ceil(16)];
     bytemuck::cast_slice_mut::<u128, u8>(&mut words)[..raw.len()].copy_from_slice(&raw);
     File(words, raw.len())
@@ -205,7 +208,7 @@ fn femto_from_f16_timm_weights_matches_timm() {
 }
 
 #[test]
-fn custom_arch_non_square_input_matches_timm_with_both_naming_schemes() {
+fn custom_arch_non_square_input_matches_timm_with_every_naming_scheme() {
     let want = read_f32("extra/custom_logits.bin");
     let x = read_f32("extra/custom_input.bin");
     for weights in [
@@ -213,6 +216,7 @@ fn custom_arch_non_square_input_matches_timm_with_both_naming_schemes() {
         "extra/custom_official_f32.safetensors",
         "extra/custom_official.pth",
         "extra/custom_timm_bf16_legacy.pth",
+        "extra/custom_hf.safetensors",
     ] {
         let file = convert(weights, (96, 128));
         let model = Model::parse(file.bytes()).unwrap();
@@ -230,6 +234,35 @@ fn custom_arch_non_square_input_matches_timm_with_both_naming_schemes() {
             );
             assert!(err <= TOL, "{weights} {k:?}: {err}");
         }
+    }
+}
+
+#[test]
+fn an_fcmae_pretraining_checkpoints_encoder_with_the_fine_tuned_head_matches_timm() {
+    // tools/make_layout_fixtures.py: the custom fixture's encoder in the official FCMAE
+    // checkpoint layout (MinkowskiEngine kernels under `encoder.`, decoder side beside it, no
+    // head). With the head of the same weights it must give timm's logits: every kernel
+    // permutation and name is then right.
+    let mut sd = quant::load_state_dict(&fixture("extra/custom_fcmae_checkpoint.pth")).unwrap();
+    assert!(!sd.keys().any(|k| k.starts_with("head.")));
+    let official =
+        quant::load_state_dict(&fixture("extra/custom_official_f32.safetensors")).unwrap();
+    sd.extend(official.into_iter().filter(|(k, _)| k.starts_with("head.")));
+    let file = convert_state_dict(&sd, (96, 128));
+    let model = Model::parse(file.bytes()).unwrap();
+    let want = read_f32("extra/custom_logits.bin");
+    for k in kernel_sets() {
+        let got = run_logits(
+            &model,
+            Input::NchwF32(&read_f32("extra/custom_input.bin")),
+            k,
+        );
+        let err = max_abs(&got, &want);
+        println!(
+            "custom (FCMAE encoder + head) [{}]: {err:.3e}",
+            k.resolved_name().unwrap()
+        );
+        assert!(err <= TOL, "{k:?}: {err}");
     }
 }
 

@@ -34,7 +34,7 @@ pub enum ConvertError {
     },
     /// The weights file is not valid safetensors.
     Safetensors { path: PathBuf, message: String },
-    /// The weights file is not a readable PyTorch checkpoint, or holds no ConvNeXt tensors.
+    /// The weights file is not a readable PyTorch checkpoint.
     Pytorch { path: PathBuf, message: String },
     /// `--ema`/`--state` asked for an entry the file does not hold (`available`: the entries
     /// with ConvNeXt tensors; empty for a safetensors file, which is one state dict).
@@ -47,6 +47,20 @@ pub enum ConvertError {
     Dtype { name: String, dtype: String },
     /// Two keys name the same tensor (e.g. both timm and official names present).
     Duplicate { name: String },
+    /// No key of the file is a ConvNeXt V2 tensor in any layout [`names::place`] knows (at the
+    /// top level or, for a checkpoint, under any entry); `keys`: the first few, sorted.
+    UnknownLayout { path: PathBuf, keys: Vec<String> },
+    /// An ONNX file that does not read as ConvNeXt V2 (the node at fault named).
+    Onnx {
+        path: PathBuf,
+        error: crate::onnx::OnnxError,
+    },
+    /// A tensor's stored shape does not fit its layout (a MinkowskiEngine kernel of the wrong
+    /// rank or a non-square kernel volume).
+    Layout { name: String, message: String },
+    /// No classifier (`head.fc.weight`): encoder weights (an FCMAE pretraining checkpoint, a timm
+    /// `.fcmae` file, a bare Hugging Face `ConvNextV2Model`), which an edge model cannot run.
+    NoClassifier,
     /// The architecture cannot be inferred from the tensors present.
     CannotInfer(String),
     /// `--arch` names no known size.
@@ -82,7 +96,7 @@ impl fmt::Display for ConvertError {
             }
             ConvertError::NoEntry { path, asked, available } if available.is_empty() => write!(
                 f,
-                "{}: asked for {asked}, but a safetensors file is a single state dict (--ema and --state choose among the entries of a PyTorch checkpoint)",
+                "{}: asked for {asked}, but a safetensors or ONNX file is a single state dict (--ema and --state choose among the entries of a PyTorch checkpoint)",
                 path.display()
             ),
             ConvertError::NoEntry { path, asked, available } => write!(
@@ -104,6 +118,22 @@ impl fmt::Display for ConvertError {
             ConvertError::Duplicate { name } => {
                 write!(f, "tensor {name} appears twice (under two key names)")
             }
+            ConvertError::UnknownLayout { path, keys } => write!(
+                f,
+                "{}: no ConvNeXt V2 tensors at the top level or under any entry, in any known layout; first keys: {keys:?}; known layouts: {}",
+                path.display(),
+                names::Layout::ALL
+                    .iter()
+                    .map(|l| l.describe())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            ConvertError::Layout { name, message } => write!(f, "tensor {name}: {message}"),
+            ConvertError::Onnx { path, error } => write!(f, "{}: {error}", path.display()),
+            ConvertError::NoClassifier => write!(
+                f,
+                "no classifier (head.fc.weight; official head.weight, Hugging Face classifier.weight): these are encoder weights (an FCMAE pretraining checkpoint, a timm .fcmae file or a bare Hugging Face ConvNextV2Model), and an edge model needs the head. Fine-tune them first (train finetune --init FILE) and convert the result"
+            ),
             ConvertError::CannotInfer(m) => write!(f, "cannot infer the architecture: {m}"),
             ConvertError::UnknownArch(a) => write!(
                 f,
@@ -149,9 +179,11 @@ impl fmt::Display for ConvertError {
 impl std::error::Error for ConvertError {}
 
 /// Reads weights — safetensors, or a PyTorch checkpoint (`.pth`/`.pt`, or any file that is a ZIP
-/// archive) — widening f16/bf16/f64 to f32 and rewriting official names to timm's.
+/// archive) — widening f16/bf16/f64 to f32 and rewriting every known layout (official, FCMAE
+/// pretraining, Hugging Face: [`names`]) to timm's names and shapes.
 ///
-/// Errors: [`ConvertError::Values`] names every tensor holding a NaN, an infinity or an f64 value
+/// Errors: [`ConvertError::UnknownLayout`] when no key is a ConvNeXt V2 tensor of a known
+/// layout (the first keys and the known layouts named); [`ConvertError::Values`] names every tensor holding a NaN, an infinity or an f64 value
 /// beyond f32's range (the first offending element of each, and how many offend).
 pub fn load_state_dict(path: &Path) -> Result<StateDict, ConvertError> {
     load_state_dict_entry(path, Entry::Default).map(|(sd, _)| sd)
@@ -174,15 +206,16 @@ pub enum Entry<'a> {
 const EMA_ENTRIES: [&str; 3] = ["model_ema", "state_dict_ema", "ema"];
 
 /// [`load_state_dict`] choosing the entry of a PyTorch checkpoint that holds several; also
-/// returns a note for the user (stderr) when the choice was not the only one possible (`using
-/// model; the file also holds model_ema: --ema selects it`).
+/// returns [`LoadNotes`] for the user: the entry used when the choice was not the only one
+/// possible (`using model; the file also holds model_ema: --ema selects it`), and the layout
+/// read when it was not timm's (names: [`names`]).
 ///
 /// Errors: [`ConvertError::NoEntry`] when `entry` names something the file lacks (the entries it
 /// has are listed), or when an entry is asked of a safetensors file (a single state dict).
 pub fn load_state_dict_entry(
     path: &Path,
     entry: Entry<'_>,
-) -> Result<(StateDict, Option<String>), ConvertError> {
+) -> Result<(StateDict, LoadNotes), ConvertError> {
     use std::io::Read;
     let io = |source| ConvertError::Io {
         path: path.into(),
@@ -197,6 +230,26 @@ pub fn load_state_dict_entry(
     if matches!(ext, "pth" | "pt") || magic[..got] == *b"PK\x03\x04" {
         return load_pytorch(path, entry);
     }
+    if ext == "onnx" {
+        if entry != Entry::Default {
+            return Err(ConvertError::NoEntry {
+                path: path.into(),
+                asked: entry_name(entry),
+                available: Vec::new(),
+            });
+        }
+        let (sd, note) = crate::onnx::load(path).map_err(|error| ConvertError::Onnx {
+            path: path.into(),
+            error,
+        })?;
+        return Ok((
+            sd,
+            LoadNotes {
+                entry: None,
+                layout: Some(note),
+            },
+        ));
+    }
     if entry != Entry::Default {
         return Err(ConvertError::NoEntry {
             path: path.into(),
@@ -209,7 +262,7 @@ pub fn load_state_dict_entry(
         path: path.into(),
         message: e.to_string(),
     })?;
-    let mut sd = StateDict::new();
+    let mut raw = Vec::new();
     let mut bad = Vec::new();
     for (name, view) in st.tensors() {
         let dtype = match view.dtype() {
@@ -225,10 +278,94 @@ pub fn load_state_dict_entry(
             }
         };
         let data = widen_checked(&name, dtype, view.data(), &mut bad);
-        insert(&mut sd, &name, view.shape().to_vec(), data)?;
+        raw.push((name, view.shape().to_vec(), data));
     }
     values::collect(bad).map_err(ConvertError::Values)?;
-    Ok((sd, None))
+    let (sd, layout) = canonical(path, raw)?;
+    Ok((
+        sd,
+        LoadNotes {
+            entry: None,
+            layout,
+        },
+    ))
+}
+
+/// What the loader chose that the user should know.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoadNotes {
+    /// Which entry of a checkpoint holding several was read (`using `model`; the file also
+    /// holds `model_ema`: --ema selects the EMA weights`): for stderr.
+    pub entry: Option<String>,
+    /// How a file not in timm names was read (its layout; the FCMAE decoder side dropped): for
+    /// stdout.
+    pub layout: Option<String>,
+}
+
+impl LoadNotes {
+    /// Prints the entry note on stderr and the layout note on stdout.
+    pub fn print(&self) {
+        if let Some(n) = &self.entry {
+            eprintln!("{n}");
+        }
+        if let Some(n) = &self.layout {
+            println!("{n}");
+        }
+    }
+}
+
+/// Stored tensors (key, shape, values) → the canonical state dict: every key placed by
+/// [`names::place`] and rearranged by [`names::relayout`]; the FCMAE decoder side dropped
+/// when the file is an FCMAE pretraining checkpoint; keys no layout knows kept under their own
+/// name (the converter reports them as unexpected). Returns the note saying how the file was
+/// read, unless it was in timm names throughout.
+///
+/// Errors: [`ConvertError::UnknownLayout`] when not one key is placed;
+/// [`ConvertError::Layout`] for a kernel whose shape its layout forbids;
+/// [`ConvertError::Duplicate`] when two keys name one tensor.
+fn canonical(
+    path: &Path,
+    raw: Vec<(String, Vec<usize>, Vec<f32>)>,
+) -> Result<(StateDict, Option<String>), ConvertError> {
+    use std::collections::BTreeSet;
+    let placed: Vec<Option<names::Placed>> = raw.iter().map(|(k, ..)| names::place(k)).collect();
+    let layouts: BTreeSet<names::Layout> = placed.iter().flatten().map(|p| p.layout).collect();
+    if layouts.is_empty() {
+        let mut keys: Vec<String> = raw.into_iter().map(|(k, ..)| k).collect();
+        keys.sort();
+        keys.truncate(5);
+        return Err(ConvertError::UnknownLayout {
+            path: path.into(),
+            keys,
+        });
+    }
+    let fcmae = layouts.contains(&names::Layout::FcmaePretraining);
+    let (mut sd, mut dropped) = (StateDict::new(), 0usize);
+    for ((key, shape, data), p) in raw.into_iter().zip(placed) {
+        match p {
+            Some(p) => {
+                let (shape, data) =
+                    names::relayout(&p, &shape, data).map_err(|message| ConvertError::Layout {
+                        name: key.clone(),
+                        message,
+                    })?;
+                insert(&mut sd, p.name, shape, data)?;
+            }
+            None if fcmae && names::is_fcmae_decoder(&key) => dropped += 1,
+            None => insert(&mut sd, names::to_timm(&key), shape, data)?,
+        }
+    }
+    let note = (layouts.iter().ne([names::Layout::Timm].iter())).then(|| {
+        let read_as: Vec<&str> = layouts.iter().map(|l| l.describe()).collect();
+        let mut n = format!("{}: read as {}", path.display(), read_as.join(" + "));
+        if dropped > 0 {
+            n.push_str(&format!(
+                "; the encoder is kept, the FCMAE decoder side dropped ({dropped} tensors: proj, mask_token, decoder.*, pred)"
+            ));
+        }
+        n
+    });
+    Ok((sd, note))
 }
 
 fn entry_name(e: Entry<'_>) -> String {
@@ -289,31 +426,32 @@ fn widen(dtype: Wide, raw: &[u8]) -> Vec<f32> {
 
 fn insert(
     sd: &mut StateDict,
-    name: &str,
+    name: String,
     shape: Vec<usize>,
     data: Vec<f32>,
 ) -> Result<(), ConvertError> {
-    let timm = names::to_timm(name);
-    if sd.insert(timm.clone(), Tensor { shape, data }).is_some() {
-        return Err(ConvertError::Duplicate { name: timm });
+    match sd.entry(name) {
+        std::collections::btree_map::Entry::Occupied(o) => Err(ConvertError::Duplicate {
+            name: o.key().clone(),
+        }),
+        std::collections::btree_map::Entry::Vacant(v) => {
+            v.insert(Tensor { shape, data });
+            Ok(())
+        }
     }
-    Ok(())
 }
 
 /// Reads a `torch.save` file (ZIP or legacy pickle) with burn's pytorch-reader: the entry
 /// `entry` picks among those holding ConvNeXt tensors (the top level `""`, `model`,
 /// `model_ema`, …); other entries are ignored.
-fn load_pytorch(
-    path: &Path,
-    entry: Entry<'_>,
-) -> Result<(StateDict, Option<String>), ConvertError> {
+fn load_pytorch(path: &Path, entry: Entry<'_>) -> Result<(StateDict, LoadNotes), ConvertError> {
     let err = |message: String| ConvertError::Pytorch {
         path: path.into(),
         message,
     };
     let reader = pytorch_reader::PytorchReader::new(path).map_err(|e| err(e.to_string()))?;
     let tensors = reader.into_tensors();
-    let is_convnext = |n: &str| names::tensor_id(&names::to_timm(n)).is_some();
+    let is_convnext = |n: &str| names::place(n).is_some();
     // Every entry holding ConvNeXt tensors: "" for the top level, else the first key component.
     let mut available: Vec<String> = Vec::new();
     for k in tensors.keys() {
@@ -331,12 +469,13 @@ fn load_pytorch(
     }
     available.sort();
     if available.is_empty() {
-        let mut keys: Vec<&String> = tensors.keys().collect();
+        let mut keys: Vec<String> = tensors.keys().cloned().collect();
         keys.sort();
         keys.truncate(5);
-        return Err(err(format!(
-            "no ConvNeXt tensors at the top level or under any entry (first keys: {keys:?})"
-        )));
+        return Err(ConvertError::UnknownLayout {
+            path: path.into(),
+            keys,
+        });
     }
     let has = |e: &&str| available.iter().any(|a| a == e);
     // The non-EMA weights first; an entry of another name only when it is the file's only one.
@@ -389,7 +528,7 @@ fn load_pytorch(
         format!("{chosen}.")
     };
     let prefix = prefix.as_str();
-    let mut sd = StateDict::new();
+    let mut raw = Vec::new();
     let mut bad = Vec::new();
     let mut names: Vec<&String> = tensors.keys().collect();
     names.sort();
@@ -411,12 +550,19 @@ fn load_pytorch(
                 })
             }
         };
-        let raw = t.read().map_err(|e| err(e.to_string()))?;
-        let data = widen_checked(name, dtype, &raw, &mut bad);
-        insert(&mut sd, name, t.shape().to_vec(), data)?;
+        let bytes = t.read().map_err(|e| err(e.to_string()))?;
+        let data = widen_checked(name, dtype, &bytes, &mut bad);
+        raw.push((name.to_string(), t.shape().to_vec(), data));
     }
     values::collect(bad).map_err(ConvertError::Values)?;
-    Ok((sd, note))
+    let (sd, layout) = canonical(path, raw)?;
+    Ok((
+        sd,
+        LoadNotes {
+            entry: note,
+            layout,
+        },
+    ))
 }
 
 fn squeeze(shape: &[usize]) -> Vec<usize> {
@@ -455,9 +601,7 @@ pub fn infer_arch(sd: &StateDict, input_h: usize, input_w: usize) -> Result<Arch
         arch.depths[*s] = d;
         arch.dims[*s] = t.shape.first().copied().unwrap_or(0);
     }
-    let head = sd.get("head.fc.weight").ok_or_else(|| {
-        ConvertError::CannotInfer("head.fc.weight (classifier) is missing".into())
-    })?;
+    let head = sd.get("head.fc.weight").ok_or(ConvertError::NoClassifier)?;
     arch.num_classes = head.shape.first().copied().unwrap_or(0);
     Ok(arch)
 }
@@ -480,6 +624,9 @@ pub fn named_arch(
 /// Checks every tensor against `arch` and builds the model file bytes (validated by parsing).
 pub fn convert(sd: &StateDict, arch: &Arch) -> Result<Vec<u8>, ConvertError> {
     arch.validate().map_err(ConvertError::Arch)?;
+    if !sd.contains_key("head.fc.weight") {
+        return Err(ConvertError::NoClassifier);
+    }
     let last = arch.num_stages as u16 - 1;
     let wanted: Vec<TensorId> = format::tensor_ids(arch, edge::Precision::F32).collect();
     let mut by_id = BTreeMap::<(u16, u16, u32), &Tensor>::new();
@@ -555,25 +702,25 @@ pub fn convert_file(
     input_hw: (usize, usize),
     out: &Path,
 ) -> Result<Arch, ConvertError> {
-    convert_file_entry(weights, Entry::Default, arch_name, input_hw, out).map(|(a, _)| a)
+    convert_state_dict_to_file(&load_state_dict(weights)?, arch_name, input_hw, out)
 }
 
-/// [`convert_file`] from the checkpoint entry `entry`, with [`load_state_dict_entry`]'s note.
-pub fn convert_file_entry(
-    weights: &Path,
-    entry: Entry<'_>,
+/// The second half of [`convert_file`]: a loaded state dict (from [`load_state_dict_entry`],
+/// whose notes the caller prints first) converted for `arch_name` (or the inferred
+/// architecture) and written to `out` atomically.
+pub fn convert_state_dict_to_file(
+    sd: &StateDict,
     arch_name: Option<&str>,
     input_hw: (usize, usize),
     out: &Path,
-) -> Result<(Arch, Option<String>), ConvertError> {
-    let (sd, note) = load_state_dict_entry(weights, entry)?;
+) -> Result<Arch, ConvertError> {
     let arch = match arch_name {
-        Some(n) => named_arch(n, &sd, input_hw.0, input_hw.1)?,
-        None => infer_arch(&sd, input_hw.0, input_hw.1)?,
+        Some(n) => named_arch(n, sd, input_hw.0, input_hw.1)?,
+        None => infer_arch(sd, input_hw.0, input_hw.1)?,
     };
-    let file = convert(&sd, &arch)?;
+    let file = convert(sd, &arch)?;
     write_atomic(out, &file)?;
-    Ok((arch, note))
+    Ok(arch)
 }
 
 /// Writes via a sibling temporary file and a rename, so a reader never sees a partial file.

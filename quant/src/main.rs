@@ -173,16 +173,11 @@ fn run(cmd: Cmd) -> Result<(), Box<dyn std::error::Error>> {
             out,
             entry,
         } => {
-            let (a, note) = quant::convert::convert_file_entry(
-                &weights,
-                entry.entry(),
-                arch.as_deref(),
-                input_size,
-                &out,
-            )?;
-            if let Some(n) = note {
-                eprintln!("{n}");
-            }
+            // The notes first: they explain a refusal too (an FCMAE checkpoint has no head).
+            let (sd, notes) = quant::load_state_dict_entry(&weights, entry.entry())?;
+            notes.print();
+            let a =
+                quant::convert::convert_state_dict_to_file(&sd, arch.as_deref(), input_size, &out)?;
             let len = std::fs::metadata(&out)?.len();
             println!(
                 "wrote {} ({} bytes): {} depths {:?} dims {:?}, {} classes, input {}x{}, {} params, {:.3} GMAC",
@@ -257,9 +252,7 @@ fn run(cmd: Cmd) -> Result<(), Box<dyn std::error::Error>> {
             let f32_file = match (&weights, &model) {
                 (Some(w), _) => {
                     let (sd, note) = quant::load_state_dict_entry(w, entry.entry())?;
-                    if let Some(n) = note {
-                        eprintln!("{n}");
-                    }
+                    note.print();
                     let a = match &arch {
                         Some(n) => quant::convert::named_arch(n, &sd, input_size.0, input_size.1)?,
                         None => quant::infer_arch(&sd, input_size.0, input_size.1)?,

@@ -46,7 +46,7 @@ fn convert_reads_a_pth_and_rejects_broken_ones_writing_nothing() {
         (cut, "PyTorch checkpoint"),
         (
             fixtures().join("extra/no_model.pth"),
-            "no ConvNeXt tensors at the top level or under any entry",
+            "no ConvNeXt V2 tensors at the top level or under any entry, in any known layout",
         ),
     ] {
         let out = tmp_in("pth", "bad.cnx");
@@ -68,13 +68,15 @@ fn a_checkpoint_with_model_and_model_ema_says_which_it_used_and_ema_or_state_cho
     let (sd, note) = quant::load_state_dict_entry(&w, Entry::Default).unwrap();
     assert_eq!(sd.keys().collect::<Vec<_>>(), st.keys().collect::<Vec<_>>());
     assert!(st.iter().all(|(k, t)| sd[k].data == t.data));
-    let note = note.expect("a note when the file holds EMA weights too");
+    let note = note
+        .entry
+        .expect("a note when the file holds EMA weights too");
     assert!(
         note.contains("using `model`") && note.contains("`model_ema`") && note.contains("--ema"),
         "{note}"
     );
     let (ema, note) = quant::load_state_dict_entry(&w, Entry::Ema).unwrap();
-    assert!(note.is_none());
+    assert!(note.entry.is_none());
     for (k, t) in &st {
         let want: Vec<f32> = if k == "head.fc.bias" {
             t.data.iter().map(|v| v + 0.5).collect()
@@ -84,7 +86,7 @@ fn a_checkpoint_with_model_and_model_ema_says_which_it_used_and_ema_or_state_cho
         assert_eq!(ema[k].data, want, "{k}");
     }
     let (named, note) = quant::load_state_dict_entry(&w, Entry::Named("model")).unwrap();
-    assert!(note.is_none() && named.iter().all(|(k, t)| st[k].data == t.data));
+    assert!(note.entry.is_none() && named.iter().all(|(k, t)| st[k].data == t.data));
     // Asking for what the file lacks is an error naming what it has, never ignored.
     let e = quant::load_state_dict_entry(&w, Entry::Named("nope"))
         .unwrap_err()

@@ -67,8 +67,11 @@ pub struct Options {
     pub size: Size,
     /// Dataset root.
     pub data: PathBuf,
-    /// Initial weights (timm/official safetensors, an exported model, or a checkpoint).
+    /// Initial weights (safetensors or PyTorch checkpoints in any layout `quant` reads, an
+    /// exported model, or a training checkpoint).
     pub init: Option<PathBuf>,
+    /// Which weights of `init` when it holds several (`--init-ema`, `--init-state NAME`).
+    pub init_entry: crate::predict::WeightsEntry,
     /// Square input size.
     pub input_size: u32,
     /// Epochs.
@@ -196,9 +199,10 @@ fn evaluate_batch(
 pub fn load_init(
     model: ConvNeXtV2,
     path: &Path,
+    entry: &crate::predict::WeightsEntry,
     seed: u64,
 ) -> Result<(ConvNeXtV2, String), String> {
-    let sd = crate::predict::read_weights(path, false)?;
+    let sd = crate::predict::read_weights(path, entry)?;
     let classes = model.num_classes();
     let file_classes = sd.get("head.fc.bias").map(|t| t.data.len());
     let fresh = if !sd.contains_key("head.norm.weight") {
@@ -326,7 +330,7 @@ pub fn run(o: &Options) -> Result<Summary, String> {
         opt.load_state(st["step"].as_u64().unwrap_or(0), &ck.tensors, &base);
         eprintln!("resuming {} after epoch {start_epoch}", ck_path.display());
     } else if let Some(init) = &o.init {
-        let (m, note) = load_init(model, init, o.seed)?;
+        let (m, note) = load_init(model, init, &o.init_entry, o.seed)?;
         model = m;
         ema = o.ema.map(|_| model.valid());
         eprintln!("{note}");

@@ -78,9 +78,16 @@ enum Cmd {
         /// with train/ and val/ subfolders).
         #[arg(long, default_value = "/usr/share/datasets/fashion-mnist")]
         data: PathBuf,
-        /// Initial weights: timm/official safetensors, a `train export` file or a checkpoint.
+        /// Initial weights: safetensors or a PyTorch checkpoint in timm, official, FCMAE
+        /// pretraining or Hugging Face names, a `train export` file or a checkpoint.
         #[arg(long)]
         init: Option<PathBuf>,
+        /// Take --init's EMA weights (`model_ema` of a PyTorch checkpoint, `ema` of ours).
+        #[arg(long, requires = "init")]
+        init_ema: bool,
+        /// Take --init's entry of this name (a PyTorch checkpoint holding several state dicts).
+        #[arg(long, requires = "init", conflicts_with = "init_ema")]
+        init_state: Option<String>,
         /// Square input size in pixels (≥ 32; any size, with timm's floors at each strided convolution).
         #[arg(long, default_value_t = 224)]
         input_size: u32,
@@ -200,7 +207,8 @@ enum Cmd {
     },
     /// Logits of one input (raw f32 NCHW .bin, or an image).
     Predict {
-        /// timm/official safetensors, a `train export` file or a checkpoint.
+        /// Safetensors or a PyTorch checkpoint in timm, official or Hugging Face names, a `train
+        /// export` file or a checkpoint.
         #[arg(long)]
         weights: PathBuf,
         #[arg(long, default_value = "atto")]
@@ -213,6 +221,9 @@ enum Cmd {
         /// Use a checkpoint's EMA weights.
         #[arg(long)]
         ema: bool,
+        /// Use the checkpoint entry of this name (a PyTorch checkpoint holding several).
+        #[arg(long, conflicts_with = "ema")]
+        state: Option<String>,
         /// Raw little-endian f32 logits.
         #[arg(long)]
         logits_out: Option<PathBuf>,
@@ -230,6 +241,9 @@ enum Cmd {
         /// Export the EMA weights.
         #[arg(long)]
         ema: bool,
+        /// Export the checkpoint entry of this name (a PyTorch checkpoint holding several).
+        #[arg(long, conflicts_with = "ema")]
+        state: Option<String>,
         #[arg(long)]
         out: PathBuf,
     },
@@ -257,6 +271,8 @@ fn run(cli: Cli) -> Result<(), String> {
             size: s,
             data,
             init,
+            init_ema,
+            init_state,
             input_size,
             epochs,
             batch,
@@ -293,6 +309,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 size: size(&s)?,
                 data,
                 init,
+                init_entry: predict::WeightsEntry::from_flags(init_ema, init_state)?,
                 input_size,
                 epochs,
                 batch,
@@ -410,11 +427,13 @@ fn run(cli: Cli) -> Result<(), String> {
             input,
             input_size,
             ema,
+            state,
             logits_out,
             device,
         } => {
             let dev = finetune::device(device.into())?;
-            let model = predict::load_model(&weights, &size(&s)?, ema, &dev)?;
+            let entry = predict::WeightsEntry::from_flags(ema, state)?;
+            let model = predict::load_model(&weights, &size(&s)?, &entry, &dev)?;
             let (x, side) = predict::read_input(&input, input_size)?;
             let logits = predict::predict(&model, x, side, &dev)?;
             let mut top: Vec<(usize, f32)> = logits.iter().copied().enumerate().collect();
@@ -432,9 +451,11 @@ fn run(cli: Cli) -> Result<(), String> {
             checkpoint,
             size: s,
             ema,
+            state,
             out,
         } => {
             let dev = finetune::device(DeviceKind::Cpu)?;
+            let entry = predict::WeightsEntry::from_flags(ema, state)?;
             let ck = if Checkpoint::is_checkpoint(&checkpoint) {
                 Some(Checkpoint::load(&checkpoint).map_err(|e| e.to_string())?)
             } else {
@@ -442,9 +463,9 @@ fn run(cli: Cli) -> Result<(), String> {
             };
             match &ck {
                 Some(ck) if ck.state["kind"] == "pretrain" => {
-                    if ema {
+                    if entry != predict::WeightsEntry::Default {
                         return Err(format!(
-                            "{}: --ema: a pretraining checkpoint holds no EMA weights (FCMAE keeps none)",
+                            "{}: --ema/--state: a pretraining checkpoint holds one set of weights (FCMAE keeps no EMA)",
                             checkpoint.display()
                         ));
                     }
@@ -458,14 +479,14 @@ fn run(cli: Cli) -> Result<(), String> {
                         serde_json::from_value(ck.state["classes"].clone()).ok();
                     let input_size = ck.state["input_size"].as_u64().unwrap_or(224) as u32;
                     let sz = size(&name)?;
-                    let tensors = predict::checkpoint_weights(ck, &checkpoint, ema)?;
+                    let tensors = predict::checkpoint_weights(ck, &checkpoint, &entry)?;
                     let model = predict::model_from_timm(&tensors, &sz, &dev)
                         .map_err(|e| format!("{}: {e}", checkpoint.display()))?;
                     predict::export(&model, &sz, input_size, classes, &out, false)?;
                 }
                 None => {
                     let sz = size(&s.unwrap_or_else(|| "atto".into()))?;
-                    let model = predict::load_model(&checkpoint, &sz, ema, &dev)?;
+                    let model = predict::load_model(&checkpoint, &sz, &entry, &dev)?;
                     predict::export(&model, &sz, 224, None, &out, false)?;
                 }
             }

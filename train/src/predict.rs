@@ -9,45 +9,87 @@ use crate::checkpoint::Checkpoint;
 use crate::model::{Config, ConvNeXtV2, Size};
 use crate::weights;
 
-/// Reads weights as a timm state dict: a training checkpoint (its EMA weights with `ema`), a
-/// PyTorch checkpoint (its `model_ema` with `ema`, else `model`, saying so on stderr when it holds
-/// both), or timm/official safetensors and `train export` files (official names rewritten,
-/// f16/bf16 widened; `ema` is an error there: they hold one set of weights).
-pub fn read_weights(path: &Path, ema: bool) -> Result<quant::convert::StateDict, String> {
-    if !Checkpoint::is_checkpoint(path) {
-        // A PyTorch checkpoint may hold `model` and `model_ema`: `ema` picks, a note says which.
-        let entry = if ema {
-            quant::Entry::Ema
-        } else {
-            quant::Entry::Default
-        };
-        let (sd, note) = quant::load_state_dict_entry(path, entry).map_err(|e| e.to_string())?;
-        if let Some(n) = note {
-            eprintln!("{n}");
+/// Which state dict of a file holding several: `--ema`, `--state NAME`, or neither (the owned
+/// form of [`quant::Entry`], which also names this crate's checkpoint groups `model` and `ema`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum WeightsEntry {
+    /// The non-EMA weights.
+    #[default]
+    Default,
+    /// The EMA weights.
+    Ema,
+    /// The entry of this name (`model_ema`, `state_dict`, …).
+    Named(String),
+}
+
+impl WeightsEntry {
+    /// From the `--ema` / `--state NAME` flags; both at once is an error.
+    pub fn from_flags(ema: bool, state: Option<String>) -> Result<Self, String> {
+        match (ema, state) {
+            (false, None) => Ok(WeightsEntry::Default),
+            (true, None) => Ok(WeightsEntry::Ema),
+            (false, Some(n)) => Ok(WeightsEntry::Named(n)),
+            (true, Some(_)) => Err("--ema and --state both choose the weights: give one".into()),
         }
+    }
+
+    /// The entry as `quant` reads it.
+    pub fn as_entry(&self) -> quant::Entry<'_> {
+        match self {
+            WeightsEntry::Default => quant::Entry::Default,
+            WeightsEntry::Ema => quant::Entry::Ema,
+            WeightsEntry::Named(n) => quant::Entry::Named(n),
+        }
+    }
+}
+
+/// Reads weights as a timm state dict: a training checkpoint (its `model` group, or `ema` with
+/// [`WeightsEntry::Ema`]), a PyTorch checkpoint (`model`, else `model_ema` with `--ema`, or any
+/// named entry, saying so on stderr when it holds several), or safetensors and `train export`
+/// files in any layout `quant` knows (official, FCMAE, Hugging Face names rewritten, f16/bf16
+/// widened; an entry is an error there: they hold one set of weights).
+pub fn read_weights(
+    path: &Path,
+    entry: &WeightsEntry,
+) -> Result<quant::convert::StateDict, String> {
+    if !Checkpoint::is_checkpoint(path) {
+        let (sd, note) =
+            quant::load_state_dict_entry(path, entry.as_entry()).map_err(|e| e.to_string())?;
+        note.print();
         return Ok(sd);
     }
     checkpoint_weights(
         &Checkpoint::load(path).map_err(|e| e.to_string())?,
         path,
-        ema,
+        entry,
     )
 }
 
-/// A loaded training checkpoint's `model` (or, with `ema`, `ema`) weights in timm names; an
-/// error naming `path` when it holds none (an `--ema 0` run has no EMA weights).
+/// A loaded training checkpoint's `model` (or `ema`) weights in timm names; an error naming
+/// `path` when it holds none (an `--ema 0` run has no EMA weights) or when `entry` names another
+/// group.
 pub fn checkpoint_weights(
     ck: &Checkpoint,
     path: &Path,
-    ema: bool,
+    entry: &WeightsEntry,
 ) -> Result<quant::convert::StateDict, String> {
-    let group = if ema { "ema" } else { "model" };
+    let group = match entry {
+        WeightsEntry::Default => "model",
+        WeightsEntry::Ema => "ema",
+        WeightsEntry::Named(n) if n == "model" || n == "ema" => n.as_str(),
+        WeightsEntry::Named(n) => {
+            return Err(format!(
+                "{}: --state {n}: a training checkpoint holds `model` and (with --ema > 0) `ema` weights",
+                path.display()
+            ))
+        }
+    };
     let sd = ck.timm_group(group);
     if sd.is_empty() {
         return Err(format!(
             "{}: this checkpoint holds no {} weights",
             path.display(),
-            if ema { "EMA" } else { "model" }
+            if group == "ema" { "EMA" } else { "model" }
         ));
     }
     Ok(sd)
@@ -58,10 +100,10 @@ pub fn checkpoint_weights(
 pub fn load_model(
     path: &Path,
     size: &Size,
-    ema: bool,
+    entry: &WeightsEntry,
     device: &Device,
 ) -> Result<ConvNeXtV2, String> {
-    model_from_timm(&read_weights(path, ema)?, size, device)
+    model_from_timm(&read_weights(path, entry)?, size, device)
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
@@ -74,7 +116,7 @@ pub fn model_from_timm(
     let classes = sd
         .get("head.fc.bias")
         .map(|t| t.data.len())
-        .ok_or("no classifier (head.fc.*): not a classification model")?;
+        .ok_or_else(|| quant::ConvertError::NoClassifier.to_string())?;
     let config = Config {
         size: size.clone(),
         num_classes: classes,
@@ -198,7 +240,7 @@ pub fn export(
 
 #[cfg(test)]
 mod tests {
-    use super::read_weights;
+    use super::{read_weights, WeightsEntry};
     use std::path::PathBuf;
 
     fn fixture(rel: &str) -> PathBuf {
@@ -211,12 +253,20 @@ mod tests {
     fn ema_picks_model_ema_of_a_pytorch_checkpoint_and_is_an_error_where_there_is_none() {
         // tools/make_pth_ema_fixture.py: model_ema = model with head.bias + 0.5.
         let w = fixture("extra/custom_official_ema.pth");
-        let model = read_weights(&w, false).unwrap();
-        let ema = read_weights(&w, true).unwrap();
+        let model = read_weights(&w, &WeightsEntry::Default).unwrap();
+        let ema = read_weights(&w, &WeightsEntry::Ema).unwrap();
+        let named = read_weights(&w, &WeightsEntry::Named("model_ema".into())).unwrap();
+        assert_eq!(named["head.fc.bias"].data, ema["head.fc.bias"].data);
+        let e = read_weights(&w, &WeightsEntry::Named("nope".into())).unwrap_err();
+        assert!(e.contains("no `nope`") && e.contains("`model_ema`"), "{e}");
         let (m, e) = (&model["head.fc.bias"].data, &ema["head.fc.bias"].data);
         assert!(m.iter().zip(e).all(|(a, b)| (b - a - 0.5).abs() < 1e-6));
         assert_eq!(model["stem.0.weight"].data, ema["stem.0.weight"].data);
-        let e = read_weights(&fixture("extra/custom_official_f32.safetensors"), true).unwrap_err();
+        let e = read_weights(
+            &fixture("extra/custom_official_f32.safetensors"),
+            &WeightsEntry::Ema,
+        )
+        .unwrap_err();
         assert!(e.contains("single state dict"), "{e}");
     }
 }

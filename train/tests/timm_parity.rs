@@ -44,7 +44,7 @@ fn atto_on(dev: Device) -> (ConvNeXtV2, Device) {
     let m = predict::load_model(
         &fixture("weights.safetensors"),
         &Size::named("atto").unwrap(),
-        false,
+        &Default::default(),
         &dev,
     )
     .unwrap();
@@ -199,7 +199,8 @@ fn official_names_load_like_timm_names() {
     let p = dir.join("official.safetensors");
     weights::write_safetensors(&p, &official, None).unwrap();
     let dev = cpu();
-    let m = predict::load_model(&p, &Size::named("atto").unwrap(), false, &dev).unwrap();
+    let m =
+        predict::load_model(&p, &Size::named("atto").unwrap(), &Default::default(), &dev).unwrap();
     let x = read_f32(&fixture("inputs/randn_s0.bin"));
     let want = read_f32(&fixture("logits/randn_s0.bin"));
     let err = max_abs(&predict::predict(&m, x, 224, &dev).unwrap(), &want);
@@ -324,7 +325,8 @@ fn the_ndarray_backend_matches_pytorch_too() {
 fn pytorch_checkpoints_load_and_give_timms_logits() {
     // tools/make_pth_fixtures.py: torch.save files holding the `custom` fixture's weights (depths
     // 1,1,3,1, dims 16..64, 7 classes, 96×128): the official layout nested under "model" (ZIP
-    // format) and timm names in bf16 (legacy pickle format).
+    // format) and timm names in bf16 (legacy pickle format); tools/make_layout_fixtures.py: Hugging
+    // Face names.
     let extra = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/extra");
     let x = read_f32(&extra.join("custom_input.bin"));
     let want = read_f32(&extra.join("custom_logits.bin"));
@@ -334,8 +336,12 @@ fn pytorch_checkpoints_load_and_give_timms_logits() {
         dims: [16, 32, 48, 64],
     };
     let dev = cpu();
-    for file in ["custom_official.pth", "custom_timm_bf16_legacy.pth"] {
-        let m = predict::load_model(&extra.join(file), &size, false, &dev).unwrap();
+    for file in [
+        "custom_official.pth",
+        "custom_timm_bf16_legacy.pth",
+        "custom_hf.safetensors",
+    ] {
+        let m = predict::load_model(&extra.join(file), &size, &Default::default(), &dev).unwrap();
         let t = Tensor::<4>::from_data(TensorData::new(x.clone(), [1, 3, 96, 128]), &dev);
         let got: Vec<f32> = m.forward(t, None).into_data().try_to_vec().unwrap();
         let err = max_abs(&got, &want);
@@ -346,7 +352,7 @@ fn pytorch_checkpoints_load_and_give_timms_logits() {
     let m = predict::load_model(
         &extra.join("custom_weights.safetensors"),
         &size,
-        false,
+        &Default::default(),
         &dev,
     )
     .unwrap();
@@ -420,4 +426,52 @@ fn non_finite_weights_are_named_by_every_loader_and_predict_never_prints_non_fin
     assert!(err.contains("logits are not finite"), "{err}");
     assert!(o.stdout.is_empty());
     std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn finetune_init_takes_the_encoder_of_fcmae_checkpoints_and_bare_hugging_face_files() {
+    // tools/make_layout_fixtures.py: the `custom` weights as an official FCMAE pretraining
+    // checkpoint (encoder only, MinkowskiEngine layouts, decoder side beside it) and as a bare
+    // Hugging Face ConvNextV2Model (no classifier).
+    let extra = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/extra");
+    let official = quant::load_state_dict(&extra.join("custom_official_f32.safetensors")).unwrap();
+    let size = Size {
+        name: "custom",
+        depths: [1, 1, 3, 1],
+        dims: [16, 32, 48, 64],
+    };
+    let dev = cpu();
+    for (file, fresh, from_file) in [
+        (
+            "custom_fcmae_checkpoint.pth",
+            "head norm and classifier",
+            "head.",
+        ),
+        ("custom_hf_bare.safetensors", "classifier", "head.fc."),
+    ] {
+        let config = Config {
+            size: size.clone(),
+            num_classes: 5,
+            drop_path: 0.0,
+            grn: true,
+        };
+        let model = ConvNeXtV2::new(&config, 0, &dev);
+        let (model, note) =
+            train::finetune::load_init(model, &extra.join(file), &Default::default(), 1).unwrap();
+        assert!(
+            note.contains(&format!("{fresh} initialized fresh")),
+            "{file}: {note}"
+        );
+        let got = weights::to_timm(&model);
+        let mut checked = 0;
+        for (k, t) in official.iter().filter(|(k, _)| !k.starts_with(from_file)) {
+            assert_eq!(got[k].data, t.data, "{file}: {k}");
+            checked += 1;
+        }
+        assert_eq!(
+            checked + if from_file == "head." { 4 } else { 2 },
+            official.len()
+        );
+        assert_eq!(got["head.fc.bias"].data.len(), 5, "{file}");
+    }
 }
