@@ -1,13 +1,8 @@
 #!/usr/bin/env python3
-"""The `custom` fixture in two more layouts users hold ConvNeXt V2 weights in, made without PyTorch
-(pure Python: the values are only moved, never recomputed), so custom_logits.bin applies unchanged:
+"""The `custom` fixture as an official FCMAE pretraining checkpoint, made without PyTorch (pure
+Python: the values are only moved, never recomputed, so custom_logits.bin applies to its encoder
+with the head of custom_official_f32.safetensors):
 
-  custom_hf.safetensors       Hugging Face transformers `ConvNextV2ForImageClassification` names
-                              (modeling_convnextv2.py: convnextv2.embeddings.patch_embeddings,
-                              ...stages.N.layers.M.{dwconv,layernorm,pwconv1,grn,pwconv2},
-                              convnextv2.layernorm, classifier; GRN weight/bias [1, 1, 1, 4C];
-                              pwconv as nn.Linear [out, in]), from custom_weights.safetensors (bf16)
-  custom_hf_bare.safetensors  the bare `ConvNextV2Model`: no `convnextv2.` prefix, no classifier
   custom_fcmae_checkpoint.pth what the official FCMAE `main_pretrain.py` saves as checkpoint-N.pth:
                               {"model": FCMAE state dict, "optimizer", "epoch", "scaler", "args"
                               (an argparse.Namespace)}, the encoder under `encoder.` in
@@ -19,7 +14,9 @@
 The Minkowski kernels are made by inverting the official fine-tuning script's
 `remap_checkpoint_keys` (ConvNeXt-V2 utils.py) and checked by running that function's steps
 (permute(2, 1, 0), reshape, transpose(3, 2); generic N-d permutes below) on the result: it must give
-back the official tensors exactly.
+back the official tensors exactly. With PyTorch at hand (the venv of ../shared/STACK.md), `torch.load`
+of the file and the official function itself, run on its `model` entry, give back all 76 official
+tensors exactly (checked 2026-12-03, PyTorch 2.15).
 
 Usage: python3 tools/make_layout_fixtures.py tests/fixtures/extra
 """
@@ -40,17 +37,6 @@ def read_safetensors(path):
         out[k] = (v['dtype'], list(v['shape']), b[8 + n + lo:8 + n + hi])
     return out
 
-
-def write_safetensors(path, tensors):
-    header, blobs, off = {}, [], 0
-    for k, (dtype, shape, raw) in tensors.items():
-        header[k] = {'dtype': dtype, 'shape': shape, 'data_offsets': [off, off + len(raw)]}
-        blobs.append(raw)
-        off += len(raw)
-    h = json.dumps(header, separators=(',', ':')).encode()
-    h += b' ' * (-len(h) % 8)
-    with open(path, 'wb') as f:
-        f.write(struct.pack('<Q', len(h)) + h + b''.join(blobs))
 
 
 def strides(shape):
@@ -75,39 +61,6 @@ def transpose(vals, shape, a, b):
     perm[a], perm[b] = perm[b], perm[a]
     return permute(vals, shape, perm)
 
-
-# --- Hugging Face -------------------------------------------------------------------------------
-def hf_name(timm):
-    p = timm.split('.')
-    if p[0] == 'stem':
-        return 'embeddings.' + {'0': 'patch_embeddings', '1': 'layernorm'}[p[1]] + '.' + p[2]
-    if p[0] == 'stages' and p[2] == 'downsample':
-        return f'encoder.stages.{p[1]}.downsampling_layer.{p[3]}.{p[4]}'
-    if p[0] == 'stages' and p[2] == 'blocks':
-        layer = {'conv_dw': 'dwconv', 'norm': 'layernorm', 'mlp.fc1': 'pwconv1',
-                 'mlp.grn': 'grn', 'mlp.fc2': 'pwconv2'}['.'.join(p[4:-1])]
-        return f'encoder.stages.{p[1]}.layers.{p[3]}.{layer}.{p[-1]}'
-    if p[:2] == ['head', 'norm']:
-        return 'layernorm.' + p[2]
-    raise KeyError(timm)
-
-
-timm = read_safetensors(f'{extra}/custom_weights.safetensors')
-hf, bare = collections.OrderedDict(), collections.OrderedDict()
-for k, (dtype, shape, raw) in timm.items():
-    if k.startswith('head.fc.'):
-        hf['classifier.' + k.split('.')[-1]] = (dtype, shape, raw)
-        continue
-    if '.mlp.grn.' in k:
-        shape = [1, 1, 1, shape[0]]
-    elif '.mlp.fc' in k and k.endswith('.weight'):
-        shape = shape[:2]  # nn.Linear
-    name = hf_name(k)
-    hf['convnextv2.' + name] = (dtype, shape, raw)
-    bare[name] = (dtype, shape, raw)
-write_safetensors(f'{extra}/custom_hf.safetensors', hf)
-write_safetensors(f'{extra}/custom_hf_bare.safetensors', bare)
-print(f'custom_hf.safetensors: {len(hf)} tensors; custom_hf_bare.safetensors: {len(bare)}')
 
 # --- official FCMAE pretraining checkpoint ------------------------------------------------------
 official = {k: (list(struct.unpack(f'<{len(raw) // 4}f', raw)), shape)
@@ -251,9 +204,11 @@ buf = io.BytesIO()
 ArgsWriter(buf, protocol=2).dump(ckpt)
 root = 'checkpoint-799'
 with zipfile.ZipFile(f'{extra}/custom_fcmae_checkpoint.pth', 'w', zipfile.ZIP_STORED) as out:
-    out.writestr(f'{root}/data.pkl', buf.getvalue())
-    out.writestr(f'{root}/byteorder', 'little')
+    def put(name, data):  # a fixed timestamp: the same bytes on every run
+        out.writestr(zipfile.ZipInfo(f'{root}/{name}', date_time=(2026, 1, 1, 0, 0, 0)), data)
+    put('data.pkl', buf.getvalue())
+    put('byteorder', 'little')
     for key, raw in storages.items():
-        out.writestr(f'{root}/data/{key}', raw)
-    out.writestr(f'{root}/version', '3\n')
+        put(f'data/{key}', raw)
+    put('version', '3\n')
 print(f'custom_fcmae_checkpoint.pth: {len(encoder)} encoder + {len(decoder)} decoder-side tensors')

@@ -216,7 +216,6 @@ fn custom_arch_non_square_input_matches_timm_with_every_naming_scheme() {
         "extra/custom_official_f32.safetensors",
         "extra/custom_official.pth",
         "extra/custom_timm_bf16_legacy.pth",
-        "extra/custom_hf.safetensors",
     ] {
         let file = convert(weights, (96, 128));
         let model = Model::parse(file.bytes()).unwrap();
@@ -230,6 +229,37 @@ fn custom_arch_non_square_input_matches_timm_with_every_naming_scheme() {
             let err = max_abs(&got, &want);
             println!(
                 "custom ({weights}) [{}]: {err:.3e}",
+                k.resolved_name().unwrap()
+            );
+            assert!(err <= TOL, "{weights} {k:?}: {err}");
+        }
+    }
+}
+
+#[test]
+fn a_hugging_face_model_matches_transformers_from_its_state_dict_and_every_onnx_export() {
+    // tools/make_hf_fixtures.py: transformers' ConvNextV2ForImageClassification, its state dict
+    // and three ONNX exports (LayerNormalization; LayerNorm decomposed; torch.export).
+    let want = read_f32("extra/hf_tiny_logits.bin");
+    let x = read_f32("extra/hf_tiny_input.bin");
+    for weights in [
+        "extra/hf_tiny.safetensors",
+        "extra/hf_tiny_opset17.onnx",
+        "extra/hf_tiny_opset13.onnx",
+        "extra/hf_tiny_dynamo.onnx",
+    ] {
+        let file = convert(weights, (64, 96));
+        let model = Model::parse(file.bytes()).unwrap();
+        let a = model.arch();
+        assert_eq!(
+            (a.depths(), a.dims(), a.num_classes),
+            (&[1, 1, 2, 1][..], &[16, 32, 48, 64][..], 5)
+        );
+        for k in kernel_sets() {
+            let got = run_logits(&model, Input::NchwF32(&x), k);
+            let err = max_abs(&got, &want);
+            println!(
+                "hf_tiny ({weights}) [{}]: {err:.3e}",
                 k.resolved_name().unwrap()
             );
             assert!(err <= TOL, "{weights} {k:?}: {err}");

@@ -131,7 +131,10 @@ fn attr<'a>(n: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
 
 fn tensor_of(t: &TensorProto, dir: Option<&str>) -> Result<Const, String> {
     let resolver = tract_onnx::data_resolver::MmapDataResolver;
-    let t = tract_onnx::tensor::load_tensor(&resolver, t, dir).map_err(|e| format!("{e:#}"))?;
+    // tract leaves some storage forms unimplemented (a panic): a typed error here instead.
+    let t = std::panic::catch_unwind(|| tract_onnx::tensor::load_tensor(&resolver, t, dir))
+        .map_err(|_| "a tensor storage form tract cannot read".to_string())?
+        .map_err(|e| format!("{e:#}"))?;
     let float = t.datum_type().is_float();
     let shape = t.shape().to_vec();
     let f = t.cast_to::<f32>().map_err(|e| format!("{e:#}"))?;
@@ -244,6 +247,15 @@ pub fn load(path: &Path) -> Result<(StateDict, String), OnnxError> {
             "Conv" => {
                 let w =
                     input(1).ok_or_else(|| err(here, "convolution weights are not a constant"))?;
+                if w.shape.len() != 4 {
+                    return Err(err(
+                        here,
+                        format!(
+                            "weights {:?}: a 2-D convolution's are [O, I, kh, kw]",
+                            w.shape
+                        ),
+                    ));
+                }
                 let ints = |name: &str| attr(n, name).map(|a| a.ints.clone());
                 let kernel = ints("kernel_shape")
                     .unwrap_or_else(|| w.shape[2..].iter().map(|&d| d as i64).collect());
@@ -353,6 +365,9 @@ pub fn load(path: &Path) -> Result<(StateDict, String), OnnxError> {
                     node: i,
                 });
                 made.insert(out, tokens.len() - 1);
+            }
+            "Mul" | "Add" if n.input.len() != 2 => {
+                return Err(err(here, format!("{} inputs, not 2", n.input.len())));
             }
             "Mul" | "Add" => {
                 let (c, other) = match (input(0), input(1)) {

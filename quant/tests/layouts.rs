@@ -1,6 +1,7 @@
-//! Weight layouts other than timm's (tools/make_layout_fixtures.py: the `custom` fixture's values
-//! moved, never recomputed, into Hugging Face names and into an official FCMAE pretraining
-//! checkpoint) read into exactly the timm state dict; encoder-only files and unknown layouts are
+//! Weight layouts other than timm's — Hugging Face transformers' own state dicts
+//! (tools/make_hf_fixtures.py) and an official FCMAE pretraining checkpoint
+//! (tools/make_layout_fixtures.py: the `custom` fixture's values moved, never recomputed) — read
+//! into timm's names and shapes; encoder-only files and unknown layouts are
 //! typed errors naming what is wrong, with nothing written.
 
 mod common;
@@ -28,21 +29,25 @@ fn assert_same(got: &quant::StateDict, want: &quant::StateDict, skip: &str, what
 
 #[test]
 fn hugging_face_files_read_as_the_timm_state_dict() {
-    let timm =
-        quant::load_state_dict(&fixtures().join("extra/custom_weights.safetensors")).unwrap();
+    // transformers' own names: every key placed, none left over (the logits are checked against
+    // transformers' in edge's parity_timm test).
     let (hf, notes) = quant::load_state_dict_entry(
-        &fixtures().join("extra/custom_hf.safetensors"),
+        &fixtures().join("extra/hf_tiny.safetensors"),
         quant::Entry::Default,
     )
     .unwrap();
-    assert_same(&hf, &timm, "\u{0}", "ConvNextV2ForImageClassification");
-    // GRN's [1, 1, 1, 4C] became timm's [4C].
+    assert_eq!(hf.len(), 70);
+    for k in hf.keys() {
+        assert!(quant::names::tensor_id(k).is_some(), "{k} not a timm name");
+    }
+    // GRN's [1, 1, 1, 4C] became timm's [4C]; nn.Linear stays [out, in].
     assert_eq!(hf["stages.2.blocks.1.mlp.grn.weight"].shape, [192]);
+    assert_eq!(hf["stages.2.blocks.1.mlp.fc1.weight"].shape, [192, 48]);
+    assert_eq!(hf["head.fc.weight"].shape, [5, 64]);
     let layout = notes.layout.expect("a layout note");
     assert!(layout.contains("Hugging Face"), "{layout}");
-    let bare =
-        quant::load_state_dict(&fixtures().join("extra/custom_hf_bare.safetensors")).unwrap();
-    assert_same(&bare, &timm, "head.fc.", "ConvNextV2Model");
+    let bare = quant::load_state_dict(&fixtures().join("extra/hf_tiny_bare.safetensors")).unwrap();
+    assert_same(&bare, &hf, "head.fc.", "ConvNextV2Model");
 }
 
 #[test]
@@ -79,8 +84,8 @@ fn an_fcmae_pretraining_checkpoint_reads_as_its_encoder_and_says_the_decoder_is_
 #[test]
 fn encoder_only_files_are_refused_by_convert_naming_the_missing_classifier() {
     for (file, extra) in [
-        ("extra/custom_hf_bare.safetensors", &[][..]),
-        ("extra/custom_hf_bare.safetensors", &["--arch", "atto"][..]),
+        ("extra/hf_tiny_bare.safetensors", &[][..]),
+        ("extra/hf_tiny_bare.safetensors", &["--arch", "atto"][..]),
     ] {
         let out = tmp_in("layouts", "bare.cnx");
         let (ok, _, stderr) = convert(&fixtures().join(file), &out, extra);

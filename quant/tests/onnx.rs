@@ -221,6 +221,27 @@ fn decomposed_layer_norms_linear_pointwise_layers_and_renamed_initializers_read_
 }
 
 #[test]
+fn hugging_face_exports_read_as_their_state_dict() {
+    // tools/make_hf_fixtures.py: one transformers model, its state dict and three exports.
+    let want = quant::load_state_dict(&fixtures().join("extra/hf_tiny.safetensors")).unwrap();
+    for file in [
+        "hf_tiny_opset17.onnx",
+        "hf_tiny_opset13.onnx",
+        "hf_tiny_dynamo.onnx",
+    ] {
+        let sd = quant::load_state_dict(&fixtures().join("extra").join(file)).unwrap();
+        assert_eq!(
+            sd.keys().collect::<Vec<_>>(),
+            want.keys().collect::<Vec<_>>(),
+            "{file}"
+        );
+        for (k, t) in &want {
+            assert_eq!(sd[k].data, t.data, "{file}: {k}");
+        }
+    }
+}
+
+#[test]
 fn graphs_that_are_not_convnext_v2_are_refused_naming_the_node() {
     let first = |m: &mut ModelProto, op: &str| -> usize {
         let g = m.graph.as_ref().unwrap();

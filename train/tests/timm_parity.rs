@@ -325,8 +325,7 @@ fn the_ndarray_backend_matches_pytorch_too() {
 fn pytorch_checkpoints_load_and_give_timms_logits() {
     // tools/make_pth_fixtures.py: torch.save files holding the `custom` fixture's weights (depths
     // 1,1,3,1, dims 16..64, 7 classes, 96×128): the official layout nested under "model" (ZIP
-    // format) and timm names in bf16 (legacy pickle format); tools/make_layout_fixtures.py: Hugging
-    // Face names.
+    // format) and timm names in bf16 (legacy pickle format).
     let extra = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/extra");
     let x = read_f32(&extra.join("custom_input.bin"));
     let want = read_f32(&extra.join("custom_logits.bin"));
@@ -336,11 +335,7 @@ fn pytorch_checkpoints_load_and_give_timms_logits() {
         dims: [16, 32, 48, 64],
     };
     let dev = cpu();
-    for file in [
-        "custom_official.pth",
-        "custom_timm_bf16_legacy.pth",
-        "custom_hf.safetensors",
-    ] {
+    for file in ["custom_official.pth", "custom_timm_bf16_legacy.pth"] {
         let m = predict::load_model(&extra.join(file), &size, &Default::default(), &dev).unwrap();
         let t = Tensor::<4>::from_data(TensorData::new(x.clone(), [1, 3, 96, 128]), &dev);
         let got: Vec<f32> = m.forward(t, None).into_data().try_to_vec().unwrap();
@@ -431,27 +426,41 @@ fn non_finite_weights_are_named_by_every_loader_and_predict_never_prints_non_fin
 #[test]
 fn finetune_init_takes_the_encoder_of_fcmae_checkpoints_and_bare_hugging_face_files() {
     // tools/make_layout_fixtures.py: the `custom` weights as an official FCMAE pretraining
-    // checkpoint (encoder only, MinkowskiEngine layouts, decoder side beside it) and as a bare
-    // Hugging Face ConvNextV2Model (no classifier).
+    // checkpoint (encoder only, MinkowskiEngine layouts, decoder side beside it);
+    // tools/make_hf_fixtures.py: a bare Hugging Face ConvNextV2Model (no classifier).
     let extra = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/extra");
     let official = quant::load_state_dict(&extra.join("custom_official_f32.safetensors")).unwrap();
-    let size = Size {
+    let hf = quant::load_state_dict(&extra.join("hf_tiny.safetensors")).unwrap();
+    let custom = Size {
         name: "custom",
         depths: [1, 1, 3, 1],
         dims: [16, 32, 48, 64],
     };
+    let hf_tiny = Size {
+        name: "hf_tiny",
+        depths: [1, 1, 2, 1],
+        dims: [16, 32, 48, 64],
+    };
     let dev = cpu();
-    for (file, fresh, from_file) in [
+    for (file, size, reference, fresh, from_file) in [
         (
             "custom_fcmae_checkpoint.pth",
+            &custom,
+            &official,
             "head norm and classifier",
             "head.",
         ),
-        ("custom_hf_bare.safetensors", "classifier", "head.fc."),
+        (
+            "hf_tiny_bare.safetensors",
+            &hf_tiny,
+            &hf,
+            "classifier",
+            "head.fc.",
+        ),
     ] {
         let config = Config {
             size: size.clone(),
-            num_classes: 5,
+            num_classes: 7,
             drop_path: 0.0,
             grn: true,
         };
@@ -464,14 +473,36 @@ fn finetune_init_takes_the_encoder_of_fcmae_checkpoints_and_bare_hugging_face_fi
         );
         let got = weights::to_timm(&model);
         let mut checked = 0;
-        for (k, t) in official.iter().filter(|(k, _)| !k.starts_with(from_file)) {
+        for (k, t) in reference.iter().filter(|(k, _)| !k.starts_with(from_file)) {
             assert_eq!(got[k].data, t.data, "{file}: {k}");
             checked += 1;
         }
         assert_eq!(
             checked + if from_file == "head." { 4 } else { 2 },
-            official.len()
+            reference.len()
         );
-        assert_eq!(got["head.fc.bias"].data.len(), 5, "{file}");
+        assert_eq!(got["head.fc.bias"].data.len(), 7, "{file}");
+    }
+}
+
+#[test]
+fn a_hugging_face_model_gives_transformers_logits_in_burn() {
+    // tools/make_hf_fixtures.py: transformers' own state dict and logits.
+    let extra = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/extra");
+    let size = Size {
+        name: "hf_tiny",
+        depths: [1, 1, 2, 1],
+        dims: [16, 32, 48, 64],
+    };
+    let dev = cpu();
+    let want = read_f32(&extra.join("hf_tiny_logits.bin"));
+    let x = read_f32(&extra.join("hf_tiny_input.bin"));
+    for file in ["hf_tiny.safetensors", "hf_tiny_opset13.onnx"] {
+        let m = predict::load_model(&extra.join(file), &size, &Default::default(), &dev).unwrap();
+        let t = Tensor::<4>::from_data(TensorData::new(x.clone(), [1, 3, 64, 96]), &dev);
+        let got: Vec<f32> = m.forward(t, None).into_data().try_to_vec().unwrap();
+        let err = max_abs(&got, &want);
+        println!("{file}: Burn vs transformers logits max |Δ| = {err:.2e}");
+        assert!(err <= TOL, "{file}: logits max |Δ| {err}");
     }
 }
