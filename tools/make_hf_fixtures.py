@@ -13,6 +13,7 @@ exact GELU, the config's default final-LayerNorm eps 1e-12) with seeded noise on
   hf_tiny_opset17.onnx      torch.onnx.export (TorchScript exporter), opset 17: LayerNormalization
   hf_tiny_opset13.onnx      the same at opset 13: every LayerNorm decomposed by the exporter
   hf_tiny_dynamo.onnx       the torch.export-based exporter (PyTorch's default), opset 18
+  hf_tiny_gelu_opset20.onnx the same at opset 20, where GELU is the Gelu op
   hf_tiny_input.bin         one normalized input [1, 3, 64, 96]
   hf_tiny_logits.bin        transformers' logits for it [1, 5]
   hf_tiny.json              versions, shapes, top-5, and the f32-vs-f64 difference of the reference
@@ -58,6 +59,10 @@ for opset in (17, 13):
                       input_names=["pixel_values"], output_names=["logits"], dynamo=False)
 # The torch.export-based exporter, PyTorch's default since 2.9; weights inside the file.
 torch.onnx.export(Logits(model), (x,), f"{out}/hf_tiny_dynamo.onnx", opset_version=18,
+                  input_names=["pixel_values"], output_names=["logits"], dynamo=True,
+                  external_data=False)
+# At opset 20 the same exporter writes GELU as the Gelu op.
+torch.onnx.export(Logits(model), (x,), f"{out}/hf_tiny_gelu_opset20.onnx", opset_version=20,
                   input_names=["pixel_values"], output_names=["logits"], dynamo=True,
                   external_data=False)
 meta = {

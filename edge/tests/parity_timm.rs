@@ -247,6 +247,7 @@ fn a_hugging_face_model_matches_transformers_from_its_state_dict_and_every_onnx_
         "extra/hf_tiny_opset17.onnx",
         "extra/hf_tiny_opset13.onnx",
         "extra/hf_tiny_dynamo.onnx",
+        "extra/hf_tiny_gelu_opset20.onnx",
     ] {
         let file = convert(weights, (64, 96));
         let model = Model::parse(file.bytes()).unwrap();

@@ -228,6 +228,7 @@ fn hugging_face_exports_read_as_their_state_dict() {
         "hf_tiny_opset17.onnx",
         "hf_tiny_opset13.onnx",
         "hf_tiny_dynamo.onnx",
+        "hf_tiny_gelu_opset20.onnx",
     ] {
         let sd = quant::load_state_dict(&fixtures().join("extra").join(file)).unwrap();
         assert_eq!(
