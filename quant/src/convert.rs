@@ -55,6 +55,8 @@ pub enum ConvertError {
         path: PathBuf,
         error: crate::onnx::OnnxError,
     },
+    /// Keys of two different non-timm layouts in one file (`keys`: one of each).
+    MixedLayouts { path: PathBuf, keys: Vec<String> },
     /// A tensor's stored shape does not fit its layout (a MinkowskiEngine kernel of the wrong
     /// rank or a non-square kernel volume).
     Layout { name: String, message: String },
@@ -129,6 +131,12 @@ impl fmt::Display for ConvertError {
                     .join("; ")
             ),
             ConvertError::Layout { name, message } => write!(f, "tensor {name}: {message}"),
+            ConvertError::MixedLayouts { path, keys } => write!(
+                f,
+                "{}: keys of two layouts in one file ({}): one model's weights are in one layout",
+                path.display(),
+                keys.join(" and ")
+            ),
             ConvertError::Onnx { path, error } => write!(f, "{}: {error}", path.display()),
             ConvertError::NoClassifier => write!(
                 f,
@@ -242,6 +250,10 @@ pub fn load_state_dict_entry(
             path: path.into(),
             error,
         })?;
+        values::collect(sd.iter().filter_map(|(name, t)| {
+            values::first_bad(name, t.data.iter().map(|&v| v as f64), values::not_finite)
+        }))
+        .map_err(ConvertError::Values)?;
         return Ok((
             sd,
             LoadNotes {
@@ -337,6 +349,25 @@ fn canonical(
         return Err(ConvertError::UnknownLayout {
             path: path.into(),
             keys,
+        });
+    }
+    // Two layouts besides timm's in one file are two models' keys, not one model's.
+    let foreign: Vec<names::Layout> = layouts
+        .iter()
+        .copied()
+        .filter(|l| *l != names::Layout::Timm)
+        .collect();
+    if let [a, b, ..] = foreign[..] {
+        let example = |l: names::Layout| {
+            raw.iter()
+                .zip(&placed)
+                .find(|(_, p)| p.as_ref().is_some_and(|p| p.layout == l))
+                .map(|((k, ..), _)| k.clone())
+                .unwrap_or_default()
+        };
+        return Err(ConvertError::MixedLayouts {
+            path: path.into(),
+            keys: vec![example(a), example(b)],
         });
     }
     let fcmae = layouts.contains(&names::Layout::FcmaePretraining);

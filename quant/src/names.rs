@@ -1,7 +1,8 @@
 //! Every weight layout this project reads, mapped onto one set of canonical names: timm's
 //! (`stem.0.weight`, `stages.N.blocks.M.conv_dw.weight`, `head.fc.weight`, …), which
 //! [`tensor_id`] turns into the model file's [`TensorId`]. `quant` and `train` read weights only
-//! through here (`convert::load_state_dict_entry`).
+//! through `convert::load_state_dict_entry`, which places safetensors and PyTorch keys here and
+//! ONNX graphs by structure (`onnx`, which names the tensors it finds in timm's names directly).
 //!
 //! | layout | keys (examples) | tensors that change shape |
 //! |---|---|---|
@@ -148,11 +149,18 @@ pub fn relayout(
     data: Vec<f32>,
 ) -> Result<(Vec<usize>, Vec<f32>), String> {
     let square = |kv: usize| {
-        let k = (kv as f64).sqrt().round() as usize;
+        let k = kv.isqrt();
         (k * k == kv && k > 0)
             .then_some(k)
             .ok_or_else(|| format!("kernel volume {kv} is not a square k²"))
     };
+    let volume = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    if volume != Some(data.len()) {
+        return Err(format!(
+            "shape {shape:?} does not hold its {} values",
+            data.len()
+        ));
+    }
     match (placed.relayout, shape) {
         (Relayout::Same, _) => {
             let vector = placed.name.ends_with(".bias") || placed.name.contains(".grn.");

@@ -1,18 +1,21 @@
-//! ConvNeXt V2 weights out of an ONNX graph (timm's and Hugging Face's exports, opset 13–18),
+//! ConvNeXt V2 weights out of an ONNX graph (timm's and Hugging Face's exports, opset 13–20),
 //! recognised by the graph's structure, not by initializer names, which exporters rename
 //! (`onnx::MatMul_1234`). The file is read with tract-onnx (protobuf and external data).
 //!
-//! Every node that consumes a constant with more than one element becomes a token: a
+//! Every `Conv`, `MatMul`, `Gemm`, `LayerNormalization` and `Mul` that consumes a constant with
+//! more than one element becomes a token, as does every GELU (`Erf` or `Gelu`): a
 //! convolution (`Conv`: weight, bias), a linear layer (a 1×1 `Conv`, `MatMul` by a constant,
 //! `Gemm`, with the bias of the `Add` that follows), or an affine pair (the γ of a `LayerNormalization`, or of a
 //! `Mul` by a constant, with the β of the `Add` that follows it: a decomposed LayerNorm's or
 //! GRN's). Scalars (eps, 2, √2, 0.5) and integer tensors (shapes, axes) belong to the
-//! parameter-free parts (LayerNorm statistics, GELU, GRN's norms) and are skipped. The token
+//! parameter-free parts (LayerNorm statistics, GELU, GRN's norms) and are skipped; a `Sub`,
+//! `Div` or `Pow` by a per-channel constant (an input normalization folded into the graph) is
+//! refused, as are padding other than ConvNeXt V2's and a LayerNorm eps above 1e-5. The token
 //! sequence must then read as ConvNeXt V2:
 //!
 //! ```text
 //! stem   := Conv(k = stride) Affine
-//! block  := Conv(depthwise, 7×7) Affine(norm) Linear(fc1) Affine(grn) Linear(fc2)
+//! block  := Conv(depthwise, 7×7) Affine(norm) Linear(fc1) GELU Affine(grn) Linear(fc2)
 //! down   := Affine(norm) Conv(2×2, stride 2)
 //! model  := stem block+ (down block+)* Affine(head norm) Linear(head fc)
 //! ```
@@ -114,6 +117,8 @@ enum Kind {
     },
     Linear,
     Affine,
+    /// A GELU (no parameters; the grammar checks its place).
+    Gelu,
 }
 
 struct Token {
@@ -130,6 +135,29 @@ fn attr<'a>(n: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
 }
 
 fn tensor_of(t: &TensorProto, dir: Option<&str>) -> Result<Const, String> {
+    use tract_onnx::pb::tensor_proto::DataType as D;
+    let readable = [
+        D::Float,
+        D::Float16,
+        D::Double,
+        D::Bfloat16,
+        D::Int64,
+        D::Int32,
+        D::Int16,
+        D::Int8,
+        D::Uint16,
+        D::Uint8,
+        D::Bool,
+    ]
+    .map(|d| d as i32);
+    if !readable.contains(&t.data_type) {
+        // Strings and the like hold no weights (and tract leaves some unimplemented).
+        return Ok(Const {
+            shape: vec![],
+            data: vec![],
+            float: false,
+        });
+    }
     let resolver = tract_onnx::data_resolver::MmapDataResolver;
     // tract leaves some storage forms unimplemented (a panic): a typed error here instead.
     let t = std::panic::catch_unwind(|| tract_onnx::tensor::load_tensor(&resolver, t, dir))
@@ -221,10 +249,39 @@ pub fn load(path: &Path) -> Result<(StateDict, String), OnnxError> {
                 };
                 consts.insert(out.to_string(), c);
             }
-            "Identity" | "Cast" | "Reshape" | "Squeeze" | "Unsqueeze" | "Flatten" => {
-                // Shape-only on a constant: the values stay, in order.
+            "Identity" | "Cast" | "Squeeze" | "Unsqueeze" => {
+                // The values stay in order and the dimensions > 1 stay the same.
                 if let Some(c) = input(0).cloned() {
                     consts.insert(out.to_string(), c);
+                }
+            }
+            "Reshape" | "Flatten" => {
+                if let Some(c) = input(0).cloned() {
+                    // Only a reshape that adds or removes dimensions of 1 keeps a weight's
+                    // layout; the target shape is the second input (Reshape) or the axis.
+                    let target: Option<Vec<usize>> = if n.op_type == "Reshape" {
+                        input(1).and_then(|t| reshaped(&c.shape, &t.data))
+                    } else {
+                        let axis = attr(n, "axis").map_or(1, |a| a.i);
+                        flattened(&c.shape, axis)
+                    };
+                    let nontrivial =
+                        |s: &[usize]| s.iter().copied().filter(|&d| d != 1).collect::<Vec<_>>();
+                    match target {
+                        Some(t) if nontrivial(&t) == nontrivial(&c.shape) => {
+                            consts.insert(out.to_string(), Const { shape: t, ..c });
+                        }
+                        _ if !c.float => {}
+                        _ => {
+                            return Err(err(
+                                here,
+                                format!(
+                                    "reshapes a constant {:?} into another layout: weights must keep theirs",
+                                    c.shape
+                                ),
+                            ))
+                        }
+                    }
                 }
             }
             "Transpose" => {
@@ -236,9 +293,13 @@ pub fn load(path: &Path) -> Result<(StateDict, String), OnnxError> {
                             data: transpose2(&c.data, r, k),
                             float: c.float,
                         },
+                        (&[_, _], Some(&[0, 1])) => c,
                         (s, _) if s.iter().filter(|&&d| d > 1).count() <= 1 => c,
                         _ => {
-                            return Err(err(here, "transpose of a constant of rank > 2"));
+                            return Err(err(
+                                here,
+                                "transposes a constant of rank > 2: weights must keep their layout",
+                            ));
                         }
                     };
                     consts.insert(out.to_string(), c);
@@ -264,6 +325,20 @@ pub fn load(path: &Path) -> Result<(StateDict, String), OnnxError> {
                     return Err(err(here, "dilated convolution: not in ConvNeXt V2"));
                 }
                 let group = attr(n, "group").map_or(1, |a| a.i);
+                if attr(n, "auto_pad").is_some_and(|a| !a.s.is_empty() && a.s != b"NOTSET") {
+                    return Err(err(here, "auto_pad: ConvNeXt V2 pads explicitly"));
+                }
+                // The depthwise 7×7 pads 3 on every side, every other convolution 0.
+                let pad = if kernel == [7, 7] { 3 } else { 0 };
+                let pads = ints("pads").unwrap_or_else(|| vec![0; 4]);
+                if pads.iter().any(|&p| p != pad) {
+                    return Err(err(
+                        here,
+                        format!(
+                            "pads {pads:?}: a {kernel:?} convolution of ConvNeXt V2 pads {pad}"
+                        ),
+                    ));
+                }
                 // A 1×1 convolution is a pointwise linear layer (timm's conv_mlp blocks).
                 let pointwise = group == 1 && kernel == [1, 1] && stride == [1, 1];
                 tokens.push(Token {
@@ -350,6 +425,12 @@ pub fn load(path: &Path) -> Result<(StateDict, String), OnnxError> {
                 made.insert(out, tokens.len() - 1);
             }
             "LayerNormalization" => {
+                // edge normalizes with eps 1e-6 (timm's); 1e-12 (Hugging Face's final norm) to
+                // 1e-5 (PyTorch's default) change the logits by far less than 1e-4.
+                let eps = attr(n, "epsilon").map_or(1e-5, |a| a.f);
+                if !(0.0..=1e-5).contains(&eps) {
+                    return Err(err(here, format!("epsilon {eps:e}: ConvNeXt V2 uses 1e-6")));
+                }
                 let (g, b) = (input(1), input(2));
                 let g = g.ok_or_else(|| err(here, "LayerNorm scale is not a constant"))?;
                 tokens.push(Token {
@@ -384,14 +465,20 @@ pub fn load(path: &Path) -> Result<(StateDict, String), OnnxError> {
                         } else {
                             &n.input[0]
                         };
-                        if n.op_type == "Mul" && c.data == [1.0] {
-                            let t = producer
-                                .get(other.as_str())
-                                .and_then(|p| made.get(nodes[*p].output[0].as_str()))
-                                .copied();
-                            if let Some(t) = t {
-                                made.insert(out, t);
-                            }
+                        let t = made.get(other.as_str()).copied();
+                        if let (Some(t), true) = (t, n.op_type == "Mul" && c.data == [1.0]) {
+                            made.insert(out, t);
+                        }
+                        // The bias of a layer with one output channel is a one-element constant.
+                        let single = t.is_some_and(|t| {
+                            tokens[t].bias.is_none() && tokens[t].weight.shape.first() == Some(&1)
+                        });
+                        if let (Some(t), true) = (t, n.op_type == "Add" && c.float && single) {
+                            tokens[t].bias = Some(Tensor {
+                                shape: vec![1],
+                                data: c.data.clone(),
+                            });
+                            made.insert(out, t);
                         }
                         continue;
                     }
@@ -412,9 +499,8 @@ pub fn load(path: &Path) -> Result<(StateDict, String), OnnxError> {
                     continue;
                 }
                 // An Add of a constant: the bias of the layer, or the β of the γ, just before.
-                let t = producer
+                let t = made
                     .get(other.as_str())
-                    .and_then(|p| made.get(nodes[*p].output[0].as_str()))
                     .copied()
                     .filter(|&t| tokens[t].bias.is_none());
                 let Some(t) = t else {
@@ -435,6 +521,23 @@ pub fn load(path: &Path) -> Result<(StateDict, String), OnnxError> {
                     "tanh-approximated GELU: edge computes the exact (erf) GELU of ConvNeXt V2",
                 ));
             }
+            // One per GELU (as an op, or the Erf of 0.5·x·(1 + erf(x/√2))): the grammar
+            // requires it between fc1 and GRN.
+            "Gelu" | "Erf" => tokens.push(Token {
+                kind: Kind::Gelu,
+                weight: Tensor {
+                    shape: vec![],
+                    data: vec![],
+                },
+                bias: None,
+                node: i,
+            }),
+            "Sub" | "Div" | "Pow" if (0..2).any(|k| input(k).is_some_and(param)) => {
+                return Err(err(
+                    here,
+                    "by a per-channel constant: not part of ConvNeXt V2 (input normalization belongs outside the model)",
+                ));
+            }
             _ => {}
         }
     }
@@ -452,6 +555,47 @@ pub fn load(path: &Path) -> Result<(StateDict, String), OnnxError> {
         nodes.len()
     );
     Ok((sd, note))
+}
+
+/// A `Reshape`'s output shape for `shape` and the target `spec` (0 copies a dimension, -1 is
+/// inferred); `None` when it does not fit.
+fn reshaped(shape: &[usize], spec: &[f32]) -> Option<Vec<usize>> {
+    let total: usize = shape.iter().product();
+    let mut out: Vec<usize> = Vec::with_capacity(spec.len());
+    let mut infer = None;
+    for (i, &d) in spec.iter().enumerate() {
+        match d as i64 {
+            0 => out.push(*shape.get(i)?),
+            -1 if infer.is_none() => {
+                infer = Some(i);
+                out.push(1);
+            }
+            d if d > 0 => out.push(d as usize),
+            _ => return None,
+        }
+    }
+    let known = out.iter().try_fold(1usize, |a, &d| a.checked_mul(d))?;
+    if let Some(i) = infer {
+        if known == 0 || !total.is_multiple_of(known) {
+            return None;
+        }
+        out[i] = total / known;
+    }
+    (out.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) == Some(total)).then_some(out)
+}
+
+/// `Flatten`'s output shape: dimensions before `axis` and from it on, multiplied.
+fn flattened(shape: &[usize], axis: i64) -> Option<Vec<usize>> {
+    let axis = if axis < 0 {
+        axis + shape.len() as i64
+    } else {
+        axis
+    };
+    let axis = usize::try_from(axis).ok().filter(|&a| a <= shape.len())?;
+    Some(vec![
+        shape[..axis].iter().product(),
+        shape[axis..].iter().product(),
+    ])
 }
 
 fn transpose2(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
@@ -496,6 +640,7 @@ fn parse_tokens(tokens: &[Token], nodes: &[NodeProto]) -> Result<StateDict, Onnx
     let is = |t: Option<&Token>, k: fn(&Kind) -> bool| t.is_some_and(|t| k(&t.kind));
     let affine = |k: &Kind| matches!(k, Kind::Affine);
     let linear = |k: &Kind| matches!(k, Kind::Linear);
+    let gelu = |k: &Kind| matches!(k, Kind::Gelu);
     let depthwise = |g: i64, k: &[i64], s: &[i64], w: &Tensor| {
         g > 1 && w.shape.first() == Some(&(g as usize)) && k == [7, 7] && s == [1, 1]
     };
@@ -526,6 +671,7 @@ fn parse_tokens(tokens: &[Token], nodes: &[NodeProto]) -> Result<StateDict, Onnx
             for (k, (name, want, check)) in [
                 ("norm", "the block's LayerNorm", affine as fn(&Kind) -> bool),
                 ("mlp.fc1", "the block's first pointwise layer (fc1)", linear),
+                ("", "the block's GELU", gelu),
                 ("mlp.grn", "the block's GRN", affine),
                 (
                     "mlp.fc2",
@@ -539,9 +685,11 @@ fn parse_tokens(tokens: &[Token], nodes: &[NodeProto]) -> Result<StateDict, Onnx
                 if !is(at(pos + 1 + k), check) {
                     return Err(fail(pos + 1 + k, want));
                 }
-                put(&format!("{p}.{name}"), &tokens[pos + 1 + k], want)?;
+                if !name.is_empty() {
+                    put(&format!("{p}.{name}"), &tokens[pos + 1 + k], want)?;
+                }
             }
-            pos += 5;
+            pos += 6;
             block += 1;
         }
         if block == 0 {
@@ -600,5 +748,6 @@ fn what(t: &Token) -> String {
         ),
         Kind::Linear => format!("a linear layer (weights {:?})", t.weight.shape),
         Kind::Affine => format!("a LayerNorm/GRN scale of {} channels", t.weight.data.len()),
+        Kind::Gelu => "a GELU".to_string(),
     }
 }

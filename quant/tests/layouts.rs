@@ -139,6 +139,25 @@ fn unknown_and_broken_layouts_are_typed_errors_naming_keys() {
         "{stderr}"
     );
 
+    // Hugging Face and official keys in one file: two models, named by one key each.
+    let mixed = write(
+        "mixed.safetensors",
+        &[
+            (
+                "convnextv2.embeddings.patch_embeddings.weight",
+                vec![8, 3, 4, 4],
+            ),
+            ("downsample_layers.0.1.weight", vec![8]),
+        ],
+    );
+    let m = quant::load_state_dict(&mixed).unwrap_err().to_string();
+    assert!(
+        m.contains("two layouts")
+            && m.contains("convnextv2.embeddings.patch_embeddings.weight")
+            && m.contains("downsample_layers.0.1.weight"),
+        "{m}"
+    );
+
     // A Minkowski kernel whose volume is not k²: named.
     let odd = write(
         "odd_kernel.safetensors",

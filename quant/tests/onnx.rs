@@ -304,6 +304,40 @@ fn graphs_that_are_not_convnext_v2_are_refused_naming_the_node() {
         "dense_dw.onnx",
         &[&name, "expected stage 0's first block", "groups 1"],
     );
+    // The depthwise convolution padded 2 instead of 3.
+    let mut m = atto_onnx();
+    let g = m.graph.as_mut().unwrap();
+    for a in &mut g.node[dw].attribute {
+        if a.name == "pads" {
+            a.ints = vec![2; 4];
+        }
+    }
+    refuse(&m, "pads.onnx", &[&name, "pads [2, 2, 2, 2]"]);
+    // An input normalization folded in front of the stem: a Sub by a per-channel constant.
+    let mut m = atto_onnx();
+    let g = m.graph.as_mut().unwrap();
+    let input = g.input[0].name.clone();
+    g.initializer.push(TensorProto {
+        name: "mean".into(),
+        dims: vec![1, 3, 1, 1],
+        data_type: pb::tensor_proto::DataType::Float as i32,
+        float_data: vec![0.485, 0.456, 0.406],
+        ..Default::default()
+    });
+    for n in &mut g.node {
+        for i in &mut n.input {
+            if *i == input {
+                *i = "centred".into();
+            }
+        }
+    }
+    g.node
+        .insert(0, node("Sub", "normalize", &[&input, "mean"], "centred"));
+    refuse(
+        &m,
+        "normalized.onnx",
+        &["`normalize` (Sub)", "per-channel constant"],
+    );
     // Not ONNX at all.
     let p = tmp_in("onnx", "garbage.onnx");
     std::fs::write(&p, b"\x08\x07garbage that is not protobuf").unwrap();

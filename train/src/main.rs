@@ -465,7 +465,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 Some(ck) if ck.state["kind"] == "pretrain" => {
                     if entry != predict::WeightsEntry::Default {
                         return Err(format!(
-                            "{}: --ema/--state: a pretraining checkpoint holds one set of weights (FCMAE keeps no EMA)",
+                            "{}: --ema/--state: a pretraining checkpoint holds no EMA weights (FCMAE keeps none), only its one set",
                             checkpoint.display()
                         ));
                     }
