@@ -480,7 +480,19 @@ fn load_pytorch(path: &Path, entry: Entry<'_>) -> Result<(StateDict, LoadNotes),
         path: path.into(),
         message,
     };
-    let reader = pytorch_reader::PytorchReader::new(path).map_err(|e| err(e.to_string()))?;
+    // Some PyTorch 2.15 files (ZIP64 end records) defeat the ZIP reader's archive-offset
+    // detection ("Invalid Central Directory header") though they are valid: read those again
+    // from a copy rewritten with the offset fixed at 0. `_copy` removes the copy when done.
+    let (reader, _copy) = match pytorch_reader::PytorchReader::new(path) {
+        Ok(r) => (r, None),
+        Err(pytorch_reader::PytorchError::Zip(first)) => {
+            let copy = rezip(path).map_err(|e| err(format!("{first}; read with offset 0: {e}")))?;
+            let r = pytorch_reader::PytorchReader::new(&copy.0)
+                .map_err(|e| err(format!("{first}; its rewritten copy: {e}")))?;
+            (r, Some(copy))
+        }
+        Err(e) => return Err(err(e.to_string())),
+    };
     let tensors = reader.into_tensors();
     let is_convnext = |n: &str| names::place(n).is_some();
     // Every entry holding ConvNeXt tensors: "" for the top level, else the first key component.
@@ -594,6 +606,54 @@ fn load_pytorch(path: &Path, entry: Entry<'_>) -> Result<(StateDict, LoadNotes),
             layout,
         },
     ))
+}
+
+/// A temporary file, removed on drop.
+struct TempCopy(PathBuf);
+
+impl Drop for TempCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A copy of the ZIP archive `path`, read with its archive offset fixed at 0, in the temporary
+/// folder. Only uncompressed entries are copied (torch.save writes no other kind), so the copy
+/// is no larger than the file.
+fn rezip(path: &Path) -> Result<TempCopy, String> {
+    use zip::read::{ArchiveOffset, Config};
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let config = Config {
+        archive_offset: ArchiveOffset::Known(0),
+    };
+    let mut archive = zip::ZipArchive::with_config(config, std::io::BufReader::new(file))
+        .map_err(|e| e.to_string())?;
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let copy = TempCopy(
+        std::env::temp_dir().join(format!("quant-rezip-{}-{seq}.pth", std::process::id())),
+    );
+    let out = std::fs::File::create(&copy.0).map_err(|e| format!("{}: {e}", copy.0.display()))?;
+    let mut w = zip::ZipWriter::new(std::io::BufWriter::new(out));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored)
+        .large_file(true);
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).map_err(|e| e.to_string())?;
+        // torch.save stores every entry uncompressed; anything else could expand without
+        // bound into the copy.
+        if entry.compression() != zip::CompressionMethod::Stored {
+            return Err(format!(
+                "entry {} is compressed: not a torch.save archive",
+                entry.name().map_err(|e| e.to_string())?
+            ));
+        }
+        let name = entry.name().map_err(|e| e.to_string())?.to_string();
+        w.start_file(name, options).map_err(|e| e.to_string())?;
+        std::io::copy(&mut entry, &mut w).map_err(|e| format!("{}: {e}", copy.0.display()))?;
+    }
+    w.finish().map_err(|e| e.to_string())?;
+    Ok(copy)
 }
 
 fn squeeze(shape: &[usize]) -> Vec<usize> {

@@ -32,6 +32,35 @@ fn pth_files_hold_exactly_the_safetensors_tensors() {
 }
 
 #[test]
+fn a_pytorch_2_15_file_the_zip_readers_offset_detection_misreads_is_read() {
+    // fuzz/seeds/weights (tools/make_fuzz_pth_seeds.py, PyTorch 2.15): a valid torch.save file
+    // (Python's zipfile reads it) on which zip 9.8's archive-offset detection fails with
+    // "Invalid Central Directory header"; it holds the f32 safetensors seed's tensors under
+    // `model`.
+    let seeds = fixtures().join("../../fuzz/seeds/weights");
+    let want = quant::load_state_dict(&seeds.join("d1211_c8-16_40x36_f32.safetensors")).unwrap();
+    let got = quant::load_state_dict(&seeds.join("d1211_c8-16_40x36_zip.pth")).unwrap();
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>()
+    );
+    for (k, t) in &want {
+        assert_eq!(got[k].data, t.data, "{k}");
+    }
+    // The rewritten copy is gone.
+    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("quant-rezip-{}-", std::process::id()))
+        })
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
 fn convert_reads_a_pth_and_rejects_broken_ones_writing_nothing() {
     let out = tmp_in("pth", "custom.cnx");
     let w = fixtures().join("extra/custom_official.pth");
