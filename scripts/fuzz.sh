@@ -2,7 +2,7 @@
 # Fuzzes every parser edge and quant expose (not part of CI, which runs tests/fuzz_smoke.rs):
 #   parse            edge model files (f32 and int8), mutated bytes, seeds fuzz/seeds/parse
 #   parse_structured arbitrary tiny architectures → f32/int8 files → flipped/truncated/resealed
-#   weights          safetensors and .pth readers behind `quant convert`, seeds fuzz/seeds/weights
+#   weights          safetensors, .pth and ONNX readers behind `quant convert`, seeds fuzz/seeds/weights
 #   image            the image front end (JPEG/PNG/PNM), seeds fuzz/seeds/image
 # Usage: scripts/fuzz.sh [SECONDS_PER_TARGET=600] [TARGET...]
 # Needs nightly Rust and cargo-fuzz (`rustup toolchain install nightly; cargo install cargo-fuzz`).
