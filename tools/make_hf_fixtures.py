@@ -3,7 +3,7 @@
 `quant` (names, ONNX by structure) checked against transformers' own forward pass.
 
 Usage (the CPU PyTorch venv of ../shared/STACK.md, plus `transformers onnx onnxscript`):
-    python tools/make_hf_fixtures.py tests/fixtures/extra
+    python tools/make_hf_fixtures.py tests/fixtures/extra [fuzz/seeds/weights]
 
 Writes, for ConvNextV2ForImageClassification(depths 1,1,2,1, hidden sizes 16,32,48,64, 5 labels,
 exact GELU, the config's default final-LayerNorm eps 1e-12) with seeded noise on every parameter
@@ -17,6 +17,8 @@ exact GELU, the config's default final-LayerNorm eps 1e-12) with seeded noise on
   hf_tiny_input.bin         one normalized input [1, 3, 64, 96]
   hf_tiny_logits.bin        transformers' logits for it [1, 5]
   hf_tiny.json              versions, shapes, top-5, and the f32-vs-f64 difference of the reference
+and, given a second folder, the `weights` fuzz target's ONNX seed there: d1111_c8-16_32px_hf.onnx
+(depths 1,1,1,1, hidden sizes 8,16,16,16, 3 labels, 32 px, opset 17).
 """
 import json, os, sys
 import torch
@@ -25,6 +27,24 @@ import transformers
 from transformers import ConvNextV2Config, ConvNextV2ForImageClassification
 
 out = sys.argv[1]
+
+
+class Logits(torch.nn.Module):
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, pixel_values):
+        return self.m(pixel_values).logits
+
+
+if len(sys.argv) > 2:
+    torch.manual_seed(0)
+    seed = ConvNextV2ForImageClassification(
+        ConvNextV2Config(hidden_sizes=[8, 16, 16, 16], depths=[1, 1, 1, 1], num_labels=3)).eval()
+    torch.onnx.export(Logits(seed), (torch.randn(1, 3, 32, 32),),
+                      f"{sys.argv[2]}/d1111_c8-16_32px_hf.onnx", opset_version=17,
+                      input_names=["pixel_values"], output_names=["logits"], dynamo=False)
 torch.manual_seed(0)
 config = ConvNextV2Config(num_channels=3, patch_size=4, num_stages=4, hidden_sizes=[16, 32, 48, 64],
                           depths=[1, 1, 2, 1], hidden_act="gelu", num_labels=5)
@@ -43,15 +63,6 @@ with torch.no_grad():
     model.float()
 x.numpy().astype("<f4").tofile(f"{out}/hf_tiny_input.bin")
 logits.numpy().astype("<f4").tofile(f"{out}/hf_tiny_logits.bin")
-
-
-class Logits(torch.nn.Module):
-    def __init__(self, m):
-        super().__init__()
-        self.m = m
-
-    def forward(self, pixel_values):
-        return self.m(pixel_values).logits
 
 
 for opset in (17, 13):

@@ -20,7 +20,9 @@ tensors exactly (checked 2026-12-03, PyTorch 2.15).
 
 Usage: python3 tools/make_layout_fixtures.py tests/fixtures/extra
 """
-import collections, copyreg, io, itertools, json, pickle, random, struct, sys, types, zipfile
+import collections, copyreg, io, itertools, json, pickle, random, struct, sys, zipfile
+
+from torch_standins import StandIn, global_named
 
 extra = sys.argv[1]
 
@@ -145,22 +147,6 @@ for k, s in [('proj.weight', [D, 64, 1, 1]), ('proj.bias', [D]), ('mask_token', 
     decoder[k] = ([rng.gauss(0, 0.02) for _ in range(n)], s)
 
 # torch.save's ZIP format with stand-ins for torch's globals.
-modules = {}
-
-
-class StandIn:
-    def __init__(self, *args):
-        self.args = args
-
-
-def global_named(mod, name):
-    m = modules.setdefault(mod, types.ModuleType(mod))
-    if not hasattr(m, name):
-        setattr(m, name, type(name, (StandIn,), {'__module__': mod, '__qualname__': name}))
-    sys.modules[mod] = m
-    return getattr(m, name)
-
-
 rebuild = global_named('torch._utils', '_rebuild_tensor_v2')
 float_storage = global_named('torch', 'FloatStorage')
 storages = {}

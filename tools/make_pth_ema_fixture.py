@@ -7,30 +7,14 @@ of its own, equal to `model`'s except `head.bias` + 0.5 (so a test can tell whic
 Usage: python3 tools/make_pth_ema_fixture.py tests/fixtures/extra/custom_official.pth \
            tests/fixtures/extra/custom_official_ema.pth
 """
-import collections, io, pickle, struct, sys, types, zipfile
+import collections, io, pickle, struct, sys, zipfile
+
+from torch_standins import StandIn, global_named
 
 src, dst = sys.argv[1], sys.argv[2]
 z = zipfile.ZipFile(src)
 root = z.namelist()[0].split('/')[0]
 files = {n: z.read(n) for n in z.namelist()}
-modules = {}
-
-
-class StandIn:
-    """What a REDUCE of a torch global (e.g. `_rebuild_tensor_v2`) builds: the call's arguments."""
-    def __init__(self, *args):
-        self.args = args
-
-
-def global_named(mod, name):
-    """A stand-in class that pickles back as GLOBAL `mod name`."""
-    m = modules.setdefault(mod, types.ModuleType(mod))
-    if not hasattr(m, name):
-        setattr(m, name, type(name, (StandIn,), {'__module__': mod, '__qualname__': name}))
-    sys.modules[mod] = m
-    return getattr(m, name)
-
-
 class Storage:  # a persistent id: ('storage', dtype class, key, location, numel)
     def __init__(self, pid):
         self.pid = pid

@@ -3,7 +3,8 @@
 //! fuzzer's own inputs of ≤ 4 KiB never get past the header).
 //!
 //! `cargo run --bin make_seeds` (from fuzz/) → seeds/{parse,weights,image}/. The `.pth` seeds
-//! come from `tools/make_fuzz_pth_seeds.py` (PyTorch), from the safetensors written here.
+//! come from `tools/make_fuzz_pth_seeds.py` (PyTorch), from the safetensors written here; the
+//! ONNX seed from `tools/make_hf_fixtures.py … fuzz/seeds/weights` (PyTorch + transformers).
 
 use std::path::Path;
 
