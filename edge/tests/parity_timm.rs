@@ -207,65 +207,64 @@ fn femto_from_f16_timm_weights_matches_timm() {
     }
 }
 
-#[test]
-fn custom_arch_non_square_input_matches_timm_with_every_naming_scheme() {
-    let want = read_f32("extra/custom_logits.bin");
-    let x = read_f32("extra/custom_input.bin");
-    for weights in [
-        "extra/custom_weights.safetensors",
-        "extra/custom_official_f32.safetensors",
-        "extra/custom_official.pth",
-        "extra/custom_timm_bf16_legacy.pth",
-    ] {
-        let file = convert(weights, (96, 128));
+/// Each of `weights` converted at `hw` has the architecture `(depths, dims, classes)` and gives
+/// the reference `logits` for `input` on every kernel set, within [`TOL`].
+fn assert_every_form_gives(
+    weights: &[&str],
+    hw: (usize, usize),
+    arch: (&[usize], &[usize], usize),
+    input: &str,
+    logits: &str,
+) {
+    let want = read_f32(logits);
+    let x = read_f32(input);
+    for weights in weights {
+        let file = convert(weights, hw);
         let model = Model::parse(file.bytes()).unwrap();
         let a = model.arch();
-        assert_eq!(
-            (a.depths(), a.dims(), a.num_classes),
-            (&[1, 1, 3, 1][..], &[16, 32, 48, 64][..], 7)
-        );
+        assert_eq!((a.depths(), a.dims(), a.num_classes), arch, "{weights}");
         for k in kernel_sets() {
             let got = run_logits(&model, Input::NchwF32(&x), k);
             let err = max_abs(&got, &want);
-            println!(
-                "custom ({weights}) [{}]: {err:.3e}",
-                k.resolved_name().unwrap()
-            );
+            println!("{weights} [{}]: {err:.3e}", k.resolved_name().unwrap());
             assert!(err <= TOL, "{weights} {k:?}: {err}");
         }
     }
 }
 
 #[test]
+fn custom_arch_non_square_input_matches_timm_with_every_naming_scheme() {
+    assert_every_form_gives(
+        &[
+            "extra/custom_weights.safetensors",
+            "extra/custom_official_f32.safetensors",
+            "extra/custom_official.pth",
+            "extra/custom_timm_bf16_legacy.pth",
+        ],
+        (96, 128),
+        (&[1, 1, 3, 1], &[16, 32, 48, 64], 7),
+        "extra/custom_input.bin",
+        "extra/custom_logits.bin",
+    );
+}
+
+#[test]
 fn a_hugging_face_model_matches_transformers_from_its_state_dict_and_every_onnx_export() {
     // tools/make_hf_fixtures.py: transformers' ConvNextV2ForImageClassification, its state dict
-    // and three ONNX exports (LayerNormalization; LayerNorm decomposed; torch.export).
-    let want = read_f32("extra/hf_tiny_logits.bin");
-    let x = read_f32("extra/hf_tiny_input.bin");
-    for weights in [
-        "extra/hf_tiny.safetensors",
-        "extra/hf_tiny_opset17.onnx",
-        "extra/hf_tiny_opset13.onnx",
-        "extra/hf_tiny_dynamo.onnx",
-        "extra/hf_tiny_gelu_opset20.onnx",
-    ] {
-        let file = convert(weights, (64, 96));
-        let model = Model::parse(file.bytes()).unwrap();
-        let a = model.arch();
-        assert_eq!(
-            (a.depths(), a.dims(), a.num_classes),
-            (&[1, 1, 2, 1][..], &[16, 32, 48, 64][..], 5)
-        );
-        for k in kernel_sets() {
-            let got = run_logits(&model, Input::NchwF32(&x), k);
-            let err = max_abs(&got, &want);
-            println!(
-                "hf_tiny ({weights}) [{}]: {err:.3e}",
-                k.resolved_name().unwrap()
-            );
-            assert!(err <= TOL, "{weights} {k:?}: {err}");
-        }
-    }
+    // and four ONNX exports (LayerNormalization; LayerNorm decomposed; torch.export; the Gelu op).
+    assert_every_form_gives(
+        &[
+            "extra/hf_tiny.safetensors",
+            "extra/hf_tiny_opset17.onnx",
+            "extra/hf_tiny_opset13.onnx",
+            "extra/hf_tiny_dynamo.onnx",
+            "extra/hf_tiny_gelu_opset20.onnx",
+        ],
+        (64, 96),
+        (&[1, 1, 2, 1], &[16, 32, 48, 64], 5),
+        "extra/hf_tiny_input.bin",
+        "extra/hf_tiny_logits.bin",
+    );
 }
 
 #[test]
