@@ -629,7 +629,14 @@ fn parse_tokens(tokens: &[Token], nodes: &[NodeProto]) -> Result<StateDict, Onnx
         let bias = t.bias.clone().ok_or_else(|| {
             err(
                 Some(&nodes[t.node]),
-                format!("{what} without its bias/β (an Add of a constant after it)"),
+                if matches!(t.kind, Kind::Affine) {
+                    // A scale with no shift: ConvNeXt V1's layer scale (γ·x per block) is one.
+                    format!(
+                        "expected {what}, found a per-channel scale with no shift after it (a layer scale, as in ConvNeXt V1? V2 has none)"
+                    )
+                } else {
+                    format!("{what} without its bias (an Add of a constant after it)")
+                },
             )
         })?;
         sd.insert(format!("{name}.weight"), t.weight.clone());

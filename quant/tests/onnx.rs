@@ -338,6 +338,46 @@ fn graphs_that_are_not_convnext_v2_are_refused_naming_the_node() {
         "normalized.onnx",
         &["`normalize` (Sub)", "per-channel constant"],
     );
+    // A ConvNeXt V1-style layer scale (γ·x) after the first block's fc2.
+    let mut m = atto_onnx();
+    let g = m.graph.as_mut().unwrap();
+    let pointwise: Vec<usize> = g
+        .node
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| {
+            n.op_type == "Conv"
+                && n.attribute
+                    .iter()
+                    .any(|a| a.name == "kernel_shape" && a.ints == [1, 1])
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let fc2 = pointwise[1];
+    let out = g.node[fc2].output[0].clone();
+    for n in &mut g.node {
+        for i in &mut n.input {
+            if *i == out {
+                *i = "scaled".into();
+            }
+        }
+    }
+    g.initializer.push(TensorProto {
+        name: "layer_scale".into(),
+        dims: vec![40, 1, 1],
+        data_type: pb::tensor_proto::DataType::Float as i32,
+        float_data: vec![1e-6; 40],
+        ..Default::default()
+    });
+    g.node.insert(
+        fc2 + 1,
+        node("Mul", "layer_scale_mul", &[&out, "layer_scale"], "scaled"),
+    );
+    refuse(
+        &m,
+        "layer_scale.onnx",
+        &["`layer_scale_mul` (Mul)", "layer scale"],
+    );
     // Not ONNX at all.
     let p = tmp_in("onnx", "garbage.onnx");
     std::fs::write(&p, b"\x08\x07garbage that is not protobuf").unwrap();
