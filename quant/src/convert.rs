@@ -199,15 +199,29 @@ pub fn load_state_dict(path: &Path) -> Result<StateDict, ConvertError> {
 
 /// Which state dict of a checkpoint holding several (the official and timm training scripts
 /// save `model` beside `model_ema`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Entry<'a> {
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Entry {
     /// The non-EMA weights: the first of the top level, `model`, `state_dict`, and only then an
     /// EMA entry.
+    #[default]
     Default,
     /// The EMA weights: `model_ema`, `state_dict_ema` or `ema`, whichever the file has.
     Ema,
     /// The entry of this name.
-    Named(&'a str),
+    Named(String),
+}
+
+impl Entry {
+    /// From the `--ema` / `--state NAME` flags of every command that reads weights; both at
+    /// once is an error.
+    pub fn from_flags(ema: bool, state: Option<String>) -> Result<Entry, String> {
+        match (ema, state) {
+            (false, None) => Ok(Entry::Default),
+            (true, None) => Ok(Entry::Ema),
+            (false, Some(n)) => Ok(Entry::Named(n)),
+            (true, Some(_)) => Err("--ema and --state both choose the weights: give one".into()),
+        }
+    }
 }
 
 /// EMA entries, in the order looked for by [`Entry::Ema`].
@@ -222,7 +236,7 @@ const EMA_ENTRIES: [&str; 3] = ["model_ema", "state_dict_ema", "ema"];
 /// has are listed), or when an entry is asked of a safetensors file (a single state dict).
 pub fn load_state_dict_entry(
     path: &Path,
-    entry: Entry<'_>,
+    entry: Entry,
 ) -> Result<(StateDict, LoadNotes), ConvertError> {
     use std::io::Read;
     let io = |source| ConvertError::Io {
@@ -236,13 +250,13 @@ pub fn load_state_dict_entry(
         .map_err(io)?;
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     if matches!(ext, "pth" | "pt") || magic[..got] == *b"PK\x03\x04" {
-        return load_pytorch(path, entry);
+        return load_pytorch(path, &entry);
     }
     if ext == "onnx" {
         if entry != Entry::Default {
             return Err(ConvertError::NoEntry {
                 path: path.into(),
-                asked: entry_name(entry),
+                asked: entry_name(&entry),
                 available: Vec::new(),
             });
         }
@@ -250,10 +264,8 @@ pub fn load_state_dict_entry(
             path: path.into(),
             error,
         })?;
-        values::collect(sd.iter().filter_map(|(name, t)| {
-            values::first_bad(name, t.data.iter().map(|&v| v as f64), values::not_finite)
-        }))
-        .map_err(ConvertError::Values)?;
+        values::check_finite(sd.iter().map(|(name, t)| (name.as_str(), &t.data[..])))
+            .map_err(ConvertError::Values)?;
         return Ok((
             sd,
             LoadNotes {
@@ -265,7 +277,7 @@ pub fn load_state_dict_entry(
     if entry != Entry::Default {
         return Err(ConvertError::NoEntry {
             path: path.into(),
-            asked: entry_name(entry),
+            asked: entry_name(&entry),
             available: Vec::new(),
         });
     }
@@ -383,10 +395,14 @@ fn canonical(
                 insert(&mut sd, p.name, shape, data)?;
             }
             None if fcmae && names::is_fcmae_decoder(&key) => dropped += 1,
-            None => insert(&mut sd, names::to_timm(&key), shape, data)?,
+            // Placed by no layout: kept as stored (without `module.`) for the converter to name.
+            None => {
+                let name = key.strip_prefix("module.").unwrap_or(&key).to_string();
+                insert(&mut sd, name, shape, data)?
+            }
         }
     }
-    let note = (layouts.iter().ne([names::Layout::Timm].iter())).then(|| {
+    let note = (!foreign.is_empty()).then(|| {
         let read_as: Vec<&str> = layouts.iter().map(|l| l.describe()).collect();
         let mut n = format!("{}: read as {}", path.display(), read_as.join(" + "));
         if dropped > 0 {
@@ -399,7 +415,7 @@ fn canonical(
     Ok((sd, note))
 }
 
-fn entry_name(e: Entry<'_>) -> String {
+fn entry_name(e: &Entry) -> String {
     match e {
         Entry::Default => "the default weights".into(),
         Entry::Ema => format!("EMA weights ({})", EMA_ENTRIES.join(", ")),
@@ -475,7 +491,7 @@ fn insert(
 /// Reads a `torch.save` file (ZIP or legacy pickle) with burn's pytorch-reader: the entry
 /// `entry` picks among those holding ConvNeXt tensors (the top level `""`, `model`,
 /// `model_ema`, …); other entries are ignored.
-fn load_pytorch(path: &Path, entry: Entry<'_>) -> Result<(StateDict, LoadNotes), ConvertError> {
+fn load_pytorch(path: &Path, entry: &Entry) -> Result<(StateDict, LoadNotes), ConvertError> {
     let err = |message: String| ConvertError::Pytorch {
         path: path.into(),
         message,
@@ -523,7 +539,7 @@ fn load_pytorch(path: &Path, entry: Entry<'_>) -> Result<(StateDict, LoadNotes),
     let has = |e: &&str| available.iter().any(|a| a == e);
     // The non-EMA weights first; an entry of another name only when it is the file's only one.
     let chosen: Option<String> = match entry {
-        Entry::Named(n) => has(&n).then(|| n.to_string()),
+        Entry::Named(n) => has(&n.as_str()).then(|| n.clone()),
         Entry::Ema => EMA_ENTRIES.into_iter().find(has).map(str::to_string),
         Entry::Default => ["", "model", "state_dict"]
             .into_iter()
@@ -547,7 +563,7 @@ fn load_pytorch(path: &Path, entry: Entry<'_>) -> Result<(StateDict, LoadNotes),
         }
     };
     let others: Vec<&String> = available.iter().filter(|a| **a != chosen).collect();
-    let note = (entry == Entry::Default && !others.is_empty()).then(|| {
+    let note = (*entry == Entry::Default && !others.is_empty()).then(|| {
         let ema = others.iter().any(|o| EMA_ENTRIES.contains(&o.as_str()));
         format!(
             "{}: using {}; the file also holds {}{}",

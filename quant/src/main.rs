@@ -129,12 +129,8 @@ struct EntryArgs {
 }
 
 impl EntryArgs {
-    fn entry(&self) -> quant::Entry<'_> {
-        match (&self.state, self.ema) {
-            (Some(n), _) => quant::Entry::Named(n),
-            (None, true) => quant::Entry::Ema,
-            (None, false) => quant::Entry::Default,
-        }
+    fn entry(&self) -> Result<quant::Entry, String> {
+        quant::Entry::from_flags(self.ema, self.state.clone())
     }
 }
 
@@ -174,7 +170,7 @@ fn run(cmd: Cmd) -> Result<(), Box<dyn std::error::Error>> {
             entry,
         } => {
             // The notes first: they explain a refusal too (an FCMAE checkpoint has no head).
-            let (sd, notes) = quant::load_state_dict_entry(&weights, entry.entry())?;
+            let (sd, notes) = quant::load_state_dict_entry(&weights, entry.entry()?)?;
             notes.print();
             let a =
                 quant::convert::convert_state_dict_to_file(&sd, arch.as_deref(), input_size, &out)?;
@@ -251,7 +247,7 @@ fn run(cmd: Cmd) -> Result<(), Box<dyn std::error::Error>> {
             };
             let f32_file = match (&weights, &model) {
                 (Some(w), _) => {
-                    let (sd, note) = quant::load_state_dict_entry(w, entry.entry())?;
+                    let (sd, note) = quant::load_state_dict_entry(w, entry.entry()?)?;
                     note.print();
                     let a = match &arch {
                         Some(n) => quant::convert::named_arch(n, &sd, input_size.0, input_size.1)?,
@@ -259,7 +255,7 @@ fn run(cmd: Cmd) -> Result<(), Box<dyn std::error::Error>> {
                     };
                     quant::convert::convert(&sd, &a)?
                 }
-                (None, Some(_)) if entry.entry() != quant::Entry::Default => {
+                (None, Some(_)) if entry.entry()? != quant::Entry::Default => {
                     return Err("--ema/--state choose weights inside --weights; an edge model file (--model) holds one set".into())
                 }
                 (None, Some(m)) => std::fs::read(m).map_err(|e| format!("{}: {e}", m.display()))?,

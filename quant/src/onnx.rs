@@ -219,12 +219,6 @@ mod graph {
             consts.insert(t.name.clone(), c);
         }
         let nodes = &graph.node;
-        let mut producer: HashMap<&str, usize> = HashMap::new();
-        for (i, n) in nodes.iter().enumerate() {
-            for o in &n.output {
-                producer.insert(o.as_str(), i);
-            }
-        }
         let mut tokens: Vec<Token> = Vec::new();
         // Output name of a Mul-by-γ / MatMul / Gemm / Conv → its token, for the Add that follows.
         let mut made: HashMap<&str, usize> = HashMap::new();

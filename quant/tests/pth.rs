@@ -114,10 +114,10 @@ fn a_checkpoint_with_model_and_model_ema_says_which_it_used_and_ema_or_state_cho
         };
         assert_eq!(ema[k].data, want, "{k}");
     }
-    let (named, note) = quant::load_state_dict_entry(&w, Entry::Named("model")).unwrap();
+    let (named, note) = quant::load_state_dict_entry(&w, Entry::Named("model".into())).unwrap();
     assert!(note.entry.is_none() && named.iter().all(|(k, t)| st[k].data == t.data));
     // Asking for what the file lacks is an error naming what it has, never ignored.
-    let e = quant::load_state_dict_entry(&w, Entry::Named("nope"))
+    let e = quant::load_state_dict_entry(&w, Entry::Named("nope".into()))
         .unwrap_err()
         .to_string();
     assert!(

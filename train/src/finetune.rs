@@ -71,7 +71,7 @@ pub struct Options {
     /// exported model, or a training checkpoint).
     pub init: Option<PathBuf>,
     /// Which weights of `init` when it holds several (`--init-ema`, `--init-state NAME`).
-    pub init_entry: crate::predict::WeightsEntry,
+    pub init_entry: quant::Entry,
     /// Square input size.
     pub input_size: u32,
     /// Epochs.
@@ -199,7 +199,7 @@ fn evaluate_batch(
 pub fn load_init(
     model: ConvNeXtV2,
     path: &Path,
-    entry: &crate::predict::WeightsEntry,
+    entry: &quant::Entry,
     seed: u64,
 ) -> Result<(ConvNeXtV2, String), String> {
     let sd = crate::predict::read_weights(path, entry)?;

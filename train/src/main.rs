@@ -309,7 +309,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 size: size(&s)?,
                 data,
                 init,
-                init_entry: predict::WeightsEntry::from_flags(init_ema, init_state)?,
+                init_entry: quant::Entry::from_flags(init_ema, init_state)?,
                 input_size,
                 epochs,
                 batch,
@@ -432,7 +432,7 @@ fn run(cli: Cli) -> Result<(), String> {
             device,
         } => {
             let dev = finetune::device(device.into())?;
-            let entry = predict::WeightsEntry::from_flags(ema, state)?;
+            let entry = quant::Entry::from_flags(ema, state)?;
             let model = predict::load_model(&weights, &size(&s)?, &entry, &dev)?;
             let (x, side) = predict::read_input(&input, input_size)?;
             let logits = predict::predict(&model, x, side, &dev)?;
@@ -455,7 +455,7 @@ fn run(cli: Cli) -> Result<(), String> {
             out,
         } => {
             let dev = finetune::device(DeviceKind::Cpu)?;
-            let entry = predict::WeightsEntry::from_flags(ema, state)?;
+            let entry = quant::Entry::from_flags(ema, state)?;
             let ck = if Checkpoint::is_checkpoint(&checkpoint) {
                 Some(Checkpoint::load(&checkpoint).map_err(|e| e.to_string())?)
             } else {
@@ -463,7 +463,7 @@ fn run(cli: Cli) -> Result<(), String> {
             };
             match &ck {
                 Some(ck) if ck.state["kind"] == "pretrain" => {
-                    if entry != predict::WeightsEntry::Default {
+                    if entry != quant::Entry::Default {
                         return Err(format!(
                             "{}: --ema/--state: a pretraining checkpoint holds no EMA weights (FCMAE keeps none), only its one set",
                             checkpoint.display()

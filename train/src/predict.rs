@@ -9,52 +9,18 @@ use crate::checkpoint::Checkpoint;
 use crate::model::{Config, ConvNeXtV2, Size};
 use crate::weights;
 
-/// Which state dict of a file holding several: `--ema`, `--state NAME`, or neither (the owned
-/// form of [`quant::Entry`], which also names this crate's checkpoint groups `model` and `ema`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum WeightsEntry {
-    /// The non-EMA weights.
-    #[default]
-    Default,
-    /// The EMA weights.
-    Ema,
-    /// The entry of this name (`model_ema`, `state_dict`, …).
-    Named(String),
-}
-
-impl WeightsEntry {
-    /// From the `--ema` / `--state NAME` flags; both at once is an error.
-    pub fn from_flags(ema: bool, state: Option<String>) -> Result<Self, String> {
-        match (ema, state) {
-            (false, None) => Ok(WeightsEntry::Default),
-            (true, None) => Ok(WeightsEntry::Ema),
-            (false, Some(n)) => Ok(WeightsEntry::Named(n)),
-            (true, Some(_)) => Err("--ema and --state both choose the weights: give one".into()),
-        }
-    }
-
-    /// The entry as `quant` reads it.
-    pub fn as_entry(&self) -> quant::Entry<'_> {
-        match self {
-            WeightsEntry::Default => quant::Entry::Default,
-            WeightsEntry::Ema => quant::Entry::Ema,
-            WeightsEntry::Named(n) => quant::Entry::Named(n),
-        }
-    }
-}
-
 /// Reads weights as a timm state dict: a training checkpoint (its `model` group, or `ema` with
-/// [`WeightsEntry::Ema`]), a PyTorch checkpoint (`model`, else `model_ema` with `--ema`, or any
+/// [`quant::Entry::Ema`]), a PyTorch checkpoint (`model`, else `model_ema` with `--ema`, or any
 /// named entry, saying so on stderr when it holds several), or safetensors and `train export`
 /// files in any layout `quant` knows (official, FCMAE, Hugging Face names rewritten, f16/bf16
 /// widened; an entry is an error there: they hold one set of weights).
 pub fn read_weights(
     path: &Path,
-    entry: &WeightsEntry,
+    entry: &quant::Entry,
 ) -> Result<quant::convert::StateDict, String> {
     if !Checkpoint::is_checkpoint(path) {
         let (sd, note) =
-            quant::load_state_dict_entry(path, entry.as_entry()).map_err(|e| e.to_string())?;
+            quant::load_state_dict_entry(path, entry.clone()).map_err(|e| e.to_string())?;
         note.print();
         return Ok(sd);
     }
@@ -71,13 +37,13 @@ pub fn read_weights(
 pub fn checkpoint_weights(
     ck: &Checkpoint,
     path: &Path,
-    entry: &WeightsEntry,
+    entry: &quant::Entry,
 ) -> Result<quant::convert::StateDict, String> {
     let group = match entry {
-        WeightsEntry::Default => "model",
-        WeightsEntry::Ema => "ema",
-        WeightsEntry::Named(n) if n == "model" || n == "ema" => n.as_str(),
-        WeightsEntry::Named(n) => {
+        quant::Entry::Default => "model",
+        quant::Entry::Ema => "ema",
+        quant::Entry::Named(n) if n == "model" || n == "ema" => n.as_str(),
+        quant::Entry::Named(n) => {
             return Err(format!(
                 "{}: --state {n}: a training checkpoint holds `model` and (with --ema > 0) `ema` weights",
                 path.display()
@@ -100,7 +66,7 @@ pub fn checkpoint_weights(
 pub fn load_model(
     path: &Path,
     size: &Size,
-    entry: &WeightsEntry,
+    entry: &quant::Entry,
     device: &Device,
 ) -> Result<ConvNeXtV2, String> {
     model_from_timm(&read_weights(path, entry)?, size, device)
@@ -240,7 +206,8 @@ pub fn export(
 
 #[cfg(test)]
 mod tests {
-    use super::{read_weights, WeightsEntry};
+    use super::read_weights;
+    use quant::Entry;
     use std::path::PathBuf;
 
     fn fixture(rel: &str) -> PathBuf {
@@ -253,18 +220,18 @@ mod tests {
     fn ema_picks_model_ema_of_a_pytorch_checkpoint_and_is_an_error_where_there_is_none() {
         // tools/make_pth_ema_fixture.py: model_ema = model with head.bias + 0.5.
         let w = fixture("extra/custom_official_ema.pth");
-        let model = read_weights(&w, &WeightsEntry::Default).unwrap();
-        let ema = read_weights(&w, &WeightsEntry::Ema).unwrap();
-        let named = read_weights(&w, &WeightsEntry::Named("model_ema".into())).unwrap();
+        let model = read_weights(&w, &Entry::Default).unwrap();
+        let ema = read_weights(&w, &Entry::Ema).unwrap();
+        let named = read_weights(&w, &Entry::Named("model_ema".into())).unwrap();
         assert_eq!(named["head.fc.bias"].data, ema["head.fc.bias"].data);
-        let e = read_weights(&w, &WeightsEntry::Named("nope".into())).unwrap_err();
+        let e = read_weights(&w, &Entry::Named("nope".into())).unwrap_err();
         assert!(e.contains("no `nope`") && e.contains("`model_ema`"), "{e}");
         let (m, e) = (&model["head.fc.bias"].data, &ema["head.fc.bias"].data);
         assert!(m.iter().zip(e).all(|(a, b)| (b - a - 0.5).abs() < 1e-6));
         assert_eq!(model["stem.0.weight"].data, ema["stem.0.weight"].data);
         let e = read_weights(
             &fixture("extra/custom_official_f32.safetensors"),
-            &WeightsEntry::Ema,
+            &Entry::Ema,
         )
         .unwrap_err();
         assert!(e.contains("single state dict"), "{e}");
