@@ -7,26 +7,6 @@
 mod common;
 use common::*;
 
-fn squeezed(s: &[usize]) -> Vec<usize> {
-    s.iter().copied().filter(|&d| d != 1).collect()
-}
-
-/// `got` holds exactly `want`'s tensors except those `skip` names: same names, values, shapes
-/// (up to dimensions of 1).
-fn assert_same(got: &quant::StateDict, want: &quant::StateDict, skip: &str, what: &str) {
-    let want: Vec<(&String, &quant::Tensor)> =
-        want.iter().filter(|(k, _)| !k.starts_with(skip)).collect();
-    assert_eq!(
-        got.keys().collect::<Vec<_>>(),
-        want.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
-        "{what}: names"
-    );
-    for (k, t) in want {
-        assert_eq!(got[k].data, t.data, "{what}: {k}");
-        assert_eq!(squeezed(&got[k].shape), squeezed(&t.shape), "{what}: {k}");
-    }
-}
-
 #[test]
 fn hugging_face_files_read_as_the_timm_state_dict() {
     // transformers' own names: every key placed, none left over (the logits are checked against
@@ -47,7 +27,7 @@ fn hugging_face_files_read_as_the_timm_state_dict() {
     let layout = notes.layout.expect("a layout note");
     assert!(layout.contains("Hugging Face"), "{layout}");
     let bare = quant::load_state_dict(&fixtures().join("extra/hf_tiny_bare.safetensors")).unwrap();
-    assert_same(&bare, &hf, "head.fc.", "ConvNextV2Model");
+    assert_same_tensors(&bare, &hf, Some("head.fc."), "ConvNextV2Model");
 }
 
 #[test]
@@ -58,7 +38,7 @@ fn an_fcmae_pretraining_checkpoint_reads_as_its_encoder_and_says_the_decoder_is_
     let (enc, notes) = quant::load_state_dict_entry(&w, quant::Entry::Default).unwrap();
     // The sparse encoder has no head; every other tensor is the official one, Minkowski kernels
     // permuted back (tools/make_layout_fixtures.py checked them with remap_checkpoint_keys).
-    assert_same(&enc, &official, "head.", "FCMAE checkpoint");
+    assert_same_tensors(&enc, &official, Some("head."), "FCMAE checkpoint");
     assert_eq!(enc["stages.1.downsample.1.weight"].shape, [32, 16, 2, 2]);
     assert_eq!(enc["stages.0.blocks.0.conv_dw.weight"].shape, [16, 1, 7, 7]);
     assert_eq!(enc["stages.0.blocks.0.conv_dw.bias"].shape, [16]);

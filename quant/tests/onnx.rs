@@ -24,16 +24,7 @@ fn write(m: &ModelProto, name: &str) -> std::path::PathBuf {
 
 fn assert_weights_are_timms(sd: &quant::StateDict, what: &str) {
     let want = quant::load_state_dict(&fixtures().join("atto/weights.safetensors")).unwrap();
-    assert_eq!(
-        sd.keys().collect::<Vec<_>>(),
-        want.keys().collect::<Vec<_>>(),
-        "{what}"
-    );
-    let squeeze = |s: &[usize]| s.iter().copied().filter(|&d| d != 1).collect::<Vec<_>>();
-    for (k, t) in &want {
-        assert_eq!(squeeze(&sd[k].shape), squeeze(&t.shape), "{what}: {k}");
-        assert_eq!(sd[k].data, t.data, "{what}: {k}");
-    }
+    assert_same_tensors(sd, &want, None, what);
 }
 
 fn float_const(name: &str, v: f32) -> NodeProto {
@@ -231,14 +222,7 @@ fn hugging_face_exports_read_as_their_state_dict() {
         "hf_tiny_gelu_opset20.onnx",
     ] {
         let sd = quant::load_state_dict(&fixtures().join("extra").join(file)).unwrap();
-        assert_eq!(
-            sd.keys().collect::<Vec<_>>(),
-            want.keys().collect::<Vec<_>>(),
-            "{file}"
-        );
-        for (k, t) in &want {
-            assert_eq!(sd[k].data, t.data, "{file}: {k}");
-        }
+        assert_same_tensors(&sd, &want, None, file);
     }
 }
 

@@ -40,3 +40,27 @@ pub fn convert(weights: &Path, out: &Path, extra: &[&str]) -> (bool, String, Str
     args.extend_from_slice(extra);
     quant(&args)
 }
+
+/// `got` holds exactly `want`'s tensors, except those whose name starts with `skip`: the same
+/// names, values, and shapes up to dimensions of 1.
+pub fn assert_same_tensors(
+    got: &quant::StateDict,
+    want: &quant::StateDict,
+    skip: Option<&str>,
+    what: &str,
+) {
+    let squeezed = |s: &[usize]| s.iter().copied().filter(|&d| d != 1).collect::<Vec<_>>();
+    let want: Vec<(&String, &quant::Tensor)> = want
+        .iter()
+        .filter(|(k, _)| skip.is_none_or(|s| !k.starts_with(s)))
+        .collect();
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+        "{what}: names"
+    );
+    for (k, t) in want {
+        assert_eq!(got[k].data, t.data, "{what}: {k}");
+        assert_eq!(squeezed(&got[k].shape), squeezed(&t.shape), "{what}: {k}");
+    }
+}
