@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Bare-metal example end to end: convert the Atto fixture, compute the host's top-1 for the
 # astronaut image with edge-bench, build the aarch64-unknown-none firmware (Debian rustc 1.96,
-# build-std) and run it under qemu-system-aarch64; the firmware's exit status says whether its
-# top-1 matches the host's. Needs scripts/setup-aarch64.sh first.
+# build-std) and run it under qemu-system-aarch64, on one core and on four; the firmware's exit
+# status says whether its top-1 matches the host's (and, on four, whether the logits equal the
+# one-core ones bit for bit). Needs scripts/setup-aarch64.sh first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fw=firmware-examples/baremetal
@@ -21,3 +22,8 @@ echo "host top-1 (edge-bench, x86-64): $top1"
 cd $fw
 RUSTC_BOOTSTRAP=1 timeout 600 cargo +deb196 run -q --release
 echo "firmware: top-1 matches the host (exit status 0)"
+# SMP: the same firmware on 4 cores (secondaries started with PSCI CPU_ON, tasks from a shared
+# counter: src/smp.rs); exit status 0 only if the 4-core logits equal the one-core ones bit for bit.
+timeout 600 qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 4 -m 128M -nic none -nographic -semihosting \
+  -kernel target/aarch64-unknown-none/release/baremetal-classify
+echo "firmware on 4 cores: same top-1, logits bit-identical to one core (exit status 0)"
