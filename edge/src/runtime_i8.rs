@@ -9,14 +9,16 @@ use crate::arch::{DOWN_PATCH, MLP_RATIO, STEM_PATCH};
 use crate::arena::Int8WorkerScratch;
 use crate::kernels::KernelSetI8;
 use crate::model::{Model, QParams};
-use crate::ops::grn_f16::GrnF16Quant;
+use crate::ops::grn_f16::{self, GrnF16Quant};
 use crate::ops::layernorm_i8::{self, OutQuant};
 use crate::ops::pointwise_i8::{GROUP, KR, NR};
 use crate::ops::residual_i8::ResidualQuant;
 use crate::ops::{input, layernorm, pool};
 use crate::parallel::{for_each_part, for_each_rows, Executor, Split};
 use crate::profile::{BlockStep, Op};
-use crate::runtime::{op_done, pixel_split, BlockOp, Input, Observer, Tap, PIXEL_TASKS};
+use crate::runtime::{
+    op_done, pixel_split, BlockOp, Input, Observer, Tap, PIXEL_TASKS, SUMSQ_CHANNELS,
+};
 use crate::Error;
 
 /// The first `n` bytes of a wide region as int8 codes.
@@ -333,14 +335,17 @@ impl Model<'_> {
                         bl.fc1_q.zero,
                         n,
                         out,
-                    )
+                    );
+                    if !O::ENABLED {
+                        // GELU on the task's own rows while they are in cache: one barrier
+                        // less per block.
+                        (k.gelu)(out, bl.gelu_lut)
+                    }
                 });
                 if O::ENABLED {
                     obs.observe_i8(tap(BlockOp::Norm), h, w, c, tn, bl.norm_q);
                     obs.observe_i8(tap(BlockOp::Fc1), h, w, n, hid, bl.fc1_q);
-                }
-                for_each_rows(exec, px, hid, n, |_, x| (k.gelu)(x, bl.gelu_lut));
-                if O::ENABLED {
+                    for_each_rows(exec, px, hid, n, |_, x| (k.gelu)(x, bl.gelu_lut));
                     obs.observe_i8(tap(BlockOp::Gelu), h, w, n, hid, bl.gelu_q);
                 }
                 op_done(obs, &mut step, done(BlockStep::Fc1Gelu));
@@ -355,8 +360,25 @@ impl Model<'_> {
                 .ok_or(Error::BadArch {
                     reason: "GRN quantization scales outside fp16's normal range",
                 })?;
-                // One task: the kernel's statistics span every pixel.
-                (k.grn)(hid, p, n, bl.grn_w, bl.grn_b, a.grn_eps, &gq, g, scratch);
+                if exec.workers() == 1 {
+                    // One call: statistics and update fused (today's serial path).
+                    (k.grn)(hid, p, n, bl.grn_w, bl.grn_b, a.grn_eps, &gq, g, scratch);
+                } else {
+                    // Sums of squares by channel (each channel summed by one task, pixels in
+                    // order), the norms once, the update by pixels: the same bits as the fused
+                    // kernel (both are the reference's), for any worker count.
+                    let hs: &[i8] = hid;
+                    let ss = &mut scratch[..n];
+                    for_each_rows(exec, Split::new(n, SUMSQ_CHANNELS), ss, 1, |r, out| {
+                        (k.grn_sumsq)(hs, p, n, r, &gq, out)
+                    });
+                    grn_f16::grn_f16_stats(ss, a.grn_eps);
+                    let nx: &[f32] = ss;
+                    for_each_rows(exec, px, &mut g[..p * n], n, |r, out| {
+                        let rows = &hs[r.start * n..r.end * n];
+                        (k.grn_apply)(rows, r.len(), n, bl.grn_w, bl.grn_b, nx, &gq, out)
+                    });
+                }
                 if O::ENABLED {
                     obs.observe_i8(tap(BlockOp::Grn), h, w, n, g, bl.grn_q);
                 }

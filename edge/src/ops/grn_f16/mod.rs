@@ -24,6 +24,7 @@
 //! 24 bits ≥ 2·11 + 2, so the double rounding is innocuous for +, ×): the reference uses
 //! `half`, the NEON kernel `FCVTN`/`FCVTL` (base ARMv8.0).
 
+use core::ops::Range;
 use half::f16;
 
 /// Quantization of the kernel's input and output (per tensor), scales as fp16 values.
@@ -128,10 +129,227 @@ pub fn grn_f16_scalar(
     }
 }
 
+/// Step 2 for the channels `ch` only, the runtime's parallel form (tasks by channel range, so
+/// that each channel is still summed by one task, pixels in order): `ss[j − ch.start] =
+/// Σ_pixels x[·][j]²` in f32, exactly the sums [`grn_f16_scalar`] forms. Then
+/// [`grn_f16_stats`] on all `c` sums, then [`grn_f16_apply_scalar`] by pixel ranges.
+pub fn grn_f16_sumsq_scalar(
+    input: &[i8],
+    pixels: usize,
+    c: usize,
+    ch: Range<usize>,
+    qp: &GrnF16Quant,
+    ss: &mut [f32],
+) {
+    let ss = &mut ss[..ch.len()];
+    ss.fill(0.0);
+    for px in input[..pixels * c].chunks_exact(c) {
+        for (s, &q) in ss.iter_mut().zip(&px[ch.clone()]) {
+            let x = dequant(q, qp).to_f32();
+            *s += x * x;
+        }
+    }
+}
+
+/// Steps 4–5 on `pixels` rows (`input`, `out`: those rows) given `nx` for all `c` channels
+/// (from [`grn_f16_stats`]): the runtime's parallel form, by pixel ranges. Together with
+/// [`grn_f16_sumsq_scalar`] bit-identical to [`grn_f16_scalar`].
+#[allow(clippy::too_many_arguments)]
+pub fn grn_f16_apply_scalar(
+    input: &[i8],
+    pixels: usize,
+    c: usize,
+    gamma: &[f16],
+    beta: &[f16],
+    nx: &[f32],
+    qp: &GrnF16Quant,
+    out: &mut [i8],
+) {
+    for (px, o) in input[..pixels * c]
+        .chunks_exact(c)
+        .zip(out.chunks_exact_mut(c))
+    {
+        for j in 0..c {
+            o[j] = quant(apply(dequant(px[j], qp), nx[j], gamma[j], beta[j]), qp);
+        }
+    }
+}
+
+/// [`grn_f16_sumsq_scalar`] on NEON (ARMv8.0): 8 channels per step held in registers over the
+/// pixel loop (pixels in order per channel, as the reference), a scalar tail. The dequantized
+/// values are those of every NEON form (one fp16 rounding), so the native-fp16 set uses it too.
+#[cfg(target_arch = "aarch64")]
+pub fn grn_f16_sumsq_neon(
+    input: &[i8],
+    pixels: usize,
+    c: usize,
+    ch: Range<usize>,
+    qp: &GrnF16Quant,
+    ss: &mut [f32],
+) {
+    use core::arch::aarch64::*;
+    assert!(ch.start <= ch.end && ch.end <= c && input.len() >= pixels * c);
+    let ss = &mut ss[..ch.len()];
+    let c8 = ch.start + ch.len() / 8 * 8;
+    let mut j = ch.start;
+    while j < c8 {
+        // SAFETY: channels j..j+8 ≤ c of every pixel < `pixels`, and of `ss` (offset by
+        // ch.start); lengths asserted above.
+        unsafe {
+            let (mut lo_acc, mut hi_acc) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
+            for p in 0..pixels {
+                let (lo, hi) = neon::dequant8(vld1_s8(input.as_ptr().add(p * c + j)), qp);
+                lo_acc = vfmaq_f32(lo_acc, lo, lo);
+                hi_acc = vfmaq_f32(hi_acc, hi, hi);
+            }
+            let s = ss.as_mut_ptr().add(j - ch.start);
+            vst1q_f32(s, lo_acc);
+            vst1q_f32(s.add(4), hi_acc);
+        }
+        j += 8;
+    }
+    for j in c8..ch.end {
+        let mut s = 0f32;
+        for p in 0..pixels {
+            let x = dequant(input[p * c + j], qp).to_f32();
+            s += x * x;
+        }
+        ss[j - ch.start] = s;
+    }
+}
+
+/// [`grn_f16_apply_scalar`] on NEON (ARMv8.0, fp16 emulated by `FCVTN`/`FCVTL`): channel blocks
+/// of 8 outer (γ, β widened and `nx` loaded once per block), pixels inner. Bit-identical.
+#[cfg(target_arch = "aarch64")]
+#[allow(clippy::too_many_arguments)]
+pub fn grn_f16_apply_neon(
+    input: &[i8],
+    pixels: usize,
+    c: usize,
+    gamma: &[f16],
+    beta: &[f16],
+    nx: &[f32],
+    qp: &GrnF16Quant,
+    out: &mut [i8],
+) {
+    use core::arch::aarch64::*;
+    use neon::*;
+    assert!(input.len() >= pixels * c && out.len() >= pixels * c);
+    assert!(gamma.len() >= c && beta.len() >= c && nx.len() >= c);
+    let c8 = c / 8 * 8;
+    let mut j = 0;
+    while j < c8 {
+        // SAFETY: channels j..j+8 ≤ c8 of every pixel's row, of `gamma`, `beta` and `nx`.
+        unsafe {
+            let (g0, g1) = widen_f16x8(vld1q_u16(gamma.as_ptr().add(j).cast()));
+            let (b0, b1) = widen_f16x8(vld1q_u16(beta.as_ptr().add(j).cast()));
+            let (n0, n1) = (
+                vld1q_f32(nx.as_ptr().add(j)),
+                vld1q_f32(nx.as_ptr().add(j + 4)),
+            );
+            let y = |x: float32x4_t, n, g, b| {
+                let t = round_f16(vmulq_f32(x, n));
+                let t = round_f16(vmulq_f32(g, t));
+                let t = round_f16(vaddq_f32(t, b));
+                round_f16(vaddq_f32(t, x))
+            };
+            for p in 0..pixels {
+                let at = p * c + j;
+                let (x0, x1) = dequant8(vld1_s8(input.as_ptr().add(at)), qp);
+                let q = quant8(y(x0, n0, g0, b0), y(x1, n1, g1, b1), qp);
+                vst1_s8(out.as_mut_ptr().add(at), q);
+            }
+        }
+        j += 8;
+    }
+    for p in 0..pixels {
+        for j in c8..c {
+            let at = p * c + j;
+            out[at] = quant(apply(dequant(input[at], qp), nx[j], gamma[j], beta[j]), qp);
+        }
+    }
+}
+
+/// [`grn_f16_apply_scalar`] with native fp16 arithmetic (FEAT_FP16): channel blocks of 8 outer
+/// (`nx` narrowed to fp16 once per block: exact, it holds fp16 values), pixels inner; the same
+/// operations as [`grn_f16_fp16`]. Bit-identical.
+///
+/// # Safety
+/// The CPU must implement FEAT_FP16.
+#[cfg(target_arch = "aarch64")]
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "fp16")]
+pub unsafe fn grn_f16_apply_fp16(
+    input: &[i8],
+    pixels: usize,
+    c: usize,
+    gamma: &[f16],
+    beta: &[f16],
+    nx: &[f32],
+    qp: &GrnF16Quant,
+    out: &mut [i8],
+) {
+    use core::arch::aarch64::*;
+    assert!(input.len() >= pixels * c && out.len() >= pixels * c);
+    assert!(gamma.len() >= c && beta.len() >= c && nx.len() >= c);
+    let c8 = c / 8 * 8;
+    let h = |v: f32| vreinterpretq_f16_u16(vdupq_n_u16(f16::from_f32(v).to_bits()));
+    let (zin, sin) = (vdupq_n_s16(qp.in_zero as i16), h(qp.in_scale));
+    let (inv, zout) = (h(qp.out_inv_scale), vdupq_n_s16(qp.out_zero as i16));
+    let mut j = 0;
+    while j < c8 {
+        // SAFETY: channels j..j+8 ≤ c8 of every pixel's row, of `gamma`, `beta` and `nx`;
+        // fp16 arithmetic is guaranteed by the caller.
+        unsafe {
+            let n = vcombine_f16(
+                vcvt_f16_f32(vld1q_f32(nx.as_ptr().add(j))),
+                vcvt_f16_f32(vld1q_f32(nx.as_ptr().add(j + 4))),
+            );
+            let g = vreinterpretq_f16_u16(vld1q_u16(gamma.as_ptr().add(j).cast()));
+            let b = vreinterpretq_f16_u16(vld1q_u16(beta.as_ptr().add(j).cast()));
+            for p in 0..pixels {
+                let at = p * c + j;
+                let q = vmovl_s8(vld1_s8(input.as_ptr().add(at)));
+                let x = vmulq_f16(vcvtq_f16_s16(vsubq_s16(q, zin)), sin);
+                let y = vaddq_f16(vaddq_f16(vmulq_f16(g, vmulq_f16(x, n)), b), x);
+                let r = vcvtnq_s16_f16(vmulq_f16(y, inv));
+                vst1_s8(out.as_mut_ptr().add(at), vqmovn_s16(vqaddq_s16(r, zout)));
+            }
+        }
+        j += 8;
+    }
+    for p in 0..pixels {
+        for j in c8..c {
+            let at = p * c + j;
+            out[at] = quant(apply(dequant(input[at], qp), nx[j], gamma[j], beta[j]), qp);
+        }
+    }
+}
+
+/// [`grn_f16_apply_fp16`] in a build whose target has FEAT_FP16: safe to call. Kernel-set slot.
+#[cfg(all(target_arch = "aarch64", target_feature = "fp16"))]
+#[allow(clippy::too_many_arguments)]
+pub fn grn_f16_apply_fp16_static(
+    input: &[i8],
+    pixels: usize,
+    c: usize,
+    gamma: &[f16],
+    beta: &[f16],
+    nx: &[f32],
+    qp: &GrnF16Quant,
+    out: &mut [i8],
+) {
+    // SAFETY: `target_feature = "fp16"` holds for the whole build (cfg above).
+    unsafe { grn_f16_apply_fp16(input, pixels, c, gamma, beta, nx, qp, out) }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86;
 #[cfg(target_arch = "x86_64")]
-pub use x86::{grn_f16_avx2, grn_f16_avx512, grn_f16_avx512_best, grn_f16_avx512fp16};
+pub use x86::{
+    grn_f16_apply_avx2, grn_f16_apply_avx512_best, grn_f16_avx2, grn_f16_avx512,
+    grn_f16_avx512_best, grn_f16_avx512fp16, grn_f16_sumsq_avx2,
+};
 
 #[cfg(test)]
 pub(crate) mod tests {
@@ -158,6 +376,68 @@ pub(crate) mod tests {
                 (rng.next_u64() % 41) as i32 - 20,
             )
             .unwrap(),
+        }
+    }
+
+    /// GRN as the runtime splits it for several workers: sums by channel ranges of `chunk`,
+    /// [`grn_f16_stats`], the update by pixel ranges of `rows`, through the given kernels.
+    #[allow(clippy::type_complexity)]
+    pub(super) fn split_run(
+        t: &Case,
+        p: usize,
+        c: usize,
+        (chunk, rows): (usize, usize),
+        sumsq: &dyn Fn(&[i8], usize, usize, Range<usize>, &GrnF16Quant, &mut [f32]),
+        apply: &dyn Fn(&[i8], usize, usize, &[f16], &[f16], &[f32], &GrnF16Quant, &mut [i8]),
+    ) -> Vec<i8> {
+        let mut ss = std::vec![0f32; c];
+        for s in (0..c).step_by(chunk) {
+            let r = s..(s + chunk).min(c);
+            sumsq(&t.q, p, c, r.clone(), &t.qp, &mut ss[r]);
+        }
+        grn_f16_stats(&mut ss, 1e-6);
+        let mut out = std::vec![0i8; p * c];
+        for s in (0..p).step_by(rows) {
+            let e = (s + rows).min(p);
+            let (x, o) = (&t.q[s * c..e * c], &mut out[s * c..e * c]);
+            apply(x, e - s, c, &t.gamma, &t.beta, &ss, &t.qp, o);
+        }
+        out
+    }
+
+    /// The reference, whole.
+    pub(super) fn whole(t: &Case, p: usize, c: usize) -> Vec<i8> {
+        let mut want = std::vec![0i8; p * c];
+        let mut scratch = std::vec![0f32; SCRATCH_PER_CHANNEL * c];
+        let (q, g, b) = (&t.q, &t.gamma, &t.beta);
+        grn_f16_scalar(q, p, c, g, b, 1e-6, &t.qp, &mut want, &mut scratch);
+        want
+    }
+
+    /// The split form (channel ranges, then pixel ranges) equals the fused reference bit for
+    /// bit, for ranges that cut vector blocks and tails alike.
+    #[test]
+    fn split_scalar_equals_reference() {
+        let mut rng = Rng::new(94);
+        for (p, c, s) in [
+            (1, 1, 0.05),
+            (49, 1280, 0.05),
+            (3136, 16, 0.2),
+            (9, 13, 1.0),
+        ] {
+            let t = case(&mut rng, p, c, s);
+            let want = whole(&t, p, c);
+            for split in [(32, 8), (5, 3), (c, p)] {
+                let got = split_run(
+                    &t,
+                    p,
+                    c,
+                    split,
+                    &grn_f16_sumsq_scalar,
+                    &grn_f16_apply_scalar,
+                );
+                assert_eq!(got, want, "{p}x{c} split {split:?}");
+            }
         }
     }
 
@@ -423,6 +703,24 @@ mod neon {
         r
     }
 
+    /// 8 fp16 values (their bits) widened to f32 (`FCVTL`, `FCVTL2`: exact).
+    #[inline(always)]
+    pub(super) fn widen_f16x8(bits: uint16x8_t) -> (float32x4_t, float32x4_t) {
+        let (lo, hi): (float32x4_t, float32x4_t);
+        // SAFETY: register-only instructions of base ARMv8 AdvSIMD.
+        unsafe {
+            core::arch::asm!(
+                "fcvtl {lo:v}.4s, {v:v}.4h",
+                "fcvtl2 {hi:v}.4s, {v:v}.8h",
+                v = in(vreg) bits,
+                lo = out(vreg) lo,
+                hi = out(vreg) hi,
+                options(pure, nomem, nostack, preserves_flags),
+            );
+        }
+        (lo, hi)
+    }
+
     /// Step 1 for 8 lanes: `(q − z) → f32 → · s → fp16 precision`.
     #[inline(always)]
     pub(super) fn dequant8(q: int8x8_t, qp: &GrnF16Quant) -> (float32x4_t, float32x4_t) {
@@ -523,7 +821,25 @@ mod neon_tests {
                 &mut scratch,
             );
             assert_eq!(got, want, "{p}x{c} scale {s}");
+            for split in [(32, 8), (5, 3)] {
+                let got =
+                    tests::split_run(&t, p, c, split, &grn_f16_sumsq_neon, &grn_f16_apply_neon);
+                assert_eq!(got, want, "split NEON {p}x{c} scale {s}");
+            }
             if std::arch::is_aarch64_feature_detected!("fp16") {
+                let fp16 = |x: &[i8],
+                            p,
+                            c,
+                            g: &[f16],
+                            b: &[f16],
+                            nx: &[f32],
+                            qp: &GrnF16Quant,
+                            o: &mut [i8]| {
+                    // SAFETY: fp16 detected.
+                    unsafe { grn_f16_apply_fp16(x, p, c, g, b, nx, qp, o) }
+                };
+                let got = tests::split_run(&t, p, c, (32, 8), &grn_f16_sumsq_neon, &fp16);
+                assert_eq!(got, want, "split fp16 {p}x{c} scale {s}");
                 let mut got = std::vec![0i8; p * c];
                 let q = (&t.q, &t.gamma, &t.beta, &t.qp);
                 // SAFETY: fp16 detected.

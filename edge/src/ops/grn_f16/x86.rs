@@ -9,6 +9,7 @@
 use super::{apply, dequant, grn_f16_stats, quant, GrnF16Quant};
 use crate::cpu::X86Features;
 use core::arch::x86_64::*;
+use core::ops::Range;
 use half::f16;
 
 /// Checks the slices every x86 GRN entry point reads and writes, then steps 1–3 (the f32
@@ -34,11 +35,89 @@ fn checked_norms<'s>(
             && scratch.len() >= c
     );
     let ss = &mut scratch[..c];
-    ss.fill(0.0);
     // SAFETY: the CPU has AVX2+FMA+F16C (asserted); lengths asserted above.
-    unsafe { sum_squares(input, pixels, c, qp, ss) };
+    unsafe { sum_squares(input, pixels, c, 0..c, qp, ss) };
     grn_f16_stats(ss, eps);
     ss
+}
+
+/// [`super::grn_f16_sumsq_scalar`] on AVX2+F16C (channels `ch` only). Panics if the CPU lacks
+/// it or a slice is short.
+pub fn grn_f16_sumsq_avx2(
+    input: &[i8],
+    pixels: usize,
+    c: usize,
+    ch: Range<usize>,
+    qp: &GrnF16Quant,
+    ss: &mut [f32],
+) {
+    assert!(X86Features::get().avx2, "AVX2+F16C not available");
+    assert!(ch.start <= ch.end && ch.end <= c && input.len() >= pixels * c);
+    let ss = &mut ss[..ch.len()];
+    // SAFETY: the CPU has AVX2+FMA+F16C (asserted); lengths asserted above.
+    unsafe { sum_squares(input, pixels, c, ch, qp, ss) };
+}
+
+/// [`super::grn_f16_apply_scalar`] on AVX2+F16C. Panics if the CPU lacks it or a slice is short.
+#[allow(clippy::too_many_arguments)]
+pub fn grn_f16_apply_avx2(
+    input: &[i8],
+    pixels: usize,
+    c: usize,
+    gamma: &[f16],
+    beta: &[f16],
+    nx: &[f32],
+    qp: &GrnF16Quant,
+    out: &mut [i8],
+) {
+    apply_checks(input, pixels, c, gamma, beta, nx, out);
+    // SAFETY: the CPU has AVX2+FMA+F16C and the lengths hold (checked).
+    unsafe { apply_quant_from(input, pixels, c, gamma, beta, qp, out, nx, 0) };
+}
+
+/// [`super::grn_f16_apply_scalar`] for the AVX-512 set: native fp16 where the CPU has
+/// AVX512-FP16, else 16 lanes emulated. Panics if the CPU lacks AVX-512 or a slice is short.
+#[allow(clippy::too_many_arguments)]
+pub fn grn_f16_apply_avx512_best(
+    input: &[i8],
+    pixels: usize,
+    c: usize,
+    gamma: &[f16],
+    beta: &[f16],
+    nx: &[f32],
+    qp: &GrnF16Quant,
+    out: &mut [i8],
+) {
+    let f = X86Features::get();
+    assert!(f.avx512, "AVX-512 not available");
+    apply_checks(input, pixels, c, gamma, beta, nx, out);
+    // SAFETY: the CPU has AVX-512 (and AVX512-FP16 for that branch); lengths checked.
+    unsafe {
+        if f.avx512_fp16 {
+            apply_quant_fp16(input, pixels, c, gamma, beta, qp, out, nx)
+        } else {
+            apply_quant_avx512(input, pixels, c, gamma, beta, qp, out, nx)
+        }
+    }
+}
+
+fn apply_checks(
+    input: &[i8],
+    pixels: usize,
+    c: usize,
+    gamma: &[f16],
+    beta: &[f16],
+    nx: &[f32],
+    out: &[i8],
+) {
+    assert!(X86Features::get().avx2, "AVX2+F16C not available");
+    assert!(
+        input.len() >= pixels * c
+            && out.len() >= pixels * c
+            && gamma.len() >= c
+            && beta.len() >= c
+            && nx.len() >= c
+    );
 }
 
 /// [`super::grn_f16_scalar`] on AVX2+F16C. Panics if the CPU lacks it or a slice is short.
@@ -76,24 +155,35 @@ unsafe fn dequant8(p: *const i8, zin: __m256i, sin: __m256) -> __m256 {
     r16(_mm256_mul_ps(v, sin))
 }
 
+/// Sums of squares of channels `ch` into `ss[..ch.len()]` (overwritten).
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn sum_squares(input: &[i8], pixels: usize, c: usize, qp: &GrnF16Quant, ss: &mut [f32]) {
-    let c8 = c / 8 * 8;
+unsafe fn sum_squares(
+    input: &[i8],
+    pixels: usize,
+    c: usize,
+    ch: Range<usize>,
+    qp: &GrnF16Quant,
+    ss: &mut [f32],
+) {
+    let c8 = ch.start + ch.len() / 8 * 8;
     let (zin, sin) = (_mm256_set1_epi32(qp.in_zero), _mm256_set1_ps(qp.in_scale));
-    for j in (0..c8).step_by(8) {
+    for j in (ch.start..c8).step_by(8) {
         let mut s = _mm256_setzero_ps();
         for p in 0..pixels {
             // SAFETY: channels j..j+8 ≤ c of pixel p < pixels.
             let x = unsafe { dequant8(input.as_ptr().add(p * c + j), zin, sin) };
             s = _mm256_fmadd_ps(x, x, s);
         }
-        // SAFETY: `ss` has c ≥ j + 8 values.
-        unsafe { _mm256_storeu_ps(ss.as_mut_ptr().add(j), s) };
+        // SAFETY: `ss` has ch.len() ≥ j − ch.start + 8 values.
+        unsafe { _mm256_storeu_ps(ss.as_mut_ptr().add(j - ch.start), s) };
+    }
+    for j in c8..ch.end {
+        ss[j - ch.start] = 0.0;
     }
     for p in 0..pixels {
-        for j in c8..c {
+        for j in c8..ch.end {
             let x = dequant(input[p * c + j], qp).to_f32();
-            ss[j] += x * x;
+            ss[j - ch.start] += x * x;
         }
     }
 }
@@ -367,7 +457,7 @@ unsafe fn apply_quant_fp16(
 mod tests {
     use super::*;
     use crate::ops::grn_f16::grn_f16_scalar;
-    use crate::ops::grn_f16::tests::case;
+    use crate::ops::grn_f16::tests::{case, split_run};
     use crate::ops::testutil::*;
     use std::vec;
 
@@ -404,6 +494,16 @@ mod tests {
                 &t.q, p, c, &t.gamma, &t.beta, 1e-6, &t.qp, &mut got, &mut s2,
             );
             assert_eq!(got, want, "{p}x{c} scale {s}");
+            let want = &want[..p * c];
+            for split in [(32, 8), (5, 3)] {
+                let got = split_run(&t, p, c, split, &grn_f16_sumsq_avx2, &grn_f16_apply_avx2);
+                assert_eq!(got, want, "split avx2 {p}x{c} scale {s}");
+                if X86Features::get().avx512 {
+                    let apply = &grn_f16_apply_avx512_best;
+                    let got = split_run(&t, p, c, split, &grn_f16_sumsq_avx2, apply);
+                    assert_eq!(got, want, "split avx512 {p}x{c} scale {s}");
+                }
+            }
         }
         std::println!(
             "grn_f16 avx2, avx512: ran; avx512fp16: {}",
