@@ -13,6 +13,7 @@ use serde_json::json;
 
 use crate::checkpoint::{self, Checkpoint};
 use crate::data::{self, Augment, Dataset, Split};
+use crate::distributed::World;
 use crate::model::{Config, ConvNeXtV2, Size};
 use crate::optim::{self, AdamW, AdamWConfig};
 use crate::parallel;
@@ -144,9 +145,25 @@ pub fn smoothed_cross_entropy(logits: Tensor<2>, labels: &[usize], eps: f64) -> 
 /// Top-1 accuracy of `model` (no autodiff) on `split`, in batches of 64 spread over
 /// [`parallel::PARTS`] threads, and the unreadable images skipped (each reported on stderr).
 pub fn evaluate(model: &ConvNeXtV2, split: &Split, size: u32, device: &Device) -> (f64, usize) {
+    evaluate_on(&World::single(), model, split, size, device)
+}
+
+/// [`evaluate`] sharded over `world`'s ranks (batch `j` on rank `j mod size`, the counts summed
+/// over ranks): the same accuracy on every rank.
+pub fn evaluate_on(
+    world: &World,
+    model: &ConvNeXtV2,
+    split: &Split,
+    size: u32,
+    device: &Device,
+) -> (f64, usize) {
     let idx: Vec<usize> = (0..split.len()).collect();
-    let chunks: Vec<&[usize]> = idx.chunks(64).collect();
-    let threads = parallel::PARTS.min(chunks.len()).max(1);
+    let chunks: Vec<&[usize]> = idx
+        .chunks(64)
+        .skip(world.rank())
+        .step_by(world.size())
+        .collect();
+    let threads = world.parts(parallel::PARTS).min(chunks.len()).max(1);
     let counts = parallel::on_threads(0..threads, |t| {
         chunks
             .iter()
@@ -156,7 +173,9 @@ pub fn evaluate(model: &ConvNeXtV2, split: &Split, size: u32, device: &Device) -
             .fold([0; 3], add3)
     });
     let [right, seen, skipped] = counts.into_iter().fold([0; 3], add3);
-    (right as f64 / seen.max(1) as f64, skipped)
+    let mut all = [right as f64, seen as f64, skipped as f64];
+    world.sum_f64(&mut all);
+    (all[0] / all[1].max(1.0), all[2] as usize)
 }
 
 fn add3(a: [usize; 3], b: [usize; 3]) -> [usize; 3] {
@@ -259,8 +278,10 @@ pub fn load_init(
 pub const CSV_HEADER: &str =
     "epoch,step,train_loss,lr,img_per_s,test_top1,ema_top1,skipped,seconds";
 
-/// Runs the fine-tuning. Errors are messages for the user; the last good checkpoint survives.
-pub fn run(o: &Options) -> Result<Summary, String> {
+/// Runs the fine-tuning on the ranks of `world` (rank 0 writes the checkpoint, metrics and
+/// plots; see [`crate::distributed`]). Errors are messages for the user; the last good checkpoint
+/// survives.
+pub fn run(o: &Options, world: &World) -> Result<Summary, String> {
     let base = device(o.device)?;
     let train_dev = base.clone().autodiff();
     std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
@@ -335,12 +356,22 @@ pub fn run(o: &Options) -> Result<Summary, String> {
         ema = o.ema.map(|_| model.valid());
         eprintln!("{note}");
     }
-    let csv = MetricsCsv::open(csv_path, CSV_HEADER, resume.then_some(start_epoch))?;
-    let steps_csv = MetricsCsv::open(
-        o.out.join(crate::plot::STEPS_FILE),
-        crate::plot::STEPS_HEADER,
-        resume.then_some(start_epoch),
-    )?;
+    let root = world.is_root();
+    let csv = root
+        .then(|| MetricsCsv::open(csv_path, CSV_HEADER, resume.then_some(start_epoch)))
+        .transpose()?;
+    let steps_csv = root
+        .then(|| {
+            MetricsCsv::open(
+                o.out.join(crate::plot::STEPS_FILE),
+                crate::plot::STEPS_HEADER,
+                resume.then_some(start_epoch),
+            )
+        })
+        .transpose()?;
+    let parts = world.parts(o.device.parts());
+    let rank = world.rank();
+    let mut steps_run = 0u64;
 
     let steps_per_epoch = train.len().div_ceil(o.batch) as u64;
     let total = steps_per_epoch * o.epochs;
@@ -370,37 +401,66 @@ pub fn run(o: &Options) -> Result<Summary, String> {
             lr: &lr_of,
             checkpoint: &ck_path,
             quiet: o.quiet,
+            world,
         };
         let stats = runlog::run_epoch(&plan, |k, lr, b| {
             let n = b.len();
             let px = 3 * s * s;
-            let (lv, grads) = parallel::grads(&model, n, o.device.parts(), |m, i, r| {
-                let x = TensorData::new(
-                    b.images[r.start * px..r.end * px].to_vec(),
-                    [r.len(), 3, s, s],
-                );
-                let x = Tensor::<4>::from_data(x, &train_dev);
-                let mut rng = SplitMix64::derive(&[o.seed, epoch, k, 0x4450, i]);
-                let logits = m.forward(x, Some(&mut rng));
-                smoothed_cross_entropy(logits, &b.labels[r], o.label_smoothing)
-            });
+            let (lv, grads) = if n == 0 {
+                (0.0, None)
+            } else {
+                parallel::grads(&model, n, parts, |m, i, r| {
+                    let x = TensorData::new(
+                        b.images[r.start * px..r.end * px].to_vec(),
+                        [r.len(), 3, s, s],
+                    );
+                    let x = Tensor::<4>::from_data(x, &train_dev);
+                    // Slices numbered across ranks: each draws its own drop-path masks.
+                    let slice = (rank * parts) as u64 + i;
+                    let mut rng = SplitMix64::derive(&[o.seed, epoch, k, 0x4450, slice]);
+                    let logits = m.forward(x, Some(&mut rng));
+                    smoothed_cross_entropy(logits, &b.labels[r], o.label_smoothing)
+                })
+            };
+            let (lv, total, grads) = world.reduce_grads(&model, lv, n, grads);
             if let Some(grads) = grads {
                 model = opt.update(lr, model.clone(), grads);
                 if let (Some(e), Some(d)) = (ema.take(), o.ema) {
                     ema = Some(optim::ema_update(e, &model, d));
                 }
             }
-            lv
+            steps_run += 1;
+            (lv, total)
         })?;
+        if world.size() > 1 {
+            let sum = world.check_identical(&model, &format!("after epoch {}", epoch + 1))?;
+            if root {
+                eprintln!(
+                    "parameters identical on {} ranks after epoch {} (checksum {sum:016x})",
+                    world.size(),
+                    epoch + 1
+                );
+            }
+        }
         let (secs, ips, lr, skipped) = (stats.secs, stats.img_per_s(), stats.lr, stats.skipped);
         let eval_model = model.valid();
-        let (top1, test_skipped) = evaluate(&eval_model, &test, o.input_size, &base);
+        let (top1, test_skipped) = evaluate_on(world, &eval_model, &test, o.input_size, &base);
         let skipped = skipped + test_skipped;
         let ema_top1 = ema
             .as_ref()
-            .map(|e| evaluate(e, &test, o.input_size, &base).0);
-        let train_loss = stats.loss;
+            .map(|e| evaluate_on(world, e, &test, o.input_size, &base).0);
         let step = (epoch + 1) * steps_per_epoch;
+        summary = Summary {
+            top1,
+            ema_top1,
+            img_per_s: ips,
+            skipped: summary.skipped + skipped,
+        };
+        // Rank 0 alone (the only one holding the CSVs) reports and writes.
+        let (Some(csv), Some(steps_csv)) = (&csv, &steps_csv) else {
+            continue;
+        };
+        let train_loss = stats.loss;
         println!(
             "epoch {}/{}: train loss {train_loss:.4}, lr {lr:.3e}, {ips:.1} img/s, test top-1 {:.2}%{}{}",
             epoch + 1,
@@ -441,12 +501,6 @@ pub fn run(o: &Options) -> Result<Summary, String> {
         }
         .save(&ck_path)
         .map_err(|e| e.to_string())?;
-        summary = Summary {
-            top1,
-            ema_top1,
-            img_per_s: ips,
-            skipped: summary.skipped + skipped,
-        };
     }
     if start_epoch >= o.epochs {
         eprintln!("nothing to do: the checkpoint already has {start_epoch} epochs");
@@ -454,6 +508,11 @@ pub fn run(o: &Options) -> Result<Summary, String> {
         summary.top1 = ck.state["top1"].as_f64().unwrap_or(f64::NAN);
         summary.ema_top1 = ck.state["ema_top1"].as_f64();
     }
-    eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
+    if root {
+        if let Some(report) = world.communication_report(steps_run) {
+            eprintln!("{report}");
+        }
+        eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
+    }
     Ok(summary)
 }

@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod data;
+pub mod distributed;
 pub mod fcmae;
 pub mod finetune;
 pub mod kernels;

@@ -332,7 +332,11 @@ fn run(cli: Cli) -> Result<(), String> {
                 quiet: run.quiet,
                 grn: !run.no_grn,
             };
-            let s = finetune::run(&o)?;
+            let world = train::distributed::World::from_env()?;
+            let s = world.or_abort(finetune::run(&o, &world))?;
+            if !world.is_root() {
+                return Ok(());
+            }
             println!(
                 "final: test top-1 {:.2}%{}, {:.1} img/s",
                 100.0 * s.top1,
@@ -391,8 +395,11 @@ fn run(cli: Cli) -> Result<(), String> {
                 quiet: run.quiet,
                 grn: !run.no_grn,
             };
-            let loss = pretrain::run(&o)?;
-            println!("final: pretrain loss {loss:.4}");
+            let world = train::distributed::World::from_env()?;
+            let loss = world.or_abort(pretrain::run(&o, &world))?;
+            if world.is_root() {
+                println!("final: pretrain loss {loss:.4}");
+            }
             Ok(())
         }
         Cmd::Visualize {

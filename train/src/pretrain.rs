@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::checkpoint::{self, Checkpoint};
 use crate::data::{self, Augment, Dataset, Split, MEAN, STD};
+use crate::distributed::World;
 use crate::fcmae::{self, Fcmae, FcmaeConfig, STRIDE};
 use crate::finetune::{device, DeviceKind};
 use crate::model::{Config, Size};
@@ -107,8 +108,9 @@ pub fn batch_loss(
     fcmae::masked_mse(pred, &target, &mask)
 }
 
-/// Runs the pretraining. Returns the last epoch's mean loss.
-pub fn run(o: &Options) -> Result<f64, String> {
+/// Runs the pretraining on the ranks of `world` (rank 0 writes; see [`crate::distributed`]).
+/// Returns the last epoch's mean loss.
+pub fn run(o: &Options, world: &World) -> Result<f64, String> {
     if o.patch != STRIDE {
         return Err(format!(
             "--patch-size {}: the encoder's total stride is {STRIDE}, so one patch is one position of its last stage; use 32",
@@ -171,16 +173,16 @@ pub fn run(o: &Options) -> Result<f64, String> {
         opt.load_state(st["step"].as_u64().unwrap_or(0), &ck.tensors, &base);
         eprintln!("resuming {} after epoch {start_epoch}", ck_path.display());
     }
-    let csv = MetricsCsv::open(
-        o.out.join(crate::plot::METRICS_FILE),
-        CSV_HEADER,
-        resume.then_some(start_epoch),
-    )?;
-    let steps_csv = MetricsCsv::open(
-        o.out.join(crate::plot::STEPS_FILE),
-        crate::plot::STEPS_HEADER,
-        resume.then_some(start_epoch),
-    )?;
+    let root = world.is_root();
+    let open = |file: &str, header: &'static str| {
+        root.then(|| MetricsCsv::open(o.out.join(file), header, resume.then_some(start_epoch)))
+            .transpose()
+    };
+    let csv = open(crate::plot::METRICS_FILE, CSV_HEADER)?;
+    let steps_csv = open(crate::plot::STEPS_FILE, crate::plot::STEPS_HEADER)?;
+    let parts = world.parts(o.device.parts());
+    let rank = world.rank();
+    let mut steps_run = 0u64;
     let steps_per_epoch = train.len().div_ceil(o.batch) as u64;
     let total = steps_per_epoch * o.epochs;
     let warmup = (o.warmup_epochs * steps_per_epoch as f64).round() as u64;
@@ -203,24 +205,48 @@ pub fn run(o: &Options) -> Result<f64, String> {
             lr: &lr_of,
             checkpoint: &ck_path,
             quiet: o.quiet,
+            world,
         };
         let stats = runlog::run_epoch(&plan, |k, lr, b| {
             let n = b.len();
             let px = 3 * s * s;
-            // Every sample masks the same number of patches, so a slice's share of the
-            // masked-patch mean is its share of the samples (the weight `grads` gives it).
-            let (lv, grads) = parallel::grads(&model, n, o.device.parts(), |m, i, r| {
-                let mut rng = SplitMix64::derive(&[o.seed, epoch, k, 0x4d41_534b, i]);
-                let images = b.images[r.start * px..r.end * px].to_vec();
-                batch_loss(m, images, r.len(), s, o, &mut rng, &train_dev)
-            });
+            // Every sample masks the same number of patches, so a slice's (and a rank's) share
+            // of the masked-patch mean is its share of the samples (the weight `grads` and
+            // `reduce_grads` give it).
+            let (lv, grads) = if n == 0 {
+                (0.0, None)
+            } else {
+                parallel::grads(&model, n, parts, |m, i, r| {
+                    // Slices numbered across ranks: each draws its own masks.
+                    let slice = (rank * parts) as u64 + i;
+                    let mut rng = SplitMix64::derive(&[o.seed, epoch, k, 0x4d41_534b, slice]);
+                    let images = b.images[r.start * px..r.end * px].to_vec();
+                    batch_loss(m, images, r.len(), s, o, &mut rng, &train_dev)
+                })
+            };
+            let (lv, total, grads) = world.reduce_grads(&model, lv, n, grads);
             if let Some(grads) = grads {
                 model = opt.update(lr, model.clone(), grads);
             }
-            lv
+            steps_run += 1;
+            (lv, total)
         })?;
+        if world.size() > 1 {
+            let sum = world.check_identical(&model, &format!("after epoch {}", epoch + 1))?;
+            if root {
+                eprintln!(
+                    "parameters identical on {} ranks after epoch {} (checksum {sum:016x})",
+                    world.size(),
+                    epoch + 1
+                );
+            }
+        }
         let (secs, ips, lr, skipped) = (stats.secs, stats.img_per_s(), stats.lr, stats.skipped);
         last = stats.loss;
+        // Rank 0 alone (the only one holding the CSVs) reports and writes.
+        let (Some(csv), Some(steps_csv)) = (&csv, &steps_csv) else {
+            continue;
+        };
         println!(
             "epoch {}/{}: pretrain loss {last:.4}, lr {lr:.3e}, {ips:.1} img/s",
             epoch + 1,
@@ -263,6 +289,11 @@ pub fn run(o: &Options) -> Result<f64, String> {
         }
         .save(&ck_path)
         .map_err(|e| e.to_string())?;
+    }
+    if root {
+        if let Some(report) = world.communication_report(steps_run) {
+            eprintln!("{report}");
+        }
     }
     Ok(last)
 }

@@ -160,6 +160,8 @@ pub struct Epoch<'a> {
     pub checkpoint: &'a std::path::Path,
     /// No progress bar.
     pub quiet: bool,
+    /// The ranks sharing each batch (each decodes and steps on its shard only).
+    pub world: &'a crate::distributed::World,
 }
 
 /// What an epoch measured.
@@ -186,17 +188,25 @@ impl EpochStats {
 }
 
 /// Runs one epoch: the epoch's seeded order in batches decoded ahead on another thread, a progress
-/// bar, and `step(k, lr, batch)` for each batch, which returns the batch's loss and updates the
-/// model only when that loss is finite. A non-finite loss stops the run with the step, the lr and
-/// the last good checkpoint named.
+/// bar, and `step(k, lr, batch)` for each batch, which returns the global batch's loss and sample
+/// count and updates the model only when that loss is finite. A non-finite loss stops the run
+/// with the step, the lr and the last good checkpoint named.
+///
+/// With several ranks ([`Epoch::world`]) the order and the batches are the same on every rank and
+/// for any rank count; each rank decodes only its shard of each batch, calls `step` for every
+/// batch even when its shard is empty (the step's reductions need every rank), and only rank 0
+/// shows progress. The returned counts are global.
 pub fn run_epoch(
     e: &Epoch<'_>,
-    mut step: impl FnMut(u64, f64, crate::data::Batch) -> f64,
+    mut step: impl FnMut(u64, f64, crate::data::Batch) -> (f64, usize),
 ) -> Result<EpochStats, String> {
     let steps = e.train.len().div_ceil(e.batch) as u64;
     let order =
         crate::rng::SplitMix64::derive(&[e.seed, e.epoch, 0x5348_5546]).permutation(e.train.len());
-    let batches: Vec<Vec<usize>> = order.chunks(e.batch).map(<[usize]>::to_vec).collect();
+    let batches: Vec<Vec<usize>> = order
+        .chunks(e.batch)
+        .map(|c| c[e.world.shard(c.len())].to_vec())
+        .collect();
     let rx = crate::data::prefetch(
         e.train.clone(),
         batches,
@@ -205,7 +215,7 @@ pub fn run_epoch(
     );
     let pb = progress(
         steps,
-        e.quiet,
+        e.quiet || !e.world.is_root(),
         format!("epoch {}/{}", e.epoch + 1, e.epochs),
     );
     let t0 = std::time::Instant::now();
@@ -221,16 +231,23 @@ pub fn run_epoch(
     for (k, b) in rx.into_iter().enumerate() {
         st.skipped += b.skipped.len();
         for s in &b.skipped {
-            pb.println(format!("skipped unreadable image: {s}"));
+            if pb.is_hidden() {
+                eprintln!("skipped unreadable image: {s}");
+            } else {
+                pb.println(format!("skipped unreadable image: {s}"));
+            }
         }
-        if b.is_empty() {
+        if b.is_empty() && e.world.size() == 1 {
             pb.inc(1);
             continue;
         }
         let global = e.epoch * steps + k as u64;
         st.lr = (e.lr)(global);
-        let n = b.len();
-        let lv = step(k as u64, st.lr, b);
+        let (lv, n) = step(k as u64, st.lr, b);
+        if n == 0 {
+            pb.inc(1);
+            continue;
+        }
         if !lv.is_finite() {
             pb.abandon();
             let last = if e.checkpoint.is_file() {
@@ -252,6 +269,9 @@ pub fn run_epoch(
         pb.inc(1);
     }
     pb.finish_and_clear();
+    let mut skipped = [st.skipped as f64];
+    e.world.sum_f64(&mut skipped);
+    st.skipped = skipped[0] as usize;
     st.secs = t0.elapsed().as_secs_f64();
     st.loss = loss_sum / st.seen.max(1) as f64;
     Ok(st)
