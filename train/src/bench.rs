@@ -11,6 +11,7 @@ use crate::model::{Config, ConvNeXtV2, Size};
 use crate::optim::{AdamW, AdamWConfig};
 use crate::parallel;
 use crate::rng::SplitMix64;
+use crate::sparse::Encoder;
 
 /// Images per second of each step kind.
 pub struct Throughput {
@@ -32,13 +33,14 @@ fn adamw() -> AdamW {
     })
 }
 
-/// Times `steps` steps of each kind after two warm-up steps.
+/// Times `steps` steps of each kind after two warm-up steps; `encoder` runs the FCMAE step.
 pub fn steps(
     size: &Size,
     s: usize,
     batch: usize,
     steps: u64,
     kind: DeviceKind,
+    encoder: Encoder,
 ) -> Result<Throughput, String> {
     if !s.is_multiple_of(32) || s < 64 || batch == 0 {
         return Err("--input-size must be a multiple of 32 (≥ 64) and --batch positive".into());
@@ -104,7 +106,7 @@ pub fn steps(
             let x = images[r.start * px..r.end * px].to_vec();
             let x = Tensor::<4>::from_data(TensorData::new(x, [r.len(), 3, s, s]), &dev);
             let t = &target[r.start * per_target..r.end * per_target];
-            fcmae::masked_mse(m.forward(x, &mask, None), t, &mask)
+            fcmae::masked_mse(m.forward_with(x, &mask, None, encoder), t, &mask)
         });
         model = opt.update(1e-4, model, grads.ok_or("non-finite loss on random data")?);
     }

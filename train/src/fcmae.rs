@@ -17,6 +17,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::model::{param, trunc_normal, Block, Config, ConvNeXtV2, Pointwise};
 use crate::rng::SplitMix64;
+use crate::sparse::{Encoder, Visible};
 
 /// The encoder's total stride: one patch of 32 px is one position of the last stage.
 pub const STRIDE: usize = 32;
@@ -68,13 +69,35 @@ impl Fcmae {
 
     /// Predictions `[N, L, patch²·3]` for images `[N, 3, H, W]` and a patch mask `[N, L]`
     /// (1 = masked), L = (H/32)·(W/32) in row-major patch order.
+    /// The encoder is the sparse one ([`crate::sparse`]); see [`Fcmae::forward_with`].
     pub fn forward(&self, x: Tensor<4>, mask: &[f32], train: Option<&mut SplitMix64>) -> Tensor<3> {
+        self.forward_with(x, mask, train, Encoder::default())
+    }
+
+    /// [`Fcmae::forward`] with the encoder chosen: both give the same predictions (up to float
+    /// reassociation) and gradients. A mask whose samples keep different numbers of patches (or
+    /// none) runs the dense encoder whatever `encoder` says.
+    pub fn forward_with(
+        &self,
+        x: Tensor<4>,
+        mask: &[f32],
+        train: Option<&mut SplitMix64>,
+        encoder: Encoder,
+    ) -> Tensor<3> {
         let [n, _, h, w] = x.dims();
         let (ph, pw) = (h / STRIDE, w / STRIDE);
         let device = x.device();
-        let visible = stem_visibility(mask, n, ph, pw);
-        let visible = Tensor::<4>::from_data(visible, &device);
-        let f = self.encoder.forward_features(x, Some(visible), train);
+        let sparse = match encoder {
+            Encoder::Sparse => Visible::new(mask, n, ph, pw, &device),
+            Encoder::Dense => None,
+        };
+        let f = match sparse {
+            Some(vis) => self.encoder.forward_features_sparse(x, &vis, train),
+            None => {
+                let visible = Tensor::<4>::from_data(stem_visibility(mask, n, ph, pw), &device);
+                self.encoder.forward_features(x, Some(visible), train)
+            }
+        };
         let y = self.proj.forward(f.permute([0, 2, 3, 1])); // [N, ph, pw, D]
         let d = y.dims()[3];
         let m = Tensor::<4>::from_data(TensorData::new(mask.to_vec(), [n, ph, pw, 1]), &device);

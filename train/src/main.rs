@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use train::checkpoint::Checkpoint;
 use train::finetune::{self, DeviceKind};
 use train::model::Size;
-use train::{predict, pretrain};
+use train::{predict, pretrain, probe};
 
 #[derive(Parser)]
 #[command(
@@ -29,6 +29,24 @@ enum Dev {
     Ndarray,
     /// Burn's wgpu backend (build with `--features gpu`).
     Gpu,
+}
+
+/// `--encoder` of `pretrain` and `bench-step`.
+#[derive(Clone, Copy, ValueEnum)]
+enum EncoderArg {
+    /// Per-position operators on the visible positions only (the paper's sparse encoder).
+    Sparse,
+    /// Every operator on the whole masked map (the reference; same function).
+    Dense,
+}
+
+impl From<EncoderArg> for train::sparse::Encoder {
+    fn from(e: EncoderArg) -> Self {
+        match e {
+            EncoderArg::Sparse => train::sparse::Encoder::Sparse,
+            EncoderArg::Dense => train::sparse::Encoder::Dense,
+        }
+    }
 }
 
 impl From<Dev> for DeviceKind {
@@ -170,6 +188,9 @@ enum Cmd {
         /// Write OUT/recon_epochNNN.png every this many epochs (0: never).
         #[arg(long, default_value_t = 1)]
         vis_every: u64,
+        /// FCMAE encoder: sparse (visible positions only) or dense (masked; the same function).
+        #[arg(long, value_enum, default_value = "sparse")]
+        encoder: EncoderArg,
     },
     /// original | masked | reconstruction | reconstruction + visible patches, as one PNG.
     Visualize {
@@ -197,6 +218,9 @@ enum Cmd {
         steps: u64,
         #[arg(long, value_enum, default_value = "cpu")]
         device: Dev,
+        /// FCMAE encoder of the FCMAE step.
+        #[arg(long, value_enum, default_value = "sparse")]
+        encoder: EncoderArg,
     },
     /// Redraws a run's curves (RUN/curves.png and RUN/curves.svg) from its CSVs: loss per step
     /// (raw, smoothed, epoch means), learning rate per step, test and EMA top-1 per epoch.
@@ -204,6 +228,59 @@ enum Cmd {
         /// A `finetune` or `pretrain` output folder (holding metrics.csv, and steps.csv).
         #[arg(long)]
         run: PathBuf,
+    },
+    /// Linear probe of a frozen encoder (MAE's protocol): pooled last-stage features, each
+    /// standardized with the training split's moments, a linear classifier trained on all labels;
+    /// prints top-1 on the test split.
+    Probe {
+        /// Encoder weights: a `train export` file (a pretraining export too), timm's `.fcmae`
+        /// safetensors, any weights `finetune --init` reads, or a checkpoint. Without it: the
+        /// random init of --seed.
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// Take the checkpoint's EMA weights.
+        #[arg(long, requires = "weights")]
+        ema: bool,
+        /// Take the entry of this name (a PyTorch checkpoint holding several state dicts).
+        #[arg(long, requires = "weights", conflicts_with = "ema")]
+        state: Option<String>,
+        #[arg(long, default_value = "atto")]
+        size: String,
+        /// Fashion-MNIST IDX folder, or an ImageFolder tree (as `finetune --data`).
+        #[arg(long, default_value = "/usr/share/datasets/fashion-mnist")]
+        data: PathBuf,
+        /// Square input size in pixels (≥ 32).
+        #[arg(long, default_value_t = 224)]
+        input_size: u32,
+        /// Classifier epochs over the training features.
+        #[arg(long, default_value_t = 30)]
+        epochs: u64,
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        /// Peak learning rate of the classifier (AdamW; warmup over a tenth of the steps, cosine).
+        #[arg(long, default_value_t = 1e-3)]
+        lr: f64,
+        #[arg(long, default_value_t = 0.0)]
+        weight_decay: f64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Probe on a seeded subset of this many training images.
+        #[arg(long)]
+        train_subset: Option<usize>,
+        /// Test on a seeded subset of this many test images.
+        #[arg(long)]
+        test_subset: Option<usize>,
+        /// Held-out fraction for a folder without train/ and val/.
+        #[arg(long, default_value_t = 0.1)]
+        test_fraction: f64,
+        /// The encoder has no GRN (trained with --no-grn).
+        #[arg(long)]
+        no_grn: bool,
+        #[arg(long, value_enum, default_value = "cpu")]
+        device: Dev,
+        /// Also write the result as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
     /// Logits of one input (raw f32 NCHW .bin, or an image).
     Predict {
@@ -364,6 +441,7 @@ fn run(cli: Cli) -> Result<(), String> {
             warmup_epochs,
             weight_decay,
             vis_every,
+            encoder,
         } => {
             if batch == 0 || epochs == 0 || decoder_dim == 0 {
                 return Err("--batch, --epochs and --decoder-dim must be positive".into());
@@ -394,6 +472,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 vis_every,
                 quiet: run.quiet,
                 grn: !run.no_grn,
+                encoder: encoder.into(),
             };
             let world = train::distributed::World::from_env()?;
             let loss = world.or_abort(pretrain::run(&o, &world))?;
@@ -418,14 +497,88 @@ fn run(cli: Cli) -> Result<(), String> {
             batch,
             steps,
             device,
+            encoder,
         } => {
-            let r =
-                train::bench::steps(&size(&s)?, input_size as usize, batch, steps, device.into())?;
+            let encoder: train::sparse::Encoder = encoder.into();
+            let r = train::bench::steps(
+                &size(&s)?,
+                input_size as usize,
+                batch,
+                steps,
+                device.into(),
+                encoder,
+            )?;
             println!(
-                "{} {}px batch {batch} on {}: fine-tune step {:.1} img/s ({:.0} ms/step), FCMAE step {:.1} img/s ({:.0} ms/step)",
+                "{} {}px batch {batch} on {}: fine-tune step {:.1} img/s ({:.0} ms/step), FCMAE step {:.1} img/s ({:.0} ms/step, {} encoder)",
                 s, input_size, r.device, r.finetune_img_s, 1000.0 * batch as f64 / r.finetune_img_s,
-                r.fcmae_img_s, 1000.0 * batch as f64 / r.fcmae_img_s
+                r.fcmae_img_s, 1000.0 * batch as f64 / r.fcmae_img_s, encoder.name()
             );
+            Ok(())
+        }
+        Cmd::Probe {
+            weights,
+            ema,
+            state,
+            size: s,
+            data,
+            input_size,
+            epochs,
+            batch,
+            lr,
+            weight_decay,
+            seed,
+            train_subset,
+            test_subset,
+            test_fraction,
+            no_grn,
+            device,
+            json,
+        } => {
+            if input_size < 32 {
+                return Err(format!("--input-size {input_size}: ConvNeXt V2 needs at least 32 px (it downsamples by 32)"));
+            }
+            if batch == 0 || epochs == 0 {
+                return Err("--batch and --epochs must be positive".into());
+            }
+            if !(lr.is_finite() && lr > 0.0 && weight_decay.is_finite() && weight_decay >= 0.0) {
+                return Err("--lr must be positive and --weight-decay non-negative".into());
+            }
+            let o = probe::Options {
+                size: size(&s)?,
+                weights,
+                entry: quant::Entry::from_flags(ema, state)?,
+                data,
+                input_size,
+                fit: probe::FitConfig {
+                    epochs,
+                    batch,
+                    lr,
+                    weight_decay,
+                    seed,
+                },
+                seed,
+                train_subset,
+                test_subset,
+                test_fraction,
+                grn: !no_grn,
+                device: device.into(),
+            };
+            let r = probe::run(&o)?;
+            println!(
+                "linear probe: test top-1 {:.2}% ({} images), train top-1 {:.2}% ({} images), {} features; {:.1} s features, {:.1} s fit{}",
+                100.0 * r.top1,
+                r.images.1,
+                100.0 * r.train_top1,
+                r.images.0,
+                r.dim,
+                r.secs.0,
+                r.secs.1,
+                if r.skipped > 0 { format!("; {} unreadable images skipped", r.skipped) } else { String::new() }
+            );
+            if let Some(p) = json {
+                let text = serde_json::to_string_pretty(&r.to_json()).map_err(|e| e.to_string())?;
+                quant::convert::write_atomic(&p, text.as_bytes()).map_err(|e| e.to_string())?;
+            }
             Ok(())
         }
         Cmd::Predict {

@@ -274,7 +274,7 @@ pub struct Block {
     pub norm: Norm,
     /// Pointwise MLP with GRN.
     pub mlp: Mlp,
-    drop_path: f64,
+    pub(crate) drop_path: f64,
 }
 
 impl Block {
@@ -328,7 +328,7 @@ impl Block {
 }
 
 /// Zeroes whole samples of the residual branch with probability `p`, scaling the rest by 1/(1−p).
-fn drop_path(y: Tensor<4>, p: f64, rng: &mut SplitMix64) -> Tensor<4> {
+pub(crate) fn drop_path(y: Tensor<4>, p: f64, rng: &mut SplitMix64) -> Tensor<4> {
     let n = y.dims()[0];
     let keep = 1.0 - p;
     let scale: Vec<f32> = (0..n)

@@ -20,6 +20,7 @@ use crate::optim::{self, AdamW, AdamWConfig};
 use crate::parallel;
 use crate::rng::SplitMix64;
 use crate::runlog::{self, MetricsCsv};
+use crate::sparse::Encoder;
 use crate::weights;
 
 /// Columns of the pretraining `metrics.csv`.
@@ -72,6 +73,8 @@ pub struct Options {
     pub quiet: bool,
     /// GRN in the encoder's and decoder's blocks (`false`: the ablation).
     pub grn: bool,
+    /// Sparse (default) or masked-dense encoder: the same function, see [`crate::sparse`].
+    pub encoder: Encoder,
 }
 
 impl Options {
@@ -104,7 +107,7 @@ pub fn batch_loss(
     let mask = fcmae::random_mask(n, l, o.mask_ratio, rng);
     let target = fcmae::patchify(&images, n, s, s, o.patch, o.norm_pix);
     let x = Tensor::<4>::from_data(TensorData::new(images, [n, 3, s, s]), device);
-    let pred = model.forward(x, &mask, Some(rng));
+    let pred = model.forward_with(x, &mask, Some(rng), o.encoder);
     fcmae::masked_mse(pred, &target, &mask)
 }
 
@@ -411,6 +414,7 @@ pub fn options_from_checkpoint(ck: &Checkpoint, path: &Path) -> Result<Options, 
         train_subset: None,
         vis_every: 0,
         quiet: true,
+        encoder: Encoder::default(),
     })
 }
 

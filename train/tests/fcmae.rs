@@ -2,17 +2,22 @@
 //! masked patches change nothing, bit for bit; (b) an independent, explicit sparse encoder (active
 //! sites gathered, every convolution summed over active sites only, GRN over active sites, f64)
 //! agrees within 1e-5; (c) the loss on a hand-computed case; (d) the mask keeps ⌊L(1−r)⌋ patches;
-//! (e) `train pretrain` → `visualize` → `export` (encoder only) → `finetune --init`.
+//! (e) `train pretrain` → `visualize` → `export` (encoder only) → `finetune --init`. The sparse
+//! encoder (visible rows only, `train::sparse`) meets (a) and (b) too, and gives the masked-dense
+//! FCMAE's loss and every gradient.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use burn::module::Param;
+use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 use train::fcmae::{self, Fcmae, FcmaeConfig};
 use train::model::{Config, ConvNeXtV2, Size};
 use train::rng::SplitMix64;
-use train::weights;
+use train::sparse::{Encoder, Visible};
+use train::weights::{self, KeyedParam};
 
 fn cpu() -> Device {
     train::finetune::device(train::finetune::DeviceKind::Cpu).unwrap()
@@ -30,11 +35,16 @@ fn random_atto(seed: u64, dev: &Device) -> ConvNeXtV2 {
         seed,
         dev,
     );
+    randomize(m, seed)
+}
+
+/// Every parameter of `m` drawn at random, LayerNorm scales near 1.
+fn randomize<M: burn::module::Module>(m: M, seed: u64) -> M {
     let mut rng = SplitMix64::new(seed ^ 77);
     weights::replace_tensors(m, &mut |key, shape| {
         let n: usize = shape.iter().product();
         let is_ln = key.ends_with("norm.weight")
-            || key == "stem.1.weight"
+            || key.ends_with("stem.1.weight")
             || key.ends_with("downsample.0.weight");
         let (mean, std) = if is_ln {
             (1.0, 0.1)
@@ -59,6 +69,23 @@ fn image(n: usize, s: usize, seed: u64) -> Vec<f32> {
     (0..n * 3 * s * s)
         .map(|_| rng.next_normal() as f32)
         .collect()
+}
+
+fn encode_sparse(
+    m: &ConvNeXtV2,
+    x: Vec<f32>,
+    mask: &[f32],
+    n: usize,
+    s: usize,
+    dev: &Device,
+) -> Vec<f32> {
+    let g = s / 32;
+    let vis = Visible::new(mask, n, g, g, dev).expect("equal patch counts");
+    let x = Tensor::<4>::from_data(TensorData::new(x, [n, 3, s, s]), dev);
+    m.forward_features_sparse(x, &vis, None)
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap()
 }
 
 fn encode(m: &ConvNeXtV2, x: Vec<f32>, mask: &[f32], n: usize, s: usize, dev: &Device) -> Vec<f32> {
@@ -95,12 +122,17 @@ fn masked_pixels_change_nothing_bit_for_bit() {
         }
     }
     assert!(changed > 0);
-    let a = encode(&m, x, &mask, n, s, &dev);
-    let b = encode(&m, y, &mask, n, s, &dev);
-    assert!(
-        a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()),
-        "encoder output changed"
-    );
+    for (name, f) in [
+        ("dense", encode as fn(_, _, _, _, _, _) -> _),
+        ("sparse", encode_sparse),
+    ] {
+        let a = f(&m, x.clone(), &mask, n, s, &dev);
+        let b = f(&m, y.clone(), &mask, n, s, &dev);
+        assert!(
+            a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()),
+            "{name} encoder output changed"
+        );
+    }
 }
 
 // ---- the explicit sparse reference ----------------------------------------------------------
@@ -319,8 +351,9 @@ fn masked_dense_encoder_equals_an_explicit_submanifold_sparse_one() {
     let mask = fcmae::random_mask(n, g * g, 0.6, &mut SplitMix64::new(5));
     let x = image(n, s, 6);
     let dense = encode(&m, x.clone(), &mask, n, s, &dev);
+    let sparse = encode_sparse(&m, x.clone(), &mask, n, s, &dev);
     let (c3, h3) = (320, s / 32);
-    let mut worst = 0.0f64;
+    let (mut worst, mut worst_sparse) = (0.0f64, 0.0f64);
     let mut compared = 0;
     for b in 0..n {
         let img: Vec<f64> = x[b * 3 * s * s..(b + 1) * 3 * s * s]
@@ -331,16 +364,35 @@ fn masked_dense_encoder_equals_an_explicit_submanifold_sparse_one() {
         let sp = sparse_encoder(&p, &img, s, &vis);
         assert_eq!(sp.sites.len(), 6, "⌊16·0.4⌋ = 6 active patches");
         for ((y, xx), v) in &sp.sites {
-            for c in 0..c3 {
-                let d = dense[((b * c3 + c) * h3 + y) * h3 + xx] as f64;
-                worst = worst.max((d - v[c]).abs() / (1.0 + v[c].abs()));
+            for (c, &r) in v.iter().enumerate().take(c3) {
+                let at = ((b * c3 + c) * h3 + y) * h3 + xx;
+                let (d, sp_v) = (dense[at] as f64, sparse[at] as f64);
+                worst = worst.max((d - r).abs() / (1.0 + r.abs()));
+                worst_sparse = worst_sparse.max((sp_v - r).abs() / (1.0 + r.abs()));
                 compared += 1;
+            }
+        }
+        // The sparse encoder's masked positions are zero.
+        for y in 0..h3 {
+            for xx in 0..h3 {
+                if !sp.sites.contains_key(&(y, xx)) {
+                    for c in 0..c3 {
+                        assert_eq!(sparse[((b * c3 + c) * h3 + y) * h3 + xx], 0.0);
+                    }
+                }
             }
         }
     }
     assert_eq!(compared, 2 * 6 * 320);
-    println!("dense vs sparse: max |Δ|/(1+|v|) = {worst:.3e} over {compared} values");
+    println!(
+        "masked dense vs explicit sparse: max |Δ|/(1+|v|) = {worst:.3e} over {compared} values"
+    );
+    println!("sparse encoder vs explicit sparse: max |Δ|/(1+|v|) = {worst_sparse:.3e}");
     assert!(worst <= 1e-5, "dense vs sparse: max relative |Δ| {worst}");
+    assert!(
+        worst_sparse <= 1e-5,
+        "sparse encoder vs reference: max relative |Δ| {worst_sparse}"
+    );
 }
 
 #[test]
@@ -559,4 +611,101 @@ fn pretrain_visualize_export_then_finetune_from_the_encoder() {
         "{stderr}"
     );
     std::fs::remove_dir_all(root).ok();
+}
+
+/// Every gradient of `model` in `grads`, by key (`None` where a parameter got none).
+fn gradients(model: &Fcmae, grads: &GradientsParams) -> Vec<(String, Option<Vec<f32>>)> {
+    struct Get<'a>(&'a GradientsParams, Vec<(String, Option<Vec<f32>>)>);
+    impl KeyedParam for Get<'_> {
+        fn param<const D: usize>(&mut self, key: String, param: &Param<Tensor<D>>) {
+            let g = self.0.get::<D>(param.id);
+            self.1
+                .push((key, g.map(|g| g.into_data().try_to_vec::<f32>().unwrap())));
+        }
+    }
+    let mut v = Get(grads, Vec::new());
+    weights::visit_keyed(model, &mut v);
+    v.1
+}
+
+/// The FCMAE loss and every gradient agree between the sparse and the masked-dense encoder
+/// (relative L2 ≤ 1e-5 each), with drop path on (both draw the same decisions from one seed)
+/// and every parameter random, at 96 px (3 of 9 patches visible) and 128 px (6 of 16).
+#[test]
+fn sparse_encoder_gives_the_dense_loss_and_every_gradient() {
+    let dev = cpu().autodiff();
+    for (s, seed) in [(96usize, 11u64), (128, 12)] {
+        let cfg = FcmaeConfig {
+            encoder: Config {
+                size: Size::named("atto").unwrap(),
+                num_classes: 1,
+                drop_path: 0.3,
+                grn: true,
+            },
+            decoder_dim: 64,
+            decoder_depth: 1,
+            patch: 32,
+        };
+        let model = randomize(Fcmae::new(&cfg, seed, &dev), seed);
+        let n = 3;
+        let g = s / 32;
+        let mask = fcmae::random_mask(n, g * g, 0.6, &mut SplitMix64::new(seed));
+        let x = image(n, s, seed + 1);
+        let target = fcmae::patchify(&x, n, s, s, 32, true);
+        let run = |enc: Encoder| {
+            let xt = Tensor::<4>::from_data(TensorData::new(x.clone(), [n, 3, s, s]), &dev);
+            let mut rng = SplitMix64::new(99);
+            let pred = model.forward_with(xt, &mask, Some(&mut rng), enc);
+            let loss = fcmae::masked_mse(pred, &target, &mask);
+            let lv = loss.clone().into_scalar::<f32>() as f64;
+            (
+                lv,
+                gradients(
+                    &model,
+                    &GradientsParams::from_grads(loss.backward(), &model),
+                ),
+            )
+        };
+        let (ld, gd) = run(Encoder::Dense);
+        let (ls, gs) = run(Encoder::Sparse);
+        assert!(
+            (ld - ls).abs() <= 1e-5 * ld.abs(),
+            "{s} px: loss {ld} vs {ls}"
+        );
+        let mut worst = (0.0f64, String::new());
+        let mut with_grad = 0;
+        for ((k, a), (k2, b)) in gd.iter().zip(&gs) {
+            assert_eq!(k, k2);
+            let (a, b) = match (a, b) {
+                (Some(a), Some(b)) => (a, b),
+                (None, None) => continue,
+                _ => panic!("{s} px: {k} has a gradient in one encoder only"),
+            };
+            let diff: f64 = a
+                .iter()
+                .zip(b)
+                .map(|(p, q)| (*p as f64 - *q as f64).powi(2))
+                .sum();
+            let norm: f64 = a.iter().map(|p| (*p as f64).powi(2)).sum();
+            assert!(norm > 0.0, "{s} px: {k}: zero gradient");
+            let rel = (diff / norm).sqrt();
+            if rel > worst.0 {
+                worst = (rel, k.clone());
+            }
+            with_grad += 1;
+        }
+        // Every encoder parameter but the unused classifier head (stem 4, downsampling 3 × 4,
+        // 12 blocks × 10) and the decoder's (projection 2, mask token 1, one block 10, prediction 2).
+        assert_eq!(with_grad, 4 + 12 + 120 + 15, "{s} px: gradients compared");
+        println!(
+            "{s} px: loss dense {ld:.7} sparse {ls:.7}; worst gradient relative L2 {:.2e} ({}) over {with_grad} tensors",
+            worst.0, worst.1
+        );
+        assert!(
+            worst.0 <= 1e-5,
+            "{s} px: {} relative L2 {:.3e}",
+            worst.1,
+            worst.0
+        );
+    }
 }

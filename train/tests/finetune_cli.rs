@@ -254,3 +254,68 @@ fn bad_arguments_and_data_are_clear_errors() {
     assert!(e.contains("unknown --size"), "{e}");
     std::fs::remove_dir_all(root).ok();
 }
+
+/// `train probe` on the stripes: the random init's pooled features already separate the two
+/// classes linearly (chance: 0.5), timm's ImageNet Atto too (its 1000-class head is replaced);
+/// weights of another size are an error naming a tensor, and nothing is written.
+#[test]
+fn probe_separates_the_stripes_and_names_bad_weights() {
+    let root = tmp("probe");
+    let data = root.join("data");
+    stripes(&data, 24);
+    let timm =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/atto/weights.safetensors");
+    let probe = |json: &Path, extra: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_train"))
+            .args(["probe", "--input-size", "32", "--epochs", "20"])
+            .args([
+                "--batch",
+                "8",
+                "--lr",
+                "1e-2",
+                "--test-fraction",
+                "0.25",
+                "--data",
+            ])
+            .arg(&data)
+            .arg("--json")
+            .arg(json)
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    for (name, extra) in [
+        ("random", vec!["--size", "atto"]),
+        (
+            "timm",
+            vec!["--size", "atto", "--weights", timm.to_str().unwrap()],
+        ),
+    ] {
+        let json = root.join(format!("{name}.json"));
+        let (code, out, err) = probe(&json, &extra);
+        assert_eq!(code, Some(0), "{name}: {err}");
+        assert!(out.contains("linear probe: test top-1"), "{out}");
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        assert_eq!(r["dim"], 320);
+        // 48 images, one corrupt file skipped and counted; 12 held out (test fraction 0.25).
+        assert_eq!(r["skipped"], 1, "{r}");
+        let top1 = r["top1"].as_f64().unwrap();
+        assert!(top1 >= 0.9, "{name}: {r}");
+        assert!(r["train_top1"].as_f64().unwrap() >= 0.9, "{name}: {r}");
+    }
+    let json = root.join("femto.json");
+    let (code, _, err) = probe(
+        &json,
+        &["--size", "femto", "--weights", timm.to_str().unwrap()],
+    );
+    assert_eq!(code, Some(1));
+    assert!(err.contains("stem.0.weight"), "{err}");
+    assert!(!json.exists());
+    std::fs::remove_dir_all(root).ok();
+}
