@@ -274,6 +274,35 @@ pub fn load_init(
     Ok((model, note))
 }
 
+/// Opens `data` ([`Dataset::open`]) and draws the seeded subsets of both splits that `finetune`
+/// and `probe` use (`seed` for training, `seed ^ 1` for test); an error when either is empty.
+pub fn open_splits(
+    data: &Path,
+    test_fraction: f64,
+    seed: u64,
+    train_subset: Option<usize>,
+    test_subset: Option<usize>,
+) -> Result<(Dataset, Split, Split), String> {
+    let ds = Dataset::open(data, test_fraction, seed).map_err(|e| e.to_string())?;
+    let train = match train_subset {
+        Some(n) => ds.train.subset(n, seed),
+        None => ds.train.clone(),
+    };
+    let test = match test_subset {
+        Some(n) => ds.test.subset(n, seed ^ 1),
+        None => ds.test.clone(),
+    };
+    if train.is_empty() || test.is_empty() {
+        return Err(format!(
+            "{}: {} training and {} test images: need at least one of each",
+            data.display(),
+            train.len(),
+            test.len()
+        ));
+    }
+    Ok((ds, train, test))
+}
+
 /// Columns of `metrics.csv`.
 pub const CSV_HEADER: &str =
     "epoch,step,train_loss,lr,img_per_s,test_top1,ema_top1,skipped,seconds";
@@ -285,23 +314,13 @@ pub fn run(o: &Options, world: &World) -> Result<Summary, String> {
     let base = device(o.device)?;
     let train_dev = base.clone().autodiff();
     std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
-    let ds = Dataset::open(&o.data, o.test_fraction, o.seed).map_err(|e| e.to_string())?;
-    let train = match o.train_subset {
-        Some(n) => ds.train.subset(n, o.seed),
-        None => ds.train.clone(),
-    };
-    let test = match o.test_subset {
-        Some(n) => ds.test.subset(n, o.seed ^ 1),
-        None => ds.test.clone(),
-    };
-    if train.is_empty() || test.is_empty() {
-        return Err(format!(
-            "{}: {} training and {} test images: need at least one of each",
-            o.data.display(),
-            train.len(),
-            test.len()
-        ));
-    }
+    let (ds, train, test) = open_splits(
+        &o.data,
+        o.test_fraction,
+        o.seed,
+        o.train_subset,
+        o.test_subset,
+    )?;
     let classes = ds.classes.len();
     let config = Config {
         size: o.size.clone(),

@@ -18,7 +18,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde_json::json;
 
-use crate::data::{self, Dataset, Split};
+use crate::data::{self, Split};
 use crate::finetune::{self, DeviceKind};
 use crate::model::{Config, ConvNeXtV2, Pointwise, Size};
 use crate::optim::{self, AdamW, AdamWConfig};
@@ -299,23 +299,13 @@ pub fn fit(f: &Features, classes: usize, cfg: &FitConfig, device: &Device) -> Li
 /// empty split, features that are not finite (an encoder that diverged).
 pub fn run(o: &Options) -> Result<Summary, String> {
     let dev = finetune::device(o.device)?;
-    let ds = Dataset::open(&o.data, o.test_fraction, o.seed).map_err(|e| e.to_string())?;
-    let train = match o.train_subset {
-        Some(n) => ds.train.subset(n, o.seed),
-        None => ds.train.clone(),
-    };
-    let test = match o.test_subset {
-        Some(n) => ds.test.subset(n, o.seed ^ 1),
-        None => ds.test.clone(),
-    };
-    if train.is_empty() || test.is_empty() {
-        return Err(format!(
-            "{}: {} training and {} test images: need at least one of each",
-            o.data.display(),
-            train.len(),
-            test.len()
-        ));
-    }
+    let (ds, train, test) = finetune::open_splits(
+        &o.data,
+        o.test_fraction,
+        o.seed,
+        o.train_subset,
+        o.test_subset,
+    )?;
     let config = Config {
         size: o.size.clone(),
         num_classes: ds.classes.len(),
