@@ -326,6 +326,19 @@ enum Cmd {
     },
 }
 
+/// `--input-size` ≥ 32 (ConvNeXt V2 downsamples by 32), `--batch` and `--epochs` positive.
+fn check_run_shape(input_size: u32, batch: usize, epochs: u64) -> Result<(), String> {
+    if input_size < 32 {
+        return Err(format!(
+            "--input-size {input_size}: ConvNeXt V2 needs at least 32 px (it downsamples by 32)"
+        ));
+    }
+    if batch == 0 || epochs == 0 {
+        return Err("--batch and --epochs must be positive".into());
+    }
+    Ok(())
+}
+
 fn size(name: &str) -> Result<Size, String> {
     Size::named(name).ok_or_else(|| {
         format!(
@@ -366,12 +379,7 @@ fn run(cli: Cli) -> Result<(), String> {
             crop_scale_min,
             test_fraction,
         } => {
-            if input_size < 32 {
-                return Err(format!("--input-size {input_size}: ConvNeXt V2 needs at least 32 px (it downsamples by 32)"));
-            }
-            if batch == 0 || epochs == 0 {
-                return Err("--batch and --epochs must be positive".into());
-            }
+            check_run_shape(input_size, batch, epochs)?;
             if !(0.0..1.0).contains(&label_smoothing)
                 || !(0.0..1.0).contains(&drop_path)
                 || !(0.0..1.0).contains(&ema)
@@ -534,12 +542,7 @@ fn run(cli: Cli) -> Result<(), String> {
             device,
             json,
         } => {
-            if input_size < 32 {
-                return Err(format!("--input-size {input_size}: ConvNeXt V2 needs at least 32 px (it downsamples by 32)"));
-            }
-            if batch == 0 || epochs == 0 {
-                return Err("--batch and --epochs must be positive".into());
-            }
+            check_run_shape(input_size, batch, epochs)?;
             if !(lr.is_finite() && lr > 0.0 && weight_decay.is_finite() && weight_decay >= 0.0) {
                 return Err("--lr must be positive and --weight-decay non-negative".into());
             }

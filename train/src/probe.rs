@@ -147,7 +147,11 @@ pub fn features(
     let idx: Vec<usize> = (0..split.len()).collect();
     let chunks: Vec<&[usize]> = idx.chunks(64).collect();
     let s = size as usize;
-    let mut out = Features::default();
+    // The pooled vector has the last stage's channels (the head's LayerNorm width).
+    let mut out = Features {
+        dim: model.head.norm.weight.dims()[0],
+        ..Features::default()
+    };
     let mut skipped = 0;
     for group in chunks.chunks(parallel::PARTS) {
         let parts = parallel::on_threads(group.iter(), |chunk| {
@@ -156,23 +160,20 @@ pub fn features(
                 eprintln!("skipped unreadable image: {e}");
             }
             if b.is_empty() {
-                return (Vec::new(), b.labels, b.skipped.len(), 0);
+                return (Vec::new(), b.labels, b.skipped.len());
             }
             let n = b.labels.len();
             let x = Tensor::<4>::from_data(TensorData::new(b.images, [n, 3, s, s]), device);
-            let f = pooled(model, x);
-            let dim = f.dims()[1];
-            let v = f
+            let v = pooled(model, x)
                 .into_data()
                 .try_to_vec::<f32>()
                 .expect("the model computes in f32");
-            (v, b.labels, b.skipped.len(), dim)
+            (v, b.labels, b.skipped.len())
         });
-        for (v, labels, skip, dim) in parts {
+        for (v, labels, skip) in parts {
             out.values.extend(v);
             out.labels.extend(labels);
             skipped += skip;
-            out.dim = out.dim.max(dim);
         }
     }
     (out, skipped)
