@@ -65,7 +65,7 @@ for grn in on off; do
           --lr 2e-3 --warmup-epochs "$(python3 -c "print($epochs / 10)")" --weight-decay 0.05 \
           --layer-decay 0.9 --drop-path 0.1 --label-smoothing 0.1 --ema 0 --crop-scale-min 0.5 \
           --seed "$seed" --quiet --out "$d" | tail -1 > "$d.log"
-        grep -o 'test top-1 [0-9.]*%' "$d.log" | tail -1 | grep -o '[0-9.]*' > "$d/result.txt"
+        sed -n 's/.*test top-1 \([0-9.]*\)%.*/\1/p' "$d.log" | tail -1 > "$d/result.txt"
         rm -f "$d.log" "$d/checkpoint.safetensors"
       done
     done

@@ -31,6 +31,8 @@ pub(crate) type DwLnFn = fn(
     &mut [f32],
 );
 pub(crate) type PwGeluFn = fn(&[f32], usize, usize, &[f32], &[f32], usize, &mut [f32]);
+pub(crate) type PwGeluSumsqFn =
+    fn(&[f32], usize, usize, &[f32], &[f32], usize, &mut [f32], &mut [f32]);
 pub(crate) type SumsqFn = fn(&[f32], usize, usize, Range<usize>, &mut [f32]);
 pub(crate) type GrnScaleFn = fn(&mut [f32], usize, usize, &[f32], &[f32], &[f32]);
 
@@ -49,6 +51,9 @@ pub(crate) struct KernelSet {
     pub dwconv7x7_ln: DwLnFn,
     /// Fused: fc1 + GELU.
     pub pointwise_gelu: PwGeluFn,
+    /// Fused: fc1 + GELU + GRN's sums of squares over all the call's pixels, bit for bit this
+    /// set's `sumsq` over every channel when `n` is a multiple of 8 (the one-worker path).
+    pub pointwise_gelu_sumsq: PwGeluSumsqFn,
     /// GRN's per-channel sums of squares over a channel range.
     pub sumsq: SumsqFn,
     /// GRN's per-pixel update given the normalized norms.
@@ -66,6 +71,7 @@ pub(crate) const SCALAR: KernelSet = KernelSet {
     avgpool: pool::avgpool_f32_scalar,
     dwconv7x7_ln: dwconv7x7::dwconv7x7_ln_rows_f32_scalar,
     pointwise_gelu: pointwise::pointwise_gelu_f32_scalar,
+    pointwise_gelu_sumsq: pointwise::pointwise_gelu_sumsq_f32_scalar,
     grn_scale: grn::grn_scale_f32_scalar,
 };
 
@@ -82,6 +88,7 @@ pub(crate) const NEON: KernelSet = KernelSet {
     patch_conv: patch_conv::patch_conv_f32_neon,
     dwconv7x7_ln: dwconv7x7::dwconv7x7_ln_rows_f32_neon,
     pointwise_gelu: pointwise::pointwise_gelu_f32_neon,
+    pointwise_gelu_sumsq: pointwise::pointwise_gelu_sumsq_f32_neon,
     grn_scale: grn::grn_scale_f32_neon,
     avgpool: pool::avgpool_f32_neon,
 };
@@ -99,6 +106,7 @@ pub(crate) const AVX2: KernelSet = KernelSet {
     avgpool: pool::avgpool_f32_scalar,
     dwconv7x7_ln: dwconv7x7::dwconv7x7_ln_rows_f32_avx2,
     pointwise_gelu: pointwise::pointwise_gelu_f32_avx2,
+    pointwise_gelu_sumsq: pointwise::pointwise_gelu_sumsq_f32_avx2,
     grn_scale: grn::grn_scale_f32_avx2,
 };
 
@@ -117,6 +125,7 @@ pub(crate) const AVX512: KernelSet = KernelSet {
     avgpool: pool::avgpool_f32_scalar,
     dwconv7x7_ln: dwconv7x7::dwconv7x7_ln_rows_f32_avx512,
     pointwise_gelu: pointwise::pointwise_gelu_f32_avx512,
+    pointwise_gelu_sumsq: pointwise::pointwise_gelu_sumsq_f32_avx512,
     grn_scale: grn::grn_scale_f32_avx2,
 };
 

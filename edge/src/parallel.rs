@@ -165,6 +165,22 @@ pub(crate) fn for_each_part<E: Executor + ?Sized, A: Send, B: Send, S: Send>(
     let tasks = split.tasks();
     assert!(split.n * a_stride <= a.len() && split.n * b_stride <= b.len());
     assert!(exec.workers() * per_worker <= scratch.len());
+    if exec.workers() == 1 {
+        // One worker: the whole range in one call on this thread, the kernels' own loops
+        // instead of one call per task. Every operator computes each item (row, pixel, channel)
+        // with the same code whatever range it is called on, so the bits are those of the
+        // split run (tests/parallel.rs checks it for every kernel set).
+        let n = split.n;
+        f(
+            0,
+            0..n,
+            &mut a[..n * a_stride],
+            &mut b[..n * b_stride],
+            &mut scratch[..per_worker],
+            0,
+        );
+        return;
+    }
     let (pa, pb) = (Base(a.as_mut_ptr(), a.len()), Base(b.as_mut_ptr(), b.len()));
     let ps = Base(scratch.as_mut_ptr(), scratch.len());
     let workers = exec.workers();

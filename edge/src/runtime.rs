@@ -319,6 +319,10 @@ impl Model<'_> {
             let n = MLP_RATIO * c;
             let px = pixel_split(p);
             let rows = Split::new(h, 1);
+            // One worker runs fc1 over every pixel in one call, so GRN's sums of squares can
+            // ride in its epilogue, pixels in order: the separate pass's bits, one pass less
+            // over the hidden activations. A split fc1 would sum per task, so the pass stays.
+            let stats_in_fc1 = exec.workers() == 1 && n.is_multiple_of(PANEL);
             for b in 0..a.depths[s] {
                 let [dw, db, nw, nb, f1w, f1b, gw, gb, f2w, f2b] = self.block(s, b);
                 let tap = |op| Tap::Block {
@@ -367,17 +371,34 @@ impl Model<'_> {
                     });
                     op_done(obs, &mut step, done(BlockStep::DwConvNorm));
                     let t = &other[..p * c];
-                    for_each_rows(exec, px, &mut hidden[..p * n], n, |r, out| {
-                        (k.pointwise_gelu)(&t[r.start * c..r.end * c], r.len(), c, f1w, f1b, n, out)
-                    });
+                    if stats_in_fc1 {
+                        (k.pointwise_gelu_sumsq)(
+                            t,
+                            p,
+                            c,
+                            f1w,
+                            f1b,
+                            n,
+                            &mut hidden[..p * n],
+                            &mut scratch[..n],
+                        );
+                    } else {
+                        for_each_rows(exec, px, &mut hidden[..p * n], n, |r, out| {
+                            let rows = &t[r.start * c..r.end * c];
+                            (k.pointwise_gelu)(rows, r.len(), c, f1w, f1b, n, out)
+                        });
+                    }
                     op_done(obs, &mut step, done(BlockStep::Fc1Gelu));
                 }
-                // GRN: sums of squares by channel, norms once, the update by pixels.
+                // GRN: sums of squares by channel (unless fc1 summed them), norms once, the
+                // update by pixels.
                 let g = &hidden[..p * n];
                 let sumsq = &mut scratch[..n];
-                for_each_rows(exec, Split::new(n, SUMSQ_CHANNELS), sumsq, 1, |r, out| {
-                    (k.sumsq)(g, p, n, r, out)
-                });
+                if !stats_in_fc1 || O::ENABLED {
+                    for_each_rows(exec, Split::new(n, SUMSQ_CHANNELS), sumsq, 1, |r, out| {
+                        (k.sumsq)(g, p, n, r, out)
+                    });
+                }
                 grn::normalized_norms(sumsq, a.grn_eps);
                 let nx = &scratch[..n];
                 for_each_rows(exec, px, &mut hidden[..p * n], n, |r, x| {

@@ -11,6 +11,8 @@ use edge::builder::AlignedBytes;
 use edge::{Input, Kernels, Model, Op, Profiler, RayonExecutor, Serial};
 use serde_json::json;
 
+mod critical_path;
+
 #[derive(Parser)]
 #[command(
     name = "edge-bench",
@@ -45,6 +47,12 @@ struct Cli {
     /// Fraction of the resized image that the centre crop keeps (images only).
     #[arg(long, default_value_t = 0.875)]
     crop_pct: f64,
+    /// Instruction counting under qemu-user (benches/qemu/threads.sh), not timing: split the
+    /// image as N workers would, each operator on N threads spawned for it (task t on thread t
+    /// mod N), and print which schedule step each call ran in (`critical-path call` lines), so
+    /// that per-thread counts give the critical path and each operator's imbalance.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64), conflicts_with_all = ["threads", "profile"])]
+    critical_path: Option<u32>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -156,6 +164,9 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
     let int8_paths = (model.precision() == edge::Precision::Int8)
         .then(|| kernels.int8_paths())
         .flatten();
+    if let Some(n) = cli.critical_path {
+        return count_critical_path(&model, input, kernels, n as usize, cli.iters);
+    }
     let threads = match cli.threads {
         Some(t) => t as usize,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -290,6 +301,43 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         if let Some(p) = &profile {
             p.print();
         }
+    }
+    Ok(())
+}
+
+/// `--critical-path N`: one start-up calibration set of threads, then `iters` images on
+/// [`critical_path::SpawnPerCall`], then one line per executor call naming its step.
+fn count_critical_path(
+    model: &Model,
+    input: Input,
+    kernels: Kernels,
+    workers: usize,
+    iters: u32,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let a = *model.arch();
+    let exec = critical_path::SpawnPerCall::new(workers);
+    let mut arena = vec![0u8; model.arena_len_for(workers)];
+    let mut logits = vec![0f32; a.num_classes];
+    exec.calibrate();
+    for _ in 0..iters {
+        let mut tracker = exec.tracker();
+        model.run_with_executor(input, &mut arena, &mut logits, kernels, &mut tracker, &exec)?;
+    }
+    let steps: Vec<Op> = Op::schedule(&a).collect();
+    let calls = exec.calls();
+    println!(
+        "critical-path workers {workers} images {iters} calls {} (threads: 0 main, then sets of {workers}: 2 calibration sets, one per call)",
+        calls.len()
+    );
+    for (i, s) in calls.iter().enumerate() {
+        let (name, kind) = steps
+            .get(*s)
+            .map_or(("?".to_string(), "?"), |op| (op.to_string(), op.kind()));
+        println!("critical-path call {i} step {s} kind {kind} op {name}");
+    }
+    let best = (0..logits.len()).max_by(|&i, &j| logits[i].total_cmp(&logits[j]).then(j.cmp(&i)));
+    if let Some(i) = best {
+        println!("top-1 class {i} logit {:+.6}", logits[i]);
     }
     Ok(())
 }

@@ -373,3 +373,64 @@ fn profile_lists_every_step_f32_and_int8() {
         assert!(text.contains("by operator kind"), "{text}");
     }
 }
+
+#[test]
+fn critical_path_mode_runs_the_same_image_and_names_every_call() {
+    let model = atto_model("cp.cnx");
+    let input = fixtures().join("atto/inputs/astronaut.bin");
+    let (m, i) = (model.to_str().unwrap(), input.to_str().unwrap());
+    let (ok, plain, stderr) = bench(&["--model", m, "--input", i, "--iters", "1", "--warmup", "0"]);
+    assert!(ok, "{stderr}");
+    let top1 = plain.lines().find(|l| l.contains("1. class")).unwrap();
+    let (class, logit) = {
+        let w: Vec<&str> = top1.split_whitespace().collect();
+        (w[2].to_string(), w[4].to_string())
+    };
+    for workers in ["1", "3"] {
+        let args = [
+            "--model",
+            m,
+            "--input",
+            i,
+            "--iters",
+            "1",
+            "--critical-path",
+            workers,
+        ];
+        let (ok, out, stderr) = bench(&args);
+        assert!(ok, "{stderr}");
+        // Same logits as the plain run (the split is bit-identical).
+        assert!(
+            out.contains(&format!("top-1 class {class} logit {logit}")),
+            "{workers}: {out}"
+        );
+        let steps: Vec<usize> = out
+            .lines()
+            .filter(|l| l.starts_with("critical-path call "))
+            .map(|l| {
+                assert!(!l.contains("kind ?"), "{l}");
+                l.split_whitespace().nth(4).unwrap().parse().unwrap()
+            })
+            .collect();
+        if workers == "1" {
+            // One worker: every operator in one call on the calling thread, no executor calls.
+            assert!(steps.is_empty(), "{out}");
+        } else {
+            // Every block's four steps and the stem at least, in schedule order.
+            assert!(steps.len() >= 4 * 12 + 1, "{out}");
+            assert!(steps.windows(2).all(|w| w[0] <= w[1]), "{steps:?}");
+        }
+    }
+    // Not with a pool or the profile: it is a counting mode.
+    let (ok, _, stderr) = bench(&[
+        "--model",
+        m,
+        "--input",
+        i,
+        "--critical-path",
+        "2",
+        "--threads",
+        "2",
+    ]);
+    assert!(!ok && stderr.contains("--critical-path"), "{stderr}");
+}

@@ -183,9 +183,15 @@ pub fn patch_conv_f32_neon(
             // pixels q..q+mr, channels co..co+8, are in bounds (asserts above).
             unsafe {
                 match mr {
-                    8 => tile::<8, EPI_STORE>(&a, wt, cout, b, o, cout, PANEL),
-                    4 => tile::<4, EPI_STORE>(&a, wt, cout, b, o, cout, PANEL),
-                    _ => tile::<1, EPI_STORE>(&a, wt, cout, b, o, cout, PANEL),
+                    8 => {
+                        tile::<8, EPI_STORE>(&a, wt, cout, b, o, cout, PANEL, core::ptr::null_mut())
+                    }
+                    4 => {
+                        tile::<4, EPI_STORE>(&a, wt, cout, b, o, cout, PANEL, core::ptr::null_mut())
+                    }
+                    _ => {
+                        tile::<1, EPI_STORE>(&a, wt, cout, b, o, cout, PANEL, core::ptr::null_mut())
+                    }
                 }
             }
         }

@@ -47,6 +47,7 @@ macro_rules! entry_point {
                     out_row: cout,
                     rows: ow,
                     n: full,
+                    sumsq: core::ptr::null_mut(),
                 };
                 // SAFETY: the CPU has the ISA (asserted). Patch ox of row oy reads input rows
                 // oy·k..oy·k+k, columns ox·k..ox·k+k (all cin channels): inside `input`; B reads

@@ -71,6 +71,29 @@ pub fn pointwise_gelu_f32_scalar(
     crate::ops::gelu::gelu_f32_scalar(&mut out[..pixels * n]);
 }
 
+/// fc1 with GELU and GRN's statistics fused: [`pointwise_gelu_f32_scalar`], then
+/// `sumsq[j] = Σ_pixels out[p][j]²` for every output channel `j < n` exactly as
+/// [`crate::ops::grn::sumsq_channels_f32_scalar`] computes it over `0..n` (f64 accumulation,
+/// pixels in order). `sumsq` holds at least `n` floats; its contents are overwritten.
+///
+/// The runtime calls the fused form only when one call covers every pixel (one worker): the
+/// sums are then those of the separate pass bit for bit, while a split run keeps the pass cut
+/// by channel.
+#[allow(clippy::too_many_arguments)]
+pub fn pointwise_gelu_sumsq_f32_scalar(
+    input: &[f32],
+    pixels: usize,
+    k: usize,
+    weight: &[f32],
+    bias: &[f32],
+    n: usize,
+    out: &mut [f32],
+    sumsq: &mut [f32],
+) {
+    pointwise_gelu_f32_scalar(input, pixels, k, weight, bias, n, out);
+    crate::ops::grn::sumsq_channels_f32_scalar(out, pixels, n, 0..n, sumsq);
+}
+
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86;
 
@@ -107,13 +130,14 @@ fn packed_gemm(
         out_row: n,
         rows: pixels,
         n,
+        sumsq: core::ptr::null_mut(),
     }
 }
 
 /// Defines the safe x86 entry points of one ISA: plain/accumulating GEMM and fc1 with GELU.
 #[cfg(target_arch = "x86_64")]
 macro_rules! x86_pointwise {
-    ($isa:literal, $has:ident, $gemm:ident, $pw:ident, $gelu:ident) => {
+    ($isa:literal, $has:ident, $gemm:ident, $pw:ident, $gelu:ident, $sumsq:ident) => {
         #[doc = concat!("[`pointwise_f32_scalar`] on ", $isa, " (see [`x86`]); within f32 rounding (FMA) of it.")]
         #[doc = concat!("Panics if the CPU lacks ", $isa, " or a slice is too short.")]
         #[allow(clippy::too_many_arguments)]
@@ -155,6 +179,30 @@ macro_rules! x86_pointwise {
             // SAFETY: the CPU has the ISA (asserted); `packed_gemm` checked every range.
             unsafe { x86::$gemm::<{ x86::EPI_GELU }>(&g) }
         }
+
+        #[doc = concat!("[`pointwise_gelu_sumsq_f32_scalar`] on ", $isa, ": GELU and GRN's sums of squares in the GEMM's")]
+        #[doc = "epilogue (`s = fma(y, y, s)` per lane, pixels in order: bit for bit"]
+        #[doc = "[`crate::ops::grn::sumsq_channels_f32_avx2`] over `0..n` when `n` is a multiple of 8)."]
+        #[allow(clippy::too_many_arguments)]
+        pub fn $sumsq(
+            input: &[f32],
+            pixels: usize,
+            k: usize,
+            weight: &[f32],
+            bias: &[f32],
+            n: usize,
+            out: &mut [f32],
+            sumsq: &mut [f32],
+        ) {
+            assert!(crate::cpu::X86Features::get().$has, concat!($isa, " not available"));
+            assert!(sumsq.len() >= n.div_ceil(PANEL) * PANEL);
+            sumsq[..n].fill(0.0);
+            let mut g = packed_gemm(input, pixels, k, weight, bias, n, out);
+            g.sumsq = sumsq.as_mut_ptr();
+            // SAFETY: the CPU has the ISA (asserted); `packed_gemm` checked every range, and
+            // `sumsq` covers every panel's lanes (asserted).
+            unsafe { x86::$gemm::<{ x86::EPI_GELU_SUMSQ }>(&g) }
+        }
     };
 }
 #[cfg(target_arch = "x86_64")]
@@ -163,7 +211,8 @@ x86_pointwise!(
     avx2,
     gemm_avx2,
     pointwise_f32_avx2,
-    pointwise_gelu_f32_avx2
+    pointwise_gelu_f32_avx2,
+    pointwise_gelu_sumsq_f32_avx2
 );
 #[cfg(target_arch = "x86_64")]
 x86_pointwise!(
@@ -171,7 +220,8 @@ x86_pointwise!(
     avx512,
     gemm_avx512,
     pointwise_f32_avx512,
-    pointwise_gelu_f32_avx512
+    pointwise_gelu_f32_avx512,
+    pointwise_gelu_sumsq_f32_avx512
 );
 
 #[cfg(test)]
@@ -232,9 +282,9 @@ pub fn pointwise_f32_neon(
     accumulate: bool,
 ) {
     if accumulate {
-        gemm_neon::<{ neon::EPI_ACCUMULATE }>(input, pixels, k, weight, bias, n, out)
+        gemm_neon::<{ neon::EPI_ACCUMULATE }>(input, pixels, k, weight, bias, n, out, &mut [])
     } else {
-        gemm_neon::<{ neon::EPI_STORE }>(input, pixels, k, weight, bias, n, out)
+        gemm_neon::<{ neon::EPI_STORE }>(input, pixels, k, weight, bias, n, out, &mut [])
     }
 }
 
@@ -250,7 +300,25 @@ pub fn pointwise_gelu_f32_neon(
     n: usize,
     out: &mut [f32],
 ) {
-    gemm_neon::<{ neon::EPI_GELU }>(input, pixels, k, weight, bias, n, out)
+    gemm_neon::<{ neon::EPI_GELU }>(input, pixels, k, weight, bias, n, out, &mut [])
+}
+
+/// [`pointwise_gelu_sumsq_f32_scalar`] on NEON: GELU and GRN's sums of squares in the GEMM's
+/// epilogue (`s = fma(y, y, s)` per lane on the tile's registers, pixels in order: bit for bit
+/// [`crate::ops::grn::sumsq_channels_f32_neon`] over `0..n` when `n` is a multiple of 4).
+#[cfg(target_arch = "aarch64")]
+#[allow(clippy::too_many_arguments)]
+pub fn pointwise_gelu_sumsq_f32_neon(
+    input: &[f32],
+    pixels: usize,
+    k: usize,
+    weight: &[f32],
+    bias: &[f32],
+    n: usize,
+    out: &mut [f32],
+    sumsq: &mut [f32],
+) {
+    gemm_neon::<{ neon::EPI_GELU_SUMSQ }>(input, pixels, k, weight, bias, n, out, sumsq)
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -263,6 +331,7 @@ fn gemm_neon<const EPI: u8>(
     bias: &[f32],
     n: usize,
     out: &mut [f32],
+    sumsq: &mut [f32],
 ) {
     // Preconditions the unsafe tiles rely on.
     assert!(
@@ -272,6 +341,12 @@ fn gemm_neon<const EPI: u8>(
             && out.len() >= pixels * n
     );
     let panels = n.div_ceil(PANEL);
+    // Sums of squares: 8 lanes per panel (the padded lanes of a ragged last panel in a local).
+    let mut pad = [0f32; PANEL];
+    if EPI == neon::EPI_GELU_SUMSQ {
+        assert!(sumsq.len() >= n);
+        sumsq[..n].fill(0.0);
+    }
     let mut p = 0;
     while p < pixels {
         let mr = if pixels - p >= 8 {
@@ -296,14 +371,26 @@ fn gemm_neon<const EPI: u8>(
             b[..lanes].copy_from_slice(&bias[j * PANEL..j * PANEL + lanes]);
             let w = weight[j * k * PANEL..].as_ptr();
             let o = out[p * n + j * PANEL..].as_mut_ptr();
+            let s = if EPI != neon::EPI_GELU_SUMSQ {
+                core::ptr::null_mut()
+            } else if lanes == PANEL {
+                sumsq[j * PANEL..].as_mut_ptr()
+            } else {
+                pad[..lanes].copy_from_slice(&sumsq[j * PANEL..n]);
+                pad.as_mut_ptr()
+            };
             // SAFETY: rows p..p+mr of `input` (k each) and of `out` (n each, lanes from column
-            // j·8) and panel j of `weight` (k·8) are in bounds by the assertion above.
+            // j·8) and panel j of `weight` (k·8) are in bounds by the assertion above; `s` has
+            // 8 floats (a full panel of `sumsq`, or `pad`) with EPI_GELU_SUMSQ.
             unsafe {
                 match mr {
-                    8 => neon::tile::<8, EPI>(&a, w, PANEL, &b, o, n, lanes),
-                    4 => neon::tile::<4, EPI>(&a, w, PANEL, &b, o, n, lanes),
-                    _ => neon::tile::<1, EPI>(&a, w, PANEL, &b, o, n, lanes),
+                    8 => neon::tile::<8, EPI>(&a, w, PANEL, &b, o, n, lanes, s),
+                    4 => neon::tile::<4, EPI>(&a, w, PANEL, &b, o, n, lanes, s),
+                    _ => neon::tile::<1, EPI>(&a, w, PANEL, &b, o, n, lanes, s),
                 }
+            }
+            if EPI == neon::EPI_GELU_SUMSQ && lanes < PANEL {
+                sumsq[j * PANEL..n].copy_from_slice(&pad[..lanes]);
             }
         }
         p += mr;
@@ -321,6 +408,8 @@ pub(crate) mod neon {
     pub(crate) const EPI_ACCUMULATE: u8 = 1;
     /// Epilogue: GELU, store.
     pub(crate) const EPI_GELU: u8 = 2;
+    /// Epilogue: GELU, store, and each output's square added to its lane of `sumsq`.
+    pub(crate) const EPI_GELU_SUMSQ: u8 = 3;
 
     /// Loads 4 floats from each of 8 rows and advances each row pointer by 4. Written out
     /// because LLVM otherwise rebuilds the row addresses from one base with seven adds per step.
@@ -369,8 +458,10 @@ pub(crate) mod neon {
     }
 
     /// `MR` rows × 8 output channels: `out[p][l] = bias[l] + Σ_k a[p][k]·w[k·ws + l]` (`ws` = 8
-    /// for packed panels, the output width for HWIO weights), with the epilogue `EPI`. The
-    /// caller guarantees every pointer range (see the wrappers).
+    /// for packed panels, the output width for HWIO weights), with the epilogue `EPI`; with
+    /// [`EPI_GELU_SUMSQ`], `sumsq[l] = fma(y[p][l], y[p][l], sumsq[l])` for rows p in order
+    /// (`sumsq`: 8 floats; unused otherwise). The caller guarantees every pointer range (see
+    /// the wrappers).
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     pub(crate) unsafe fn tile<const MR: usize, const EPI: u8>(
@@ -381,6 +472,7 @@ pub(crate) mod neon {
         out: *mut f32,
         n: usize,
         lanes: usize,
+        sumsq: *mut f32,
     ) {
         let accumulate = EPI == EPI_ACCUMULATE;
         // SAFETY: all loads/stores stay inside the ranges the caller guarantees.
@@ -452,11 +544,20 @@ pub(crate) mod neon {
                     *r = r.wrapping_add(a.seg_skip);
                 }
             }
-            if EPI == EPI_GELU {
+            if EPI == EPI_GELU || EPI == EPI_GELU_SUMSQ {
                 for p in 0..MR {
                     a0[p] = crate::ops::gelu::neon::gelu4(a0[p]);
                     a1[p] = crate::ops::gelu::neon::gelu4(a1[p]);
                 }
+            }
+            if EPI == EPI_GELU_SUMSQ {
+                let (mut s0, mut s1) = (vld1q_f32(sumsq), vld1q_f32(sumsq.add(4)));
+                for p in 0..MR {
+                    s0 = vfmaq_f32(s0, a0[p], a0[p]);
+                    s1 = vfmaq_f32(s1, a1[p], a1[p]);
+                }
+                vst1q_f32(sumsq, s0);
+                vst1q_f32(sumsq.add(4), s1);
             }
             for p in 0..MR {
                 let o = out.add(p * n);
@@ -649,5 +750,79 @@ mod x86_tests {
                 );
             }
         }
+    }
+}
+
+/// GRN's statistics fused into fc1 (the one-worker path) against the separate pass the split
+/// runs use, for every kernel set this target has: the same outputs and the same sums, bit for
+/// bit, when `n` is a multiple of 8; otherwise within rounding of an f64 reference.
+#[cfg(test)]
+mod fused_sumsq_tests {
+    use super::*;
+    use crate::ops::testutil::*;
+    use crate::Kernels;
+    use std::vec;
+    use std::vec::Vec;
+
+    #[test]
+    fn fused_sums_of_squares_equal_the_separate_pass() {
+        let mut rng = Rng::new(77);
+        let mut checked = Vec::new();
+        for kernels in Kernels::available() {
+            let set = kernels.set().unwrap();
+            let shapes = [
+                (1, 1, 8),
+                (9, 40, 160),
+                (49, 320, 1280),
+                (196, 160, 640),
+                (3136, 40, 160),
+                (13, 7, 24),
+                (6, 5, 12),
+                (5, 9, 17),
+            ];
+            for (p, k, n) in shapes {
+                let x = rng.vec(p * k, 1.0);
+                let w = rng.vec(n * k, 0.5);
+                let b = rng.vec(n, 0.5);
+                let mut wp = vec![0.0; packed_len(n, k)];
+                pack_panels8(&w, n, k, &mut wp);
+                let mut want = vec![0.0; p * n];
+                (set.pointwise_gelu)(&x, p, k, &wp, &b, n, &mut want);
+                // The split runs' pass: channel ranges of 32.
+                let mut want_s = vec![0.0; n];
+                for c0 in (0..n).step_by(32) {
+                    let r = c0..(c0 + 32).min(n);
+                    (set.sumsq)(&want, p, n, r.clone(), &mut want_s[r]);
+                }
+                let (mut got, mut got_s) = (vec![0.0; p * n], vec![7.0; n.div_ceil(8) * 8]);
+                (set.pointwise_gelu_sumsq)(&x, p, k, &wp, &b, n, &mut got, &mut got_s);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "{} {p}x{k}x{n}: outputs", set.name);
+                if n.is_multiple_of(PANEL) {
+                    assert_eq!(
+                        bits(&got_s[..n]),
+                        bits(&want_s),
+                        "{} {p}x{k}x{n}: sums",
+                        set.name
+                    );
+                } else {
+                    let exact: Vec<f32> = (0..n)
+                        .map(|j| {
+                            (0..p)
+                                .map(|q| (want[q * n + j] as f64).powi(2))
+                                .sum::<f64>() as f32
+                        })
+                        .collect();
+                    assert!(
+                        max_rel_err(&got_s[..n], &exact) < 1e-5,
+                        "{} {p}x{k}x{n}",
+                        set.name
+                    );
+                }
+            }
+            checked.push(set.name);
+        }
+        std::println!("fused GRN sums of squares = separate pass, bit for bit: {checked:?}");
+        assert!(!checked.is_empty());
     }
 }

@@ -22,6 +22,9 @@ pub(crate) const EPI_STORE: u8 = 0;
 pub(crate) const EPI_ACCUMULATE: u8 = 1;
 /// Epilogue: GELU, store.
 pub(crate) const EPI_GELU: u8 = 2;
+/// Epilogue: GELU, store, and each output's square added to its lane of [`Gemm::sumsq`]
+/// (`s = fma(y, y, s)`, rows in order: GRN's statistics, see `pointwise_gelu_sumsq_f32_avx2`).
+pub(crate) const EPI_GELU_SUMSQ: u8 = 3;
 
 /// One GEMM `out[r][j] = bias[j] + Σ_k A[r][k]·B[k][j]` over `rows × n`, described by pointers.
 #[derive(Clone, Copy)]
@@ -47,6 +50,9 @@ pub(crate) struct Gemm {
     pub rows: usize,
     /// Output columns. B's panels are readable for all `ceil(n/8)·8` lanes.
     pub n: usize,
+    /// With [`EPI_GELU_SUMSQ`]: `ceil(n/8)·8` floats of running sums of squares, one per
+    /// output column (null otherwise).
+    pub sumsq: *mut f32,
 }
 
 /// Copies the valid lanes `[0, lanes)` of `v` (8 floats) to `o`, adding to it with `ACC`.
@@ -134,11 +140,22 @@ unsafe fn tile_avx2<const MR: usize, const NP: usize, const EPI: u8>(
                 wo += g.b_row;
             }
         }
-        if EPI == EPI_GELU {
+        if EPI == EPI_GELU || EPI == EPI_GELU_SUMSQ {
             for row in acc.iter_mut() {
                 for v in row.iter_mut() {
                     *v = crate::ops::gelu::x86::gelu8(*v);
                 }
+            }
+        }
+        if EPI == EPI_GELU_SUMSQ {
+            // Padded lanes hold GELU(0) = 0 (zero weights and bias) and add nothing.
+            let sp = g.sumsq.add(j0 * PANEL);
+            for i in 0..NP {
+                let mut s = _mm256_loadu_ps(sp.add(i * PANEL));
+                for row in acc.iter() {
+                    s = _mm256_fmadd_ps(row[i], row[i], s);
+                }
+                _mm256_storeu_ps(sp.add(i * PANEL), s);
             }
         }
         for (r, row) in acc.iter().enumerate() {
@@ -260,11 +277,23 @@ unsafe fn tile_avx512<const MR: usize, const NP: usize, const EPI: u8>(
                 wo += g.b_row;
             }
         }
-        if EPI == EPI_GELU {
+        if EPI == EPI_GELU || EPI == EPI_GELU_SUMSQ {
             for row in acc.iter_mut() {
                 for z in 0..nz {
                     row[z] = crate::ops::gelu::x86::gelu16(row[z]);
                 }
+            }
+        }
+        if EPI == EPI_GELU_SUMSQ {
+            // Only the tile's own panels: a zmm past NP's lanes would reach the next tile's.
+            let sp = g.sumsq.add(j0 * PANEL);
+            for z in 0..nz {
+                let m: __mmask16 = if NP >= 2 * z + 2 { 0xffff } else { 0x00ff };
+                let mut s = _mm512_maskz_loadu_ps(m, sp.add(16 * z));
+                for row in acc.iter() {
+                    s = _mm512_fmadd_ps(row[z], row[z], s);
+                }
+                _mm512_mask_storeu_ps(sp.add(16 * z), m, s);
             }
         }
         for (r, row) in acc.iter().enumerate() {
