@@ -1,7 +1,8 @@
 //! Atto at 224, batch 1, one thread: edge with every kernel set this CPU has (scalar reference,
 //! and NEON, AVX2 or AVX-512), f32 and int8 (calibrated on the same photo), vs tract-onnx on
 //! timm's ONNX export of the same weights, same input, in one run.
-//! The best set also runs on 2 threads (`Model::run_parallel` on a rayon pool).
+//! The best set also runs on 2 threads (`Model::run_parallel` on `edge::SpinPool`, and on a
+//! rayon pool: `_2threads_rayon`).
 //! `cargo bench --bench atto_edge_vs_tract`; `scripts/bench-x86.sh` adds onnxruntime.
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -69,6 +70,7 @@ fn bench(c: &mut Criterion) {
             });
         }
     }
+    let spin = edge::SpinPool::new(2).unwrap();
     let pool = edge::RayonExecutor::new(2).unwrap();
     for (m, precision) in [(&model, "f32"), (&model_i8, "int8")] {
         let name = edge::Kernels::Auto
@@ -76,6 +78,19 @@ fn bench(c: &mut Criterion) {
             .unwrap();
         let mut arena = vec![0u8; m.arena_len_for(2)];
         g.bench_function(format!("edge_{precision}_{name}_2threads"), |b| {
+            // The calling thread and one helper that spins between operators (`SpinPool`).
+            b.iter(|| {
+                m.run_parallel(
+                    edge::Input::NchwF32(&x),
+                    &mut arena,
+                    &mut logits,
+                    edge::Kernels::Auto,
+                    &spin,
+                )
+                .unwrap()
+            })
+        });
+        g.bench_function(format!("edge_{precision}_{name}_2threads_rayon"), |b| {
             // The run on a pool thread: it works on every operator too (`RayonExecutor::install`).
             b.iter(|| {
                 pool.install(|| {

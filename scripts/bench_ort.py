@@ -83,11 +83,11 @@ def main():
         os.path.join(ROOT, "target/criterion/atto224_batch1_1thread/*/new/estimates.json")))
     for b in benches:
         ms = criterion_median_ms(b)
-        two = b.endswith("_2threads")
+        two = "_2threads" in b
         ref = (ort_i8_2 if two else ort_i8) if "int8" in b else (ort_f32_2 if two else ort_f32)
         line = f"{b:34s} {ms:8.2f} ms   × onnxruntime {'int8' if 'int8' in b else 'f32 '} ({'2' if two else '1'} thr): {ms / ref:5.2f}"
         if two:
-            one = criterion_median_ms(b[: -len("_2threads")])
+            one = criterion_median_ms(b[: b.index("_2threads")])
             if one:
                 line += f"   speed-up over 1 thread: {one / ms:.2f}×"
         print(line)

@@ -22,7 +22,7 @@ echo "   bit-identical to the scalar reference tap by tap) under qemu-aarch64"
 # Kernel sets on aarch64 are chosen at compile time, so one CPU model runs the whole suite; the
 # unit tests also check the kernels picked by run-time detection (native fp16 GRN) on cortex-a76.
 echo "-- QEMU_CPU=cortex-a72"
-QEMU_CPU=cortex-a72 cargo +deb196 test -p edge --target aarch64-unknown-linux-gnu
+QEMU_CPU=cortex-a72 cargo +deb196 test -p edge --features std --target aarch64-unknown-linux-gnu
 echo "-- QEMU_CPU=cortex-a76 (unit tests: run-time detected fp16)"
 QEMU_CPU=cortex-a76 cargo +deb196 test -p edge --target aarch64-unknown-linux-gnu --lib
 echo "-- int8 with SDOT and native fp16 (feature dotprod, built for +dotprod,+fp16; Rust 1.96 gates"
@@ -30,7 +30,7 @@ echo "   vdotq_s32: RUSTC_BOOTSTRAP) on cortex-a76: kernels and whole models vs 
 echo "   bit-identical for any worker count"
 QEMU_CPU=cortex-a76 RUSTC_BOOTSTRAP=1 \
   CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-feature=+dotprod,+fp16" \
-  cargo +deb196 test -p edge --features dotprod --target aarch64-unknown-linux-gnu \
+  cargo +deb196 test -p edge --features dotprod,std --target aarch64-unknown-linux-gnu \
   --lib --test int8_model --test parallel -- i8 int8 worker --nocapture
 echo "== aarch64: edge-bench (the tool users copy to a board) reproduces timm's logits under qemu-aarch64"
 cargo build -q -p quant -p edge-bench

@@ -215,9 +215,15 @@ fn parallel_runs_allocate_nothing() {
     );
     let model_i8 = edge::Model::parse(int8.as_slice()).unwrap();
     let pool = Pool::new(3);
+    // edge's own pool too: the calling thread and two spinning helpers.
+    let spin = edge::SpinPool::new(3).unwrap();
     let mut logits = vec![0f32; 1000];
     let mut serial = vec![0f32; 1000];
-    for m in [&model, &model_i8] {
+    let executors: [&dyn edge::Executor; 2] = [&pool, &spin];
+    for (m, pool) in [&model, &model_i8]
+        .into_iter()
+        .flat_map(|m| executors.map(|e| (m, e)))
+    {
         let mut arena = vec![0u8; m.arena_len_for(3)];
         m.run(edge::Input::NchwF32(&x), &mut arena, &mut serial)
             .unwrap();
@@ -227,7 +233,7 @@ fn parallel_runs_allocate_nothing() {
             &mut arena,
             &mut logits,
             edge::Kernels::Auto,
-            &pool,
+            pool,
         )
         .unwrap();
         let before = ALLOCS.load(Ordering::SeqCst);
@@ -237,7 +243,7 @@ fn parallel_runs_allocate_nothing() {
             &mut arena,
             &mut logits,
             edge::Kernels::Auto,
-            &pool,
+            pool,
         )
         .unwrap();
         COUNTING.store(false, Ordering::SeqCst);

@@ -86,6 +86,17 @@ impl ArenaPlan {
     /// scratch of their own.
     pub fn for_model_workers(arch: &Arch, p: Precision, workers: usize) -> Option<Self> {
         let mut plan = Self::for_model_one(arch, p)?;
+        if p == Precision::F32 && workers > 1 {
+            // GRN's partial sums of squares, one row of 4C per pixel task, after the sums.
+            for s in 0..arch.num_stages {
+                let (h, w) = arch.stage_hw(s);
+                let tasks = crate::runtime::pixel_split(h.checked_mul(w)?).tasks();
+                let n = arch.dims[s].checked_mul(MLP_RATIO)?;
+                let need = n.checked_mul(tasks.checked_add(1)?)?.checked_mul(4)?;
+                plan.scratch = plan.scratch.max(round16(need)?);
+            }
+            plan.total()?.checked_add(ARENA_ALIGN)?;
+        }
         if p == Precision::Int8 && workers > 1 {
             let Int8WorkerScratch {
                 ln_row: cmax,
@@ -125,6 +136,19 @@ impl ArenaPlan {
             .input_h
             .checked_mul(arch.input_w)?
             .checked_mul(arch.in_chans)?;
+        if p == Precision::F32 {
+            // One worker: GRN's partial sum of squares of a pixel task (4C floats) lies in the
+            // hidden buffer past the stage's activations, or else after the sums in scratch.
+            let wide = hid_max.max(input);
+            for s in 0..arch.num_stages {
+                let (h, w) = arch.stage_hw(s);
+                let wide_c = arch.dims[s].checked_mul(MLP_RATIO)?;
+                let hid = h.checked_mul(w)?.checked_mul(wide_c)?;
+                if hid.checked_add(wide_c)? > wide {
+                    ch_scratch = ch_scratch.max(wide_c.checked_mul(2)?);
+                }
+            }
+        }
         let plan = match p {
             Precision::F32 => ArenaPlan {
                 precision: p,

@@ -23,7 +23,7 @@
 
 #[cfg(any(feature = "alloc", test))]
 extern crate alloc;
-#[cfg(any(test, feature = "rayon"))]
+#[cfg(any(test, feature = "rayon", feature = "std"))]
 extern crate std;
 
 pub mod arch;
@@ -49,6 +49,8 @@ pub use kernels::Int8Paths;
 pub use model::{AlignedModel, Model, QParams};
 #[cfg(feature = "rayon")]
 pub use parallel::RayonExecutor;
+#[cfg(feature = "std")]
+pub use parallel::SpinPool;
 pub use parallel::{Executor, Serial};
 pub use profile::{Clock, Op, Profiler};
 pub use runtime::{BlockOp, Input, Kernels, NoObserver, Observer, Tap};

@@ -92,6 +92,221 @@ unsafe impl Executor for RayonExecutor {
     }
 }
 
+/// A persistent pool of std threads that wait for each operator by spinning (feature `std`):
+/// the calling thread is worker 0 and `threads − 1` helpers are workers `1..threads`. A call
+/// publishes its job by bumping an epoch counter; helpers waiting on it take tasks from a
+/// shared counter until none are left, and the caller returns once every helper has checked
+/// out. A helper spins (`spin_loop`) for [`SpinPool::SPIN`] after its last task before it
+/// parks, so the ~70 operators of an image reach running threads: a wake-up from a park costs
+/// tens of microseconds, and rayon's pool pays one per operator once its threads have gone to
+/// sleep (see docs/peers.md). Nothing is allocated per call; one call at a time (a second
+/// caller waits for the first).
+#[cfg(feature = "std")]
+pub struct SpinPool {
+    shared: std::sync::Arc<PoolShared>,
+    helpers: std::vec::Vec<std::thread::JoinHandle<()>>,
+    /// One call at a time: worker indices belong to one call.
+    call: std::sync::Mutex<()>,
+}
+
+/// The job a call publishes: its closure with the borrow's lifetime erased, and its task count.
+#[cfg(feature = "std")]
+type Job = (*const (dyn Fn(usize, usize) + Sync + 'static), usize);
+
+#[cfg(feature = "std")]
+struct PoolShared {
+    /// Bumped by each call (and by `drop`); a helper runs the job of every epoch it sees.
+    epoch: core::sync::atomic::AtomicU64,
+    /// Written by the caller only while every helper has checked out of the previous call
+    /// (`pending` = 0), read by helpers only after they saw the epoch that published it.
+    job: core::cell::UnsafeCell<Job>,
+    /// Next task index to hand out.
+    next: core::sync::atomic::AtomicUsize,
+    /// Helpers that have not yet checked out of the current call.
+    pending: core::sync::atomic::AtomicUsize,
+    /// Helper w parked (set by the helper, cleared by whoever unparks it).
+    sleeping: std::vec::Vec<core::sync::atomic::AtomicBool>,
+    /// A task panicked during the current call.
+    panicked: core::sync::atomic::AtomicBool,
+    stop: core::sync::atomic::AtomicBool,
+}
+
+// SAFETY: `job` is accessed only under the protocol documented on it; everything else is atomic.
+#[cfg(feature = "std")]
+unsafe impl Sync for PoolShared {}
+// SAFETY: as above (the raw pointer is only dereferenced under that protocol).
+#[cfg(feature = "std")]
+unsafe impl Send for PoolShared {}
+
+#[cfg(feature = "std")]
+impl SpinPool {
+    /// How long a helper keeps spinning for the next call before it parks.
+    pub const SPIN: std::time::Duration = std::time::Duration::from_micros(200);
+
+    /// A pool of `threads` workers: the caller and `threads − 1` spawned helpers (0 means one
+    /// per core the OS gives this process).
+    pub fn new(threads: usize) -> std::io::Result<Self> {
+        use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+        let threads = match threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            t => t,
+        };
+        let noop: &'static (dyn Fn(usize, usize) + Sync) = &|_, _| {};
+        let shared = std::sync::Arc::new(PoolShared {
+            epoch: AtomicU64::new(0),
+            job: core::cell::UnsafeCell::new((noop as *const _, 0)),
+            next: AtomicUsize::new(0),
+            pending: AtomicUsize::new(0),
+            sleeping: (0..threads).map(|_| AtomicBool::new(false)).collect(),
+            panicked: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+        });
+        let mut helpers = std::vec::Vec::with_capacity(threads - 1);
+        for w in 1..threads {
+            let s = shared.clone();
+            let spawned = std::thread::Builder::new()
+                .name(std::format!("edge-worker-{w}"))
+                .spawn(move || helper(&s, w));
+            match spawned {
+                Ok(h) => helpers.push(h),
+                Err(e) => {
+                    // Stop the helpers already started (they see `stop` at the next epoch).
+                    drop(SpinPool {
+                        shared,
+                        helpers,
+                        call: std::sync::Mutex::new(()),
+                    });
+                    return Err(e);
+                }
+            }
+        }
+        Ok(SpinPool {
+            shared,
+            helpers,
+            call: std::sync::Mutex::new(()),
+        })
+    }
+
+    /// Publishes a new epoch and unparks the helpers that sleep.
+    fn publish(&self) {
+        use core::sync::atomic::Ordering::SeqCst;
+        self.shared.epoch.fetch_add(1, SeqCst);
+        for (i, h) in self.helpers.iter().enumerate() {
+            if self.shared.sleeping[i + 1].swap(false, SeqCst) {
+                h.thread().unpark();
+            }
+        }
+    }
+}
+
+/// A helper's life: wait for an epoch, run tasks of its job, check out; until `stop`.
+#[cfg(feature = "std")]
+fn helper(s: &PoolShared, w: usize) {
+    use core::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+    let mut seen = 0u64;
+    loop {
+        // Wait for the next epoch: spin, then park.
+        let start = std::time::Instant::now();
+        let mut spins = 0u32;
+        let epoch = loop {
+            let e = s.epoch.load(Acquire);
+            if e != seen {
+                break e;
+            }
+            spins = spins.wrapping_add(1);
+            if !spins.is_multiple_of(256) || start.elapsed() < SpinPool::SPIN {
+                core::hint::spin_loop();
+                continue;
+            }
+            s.sleeping[w].store(true, SeqCst);
+            if s.epoch.load(SeqCst) == seen {
+                std::thread::park();
+            }
+            s.sleeping[w].store(false, SeqCst);
+        };
+        seen = epoch;
+        if s.stop.load(Acquire) {
+            return;
+        }
+        // SAFETY: the epoch was published (Acquire above) after the job was written, and the
+        // caller writes the next job only after this helper checks out below.
+        let (f, tasks) = unsafe { *s.job.get() };
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loop {
+            let t = s.next.fetch_add(1, Relaxed);
+            if t >= tasks {
+                break;
+            }
+            // SAFETY: the caller's closure lives until every helper has checked out.
+            unsafe { (*f)(t, w) }
+        }));
+        if ran.is_err() {
+            s.panicked.store(true, Relaxed);
+        }
+        s.pending.fetch_sub(1, Release);
+    }
+}
+
+#[cfg(feature = "std")]
+impl Drop for SpinPool {
+    fn drop(&mut self) {
+        self.shared
+            .stop
+            .store(true, core::sync::atomic::Ordering::Release);
+        self.publish();
+        for h in self.helpers.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+// SAFETY: every task index in 0..tasks is handed out once by `next` (to the caller, worker 0,
+// or a helper, worker w ≥ 1, each running one task at a time); calls are serialized by `call`;
+// `run` returns only after its own tasks and every helper's check-out, so after every task.
+#[cfg(feature = "std")]
+unsafe impl Executor for SpinPool {
+    fn workers(&self) -> usize {
+        self.helpers.len() + 1
+    }
+    fn run(&self, tasks: usize, f: &(dyn Fn(usize, usize) + Sync)) {
+        use core::sync::atomic::Ordering::{Acquire, Relaxed};
+        let _one_call = self.call.lock().unwrap_or_else(|p| p.into_inner());
+        let s = &self.shared;
+        if self.helpers.is_empty() || tasks <= 1 {
+            for t in 0..tasks {
+                f(t, 0);
+            }
+            return;
+        }
+        // SAFETY: lifetime erasure only: helpers call `f` before checking out, and this call
+        // does not return before they all have.
+        let f_static: &'static (dyn Fn(usize, usize) + Sync) = unsafe { core::mem::transmute(f) };
+        // SAFETY: every helper has checked out of the previous call (`pending` = 0, awaited
+        // below), so none reads `job` until the epoch published next.
+        unsafe { *s.job.get() = (f_static as *const _, tasks) };
+        s.next.store(0, Relaxed);
+        s.pending.store(self.helpers.len(), Relaxed);
+        s.panicked.store(false, Relaxed);
+        self.publish();
+        let mine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loop {
+            let t = s.next.fetch_add(1, Relaxed);
+            if t >= tasks {
+                break;
+            }
+            f(t, 0);
+        }));
+        while s.pending.load(Acquire) != 0 {
+            core::hint::spin_loop();
+        }
+        if let Err(p) = mine {
+            std::panic::resume_unwind(p);
+        }
+        assert!(
+            !s.panicked.load(Relaxed),
+            "a task panicked on a SpinPool helper"
+        );
+    }
+}
+
 /// A task partition fixed by the shape: `n` items in tasks of `grain` (the last shorter).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Split {
@@ -199,6 +414,36 @@ pub(crate) fn for_each_part<E: Executor + ?Sized, A: Send, B: Send, S: Send>(
             )
         };
         f(t, r, ra, rb, rs, w)
+    });
+}
+
+/// Runs one task per part of `split` on the executor (never on the calling thread alone, even
+/// with one worker): `f(items, part of a, slot)`, where item `i` owns `a[i·a_stride..]
+/// [..a_stride]` and task `t` owns `slots[t·slot_len..][..slot_len]` (per-task results, such as
+/// partial sums that the caller then combines in task order).
+pub(crate) fn for_each_task_slot<E: Executor + ?Sized, A: Send, B: Send>(
+    exec: &E,
+    split: Split,
+    a: &mut [A],
+    a_stride: usize,
+    slots: &mut [B],
+    slot_len: usize,
+    f: impl Fn(Range<usize>, &mut [A], &mut [B]) + Sync,
+) {
+    let tasks = split.tasks();
+    assert!(split.n * a_stride <= a.len() && tasks * slot_len <= slots.len());
+    let (pa, pb) = (
+        Base(a.as_mut_ptr(), a.len()),
+        Base(slots.as_mut_ptr(), slots.len()),
+    );
+    let workers = exec.workers();
+    exec.run(tasks, &|t, w| {
+        assert!(t < tasks && w < workers, "executor broke its contract");
+        let r = split.range(t);
+        // SAFETY: the executor runs each task once; the tasks' item ranges are disjoint, and
+        // so are their slots (one per task); both buffers stay borrowed until `run` returns.
+        let (ra, rb) = unsafe { (pa.part(&r, a_stride), pb.part(&(t..t + 1), slot_len)) };
+        f(r, ra, rb)
     });
 }
 

@@ -5,7 +5,7 @@ use crate::format::Precision;
 use crate::format::PANEL;
 use crate::model::{Model, QParams};
 use crate::ops::{grn, input};
-use crate::parallel::{for_each_rows, Executor, Serial, Split};
+use crate::parallel::{for_each_rows, for_each_task_slot, Executor, Serial, Split};
 use crate::profile::{BlockStep, Op};
 use crate::Error;
 
@@ -133,6 +133,47 @@ pub(crate) const PIXEL_ALIGN: usize = 8;
 /// Channels per task of GRN's sums of squares.
 pub(crate) const SUMSQ_CHANNELS: usize = 32;
 
+/// GRN's sums of squares of one block into `scratch[..n]`: `task(pixels, rows of hidden, part)`
+/// writes (or reads, if fc1 already wrote them) its rows of `hidden[..p·n]` and sets `part[..n]`
+/// to the sums of squares over its pixels; the parts are then added in task order (from zero).
+/// One worker runs the tasks in order on this thread with one part buffer (in `hidden` past the
+/// activations, or after the sums: the plan keeps room); several keep one part per task after
+/// the sums (the plan's scratch for several workers). Both add the same parts in the same order.
+fn grn_partial_sums<E: Executor + ?Sized>(
+    exec: &E,
+    px: Split,
+    hidden: &mut [f32],
+    scratch: &mut [f32],
+    n: usize,
+    task: impl Fn(core::ops::Range<usize>, &mut [f32], &mut [f32]) + Sync,
+) {
+    let p = px.n;
+    let (hid, tail) = hidden.split_at_mut(p * n);
+    let (sums, rest) = scratch.split_at_mut(n);
+    sums.fill(0.0);
+    let add = |sums: &mut [f32], part: &[f32]| {
+        for (s, v) in sums.iter_mut().zip(part) {
+            *s += *v;
+        }
+    };
+    if exec.workers() == 1 {
+        let part = if tail.len() >= n { tail } else { rest };
+        let part = &mut part[..n];
+        for t in 0..px.tasks() {
+            let r = px.range(t);
+            let (s, e) = (r.start * n, r.end * n);
+            task(r, &mut hid[s..e], part);
+            add(sums, part);
+        }
+    } else {
+        let parts = &mut rest[..px.tasks() * n];
+        for_each_task_slot(exec, px, hid, n, parts, n, task);
+        for part in parts.chunks_exact(n) {
+            add(sums, part);
+        }
+    }
+}
+
 /// The pixel partition of an operator over `p` pixels.
 pub(crate) fn pixel_split(p: usize) -> Split {
     Split::aligned(p, PIXEL_TASKS, PIXEL_ALIGN)
@@ -218,8 +259,8 @@ impl Model<'_> {
             return self.run_i8(image, arena, logits, kernels.set_i8()?, obs, exec);
         }
         let mut step = 0;
-        // f32 tasks need no per-worker scratch: the plan is the same for every worker count.
-        let r = self.arena_plan().split_f32(arena)?;
+        // Several workers keep GRN's partial sums per task in a larger scratch.
+        let r = self.arena_plan_for(exec.workers()).split_f32(arena)?;
         let (mut cur, mut other, hidden, scratch) = (r.a, r.b, r.hidden, r.scratch);
         let cin = a.in_chans;
 
@@ -319,10 +360,11 @@ impl Model<'_> {
             let n = MLP_RATIO * c;
             let px = pixel_split(p);
             let rows = Split::new(h, 1);
-            // One worker runs fc1 over every pixel in one call, so GRN's sums of squares can
-            // ride in its epilogue, pixels in order: the separate pass's bits, one pass less
-            // over the hidden activations. A split fc1 would sum per task, so the pass stays.
-            let stats_in_fc1 = exec.workers() == 1 && n.is_multiple_of(PANEL);
+            // GRN's sums of squares: each pixel task of `px` (fixed by the shape) sums its own
+            // pixels in order, in fc1's epilogue when the width allows the fused kernel (whose
+            // sums are the separate kernel's bits, see `pointwise_gelu_sumsq_*`), and the
+            // partial sums are added in task order: the same bits for any worker count.
+            let fused_sums = n.is_multiple_of(PANEL);
             for b in 0..a.depths[s] {
                 let [dw, db, nw, nb, f1w, f1b, gw, gb, f2w, f2b] = self.block(s, b);
                 let tap = |op| Tap::Block {
@@ -371,34 +413,26 @@ impl Model<'_> {
                     });
                     op_done(obs, &mut step, done(BlockStep::DwConvNorm));
                     let t = &other[..p * c];
-                    if stats_in_fc1 {
-                        (k.pointwise_gelu_sumsq)(
-                            t,
-                            p,
-                            c,
-                            f1w,
-                            f1b,
-                            n,
-                            &mut hidden[..p * n],
-                            &mut scratch[..n],
-                        );
-                    } else {
-                        for_each_rows(exec, px, &mut hidden[..p * n], n, |r, out| {
-                            let rows = &t[r.start * c..r.end * c];
-                            (k.pointwise_gelu)(rows, r.len(), c, f1w, f1b, n, out)
-                        });
-                    }
+                    grn_partial_sums(exec, px, &mut hidden[..], scratch, n, |r, out, part| {
+                        let rows = &t[r.start * c..r.end * c];
+                        if fused_sums {
+                            (k.pointwise_gelu_sumsq)(rows, r.len(), c, f1w, f1b, n, out, part)
+                        } else {
+                            (k.pointwise_gelu)(rows, r.len(), c, f1w, f1b, n, out);
+                            (k.sumsq)(out, r.len(), n, 0..n, part)
+                        }
+                    });
                     op_done(obs, &mut step, done(BlockStep::Fc1Gelu));
                 }
-                // GRN: sums of squares by channel (unless fc1 summed them), norms once, the
-                // update by pixels.
-                let g = &hidden[..p * n];
-                let sumsq = &mut scratch[..n];
-                if !stats_in_fc1 || O::ENABLED {
-                    for_each_rows(exec, Split::new(n, SUMSQ_CHANNELS), sumsq, 1, |r, out| {
-                        (k.sumsq)(g, p, n, r, out)
+                if O::ENABLED {
+                    // The sums of the unfused path: the same partials from the kernel that
+                    // the fused epilogue matches.
+                    grn_partial_sums(exec, px, &mut hidden[..], scratch, n, |r, out, part| {
+                        (k.sumsq)(out, r.len(), n, 0..n, part)
                     });
                 }
+                // GRN: the norms once (from the sums in scratch[..n]), the update by pixels.
+                let sumsq = &mut scratch[..n];
                 grn::normalized_norms(sumsq, a.grn_eps);
                 let nx = &scratch[..n];
                 for_each_rows(exec, px, &mut hidden[..p * n], n, |r, x| {

@@ -49,7 +49,7 @@ impl Observer for Bits {
     }
 }
 
-fn run<E: Executor>(model: &Model, x: Input, k: Kernels, exec: &E) -> (Vec<u32>, Bits) {
+fn run<E: Executor + ?Sized>(model: &Model, x: Input, k: Kernels, exec: &E) -> (Vec<u32>, Bits) {
     let mut arena = vec![0u8; model.arena_len_for(exec.workers())];
     let mut logits = vec![0f32; model.arch().num_classes];
     let mut bits = Bits::default();
@@ -97,15 +97,21 @@ fn any_worker_count_gives_the_same_bits() {
             for input in inputs {
                 let (want, want_taps) = run(model, input, k, &Serial);
                 for workers in [1, 2, 3, 4, 7] {
-                    let (got, taps) = run(model, input, k, &Threads(workers));
-                    assert_eq!(got, want, "{name} {} {workers} workers: logits", k.name());
-                    assert_eq!(taps.0.len(), want_taps.0.len());
-                    for ((t, a), (_, b)) in taps.0.iter().zip(&want_taps.0) {
-                        assert!(
-                            a == b,
-                            "{name} {} {workers} workers: tap {t:?} differs",
-                            k.name()
-                        );
+                    // Threads spawned per call, and edge's own persistent pool (feature std).
+                    #[allow(unused_mut)]
+                    let mut runs = vec![("threads", run(model, input, k, &Threads(workers)))];
+                    #[cfg(feature = "std")]
+                    runs.push((
+                        "SpinPool",
+                        run(model, input, k, &edge::SpinPool::new(workers).unwrap()),
+                    ));
+                    for (pool, (got, taps)) in runs {
+                        let at = format!("{name} {} {workers} workers ({pool})", k.name());
+                        assert_eq!(got, want, "{at}: logits");
+                        assert_eq!(taps.0.len(), want_taps.0.len());
+                        for ((t, a), (_, b)) in taps.0.iter().zip(&want_taps.0) {
+                            assert!(a == b, "{at}: tap {t:?} differs");
+                        }
                     }
                 }
                 println!(
@@ -141,21 +147,24 @@ fn zero_workers_and_short_arenas_are_typed_errors() {
         &None_,
     );
     assert_eq!(e, Err(edge::Error::NoWorkers));
-    // f32 needs nothing per worker; int8 states its size per worker count, and a buffer short
-    // of it (past the alignment slack) is refused with the size it needs.
-    assert_eq!(m.arena_len_for(7), m.arena_len());
-    assert!(q.arena_len_for(64) > q.arena_len());
-    let need = q.arena_len_for(64);
-    let mut short = vec![0u8; need - 16];
-    let e = q.run_parallel(
-        Input::HwcU8(&img),
-        &mut short,
-        &mut logits,
-        Kernels::Auto,
-        &Threads(64),
-    );
-    assert!(
-        matches!(e, Err(edge::Error::ArenaTooSmall { needed, .. }) if needed == need),
-        "{e:?}"
-    );
+    // One worker needs exactly `arena_len`; several need more (f32: GRN's partial sums per
+    // task; int8: each worker's rows), stated per worker count, and a buffer short of it (past
+    // the alignment slack) is refused with the size it needs.
+    for (model, workers) in [(&m, 7), (&q, 64)] {
+        assert_eq!(model.arena_len_for(1), model.arena_len());
+        assert!(model.arena_len_for(workers) > model.arena_len());
+        let need = model.arena_len_for(workers);
+        let mut short = vec![0u8; need - 16];
+        let e = model.run_parallel(
+            Input::HwcU8(&img),
+            &mut short,
+            &mut logits,
+            Kernels::Auto,
+            &Threads(workers),
+        );
+        assert!(
+            matches!(e, Err(edge::Error::ArenaTooSmall { needed, .. }) if needed == need),
+            "{e:?}"
+        );
+    }
 }

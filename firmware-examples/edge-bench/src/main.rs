@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
 use edge::builder::AlignedBytes;
-use edge::{Input, Kernels, Model, Op, Profiler, RayonExecutor, Serial};
+use edge::{Input, Kernels, Model, Op, Profiler, RayonExecutor, Serial, SpinPool};
 use serde_json::json;
 
 mod critical_path;
@@ -44,6 +44,11 @@ struct Cli {
     /// gives this process. The logits are bit-identical for any count.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
     threads: Option<u32>,
+    /// The pool behind --threads: `spin` (edge::SpinPool: the calling thread and N − 1 helpers
+    /// that wait for each operator spinning, then parked) or `rayon` (edge::RayonExecutor, the
+    /// run on one of its threads).
+    #[arg(long, value_enum, default_value_t = PoolArg::Spin)]
+    pool: PoolArg,
     /// Fraction of the resized image that the centre crop keeps (images only).
     #[arg(long, default_value_t = 0.875)]
     crop_pct: f64,
@@ -61,6 +66,12 @@ struct Cli {
     /// share of the image and GMAC/s, and per operator kind (`profile` in --json).
     #[arg(long)]
     profile: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PoolArg {
+    Spin,
+    Rayon,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -172,24 +183,32 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     // One thread: the calling thread itself (`Serial`), no pool.
-    let pool = if threads > 1 {
-        Some(RayonExecutor::new(threads).map_err(|e| format!("thread pool of {threads}: {e}"))?)
-    } else {
-        None
+    let pool = match (threads > 1, cli.pool) {
+        (false, _) => Pool::Serial,
+        (true, PoolArg::Spin) => Pool::Spin(
+            SpinPool::new(threads).map_err(|e| format!("thread pool of {threads}: {e}"))?,
+        ),
+        (true, PoolArg::Rayon) => Pool::Rayon(
+            RayonExecutor::new(threads).map_err(|e| format!("thread pool of {threads}: {e}"))?,
+        ),
     };
-    // With a pool, the whole run happens on one of its threads (see `RayonExecutor::install`).
+    // With rayon, the whole run happens on one of its threads (see `RayonExecutor::install`).
     let run = |arena: &mut [u8], logits: &mut [f32]| match &pool {
-        Some(p) => p.install(|| model.run_parallel(input, arena, logits, kernels, p)),
-        None => model.run_parallel(input, arena, logits, kernels, &Serial),
+        Pool::Rayon(p) => p.install(|| model.run_parallel(input, arena, logits, kernels, p)),
+        Pool::Spin(p) => model.run_parallel(input, arena, logits, kernels, p),
+        Pool::Serial => model.run_parallel(input, arena, logits, kernels, &Serial),
     };
     let run_profiled = |arena: &mut [u8], logits: &mut [f32], ticks: &mut [u64]| {
         let origin = Instant::now();
         let mut prof = Profiler::new(|| origin.elapsed().as_nanos() as u64, ticks);
         match &pool {
-            Some(p) => {
+            Pool::Rayon(p) => {
                 p.install(|| model.run_with_executor(input, arena, logits, kernels, &mut prof, p))
             }
-            None => model.run_with_executor(input, arena, logits, kernels, &mut prof, &Serial),
+            Pool::Spin(p) => model.run_with_executor(input, arena, logits, kernels, &mut prof, p),
+            Pool::Serial => {
+                model.run_with_executor(input, arena, logits, kernels, &mut prof, &Serial)
+            }
         }
     };
     let mut arena = vec![0u8; model.arena_len_for(threads)];
@@ -246,6 +265,7 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
             "classes": a.num_classes,
             "kernels": kernel_name,
             "threads": threads,
+            "pool": if threads == 1 { "serial" } else if cli.pool == PoolArg::Spin { "spin" } else { "rayon" },
             "iters": cli.iters,
             "latency_ms": {"min": ms[0], "p50": pct(0.5), "p90": pct(0.9), "max": ms[ms.len() - 1], "mean": mean_ms},
             "arena_bytes": model.arena_len_for(threads),
@@ -303,6 +323,13 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+/// The executor behind `--threads`.
+enum Pool {
+    Serial,
+    Spin(SpinPool),
+    Rayon(RayonExecutor),
 }
 
 /// `--critical-path N`: one start-up calibration set of threads, then `iters` images on
