@@ -51,8 +51,8 @@ pub(crate) struct KernelSet {
     pub dwconv7x7_ln: DwLnFn,
     /// Fused: fc1 + GELU.
     pub pointwise_gelu: PwGeluFn,
-    /// Fused: fc1 + GELU + GRN's sums of squares over all the call's pixels, bit for bit this
-    /// set's `sumsq` over every channel when `n` is a multiple of 8 (the one-worker path).
+    /// Fused: fc1 + GELU + GRN's sums of squares over the call's pixels (one pixel task), bit
+    /// for bit this set's `sumsq` over every channel when `n` is a multiple of 8.
     pub pointwise_gelu_sumsq: PwGeluSumsqFn,
     /// GRN's per-channel sums of squares over a channel range.
     pub sumsq: SumsqFn,

@@ -76,9 +76,8 @@ pub fn pointwise_gelu_f32_scalar(
 /// [`crate::ops::grn::sumsq_channels_f32_scalar`] computes it over `0..n` (f64 accumulation,
 /// pixels in order). `sumsq` holds at least `n` floats; its contents are overwritten.
 ///
-/// The runtime calls the fused form only when one call covers every pixel (one worker): the
-/// sums are then those of the separate pass bit for bit, while a split run keeps the pass cut
-/// by channel.
+/// The runtime calls it once per pixel task (any worker count) and adds the tasks' sums in
+/// task order; an observer's unfused run gets the same sums from the separate kernel.
 #[allow(clippy::too_many_arguments)]
 pub fn pointwise_gelu_sumsq_f32_scalar(
     input: &[f32],
