@@ -70,7 +70,8 @@ static unsigned int exits;
 
 /* per_thread=exit: a thread's count, printed as it enters the exit syscall (before the kernel
  * wakes whoever joins it, so a program that joins a set of threads before starting the next sees
- * the sets in order); its slot is reused from zero. 93 is aarch64 Linux's `exit`. */
+ * the sets in order); its slot is reused from zero. 93 is aarch64 Linux's `exit` (this mode is
+ * for aarch64 guests). */
 static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint64_t a1,
                        uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5, uint64_t a6,
                        uint64_t a7, uint64_t a8) {
@@ -79,7 +80,7 @@ static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint
         unsigned int k = __atomic_fetch_add(&exits, 1, __ATOMIC_RELAXED);
         /* The main thread's running count too: it waits in a join while its threads exit. */
         fprintf(stderr, "insn_count exit %u: %" PRIu64 " main %" PRIu64 "\n", k, per_vcpu[vcpu],
-                per_vcpu[0]);
+                __atomic_load_n(&per_vcpu[0], __ATOMIC_RELAXED));
         __atomic_fetch_add(&count, per_vcpu[vcpu], __ATOMIC_RELAXED);
         per_vcpu[vcpu] = 0;
     }

@@ -69,7 +69,9 @@ def analyse(kind, t):
     if t == 1:
         return main, main, {}
     assert len(exits) == t * (len(calls) + 2), "thread exits ≠ workers × (calls + 2)"
-    # Two empty sets first: a thread's start-up, and the calling thread's cost of one set.
+    # Two empty sets first: a thread's start-up, and the calling thread's cost of one set
+    # (read at the sets' last exits, while it waits in a join: an estimate, within a few
+    # thousand instructions per call).
     base = sum(n for n, _ in exits[:2 * t]) / (2 * t)
     spawn = exits[2 * t - 1][1] - exits[t - 1][1]
     main -= spawn * len(calls)

@@ -82,8 +82,8 @@ impl ArenaPlan {
     /// The plan for `workers` workers ([`crate::parallel`]). int8: each worker needs its own
     /// LayerNorm row (`max C` floats, after `max C` kept for the downsample's scales) and its
     /// own 4 gathered patches for the patch convs (in an activation buffer that is free
-    /// then); regions grow only if those do not fit (never for 1 worker). f32 tasks need no
-    /// scratch of their own.
+    /// then); regions grow only if those do not fit (never for 1 worker). f32 with several
+    /// workers: scratch for one partial sum of squares (4C floats) per pixel task of GRN.
     pub fn for_model_workers(arch: &Arch, p: Precision, workers: usize) -> Option<Self> {
         let mut plan = Self::for_model_one(arch, p)?;
         if p == Precision::F32 && workers > 1 {

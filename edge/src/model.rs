@@ -289,14 +289,15 @@ impl<'a> Model<'a> {
     }
 
     /// The arena plan for `workers` workers ([`crate::parallel`]): int8 models give each
-    /// worker its own LayerNorm row and patch gather; f32 models need nothing more.
+    /// worker its own LayerNorm row and patch gather; f32 models with several workers keep
+    /// GRN's partial sums of squares per pixel task. One worker: the plan of `arena_plan`.
     pub fn arena_plan_for(&self, workers: usize) -> ArenaPlan {
         ArenaPlan::for_model_workers(&self.arch, self.precision, workers)
             .unwrap_or(ArenaPlan::EMPTY)
     }
 
     /// Bytes of scratch [`Model::run_parallel`] needs with `workers` workers; equals
-    /// [`Model::arena_len`] for 1 (and for f32 models, for any count).
+    /// [`Model::arena_len`] for 1, a little more for several (f32 and int8).
     pub fn arena_len_for(&self, workers: usize) -> usize {
         self.arena_plan_for(workers).arena_len()
     }

@@ -25,6 +25,9 @@ use core::ops::Range;
 /// - call `f(task, worker)` exactly once for every `task` in `0..tasks`, and never for another;
 /// - pass `worker < self.workers()`, and never run two calls with the same `worker` at once;
 /// - return only after every call has returned (a panicking task may abort or propagate).
+///
+/// With `workers()` = 1 the runtime never calls [`Executor::run`]: it runs each operator as one
+/// call on the calling thread (the same bits as any split).
 pub unsafe trait Executor: Sync {
     /// Number of workers (≥ 1): worker indices are `0..workers()`.
     fn workers(&self) -> usize;
@@ -103,7 +106,7 @@ unsafe impl Executor for RayonExecutor {
 /// parks, so the ~70 operators of an image reach running threads: a wake-up from a park costs
 /// tens of microseconds, and rayon's pool pays one per operator once its threads have gone to
 /// sleep (see docs/peers.md). Nothing is allocated per call; one call at a time (a second
-/// caller waits for the first).
+/// caller waits for the first; a task must not call `run` on its own pool).
 #[cfg(feature = "std")]
 pub struct SpinPool {
     shared: std::sync::Arc<PoolShared>,
@@ -297,8 +300,15 @@ unsafe impl Executor for SpinPool {
             }
             f(t, 0);
         }));
+        // Spin, then yield: with more workers than cores a helper may need this core.
+        let mut spins = 0u32;
         while s.pending.load(Acquire) != 0 {
-            core::hint::spin_loop();
+            spins = spins.saturating_add(1);
+            if spins < 1 << 12 {
+                core::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
         }
         if let Err(p) = mine {
             std::panic::resume_unwind(p);

@@ -4,9 +4,11 @@
 //! A work-stealing pool's per-thread counts depend on which threads the host happens to run:
 //! with more guest threads than host cores, a thread that is scheduled takes the tasks of one
 //! that is not. Here every operator call spawns its own N threads, and thread w runs the tasks
-//! t ≡ w (mod N), a schedule fixed in advance. The emulator numbers guest threads in creation
-//! order, so its per-thread counts are per (call, worker), whatever the host does, and
-//! the critical path is the calling thread's own work plus, for every call, its busiest worker.
+//! t ≡ w (mod N), a schedule fixed in advance, and each call joins all of its threads before the
+//! next starts. The counting plugin (per_thread=exit) prints a thread's count as it exits, so
+//! the counts come in sets of N, one set per call (in exit order within a set), whatever the
+//! host does: the critical path is the calling thread's own work plus, for every call, the
+//! largest count of its set.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;

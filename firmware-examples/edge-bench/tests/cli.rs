@@ -110,6 +110,8 @@ fn json_output_and_png_input() {
         "2",
         "--warmup",
         "0",
+        "--threads",
+        "1",
         "--json",
     ]);
     assert!(ok, "{stderr}");
@@ -121,7 +123,9 @@ fn json_output_and_png_input() {
     assert!(
         lat["min"].as_f64() <= lat["p50"].as_f64() && lat["p90"].as_f64() <= lat["max"].as_f64()
     );
+    // One worker: the plan's live set; several keep GRN's partial sums per task too.
     assert_eq!(j["arena_bytes"], 3015695);
+    assert_eq!(j["threads"], 1);
     assert!(j["model_bytes"].as_u64().unwrap() > 3_000_000);
     assert_eq!(j["top5"].as_array().unwrap().len(), 5);
     assert!(j["top5"][0]["class"].is_u64() && j.get("profile").is_none());
