@@ -374,6 +374,20 @@ impl<T> Base<T> {
     }
 }
 
+/// `exec.run` over the tasks of `split`, holding the executor to its contract:
+/// `g(task, items, worker)`.
+fn run_split<E: Executor + ?Sized>(
+    exec: &E,
+    split: Split,
+    g: impl Fn(usize, Range<usize>, usize) + Sync,
+) {
+    let (tasks, workers) = (split.tasks(), exec.workers());
+    exec.run(tasks, &|t, w| {
+        assert!(t < tasks && w < workers, "executor broke its contract");
+        g(t, split.range(t), w)
+    });
+}
+
 /// Runs one task per part of `split`: `f(task, items, part of a, part of b, worker scratch,
 /// worker)`, where item `i` owns `a[i·a_stride..][..a_stride]` and `b[i·b_stride..]
 /// [..b_stride]`, and worker `w` owns `scratch[w·per_worker..][..per_worker]`. Pass empty
@@ -390,7 +404,6 @@ pub(crate) fn for_each_part<E: Executor + ?Sized, A: Send, B: Send, S: Send>(
     per_worker: usize,
     f: impl Fn(usize, Range<usize>, &mut [A], &mut [B], &mut [S], usize) + Sync,
 ) {
-    let tasks = split.tasks();
     assert!(split.n * a_stride <= a.len() && split.n * b_stride <= b.len());
     assert!(exec.workers() * per_worker <= scratch.len());
     if exec.workers() == 1 {
@@ -411,10 +424,7 @@ pub(crate) fn for_each_part<E: Executor + ?Sized, A: Send, B: Send, S: Send>(
     }
     let (pa, pb) = (Base(a.as_mut_ptr(), a.len()), Base(b.as_mut_ptr(), b.len()));
     let ps = Base(scratch.as_mut_ptr(), scratch.len());
-    let workers = exec.workers();
-    exec.run(tasks, &|t, w| {
-        assert!(t < tasks && w < workers, "executor broke its contract");
-        let r = split.range(t);
+    run_split(exec, split, |t, r, w| {
         // SAFETY: the executor runs each task once (its contract), and the tasks' item ranges
         // are disjoint, so their parts of `a` and `b` are; a worker runs one task at a time,
         // so its scratch is not shared. `a`, `b`, `scratch` stay borrowed until `run` returns
@@ -443,16 +453,12 @@ pub(crate) fn for_each_task_slot<E: Executor + ?Sized, A: Send, B: Send>(
     slot_len: usize,
     f: impl Fn(Range<usize>, &mut [A], &mut [B]) + Sync,
 ) {
-    let tasks = split.tasks();
-    assert!(split.n * a_stride <= a.len() && tasks * slot_len <= slots.len());
+    assert!(split.n * a_stride <= a.len() && split.tasks() * slot_len <= slots.len());
     let (pa, pb) = (
         Base(a.as_mut_ptr(), a.len()),
         Base(slots.as_mut_ptr(), slots.len()),
     );
-    let workers = exec.workers();
-    exec.run(tasks, &|t, w| {
-        assert!(t < tasks && w < workers, "executor broke its contract");
-        let r = split.range(t);
+    run_split(exec, split, |t, r, _| {
         // SAFETY: the executor runs each task once; the tasks' item ranges are disjoint, and
         // so are their slots (one per task); both buffers stay borrowed until `run` returns.
         let (ra, rb) = unsafe { (pa.part(&r, a_stride), pb.part(&(t..t + 1), slot_len)) };

@@ -130,8 +130,6 @@ impl Observer for NoObserver {
 pub(crate) const PIXEL_TASKS: usize = 32;
 /// See [`PIXEL_TASKS`].
 pub(crate) const PIXEL_ALIGN: usize = 8;
-/// Channels per task of GRN's sums of squares.
-pub(crate) const SUMSQ_CHANNELS: usize = 32;
 
 /// GRN's sums of squares of one block into `scratch[..n]`: `task(pixels, rows of hidden, part)`
 /// writes (or reads, if fc1 already wrote them) its rows of `hidden[..p·n]` and sets `part[..n]`
@@ -405,6 +403,11 @@ impl Model<'_> {
                     obs.observe(tap(BlockOp::Fc1), h, w, n, &hidden[..p * n]);
                     for_each_rows(exec, px, &mut hidden[..p * n], n, |_, x| (k.gelu)(x));
                     obs.observe(tap(BlockOp::Gelu), h, w, n, &hidden[..p * n]);
+                    // GRN's sums as the fused path gets them: the same partials from the
+                    // kernel that fc1's epilogue matches.
+                    grn_partial_sums(exec, px, &mut hidden[..], scratch, n, |r, out, part| {
+                        (k.sumsq)(out, r.len(), n, 0..n, part)
+                    });
                     op_done(obs, &mut step, done(BlockStep::Fc1Gelu));
                 } else {
                     // Fused: LN in the depthwise epilogue, GELU in fc1's.
@@ -423,13 +426,6 @@ impl Model<'_> {
                         }
                     });
                     op_done(obs, &mut step, done(BlockStep::Fc1Gelu));
-                }
-                if O::ENABLED {
-                    // The sums of the unfused path: the same partials from the kernel that
-                    // the fused epilogue matches.
-                    grn_partial_sums(exec, px, &mut hidden[..], scratch, n, |r, out, part| {
-                        (k.sumsq)(out, r.len(), n, 0..n, part)
-                    });
                 }
                 // GRN: the norms once (from the sums in scratch[..n]), the update by pixels.
                 let sumsq = &mut scratch[..n];

@@ -16,9 +16,10 @@ use crate::ops::residual_i8::ResidualQuant;
 use crate::ops::{input, layernorm, pool};
 use crate::parallel::{for_each_part, for_each_rows, Executor, Split};
 use crate::profile::{BlockStep, Op};
-use crate::runtime::{
-    op_done, pixel_split, BlockOp, Input, Observer, Tap, PIXEL_TASKS, SUMSQ_CHANNELS,
-};
+use crate::runtime::{op_done, pixel_split, BlockOp, Input, Observer, Tap, PIXEL_TASKS};
+
+/// Channels per task of int8 GRN's sums of squares (each channel summed by one task).
+const SUMSQ_CHANNELS: usize = 32;
 use crate::Error;
 
 /// The first `n` bytes of a wide region as int8 codes.

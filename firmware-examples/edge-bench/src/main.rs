@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
 use edge::builder::AlignedBytes;
-use edge::{Input, Kernels, Model, Op, Profiler, RayonExecutor, Serial, SpinPool};
+use edge::{Executor, Input, Kernels, Model, Op, Profiler, RayonExecutor, Serial, SpinPool};
 use serde_json::json;
 
 mod critical_path;
@@ -68,7 +68,7 @@ struct Cli {
     profile: bool,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, ValueEnum)]
 enum PoolArg {
     Spin,
     Rayon,
@@ -192,24 +192,13 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
             RayonExecutor::new(threads).map_err(|e| format!("thread pool of {threads}: {e}"))?,
         ),
     };
-    // With rayon, the whole run happens on one of its threads (see `RayonExecutor::install`).
-    let run = |arena: &mut [u8], logits: &mut [f32]| match &pool {
-        Pool::Rayon(p) => p.install(|| model.run_parallel(input, arena, logits, kernels, p)),
-        Pool::Spin(p) => model.run_parallel(input, arena, logits, kernels, p),
-        Pool::Serial => model.run_parallel(input, arena, logits, kernels, &Serial),
+    let run = |arena: &mut [u8], logits: &mut [f32]| {
+        pool.on(|exec| model.run_parallel(input, arena, logits, kernels, exec))
     };
     let run_profiled = |arena: &mut [u8], logits: &mut [f32], ticks: &mut [u64]| {
         let origin = Instant::now();
         let mut prof = Profiler::new(|| origin.elapsed().as_nanos() as u64, ticks);
-        match &pool {
-            Pool::Rayon(p) => {
-                p.install(|| model.run_with_executor(input, arena, logits, kernels, &mut prof, p))
-            }
-            Pool::Spin(p) => model.run_with_executor(input, arena, logits, kernels, &mut prof, p),
-            Pool::Serial => {
-                model.run_with_executor(input, arena, logits, kernels, &mut prof, &Serial)
-            }
-        }
+        pool.on(|exec| model.run_with_executor(input, arena, logits, kernels, &mut prof, exec))
     };
     let mut arena = vec![0u8; model.arena_len_for(threads)];
     let mut logits = vec![0f32; a.num_classes];
@@ -243,8 +232,7 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
     });
     ms.sort_by(f64::total_cmp);
     let pct = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
-    let mut order: Vec<usize> = (0..logits.len()).collect();
-    order.sort_by(|&i, &j| logits[j].total_cmp(&logits[i]).then(i.cmp(&j)));
+    let order = ranked(&logits);
     let top5 = &order[..order.len().min(5)];
     if let Some(p) = &cli.logits_out {
         let raw: Vec<u8> = logits.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -265,7 +253,7 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
             "classes": a.num_classes,
             "kernels": kernel_name,
             "threads": threads,
-            "pool": if threads == 1 { "serial" } else if cli.pool == PoolArg::Spin { "spin" } else { "rayon" },
+            "pool": pool.name(),
             "iters": cli.iters,
             "latency_ms": {"min": ms[0], "p50": pct(0.5), "p90": pct(0.9), "max": ms[ms.len() - 1], "mean": mean_ms},
             "arena_bytes": model.arena_len_for(threads),
@@ -332,6 +320,33 @@ enum Pool {
     Rayon(RayonExecutor),
 }
 
+impl Pool {
+    /// Runs `f` with this pool as the executor; with rayon, on one of its threads, so that it
+    /// is a worker of every operator (see `RayonExecutor::install`).
+    fn on<R: Send>(&self, f: impl FnOnce(&dyn Executor) -> R + Send) -> R {
+        match self {
+            Pool::Serial => f(&Serial),
+            Pool::Spin(p) => f(p),
+            Pool::Rayon(p) => p.install(|| f(p)),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Pool::Serial => "serial",
+            Pool::Spin(_) => "spin",
+            Pool::Rayon(_) => "rayon",
+        }
+    }
+}
+
+/// Class indices by logit, highest first (ties: the lower index first).
+fn ranked(logits: &[f32]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&i, &j| logits[j].total_cmp(&logits[i]).then(i.cmp(&j)));
+    order
+}
+
 /// `--critical-path N`: one start-up calibration set of threads, then `iters` images on
 /// [`critical_path::SpawnPerCall`], then one line per executor call naming its step.
 fn count_critical_path(
@@ -362,8 +377,7 @@ fn count_critical_path(
             .map_or(("?".to_string(), "?"), |op| (op.to_string(), op.kind()));
         println!("critical-path call {i} step {s} kind {kind} op {name}");
     }
-    let best = (0..logits.len()).max_by(|&i, &j| logits[i].total_cmp(&logits[j]).then(j.cmp(&i)));
-    if let Some(i) = best {
+    if let Some(&i) = ranked(&logits).first() {
         println!("top-1 class {i} logit {:+.6}", logits[i]);
     }
     Ok(())

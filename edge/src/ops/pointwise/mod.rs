@@ -194,12 +194,12 @@ macro_rules! x86_pointwise {
             sumsq: &mut [f32],
         ) {
             assert!(crate::cpu::X86Features::get().$has, concat!($isa, " not available"));
-            assert!(sumsq.len() >= n.div_ceil(PANEL) * PANEL);
+            assert!(sumsq.len() >= n);
             sumsq[..n].fill(0.0);
             let mut g = packed_gemm(input, pixels, k, weight, bias, n, out);
             g.sumsq = sumsq.as_mut_ptr();
             // SAFETY: the CPU has the ISA (asserted); `packed_gemm` checked every range, and
-            // `sumsq` covers every panel's lanes (asserted).
+            // `sumsq` covers every output column (asserted; the tiles touch no other lane).
             unsafe { x86::$gemm::<{ x86::EPI_GELU_SUMSQ }>(&g) }
         }
     };
@@ -793,8 +793,10 @@ mod fused_sumsq_tests {
                     let r = c0..(c0 + 32).min(n);
                     (set.sumsq)(&want, p, n, r.clone(), &mut want_s[r]);
                 }
-                let (mut got, mut got_s) = (vec![0.0; p * n], vec![7.0; n.div_ceil(8) * 8]);
-                (set.pointwise_gelu_sumsq)(&x, p, k, &wp, &b, n, &mut got, &mut got_s);
+                // One guard value past the `n` sums: never touched.
+                let (mut got, mut got_s) = (vec![0.0; p * n], vec![7.0; n + 1]);
+                (set.pointwise_gelu_sumsq)(&x, p, k, &wp, &b, n, &mut got, &mut got_s[..n]);
+                assert_eq!(got_s[n], 7.0, "{} {p}x{k}x{n}: past the sums", set.name);
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&got), bits(&want), "{} {p}x{k}x{n}: outputs", set.name);
                 if n.is_multiple_of(PANEL) {

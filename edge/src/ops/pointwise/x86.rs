@@ -50,10 +50,14 @@ pub(crate) struct Gemm {
     pub rows: usize,
     /// Output columns. B's panels are readable for all `ceil(n/8)·8` lanes.
     pub n: usize,
-    /// With [`EPI_GELU_SUMSQ`]: `ceil(n/8)·8` floats of running sums of squares, one per
-    /// output column (null otherwise).
+    /// With [`EPI_GELU_SUMSQ`]: `n` floats of running sums of squares, one per output column
+    /// (null otherwise).
     pub sumsq: *mut f32,
 }
+
+/// Lane indices 0..8, for masks of the first `valid` lanes (`valid > index`).
+// SAFETY: a plain vector constant (no memory access).
+const LANE_INDEX: __m256i = unsafe { core::mem::transmute([0i32, 1, 2, 3, 4, 5, 6, 7]) };
 
 /// Copies the valid lanes `[0, lanes)` of `v` (8 floats) to `o`, adding to it with `ACC`.
 #[inline(always)]
@@ -148,14 +152,16 @@ unsafe fn tile_avx2<const MR: usize, const NP: usize, const EPI: u8>(
             }
         }
         if EPI == EPI_GELU_SUMSQ {
-            // Padded lanes hold GELU(0) = 0 (zero weights and bias) and add nothing.
+            // The valid lanes only (a ragged last panel's mask), as the stores below.
             let sp = g.sumsq.add(j0 * PANEL);
             for i in 0..NP {
-                let mut s = _mm256_loadu_ps(sp.add(i * PANEL));
+                let valid = lanes.saturating_sub(i * PANEL).min(PANEL) as i32;
+                let m = _mm256_cmpgt_epi32(_mm256_set1_epi32(valid), LANE_INDEX);
+                let mut s = _mm256_maskload_ps(sp.add(i * PANEL), m);
                 for row in acc.iter() {
                     s = _mm256_fmadd_ps(row[i], row[i], s);
                 }
-                _mm256_storeu_ps(sp.add(i * PANEL), s);
+                _mm256_maskstore_ps(sp.add(i * PANEL), m, s);
             }
         }
         for (r, row) in acc.iter().enumerate() {
@@ -285,10 +291,11 @@ unsafe fn tile_avx512<const MR: usize, const NP: usize, const EPI: u8>(
             }
         }
         if EPI == EPI_GELU_SUMSQ {
-            // Only the tile's own panels: a zmm past NP's lanes would reach the next tile's.
+            // The valid lanes only (the stores' mask below): never the next tile's panels.
             let sp = g.sumsq.add(j0 * PANEL);
             for z in 0..nz {
-                let m: __mmask16 = if NP >= 2 * z + 2 { 0xffff } else { 0x00ff };
+                let valid = lanes.saturating_sub(z * 16).min(16);
+                let m: __mmask16 = ((1u32 << valid) - 1) as u16;
                 let mut s = _mm512_maskz_loadu_ps(m, sp.add(16 * z));
                 for row in acc.iter() {
                     s = _mm512_fmadd_ps(row[z], row[z], s);
