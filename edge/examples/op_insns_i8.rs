@@ -93,16 +93,7 @@ fn main() {
                     "gelu" if !neon => gelu_i8::gelu_i8_scalar(&mut h[..p * n], &lut),
                     #[cfg(target_arch = "aarch64")]
                     "gelu" => gelu_i8::gelu_i8_neon(&mut h[..p * n], &lut),
-                    "grn" if !neon => {
-                        grn_f16::grn_f16_scalar(&h, p, n, &g, &g, 1e-6, &gq, &mut b, &mut fs)
-                    }
-                    #[cfg(target_arch = "aarch64")]
-                    // SAFETY: only run (by benches/qemu/ops_i8.sh) on a CPU model with fp16.
-                    "grn" if set == "sdot" => unsafe {
-                        grn_f16::grn_f16_fp16(&h, p, n, &g, &g, 1e-6, &gq, &mut b, &mut fs)
-                    },
-                    #[cfg(target_arch = "aarch64")]
-                    "grn" => grn_f16::grn_f16_neon(&h, p, n, &g, &g, 1e-6, &gq, &mut b, &mut fs),
+                    "grn" => grn(set, &h, p, n, &g, &gq, &mut b, &mut fs),
                     "fc2" => fc2(set, &h, p, n, &w, &bias, c, &mut acc),
                     "residual" => {
                         let q = ResidualQuant {
@@ -187,4 +178,43 @@ fn run_patch(
     // Only the NEON forms gather through `scratch`.
     #[cfg(not(target_arch = "aarch64"))]
     let _ = scratch;
+}
+
+/// GRN as the runtime composes it: the sums per pixel task (blocks of the runtime's task
+/// size), the norms, the update over all pixels.
+#[allow(clippy::too_many_arguments)]
+fn grn(
+    set: &str,
+    h: &[i8],
+    p: usize,
+    n: usize,
+    g: &[f16],
+    gq: &GrnF16Quant,
+    out: &mut [i8],
+    fs: &mut [f32],
+) {
+    let block = p.div_ceil(32).div_ceil(8).max(1) * 8;
+    let (sums, part) = fs.split_at_mut(n);
+    sums.fill(0.0);
+    for rows in h[..p * n].chunks(block * n) {
+        let bp = rows.len() / n;
+        match set {
+            #[cfg(target_arch = "aarch64")]
+            "neon" | "sdot" => grn_f16::grn_f16_sumsq_neon(rows, bp, n, 0..n, gq, part),
+            _ => grn_f16::grn_f16_sumsq_scalar(rows, bp, n, 0..n, gq, part),
+        }
+        for (s, v) in sums.iter_mut().zip(part.iter()) {
+            *s += *v;
+        }
+    }
+    grn_f16::grn_f16_stats(sums, 1e-6);
+    let nx: &[f32] = sums;
+    match set {
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: only run (by benches/qemu/ops_i8.sh) on a CPU model with fp16.
+        "sdot" => unsafe { grn_f16::grn_f16_apply_fp16(h, p, n, g, g, nx, gq, out) },
+        #[cfg(target_arch = "aarch64")]
+        "neon" => grn_f16::grn_f16_apply_neon(h, p, n, g, g, nx, gq, out),
+        _ => grn_f16::grn_f16_apply_scalar(h, p, n, g, g, nx, gq, out),
+    }
 }

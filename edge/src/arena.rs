@@ -82,12 +82,14 @@ impl ArenaPlan {
     /// The plan for `workers` workers ([`crate::parallel`]). int8: each worker needs its own
     /// LayerNorm row (`max C` floats, after `max C` kept for the downsample's scales) and its
     /// own 4 gathered patches for the patch convs (in an activation buffer that is free
-    /// then); regions grow only if those do not fit (never for 1 worker). f32 with several
-    /// workers: scratch for one partial sum of squares (4C floats) per pixel task of GRN.
+    /// then); regions grow only if those do not fit (never for 1 worker). Both precisions with
+    /// several workers: scratch for one partial sum of squares (4C floats) per pixel task of
+    /// GRN (one worker adds each task's part before the next: one part).
     pub fn for_model_workers(arch: &Arch, p: Precision, workers: usize) -> Option<Self> {
         let mut plan = Self::for_model_one(arch, p)?;
-        if p == Precision::F32 && workers > 1 {
-            // GRN's partial sums of squares, one row of 4C per pixel task, after the sums.
+        if workers > 1 {
+            // GRN's partial sums of squares (f32 both precisions), one row of 4C per pixel
+            // task, after the sums.
             for s in 0..arch.num_stages {
                 let (h, w) = arch.stage_hw(s);
                 let tasks = crate::runtime::pixel_split(h.checked_mul(w)?).tasks();
@@ -279,8 +281,9 @@ mod tests {
         assert_eq!(p.arena_len(), p.live_set_bytes() + 1280 * 4 + 15);
         let q = ArenaPlan::for_model(&a, Precision::Int8).unwrap();
         assert_eq!(q.live_set, 10 * 56 * 56 * 40);
-        // int8: the 3·4C f32 GRN scratch above the live set; 2.3× smaller than f32.
-        assert_eq!(q.arena_len(), q.live_set_bytes() + 3 * 1280 * 4 + 15);
+        // int8: the 2·4C f32 GRN scratch (sums, one task's part) above the live set; 2.3×
+        // smaller than f32.
+        assert_eq!(q.arena_len(), q.live_set_bytes() + 2 * 1280 * 4 + 15);
         assert!(q.arena_len() * 23 / 10 < p.arena_len());
     }
 

@@ -138,14 +138,12 @@ pub(crate) type LnI8Fn =
 pub(crate) type PwI8Fn = fn(&[i8], usize, usize, &[i8], &[i32], &[Requant], i32, usize, &mut [i8]);
 pub(crate) type PwAccI8Fn = fn(&[i8], usize, usize, &[i8], &[i32], usize, &mut [i32]);
 pub(crate) type GeluI8Fn = fn(&mut [i8], &[i8; 256]);
-pub(crate) type GrnF16Fn =
-    fn(&[i8], usize, usize, &[f16], &[f16], f32, &GrnF16Quant, &mut [i8], &mut [f32]);
 pub(crate) type GrnSumsqF16Fn = fn(&[i8], usize, usize, Range<usize>, &GrnF16Quant, &mut [f32]);
 pub(crate) type GrnApplyF16Fn =
     fn(&[i8], usize, usize, &[f16], &[f16], &[f32], &GrnF16Quant, &mut [i8]);
 pub(crate) type ResidualI8Fn = fn(&mut [i8], &[i32], usize, usize, &ResidualQuant);
 pub(crate) type RequantFn = fn(&[i32], usize, usize, &[Requant], i32, &mut [i8]);
-pub(crate) type QuantizeInputFn = fn(&[f32], usize, usize, QParams, &mut [i8]);
+pub(crate) type QuantizeInputFn = fn(&[f32], usize, usize, usize, QParams, &mut [i8]);
 
 /// Which instruction paths an int8 kernel set runs, in words a benchmark report can print:
 /// the GEMMs (pointwise and patch convolutions) and GRN's fp16 arithmetic.
@@ -174,16 +172,15 @@ pub(crate) struct KernelSetI8 {
     pub pointwise: PwI8Fn,
     pub pointwise_acc: PwAccI8Fn,
     pub gelu: GeluI8Fn,
-    /// GRN in one call (statistics and update): the single-worker path.
-    pub grn: GrnF16Fn,
-    /// GRN split for several workers: sums of squares by channel range…
+    /// GRN's sums of squares over one pixel task's rows (fc1's task, while they are in
+    /// cache)…
     pub grn_sumsq: GrnSumsqF16Fn,
-    /// …then the update by pixel range, given the normalized norms.
+    /// …then, from the norms of all tasks' sums, the update by pixel range.
     pub grn_apply: GrnApplyF16Fn,
     pub residual: ResidualI8Fn,
     /// Per-channel requantization of a whole tensor (the downsample's output).
     pub requant: RequantFn,
-    /// Normalized f32 NCHW input → int8 HWC.
+    /// Normalized f32 NCHW input → int8 HWC, by pixel ranges (planes `stride` apart).
     pub quantize_input: QuantizeInputFn,
 }
 
@@ -199,7 +196,6 @@ pub(crate) const SCALAR_I8: KernelSetI8 = KernelSetI8 {
     pointwise: pointwise_i8::pointwise_i8_scalar,
     pointwise_acc: pointwise_i8::pointwise_i8_acc_scalar,
     gelu: gelu_i8::gelu_i8_scalar,
-    grn: grn_f16::grn_f16_scalar,
     grn_sumsq: grn_f16::grn_f16_sumsq_scalar,
     grn_apply: grn_f16::grn_f16_apply_scalar,
     residual: residual_i8::residual_add_i8_scalar,
@@ -241,10 +237,6 @@ pub(crate) const NEON_I8: KernelSetI8 = KernelSetI8 {
     #[cfg(all(feature = "dotprod", target_feature = "dotprod"))]
     pointwise_acc: pointwise_i8::pointwise_i8_acc_sdot_static,
     gelu: gelu_i8::gelu_i8_neon,
-    #[cfg(not(target_feature = "fp16"))]
-    grn: grn_f16::grn_f16_neon,
-    #[cfg(target_feature = "fp16")]
-    grn: grn_f16::grn_f16_fp16_static,
     grn_sumsq: grn_f16::grn_f16_sumsq_neon,
     #[cfg(not(target_feature = "fp16"))]
     grn_apply: grn_f16::grn_f16_apply_neon,
@@ -272,7 +264,6 @@ pub(crate) const AVX2_I8: KernelSetI8 = KernelSetI8 {
     pointwise: pointwise_i8::pointwise_i8_avx2,
     pointwise_acc: pointwise_i8::pointwise_i8_acc_avx2,
     gelu: gelu_i8::gelu_i8_scalar,
-    grn: grn_f16::grn_f16_avx2,
     grn_sumsq: grn_f16::grn_f16_sumsq_avx2,
     grn_apply: grn_f16::grn_f16_apply_avx2,
     residual: residual_i8::residual_add_i8_avx2,
@@ -296,7 +287,6 @@ pub(crate) const AVX512_VNNI_I8: KernelSetI8 = KernelSetI8 {
         },
     },
     patch_conv: patch_conv_i8::patch_conv_i8_avx512vnni,
-    grn: grn_f16::grn_f16_avx512_best,
     grn_apply: grn_f16::grn_f16_apply_avx512_best,
     dwconv7x7: dwconv7x7_i8::dwconv7x7_rows_i8_avx512,
     gelu: gelu_i8::gelu_i8_avx512,

@@ -131,23 +131,23 @@ pub(crate) const PIXEL_TASKS: usize = 32;
 /// See [`PIXEL_TASKS`].
 pub(crate) const PIXEL_ALIGN: usize = 8;
 
-/// GRN's sums of squares of one block into `scratch[..n]`: `task(pixels, rows of hidden, part)`
-/// writes (or reads, if fc1 already wrote them) its rows of `hidden[..p·n]` and sets `part[..n]`
-/// to the sums of squares over its pixels; the parts are then added in task order (from zero).
-/// One worker runs the tasks in order on this thread with one part buffer (in `hidden` past the
-/// activations, or after the sums: the plan keeps room); several keep one part per task after
-/// the sums (the plan's scratch for several workers). Both add the same parts in the same order.
-fn grn_partial_sums<E: Executor + ?Sized>(
+/// GRN's sums of squares of one block into `sums[..n]`: `task(pixels, rows of hid, part)`
+/// writes (or reads, if fc1 already wrote them) its rows of `hid[..p·n]` and sets `part[..n]` to
+/// the sums of squares over its pixels; the parts are then added in task order (from zero).
+/// One worker runs the tasks in order on this thread with one part (`parts[..n]`); several keep
+/// one part per task (`parts[..tasks·n]`, the plan's scratch for several workers). Both add the
+/// same parts in the same order: the bits do not depend on the worker count. Shared by the f32
+/// and int8 runtimes.
+pub(crate) fn grn_partial_sums<E: Executor + ?Sized, T: Send>(
     exec: &E,
     px: Split,
-    hidden: &mut [f32],
-    scratch: &mut [f32],
+    hid: &mut [T],
+    sums: &mut [f32],
+    parts: &mut [f32],
     n: usize,
-    task: impl Fn(core::ops::Range<usize>, &mut [f32], &mut [f32]) + Sync,
+    task: impl Fn(core::ops::Range<usize>, &mut [T], &mut [f32]) + Sync,
 ) {
-    let p = px.n;
-    let (hid, tail) = hidden.split_at_mut(p * n);
-    let (sums, rest) = scratch.split_at_mut(n);
+    let sums = &mut sums[..n];
     sums.fill(0.0);
     let add = |sums: &mut [f32], part: &[f32]| {
         for (s, v) in sums.iter_mut().zip(part) {
@@ -155,8 +155,7 @@ fn grn_partial_sums<E: Executor + ?Sized>(
         }
     };
     if exec.workers() == 1 {
-        let part = if tail.len() >= n { tail } else { rest };
-        let part = &mut part[..n];
+        let part = &mut parts[..n];
         for t in 0..px.tasks() {
             let r = px.range(t);
             let (s, e) = (r.start * n, r.end * n);
@@ -164,12 +163,32 @@ fn grn_partial_sums<E: Executor + ?Sized>(
             add(sums, part);
         }
     } else {
-        let parts = &mut rest[..px.tasks() * n];
+        let parts = &mut parts[..px.tasks() * n];
         for_each_task_slot(exec, px, hid, n, parts, n, task);
         for part in parts.chunks_exact(n) {
             add(sums, part);
         }
     }
+}
+
+/// [`grn_partial_sums`] over the f32 hidden buffer: the sums in `scratch[..n]`; one worker's
+/// part in `hidden` past the stage's activations when it fits there, else after the sums.
+fn grn_partial_sums_f32<E: Executor + ?Sized>(
+    exec: &E,
+    px: Split,
+    hidden: &mut [f32],
+    scratch: &mut [f32],
+    n: usize,
+    task: impl Fn(core::ops::Range<usize>, &mut [f32], &mut [f32]) + Sync,
+) {
+    let (hid, tail) = hidden.split_at_mut(px.n * n);
+    let (sums, rest) = scratch.split_at_mut(n);
+    let parts = if exec.workers() == 1 && tail.len() >= n {
+        tail
+    } else {
+        rest
+    };
+    grn_partial_sums(exec, px, hid, sums, parts, n, task)
 }
 
 /// The pixel partition of an operator over `p` pixels.
@@ -405,7 +424,7 @@ impl Model<'_> {
                     obs.observe(tap(BlockOp::Gelu), h, w, n, &hidden[..p * n]);
                     // GRN's sums as the fused path gets them: the same partials from the
                     // kernel that fc1's epilogue matches.
-                    grn_partial_sums(exec, px, &mut hidden[..], scratch, n, |r, out, part| {
+                    grn_partial_sums_f32(exec, px, &mut hidden[..], scratch, n, |r, out, part| {
                         (k.sumsq)(out, r.len(), n, 0..n, part)
                     });
                     op_done(obs, &mut step, done(BlockStep::Fc1Gelu));
@@ -416,7 +435,7 @@ impl Model<'_> {
                     });
                     op_done(obs, &mut step, done(BlockStep::DwConvNorm));
                     let t = &other[..p * c];
-                    grn_partial_sums(exec, px, &mut hidden[..], scratch, n, |r, out, part| {
+                    grn_partial_sums_f32(exec, px, &mut hidden[..], scratch, n, |r, out, part| {
                         let rows = &t[r.start * c..r.end * c];
                         if fused_sums {
                             (k.pointwise_gelu_sumsq)(rows, r.len(), c, f1w, f1b, n, out, part)

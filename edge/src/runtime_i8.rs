@@ -16,11 +16,11 @@ use crate::ops::residual_i8::ResidualQuant;
 use crate::ops::{input, layernorm, pool};
 use crate::parallel::{for_each_part, for_each_rows, Executor, Split};
 use crate::profile::{BlockStep, Op};
-use crate::runtime::{op_done, pixel_split, BlockOp, Input, Observer, Tap, PIXEL_TASKS};
-
-/// Channels per task of int8 GRN's sums of squares (each channel summed by one task).
-const SUMSQ_CHANNELS: usize = 32;
+use crate::runtime::{
+    grn_partial_sums, op_done, pixel_split, BlockOp, Input, Observer, Tap, PIXEL_TASKS,
+};
 use crate::Error;
+use core::ops::Range;
 
 /// The first `n` bytes of a wide region as int8 codes.
 fn codes(region: &mut [u8], n: usize) -> Result<&mut [i8], Error> {
@@ -90,8 +90,12 @@ impl Model<'_> {
         let stem = self.stem_i8();
         let img = codes(w1, ih * iw * cin)?;
         match image {
-            // The planes' stride spans the whole image: one task.
-            Input::NchwF32(v) => (k.quantize_input)(v, ih * iw, cin, stem.input, img),
+            Input::NchwF32(v) => {
+                let plane = ih * iw;
+                for_each_rows(exec, pixel_split(plane), img, cin, |r, out| {
+                    (k.quantize_input)(&v[r.start..], plane, r.len(), cin, stem.input, out)
+                })
+            }
             Input::HwcU8(v) => {
                 let table = input::u8_to_i8_table(stem.input);
                 for_each_rows(exec, pixel_split(ih * iw), img, cin, |r, out| {
@@ -325,32 +329,6 @@ impl Model<'_> {
                 op_done(obs, &mut step, done(BlockStep::DwConvNorm));
                 let tn: &[i8] = &t[..p * c];
                 let hid = codes(w1, p * n)?;
-                for_each_rows(exec, px, hid, n, |r, out| {
-                    (k.pointwise)(
-                        &tn[r.start * c..r.end * c],
-                        r.len(),
-                        c,
-                        bl.fc1_w,
-                        bl.fc1_b,
-                        bl.fc1_rq,
-                        bl.fc1_q.zero,
-                        n,
-                        out,
-                    );
-                    if !O::ENABLED {
-                        // GELU on the task's own rows while they are in cache: one barrier
-                        // less per block.
-                        (k.gelu)(out, bl.gelu_lut)
-                    }
-                });
-                if O::ENABLED {
-                    obs.observe_i8(tap(BlockOp::Norm), h, w, c, tn, bl.norm_q);
-                    obs.observe_i8(tap(BlockOp::Fc1), h, w, n, hid, bl.fc1_q);
-                    for_each_rows(exec, px, hid, n, |_, x| (k.gelu)(x, bl.gelu_lut));
-                    obs.observe_i8(tap(BlockOp::Gelu), h, w, n, hid, bl.gelu_q);
-                }
-                op_done(obs, &mut step, done(BlockStep::Fc1Gelu));
-                let g = codes(w2, p * n)?;
                 // Checked at parse (`check_grn_scales`).
                 let gq = GrnF16Quant::new(
                     bl.gelu_q.scale,
@@ -361,25 +339,50 @@ impl Model<'_> {
                 .ok_or(Error::BadArch {
                     reason: "GRN quantization scales outside fp16's normal range",
                 })?;
-                if exec.workers() == 1 {
-                    // One call: statistics and update fused (today's serial path).
-                    (k.grn)(hid, p, n, bl.grn_w, bl.grn_b, a.grn_eps, &gq, g, scratch);
+                let fc1 = |r: Range<usize>, out: &mut [i8]| {
+                    (k.pointwise)(
+                        &tn[r.start * c..r.end * c],
+                        r.len(),
+                        c,
+                        bl.fc1_w,
+                        bl.fc1_b,
+                        bl.fc1_rq,
+                        bl.fc1_q.zero,
+                        n,
+                        out,
+                    )
+                };
+                // GRN's sums of squares per pixel task, the parts added in task order
+                // (`grn_f16`'s specification, with the runtime's pixel tasks as blocks).
+                let (sums, parts) = scratch.split_at_mut(n);
+                let sumsq = |r: Range<usize>, out: &mut [i8], part: &mut [f32]| {
+                    (k.grn_sumsq)(out, r.len(), n, 0..n, &gq, part)
+                };
+                if O::ENABLED {
+                    for_each_rows(exec, px, hid, n, fc1);
+                    obs.observe_i8(tap(BlockOp::Norm), h, w, c, tn, bl.norm_q);
+                    obs.observe_i8(tap(BlockOp::Fc1), h, w, n, hid, bl.fc1_q);
+                    for_each_rows(exec, px, hid, n, |_, x| (k.gelu)(x, bl.gelu_lut));
+                    obs.observe_i8(tap(BlockOp::Gelu), h, w, n, hid, bl.gelu_q);
+                    grn_partial_sums(exec, px, hid, sums, parts, n, sumsq);
                 } else {
-                    // Sums of squares by channel (each channel summed by one task, pixels in
-                    // order), the norms once, the update by pixels: the same bits as the fused
-                    // kernel (both are the reference's), for any worker count.
-                    let hs: &[i8] = hid;
-                    let ss = &mut scratch[..n];
-                    for_each_rows(exec, Split::new(n, SUMSQ_CHANNELS), ss, 1, |r, out| {
-                        (k.grn_sumsq)(hs, p, n, r, &gq, out)
-                    });
-                    grn_f16::grn_f16_stats(ss, a.grn_eps);
-                    let nx: &[f32] = ss;
-                    for_each_rows(exec, px, &mut g[..p * n], n, |r, out| {
-                        let rows = &hs[r.start * n..r.end * n];
-                        (k.grn_apply)(rows, r.len(), n, bl.grn_w, bl.grn_b, nx, &gq, out)
+                    // fc1, GELU and the sums on the task's own rows while they are in cache.
+                    grn_partial_sums(exec, px, hid, sums, parts, n, |r, out, part| {
+                        fc1(r.clone(), out);
+                        (k.gelu)(out, bl.gelu_lut);
+                        sumsq(r, out, part)
                     });
                 }
+                op_done(obs, &mut step, done(BlockStep::Fc1Gelu));
+                let hs: &[i8] = hid;
+                let g = codes(w2, p * n)?;
+                let nx = &mut scratch[..n];
+                grn_f16::grn_f16_stats(nx, a.grn_eps);
+                let nx: &[f32] = nx;
+                for_each_rows(exec, px, &mut g[..p * n], n, |r, out| {
+                    let rows = &hs[r.start * n..r.end * n];
+                    (k.grn_apply)(rows, r.len(), n, bl.grn_w, bl.grn_b, nx, &gq, out)
+                });
                 if O::ENABLED {
                     obs.observe_i8(tap(BlockOp::Grn), h, w, n, g, bl.grn_q);
                 }

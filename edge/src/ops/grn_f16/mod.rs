@@ -5,10 +5,14 @@
 //! 1. `x = f16((q − z_in) · s_in)` with `s_in` an fp16 value (an exact integer times an fp16
 //!    number, rounded once: one native fp16 `FMUL`, or an f32 multiply — exact, 8 × 11 bits —
 //!    then rounding to fp16);
-//! 2. `ss[c] = Σ_pixels x²` accumulated in **f32**, pixels in order: over 56×56 pixels an fp16
-//!    sum overflows (65504) once the RMS exceeds ~4.6, and would lose the small channels;
-//!    `x²` of an fp16 value is exact in f32 (22 significant bits), so fused and unfused
-//!    multiply-adds agree;
+//! 2. `ss[c] = Σ_pixels x²` accumulated in **f32**: over 56×56 pixels an fp16 sum overflows
+//!    (65504) once the RMS exceeds ~4.6, and would lose the small channels; `x²` of an fp16
+//!    value is exact in f32 (22 significant bits), so fused and unfused multiply-adds agree.
+//!    The order is fixed by the shape, never by the worker count: the pixels are cut into
+//!    blocks of `block` pixels (the runtime's pixel tasks, the last one shorter), each block
+//!    summed pixels in order from zero, the blocks' partial sums then added in block order
+//!    from zero. So each pixel task sums its own rows right after fc1 wrote them, and any
+//!    number of workers gets the same bits (the f32 path sums GRN's squares the same way);
 //! 3. `g[c] = √ss[c]`, `m = Σ_c g[c] / C` (channels in order), `nx[c] = f16(g[c] / (m + eps))`
 //!    (C values: f32, shared by every kernel set);
 //! 4. `y = ((γ·(x·nx)) + β) + x`, each operation rounded to fp16 (γ, β stored as fp16);
@@ -58,8 +62,8 @@ impl GrnF16Quant {
     }
 }
 
-/// f32 scratch per channel the kernels take: the statistics, and γ, β widened once per call.
-pub const SCRATCH_PER_CHANNEL: usize = 3;
+/// f32 scratch per channel [`grn_f16_scalar`] takes: the sums and one block's partial sums.
+pub const SCRATCH_PER_CHANNEL: usize = 2;
 
 #[inline]
 fn dequant(q: i8, qp: &GrnF16Quant) -> f16 {
@@ -96,8 +100,10 @@ pub fn grn_f16_stats(ss: &mut [f32], eps: f32) {
     }
 }
 
-/// The reference. `scratch`: at least [`SCRATCH_PER_CHANNEL`]`·c` f32 (every kernel set takes
-/// the same; this one uses `c`).
+/// The reference: `input`, `out` are `pixels × c` (HWC); statistics over pixel blocks of
+/// `block` pixels (step 2). `scratch`: at least [`SCRATCH_PER_CHANNEL`]`·c` f32. The runtime
+/// composes the same three steps from the kernel sets' [`grn_f16_sumsq_scalar`] (per pixel
+/// task), [`grn_f16_stats`] and [`grn_f16_apply_scalar`] (by pixel ranges).
 #[allow(clippy::too_many_arguments)]
 pub fn grn_f16_scalar(
     input: &[i8],
@@ -109,30 +115,24 @@ pub fn grn_f16_scalar(
     qp: &GrnF16Quant,
     out: &mut [i8],
     scratch: &mut [f32],
+    block: usize,
 ) {
-    let ss = &mut scratch[..c];
+    let (ss, part) = scratch[..2 * c].split_at_mut(c);
     ss.fill(0.0);
-    for px in input[..pixels * c].chunks_exact(c) {
-        for (s, &q) in ss.iter_mut().zip(px) {
-            let x = dequant(q, qp).to_f32();
-            *s += x * x;
+    let block = block.max(1);
+    for rows in input[..pixels * c].chunks(block * c.max(1)) {
+        grn_f16_sumsq_scalar(rows, rows.len() / c.max(1), c, 0..c, qp, part);
+        for (s, v) in ss.iter_mut().zip(part.iter()) {
+            *s += *v;
         }
     }
     grn_f16_stats(ss, eps);
-    for (px, o) in input[..pixels * c]
-        .chunks_exact(c)
-        .zip(out.chunks_exact_mut(c))
-    {
-        for j in 0..c {
-            o[j] = quant(apply(dequant(px[j], qp), ss[j], gamma[j], beta[j]), qp);
-        }
-    }
+    grn_f16_apply_scalar(input, pixels, c, gamma, beta, ss, qp, out);
 }
 
-/// Step 2 for the channels `ch` only, the runtime's parallel form (tasks by channel range, so
-/// that each channel is still summed by one task, pixels in order): `ss[j − ch.start] =
-/// Σ_pixels x[·][j]²` in f32, exactly the sums [`grn_f16_scalar`] forms. Then
-/// [`grn_f16_stats`] on all `c` sums, then [`grn_f16_apply_scalar`] by pixel ranges.
+/// Step 2 over one block of `pixels` rows (`input`: those rows), channels `ch` only:
+/// `ss[j − ch.start] = Σ_pixels x[·][j]²` in f32, pixels in order from zero (the block's
+/// partial sums; the caller adds the blocks' in block order, as [`grn_f16_scalar`] does).
 pub fn grn_f16_sumsq_scalar(
     input: &[i8],
     pixels: usize,
@@ -152,8 +152,8 @@ pub fn grn_f16_sumsq_scalar(
 }
 
 /// Steps 4–5 on `pixels` rows (`input`, `out`: those rows) given `nx` for all `c` channels
-/// (from [`grn_f16_stats`]): the runtime's parallel form, by pixel ranges. Together with
-/// [`grn_f16_sumsq_scalar`] bit-identical to [`grn_f16_scalar`].
+/// (from [`grn_f16_stats`]), by pixel ranges. With [`grn_f16_sumsq_scalar`] per block it is
+/// [`grn_f16_scalar`].
 #[allow(clippy::too_many_arguments)]
 pub fn grn_f16_apply_scalar(
     input: &[i8],
@@ -272,7 +272,7 @@ pub fn grn_f16_apply_neon(
 
 /// [`grn_f16_apply_scalar`] with native fp16 arithmetic (FEAT_FP16): channel blocks of 8 outer
 /// (`nx` narrowed to fp16 once per block: exact, it holds fp16 values), pixels inner; the same
-/// operations as [`grn_f16_fp16`]. Bit-identical.
+/// operations, each rounding once as the reference's emulation does. Bit-identical.
 ///
 /// # Safety
 /// The CPU must implement FEAT_FP16.
@@ -346,10 +346,7 @@ pub fn grn_f16_apply_fp16_static(
 #[cfg(target_arch = "x86_64")]
 mod x86;
 #[cfg(target_arch = "x86_64")]
-pub use x86::{
-    grn_f16_apply_avx2, grn_f16_apply_avx512_best, grn_f16_avx2, grn_f16_avx512,
-    grn_f16_avx512_best, grn_f16_avx512fp16, grn_f16_sumsq_avx2,
-};
+pub use x86::{grn_f16_apply_avx2, grn_f16_apply_avx512_best, grn_f16_sumsq_avx2};
 
 #[cfg(test)]
 pub(crate) mod tests {
@@ -379,21 +376,28 @@ pub(crate) mod tests {
         }
     }
 
-    /// GRN as the runtime splits it for several workers: sums by channel ranges of `chunk`,
-    /// [`grn_f16_stats`], the update by pixel ranges of `rows`, through the given kernels.
+    /// GRN as the runtime composes it through the given kernels: sums over pixel blocks of
+    /// `block` (each by channel ranges of `chunk`), the blocks added in order,
+    /// [`grn_f16_stats`], the update by pixel ranges of `rows`.
     #[allow(clippy::type_complexity)]
     pub(super) fn split_run(
         t: &Case,
         p: usize,
         c: usize,
-        (chunk, rows): (usize, usize),
+        (block, chunk, rows): (usize, usize, usize),
         sumsq: &dyn Fn(&[i8], usize, usize, Range<usize>, &GrnF16Quant, &mut [f32]),
         apply: &dyn Fn(&[i8], usize, usize, &[f16], &[f16], &[f32], &GrnF16Quant, &mut [i8]),
     ) -> Vec<i8> {
-        let mut ss = std::vec![0f32; c];
-        for s in (0..c).step_by(chunk) {
-            let r = s..(s + chunk).min(c);
-            sumsq(&t.q, p, c, r.clone(), &t.qp, &mut ss[r]);
+        let (mut ss, mut part) = (std::vec![0f32; c], std::vec![0f32; c]);
+        for b in (0..p).step_by(block) {
+            let e = (b + block).min(p);
+            for s in (0..c).step_by(chunk) {
+                let r = s..(s + chunk).min(c);
+                sumsq(&t.q[b * c..e * c], e - b, c, r.clone(), &t.qp, &mut part[r]);
+            }
+            for (s, v) in ss.iter_mut().zip(&part) {
+                *s += *v;
+            }
         }
         grn_f16_stats(&mut ss, 1e-6);
         let mut out = std::vec![0i8; p * c];
@@ -405,20 +409,30 @@ pub(crate) mod tests {
         out
     }
 
-    /// The reference, whole.
-    pub(super) fn whole(t: &Case, p: usize, c: usize) -> Vec<i8> {
+    /// The reference, whole, with blocks of `block` pixels.
+    pub(super) fn whole(t: &Case, p: usize, c: usize, block: usize) -> Vec<i8> {
         let mut want = std::vec![0i8; p * c];
         let mut scratch = std::vec![0f32; SCRATCH_PER_CHANNEL * c];
         let (q, g, b) = (&t.q, &t.gamma, &t.beta);
-        grn_f16_scalar(q, p, c, g, b, 1e-6, &t.qp, &mut want, &mut scratch);
+        grn_f16_scalar(q, p, c, g, b, 1e-6, &t.qp, &mut want, &mut scratch, block);
         want
     }
 
-    /// The split form (channel ranges, then pixel ranges) equals the fused reference bit for
-    /// bit, for ranges that cut vector blocks and tails alike.
+    /// Block splits as the runtime's pixel tasks; each case at several block sizes.
+    pub(super) const SPLITS: [(usize, usize, usize); 4] = [
+        (8, 32, 8),
+        (3, 5, 3),
+        (104, 1280, 16),
+        (1 << 20, 1 << 20, 1 << 20),
+    ];
+
+    /// The composed form (blocks by channel ranges, then pixel ranges) equals the reference
+    /// bit for bit, for ranges that cut vector blocks and tails alike; and the block size is
+    /// part of the specification: summing in one block moves some sums by an ulp.
     #[test]
     fn split_scalar_equals_reference() {
         let mut rng = Rng::new(94);
+        let mut sums_moved = 0;
         for (p, c, s) in [
             (1, 1, 0.05),
             (49, 1280, 0.05),
@@ -426,8 +440,8 @@ pub(crate) mod tests {
             (9, 13, 1.0),
         ] {
             let t = case(&mut rng, p, c, s);
-            let want = whole(&t, p, c);
-            for split in [(32, 8), (5, 3), (c, p)] {
+            for split in SPLITS {
+                let want = whole(&t, p, c, split.0);
                 let got = split_run(
                     &t,
                     p,
@@ -438,7 +452,26 @@ pub(crate) mod tests {
                 );
                 assert_eq!(got, want, "{p}x{c} split {split:?}");
             }
+            // The order matters (f32 addition does not associate): blocks of 8 against one.
+            let qp = &t.qp;
+            let sums = |block: usize| {
+                let (mut ss, mut part) = (std::vec![0f32; c], std::vec![0f32; c]);
+                for rows in t.q.chunks(block * c) {
+                    grn_f16_sumsq_scalar(rows, rows.len() / c, c, 0..c, qp, &mut part);
+                    ss.iter_mut().zip(&part).for_each(|(s, v)| *s += *v);
+                }
+                ss
+            };
+            let (a, b) = (sums(8), sums(p));
+            sums_moved += a.iter().zip(&b).filter(|(x, y)| x != y).count();
+            for (x, y) in a.iter().zip(&b) {
+                assert!((x - y).abs() <= 1e-5 * y.abs(), "{p}x{c}: {x} vs {y}");
+            }
         }
+        assert!(
+            sums_moved > 0,
+            "block order never changed a sum: test is blind"
+        );
     }
 
     /// Against the f32 GRN reference on the dequantized input: fp16 arithmetic adds a few
@@ -450,7 +483,7 @@ pub(crate) mod tests {
         for (p, c, s) in [(1, 1, 0.05), (49, 40, 0.05), (3136, 16, 0.2), (9, 13, 0.2)] {
             let t = case(&mut rng, p, c, s);
             let mut got = std::vec![0i8; p * c];
-            let mut scratch = std::vec![0f32; c];
+            let mut scratch = std::vec![0f32; SCRATCH_PER_CHANNEL * c];
             grn_f16_scalar(
                 &t.q,
                 p,
@@ -461,6 +494,7 @@ pub(crate) mod tests {
                 &t.qp,
                 &mut got,
                 &mut scratch,
+                96,
             );
             let mut x: Vec<f32> =
                 t.q.iter()
@@ -478,206 +512,6 @@ pub(crate) mod tests {
             }
         }
     }
-}
-
-/// NEON (ARMv8.0): 8 channels per step; fp16 rounding by `FCVTN` + `FCVTL` after each
-/// operation, the sum of squares in f32 lanes, quantization by `FCVTNS` and saturating
-/// narrows; a scalar tail. Bit-identical to [`grn_f16_scalar`].
-#[cfg(target_arch = "aarch64")]
-#[allow(clippy::too_many_arguments)]
-pub fn grn_f16_neon(
-    input: &[i8],
-    pixels: usize,
-    c: usize,
-    gamma: &[f16],
-    beta: &[f16],
-    eps: f32,
-    qp: &GrnF16Quant,
-    out: &mut [i8],
-    scratch: &mut [f32],
-) {
-    use core::arch::aarch64::*;
-    use neon::*;
-    assert!(input.len() >= pixels * c && out.len() >= pixels * c);
-    assert!(gamma.len() >= c && beta.len() >= c && scratch.len() >= SCRATCH_PER_CHANNEL * c);
-    let c8 = c / 8 * 8;
-    let (ss, gb) = scratch.split_at_mut(c);
-    // γ and β as f32 once per call (exact), not once per pixel.
-    let (g32, b32) = gb.split_at_mut(c);
-    for j in 0..c {
-        g32[j] = gamma[j].to_f32();
-        b32[j] = beta[j].to_f32();
-    }
-    norms_neon(input, pixels, c, eps, qp, ss);
-    for (px, o) in input[..pixels * c]
-        .chunks_exact(c)
-        .zip(out.chunks_exact_mut(c))
-    {
-        let mut j = 0;
-        while j < c8 {
-            // SAFETY: channels j..j+8 ≤ c8 of `px`, `o`, `ss`, `gamma`, `beta`.
-            unsafe {
-                let (x0, x1) = dequant8(vld1_s8(px.as_ptr().add(j)), qp);
-                let (g0, g1) = (
-                    vld1q_f32(g32.as_ptr().add(j)),
-                    vld1q_f32(g32.as_ptr().add(j + 4)),
-                );
-                let (b0, b1) = (
-                    vld1q_f32(b32.as_ptr().add(j)),
-                    vld1q_f32(b32.as_ptr().add(j + 4)),
-                );
-                let (n0, n1) = (
-                    vld1q_f32(ss.as_ptr().add(j)),
-                    vld1q_f32(ss.as_ptr().add(j + 4)),
-                );
-                let y = |x: float32x4_t, n, g, b| {
-                    let t = round_f16(vmulq_f32(x, n));
-                    let t = round_f16(vmulq_f32(g, t));
-                    let t = round_f16(vaddq_f32(t, b));
-                    round_f16(vaddq_f32(t, x))
-                };
-                let y0 = y(x0, n0, g0, b0);
-                let y1 = y(x1, n1, g1, b1);
-                vst1_s8(o.as_mut_ptr().add(j), quant8(y0, y1, qp));
-            }
-            j += 8;
-        }
-        for j in c8..c {
-            o[j] = quant(apply(dequant(px[j], qp), ss[j], gamma[j], beta[j]), qp);
-        }
-    }
-}
-
-/// NEON with native fp16 arithmetic (FEAT_FP16, e.g. Cortex-A55/A76): 8 lanes per instruction
-/// for the dequantization (`SXTL`, `SUB`, `SCVTF .8h`, `FMUL .8h`), step 4 (`FMUL`/`FADD .8h`)
-/// and the quantization (`FMUL .8h`, `FCVTNS .8h`, saturating add and narrow); only the sum of
-/// squares is widened to f32. Each fp16 operation rounds once, exactly as the reference's
-/// emulation does: bit-identical to [`grn_f16_scalar`].
-///
-/// # Safety
-/// The CPU must implement FEAT_FP16.
-#[cfg(target_arch = "aarch64")]
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "fp16")]
-pub unsafe fn grn_f16_fp16(
-    input: &[i8],
-    pixels: usize,
-    c: usize,
-    gamma: &[f16],
-    beta: &[f16],
-    eps: f32,
-    qp: &GrnF16Quant,
-    out: &mut [i8],
-    scratch: &mut [f32],
-) {
-    use core::arch::aarch64::*;
-    assert!(input.len() >= pixels * c && out.len() >= pixels * c);
-    assert!(gamma.len() >= c && beta.len() >= c && scratch.len() >= SCRATCH_PER_CHANNEL * c);
-    let c8 = c / 8 * 8;
-    let (ss, rest) = scratch.split_at_mut(c);
-    let h = |v: f32| vreinterpretq_f16_u16(vdupq_n_u16(f16::from_f32(v).to_bits()));
-    let (zin, sin) = (vdupq_n_s16(qp.in_zero as i16), h(qp.in_scale));
-    let (inv, zout) = (h(qp.out_inv_scale), vdupq_n_s16(qp.out_zero as i16));
-    // Step 1 on 8 lanes at `$p`: exact `q − z` in i16 (|q − z| ≤ 255), exact conversion, one
-    // rounding. (A macro: a nested fn would not inherit the fp16 target feature.)
-    macro_rules! dequant8 {
-        ($p:expr) => {
-            vmulq_f16(vcvtq_f16_s16(vsubq_s16(vmovl_s8(vld1_s8($p)), zin)), sin)
-        };
-    }
-    // Steps 1–2: two pixels per pass over the sums, pixels still added in order.
-    ss.fill(0.0);
-    let rows = &input[..pixels * c];
-    let mut pairs = rows.chunks_exact(2 * c);
-    for pair in &mut pairs {
-        let (p0, p1) = pair.split_at(c);
-        let mut j = 0;
-        while j < c8 {
-            // SAFETY: channels j..j+8 ≤ c8 of `p0`, `p1` and `ss`.
-            unsafe {
-                let x0 = dequant8!(p0.as_ptr().add(j));
-                let x1 = dequant8!(p1.as_ptr().add(j));
-                let s = ss.as_mut_ptr().add(j);
-                let (a0, a1) = (vcvt_f32_f16(vget_low_f16(x0)), vcvt_high_f32_f16(x0));
-                let (b0, b1) = (vcvt_f32_f16(vget_low_f16(x1)), vcvt_high_f32_f16(x1));
-                let lo = vfmaq_f32(vfmaq_f32(vld1q_f32(s), a0, a0), b0, b0);
-                let hi = vfmaq_f32(vfmaq_f32(vld1q_f32(s.add(4)), a1, a1), b1, b1);
-                vst1q_f32(s, lo);
-                vst1q_f32(s.add(4), hi);
-            }
-            j += 8;
-        }
-        for px in [p0, p1] {
-            for j in c8..c {
-                let x = dequant(px[j], qp).to_f32();
-                ss[j] += x * x;
-            }
-        }
-    }
-    for px in pairs.remainder().chunks_exact(c) {
-        for j in 0..c {
-            let x = dequant(px[j], qp).to_f32();
-            ss[j] += x * x;
-        }
-    }
-    grn_f16_stats(ss, eps);
-    // nx, γ, β as fp16 bits, once per call (3c u16 fit in the 2c f32 left).
-    let bits: &mut [u16] = bytemuck::cast_slice_mut(&mut rest[..2 * c]);
-    let (nxb, gbb) = bits.split_at_mut(c);
-    let (gb, bb) = gbb.split_at_mut(c);
-    for j in 0..c {
-        nxb[j] = f16::from_f32(ss[j]).to_bits();
-        gb[j] = gamma[j].to_bits();
-        bb[j] = beta[j].to_bits();
-    }
-    for (px, o) in rows.chunks_exact(c).zip(out.chunks_exact_mut(c)) {
-        let mut j = 0;
-        while j < c8 {
-            // SAFETY: channels j..j+8 ≤ c8 of `px`, `o` and the three parameter rows; fp16
-            // arithmetic is guaranteed by the caller.
-            unsafe {
-                let x = dequant8!(px.as_ptr().add(j));
-                let nx = vreinterpretq_f16_u16(vld1q_u16(nxb.as_ptr().add(j)));
-                let g = vreinterpretq_f16_u16(vld1q_u16(gb.as_ptr().add(j)));
-                let b = vreinterpretq_f16_u16(vld1q_u16(bb.as_ptr().add(j)));
-                let y = vaddq_f16(vaddq_f16(vmulq_f16(g, vmulq_f16(x, nx)), b), x);
-                // Step 5: FCVTNS saturates to i16 (±inf → ±32767, NaN → 0); then + z, → i8.
-                let r = vcvtnq_s16_f16(vmulq_f16(y, inv));
-                vst1_s8(o.as_mut_ptr().add(j), vqmovn_s16(vqaddq_s16(r, zout)));
-            }
-            j += 8;
-        }
-        for j in c8..c {
-            o[j] = quant(apply(dequant(px[j], qp), ss[j], gamma[j], beta[j]), qp);
-        }
-    }
-}
-
-/// Steps 1–3 for the NEON kernels: the sums of squares into `ss[..c]`, then `nx` over them.
-#[cfg(target_arch = "aarch64")]
-fn norms_neon(input: &[i8], pixels: usize, c: usize, eps: f32, qp: &GrnF16Quant, ss: &mut [f32]) {
-    use core::arch::aarch64::*;
-    let c8 = c / 8 * 8;
-    let ss = &mut ss[..c];
-    ss.fill(0.0);
-    for px in input[..pixels * c].chunks_exact(c) {
-        let mut j = 0;
-        while j < c8 {
-            // SAFETY: channels j..j+8 ≤ c8 of `px` and `ss`.
-            unsafe {
-                let (lo, hi) = neon::dequant8(vld1_s8(px.as_ptr().add(j)), qp);
-                let s = ss.as_mut_ptr().add(j);
-                vst1q_f32(s, vfmaq_f32(vld1q_f32(s), lo, lo));
-                vst1q_f32(s.add(4), vfmaq_f32(vld1q_f32(s.add(4)), hi, hi));
-            }
-            j += 8;
-        }
-        for j in c8..c {
-            let x = dequant(px[j], qp).to_f32();
-            ss[j] += x * x;
-        }
-    }
-    grn_f16_stats(ss, eps);
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -752,28 +586,9 @@ mod neon {
     }
 }
 
-/// [`grn_f16_fp16`] in a build whose target has FEAT_FP16 (`-C target-feature=+fp16`): safe
-/// to call, every CPU the binary may run on implements it. Kernel-set slot.
-#[cfg(all(target_arch = "aarch64", target_feature = "fp16"))]
-#[allow(clippy::too_many_arguments)]
-pub fn grn_f16_fp16_static(
-    input: &[i8],
-    pixels: usize,
-    c: usize,
-    gamma: &[f16],
-    beta: &[f16],
-    eps: f32,
-    qp: &GrnF16Quant,
-    out: &mut [i8],
-    scratch: &mut [f32],
-) {
-    // SAFETY: `target_feature = "fp16"` holds for the whole build (cfg above).
-    unsafe { grn_f16_fp16(input, pixels, c, gamma, beta, eps, qp, out, scratch) }
-}
-
 #[cfg(all(test, target_arch = "aarch64"))]
 mod neon_tests {
-    use super::tests::case;
+    use super::tests::{case, split_run, whole, SPLITS};
     use super::*;
     use crate::ops::testutil::*;
 
@@ -796,56 +611,26 @@ mod neon_tests {
         let mut fp16_checked = 0;
         for (p, c, s) in shapes {
             let t = case(&mut rng, p, c, s);
-            let (mut want, mut got) = (std::vec![0i8; p * c], std::vec![0i8; p * c]);
-            let mut scratch = std::vec![0f32; SCRATCH_PER_CHANNEL * c];
-            grn_f16_scalar(
-                &t.q,
-                p,
-                c,
-                &t.gamma,
-                &t.beta,
-                1e-6,
-                &t.qp,
-                &mut want,
-                &mut scratch,
-            );
-            grn_f16_neon(
-                &t.q,
-                p,
-                c,
-                &t.gamma,
-                &t.beta,
-                1e-6,
-                &t.qp,
-                &mut got,
-                &mut scratch,
-            );
-            assert_eq!(got, want, "{p}x{c} scale {s}");
-            for split in [(32, 8), (5, 3)] {
-                let got =
-                    tests::split_run(&t, p, c, split, &grn_f16_sumsq_neon, &grn_f16_apply_neon);
-                assert_eq!(got, want, "split NEON {p}x{c} scale {s}");
-            }
-            if std::arch::is_aarch64_feature_detected!("fp16") {
-                let fp16 = |x: &[i8],
-                            p,
-                            c,
-                            g: &[f16],
-                            b: &[f16],
-                            nx: &[f32],
-                            qp: &GrnF16Quant,
-                            o: &mut [i8]| {
-                    // SAFETY: fp16 detected.
-                    unsafe { grn_f16_apply_fp16(x, p, c, g, b, nx, qp, o) }
-                };
-                let got = tests::split_run(&t, p, c, (32, 8), &grn_f16_sumsq_neon, &fp16);
-                assert_eq!(got, want, "split fp16 {p}x{c} scale {s}");
-                let mut got = std::vec![0i8; p * c];
-                let q = (&t.q, &t.gamma, &t.beta, &t.qp);
-                // SAFETY: fp16 detected.
-                unsafe { grn_f16_fp16(q.0, p, c, q.1, q.2, 1e-6, q.3, &mut got, &mut scratch) };
-                assert_eq!(got, want, "fp16 {p}x{c} scale {s}");
-                fp16_checked += 1;
+            for split in SPLITS {
+                let want = whole(&t, p, c, split.0);
+                let got = split_run(&t, p, c, split, &grn_f16_sumsq_neon, &grn_f16_apply_neon);
+                assert_eq!(got, want, "NEON {p}x{c} scale {s} split {split:?}");
+                if std::arch::is_aarch64_feature_detected!("fp16") {
+                    let fp16 = |x: &[i8],
+                                p,
+                                c,
+                                g: &[f16],
+                                b: &[f16],
+                                nx: &[f32],
+                                qp: &GrnF16Quant,
+                                o: &mut [i8]| {
+                        // SAFETY: fp16 detected.
+                        unsafe { grn_f16_apply_fp16(x, p, c, g, b, nx, qp, o) }
+                    };
+                    let got = split_run(&t, p, c, split, &grn_f16_sumsq_neon, &fp16);
+                    assert_eq!(got, want, "fp16 {p}x{c} scale {s} split {split:?}");
+                    fp16_checked += 1;
+                }
             }
         }
         std::println!("GrnF16: NEON bit-identical on all shapes; native fp16 on {fp16_checked}");

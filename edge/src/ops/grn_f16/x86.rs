@@ -6,40 +6,11 @@
 //! round-to-nearest-even mode, with NaN sent to 0 and infinities clamped first as Rust's
 //! saturating `as` does. Channels past the last multiple of 8 take the reference's steps.
 
-use super::{apply, dequant, grn_f16_stats, quant, GrnF16Quant};
+use super::{apply, dequant, quant, GrnF16Quant};
 use crate::cpu::X86Features;
 use core::arch::x86_64::*;
 use core::ops::Range;
 use half::f16;
-
-/// Checks the slices every x86 GRN entry point reads and writes, then steps 1–3 (the f32
-/// sums of squares on AVX2, then the shared `nx`): the norms in `scratch[..c]`.
-#[allow(clippy::too_many_arguments)]
-fn checked_norms<'s>(
-    input: &[i8],
-    pixels: usize,
-    c: usize,
-    gamma: &[f16],
-    beta: &[f16],
-    eps: f32,
-    qp: &GrnF16Quant,
-    out: &[i8],
-    scratch: &'s mut [f32],
-) -> &'s mut [f32] {
-    assert!(X86Features::get().avx2, "AVX2+F16C not available");
-    assert!(
-        input.len() >= pixels * c
-            && out.len() >= pixels * c
-            && gamma.len() >= c
-            && beta.len() >= c
-            && scratch.len() >= c
-    );
-    let ss = &mut scratch[..c];
-    // SAFETY: the CPU has AVX2+FMA+F16C (asserted); lengths asserted above.
-    unsafe { sum_squares(input, pixels, c, 0..c, qp, ss) };
-    grn_f16_stats(ss, eps);
-    ss
-}
 
 /// [`super::grn_f16_sumsq_scalar`] on AVX2+F16C (channels `ch` only). Panics if the CPU lacks
 /// it or a slice is short.
@@ -118,24 +89,6 @@ fn apply_checks(
             && beta.len() >= c
             && nx.len() >= c
     );
-}
-
-/// [`super::grn_f16_scalar`] on AVX2+F16C. Panics if the CPU lacks it or a slice is short.
-#[allow(clippy::too_many_arguments)]
-pub fn grn_f16_avx2(
-    input: &[i8],
-    pixels: usize,
-    c: usize,
-    gamma: &[f16],
-    beta: &[f16],
-    eps: f32,
-    qp: &GrnF16Quant,
-    out: &mut [i8],
-    scratch: &mut [f32],
-) {
-    let ss = checked_norms(input, pixels, c, gamma, beta, eps, qp, out, scratch);
-    // SAFETY: `checked_norms` checked the CPU and the lengths.
-    unsafe { apply_quant_from(input, pixels, c, gamma, beta, qp, out, ss, 0) };
 }
 
 /// f32 → fp16 → f32 (round to nearest even).
@@ -243,28 +196,6 @@ unsafe fn apply_quant_from(
     }
 }
 
-/// [`super::grn_f16_scalar`] on AVX-512 F/BW/VL (+F16C): 16 channels per step, the same
-/// roundings as [`grn_f16_avx2`] (`vcvtps2ph` zmm), the final narrowing by `vpmovsdb`
-/// (saturating, as the reference's clamp). Bit-identical. Panics if the CPU lacks it or a slice
-/// is short.
-#[allow(clippy::too_many_arguments)]
-pub fn grn_f16_avx512(
-    input: &[i8],
-    pixels: usize,
-    c: usize,
-    gamma: &[f16],
-    beta: &[f16],
-    eps: f32,
-    qp: &GrnF16Quant,
-    out: &mut [i8],
-    scratch: &mut [f32],
-) {
-    assert!(X86Features::get().avx512, "AVX-512 not available");
-    let ss = checked_norms(input, pixels, c, gamma, beta, eps, qp, out, scratch);
-    // SAFETY: the CPU has AVX-512 (asserted); `checked_norms` checked the lengths.
-    unsafe { apply_quant_avx512(input, pixels, c, gamma, beta, qp, out, ss) };
-}
-
 /// f32 → fp16 → f32 on 16 lanes.
 #[inline]
 #[target_feature(enable = "avx512f")]
@@ -272,6 +203,9 @@ fn r16x16(v: __m512) -> __m512 {
     _mm512_cvtph_ps(_mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v))
 }
 
+/// Steps 4–5 on AVX-512 F/BW/VL (+F16C): 16 channels per step, the same roundings as the
+/// AVX2 form (`vcvtps2ph` zmm), the final narrowing by `vpmovsdb` (saturating, as the
+/// reference's clamp).
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
 unsafe fn apply_quant_avx512(
@@ -351,55 +285,11 @@ macro_rules! ph {
     }};
 }
 
-/// The AVX-512 int8 set's GRN: [`grn_f16_avx512fp16`] where the CPU has AVX512-FP16 (Sapphire
-/// Rapids and later), else [`grn_f16_avx512`]. Bit-identical to the reference either way.
-#[allow(clippy::too_many_arguments)]
-pub fn grn_f16_avx512_best(
-    input: &[i8],
-    pixels: usize,
-    c: usize,
-    gamma: &[f16],
-    beta: &[f16],
-    eps: f32,
-    qp: &GrnF16Quant,
-    out: &mut [i8],
-    scratch: &mut [f32],
-) {
-    let f = X86Features::get();
-    if f.avx512 && f.avx512_fp16 {
-        grn_f16_avx512fp16(input, pixels, c, gamma, beta, eps, qp, out, scratch)
-    } else {
-        grn_f16_avx512(input, pixels, c, gamma, beta, eps, qp, out, scratch)
-    }
-}
-
-/// [`super::grn_f16_scalar`] with native fp16 arithmetic (AVX512-FP16, 32 lanes): steps 1, 4 and
-/// 5 of the specification are single fp16 instructions, each rounding once exactly as the
-/// reference's f32-then-round emulation does (`vcvtw2ph` of the integer code, `vmulph`,
-/// `vaddph`, `vcvtph2w` in round-to-nearest-even after NaN → 0 and a clamp to ±1024); the
-/// sum of squares stays in f32 ([`grn_f16_avx2`]'s pass). Channel blocks of 32 outer, pixels
-/// inner; a block past `c` is finished by the 16- and 8-lane kernels. Bit-identical. Panics if
-/// the CPU lacks AVX512-FP16 or a slice is short.
-#[allow(clippy::too_many_arguments)]
-pub fn grn_f16_avx512fp16(
-    input: &[i8],
-    pixels: usize,
-    c: usize,
-    gamma: &[f16],
-    beta: &[f16],
-    eps: f32,
-    qp: &GrnF16Quant,
-    out: &mut [i8],
-    scratch: &mut [f32],
-) {
-    let f = X86Features::get();
-    assert!(f.avx512 && f.avx512_fp16, "AVX512-FP16 not available");
-    let ss = checked_norms(input, pixels, c, gamma, beta, eps, qp, out, scratch);
-    // SAFETY: the CPU has AVX-512 and AVX512-FP16 (asserted); `checked_norms` checked the
-    // lengths.
-    unsafe { apply_quant_fp16(input, pixels, c, gamma, beta, qp, out, ss) };
-}
-
+/// Steps 4–5 with native fp16 arithmetic (AVX512-FP16, 32 lanes): steps 1, 4 and 5 of the
+/// specification are single fp16 instructions, each rounding once exactly as the reference's
+/// f32-then-round emulation does (`vcvtw2ph` of the integer code, `vmulph`, `vaddph`,
+/// `vcvtph2w` in round-to-nearest-even after NaN → 0 and a clamp to ±1024). Channel blocks of
+/// 32 outer, pixels inner; a block past `c` is finished by the 8-lane kernel.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
 unsafe fn apply_quant_fp16(
@@ -456,13 +346,11 @@ unsafe fn apply_quant_fp16(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::grn_f16::grn_f16_scalar;
-    use crate::ops::grn_f16::tests::{case, split_run};
+    use crate::ops::grn_f16::tests::{case, split_run, whole, SPLITS};
     use crate::ops::testutil::*;
-    use std::vec;
 
     #[test]
-    fn avx2_bit_identical_to_reference() {
+    fn avx2_and_avx512_bit_identical_to_reference() {
         if !X86Features::get().avx2 {
             std::println!("grn_f16 avx2: not on this CPU, skipped");
             return;
@@ -477,6 +365,7 @@ mod tests {
             (7, 1280, 0.1),
             (5, 27, 30.0),
             (4, 8, 200.0),
+            (40, 72, 0.5),
         ] {
             let mut t = case(&mut rng, p, c, s);
             if s > 10.0 {
@@ -484,24 +373,14 @@ mod tests {
                     .iter_mut()
                     .for_each(|g| *g = f16::from_f32(g.to_f32() * 3000.0));
             }
-            let (mut want, mut got) = (vec![0i8; p * c + 1], vec![5i8; p * c + 1]);
-            want[p * c] = 5;
-            let (mut s1, mut s2) = (vec![0f32; 3 * c], vec![0f32; 3 * c]);
-            grn_f16_scalar(
-                &t.q, p, c, &t.gamma, &t.beta, 1e-6, &t.qp, &mut want, &mut s1,
-            );
-            grn_f16_avx2(
-                &t.q, p, c, &t.gamma, &t.beta, 1e-6, &t.qp, &mut got, &mut s2,
-            );
-            assert_eq!(got, want, "{p}x{c} scale {s}");
-            let want = &want[..p * c];
-            for split in [(32, 8), (5, 3)] {
+            for split in SPLITS {
+                let want = whole(&t, p, c, split.0);
                 let got = split_run(&t, p, c, split, &grn_f16_sumsq_avx2, &grn_f16_apply_avx2);
-                assert_eq!(got, want, "split avx2 {p}x{c} scale {s}");
+                assert_eq!(got, want, "avx2 {p}x{c} scale {s} split {split:?}");
                 if X86Features::get().avx512 {
                     let apply = &grn_f16_apply_avx512_best;
                     let got = split_run(&t, p, c, split, &grn_f16_sumsq_avx2, apply);
-                    assert_eq!(got, want, "split avx512 {p}x{c} scale {s}");
+                    assert_eq!(got, want, "avx512 {p}x{c} scale {s} split {split:?}");
                 }
             }
         }

@@ -51,9 +51,13 @@ pub fn quantize_one(v: f32, inv_scale: f32, zero: i32) -> i8 {
     (q.clamp(-1024.0, 1024.0) as i32 + zero).clamp(-128, 127) as i8
 }
 
-/// Normalized f32 `[C][H·W]` → int8 `[H·W][C]` with the model's input quantization.
+/// Normalized f32 planes → int8 `[pixels][C]` with the model's input quantization: channel
+/// `ch` of pixel `p` is `input[ch·stride + p]` (`stride` = H·W for a whole `[C][H·W]` image; a
+/// pixel range `a..b` of it is `&image[a..]` with `pixels = b − a`, so the runtime splits the
+/// image by pixel ranges).
 pub fn quantize_nchw_f32_i8_scalar(
     input: &[f32],
+    stride: usize,
     pixels: usize,
     c: usize,
     q: QParams,
@@ -62,7 +66,7 @@ pub fn quantize_nchw_f32_i8_scalar(
     let inv = 1.0 / q.scale;
     for (p, px) in out[..pixels * c].chunks_exact_mut(c).enumerate() {
         for (ch, v) in px.iter_mut().enumerate() {
-            *v = quantize_one(input[ch * pixels + p], inv, q.zero);
+            *v = quantize_one(input[ch * stride + p], inv, q.zero);
         }
     }
 }
@@ -74,6 +78,7 @@ pub fn quantize_nchw_f32_i8_scalar(
 #[cfg(target_arch = "aarch64")]
 pub fn quantize_nchw_f32_i8_neon(
     input: &[f32],
+    stride: usize,
     pixels: usize,
     c: usize,
     q: QParams,
@@ -81,13 +86,16 @@ pub fn quantize_nchw_f32_i8_neon(
 ) {
     use core::arch::aarch64::*;
     if c != 3 {
-        return quantize_nchw_f32_i8_scalar(input, pixels, c, q, out);
+        return quantize_nchw_f32_i8_scalar(input, stride, pixels, c, q, out);
     }
-    assert!(input.len() >= 3 * pixels && out.len() >= 3 * pixels);
+    assert!(pixels <= stride && input.len() >= 2 * stride + pixels && out.len() >= 3 * pixels);
     let inv = 1.0 / q.scale;
     let p8 = pixels / 8 * 8;
-    let (r, rest) = input.split_at(pixels);
-    let (g, b) = rest.split_at(pixels);
+    let (r, g, b) = (
+        &input[..pixels],
+        &input[stride..stride + pixels],
+        &input[2 * stride..2 * stride + pixels],
+    );
     let code8 = |plane: &[f32], p: usize| {
         // SAFETY: pixels p..p+8 ≤ p8 of `plane`; register arithmetic otherwise.
         unsafe {
@@ -113,7 +121,7 @@ pub fn quantize_nchw_f32_i8_neon(
     }
     for p in p8..pixels {
         for ch in 0..3 {
-            out[3 * p + ch] = quantize_one(input[ch * pixels + p], inv, q.zero);
+            out[3 * p + ch] = quantize_one(input[ch * stride + p], inv, q.zero);
         }
     }
 }
@@ -185,8 +193,12 @@ mod tests {
         assert_eq!(a, b);
         let nchw = [0.1f32, -0.2, 0.3, -0.4, 0.5, -0.6];
         let mut hwc = [0i8; 6];
-        quantize_nchw_f32_i8_scalar(&nchw, 2, 3, q, &mut hwc);
+        quantize_nchw_f32_i8_scalar(&nchw, 2, 2, 3, q, &mut hwc);
         assert_eq!(hwc, [10, 20, 30, -5, -15, -25]);
+        // The second pixel alone, as a pixel-range task sees it (planes 2 apart).
+        let mut one = [0i8; 3];
+        quantize_nchw_f32_i8_scalar(&nchw[1..], 2, 1, 3, q, &mut one);
+        assert_eq!(one, [-5, -15, -25]);
     }
 
     #[test]
@@ -230,9 +242,15 @@ mod neon_tests {
                     x[i * 7 % n] = *s;
                 }
                 let (mut want, mut got) = (std::vec![0i8; 3 * pixels], std::vec![1i8; 3 * pixels]);
-                quantize_nchw_f32_i8_scalar(&x, pixels, 3, q, &mut want);
-                quantize_nchw_f32_i8_neon(&x, pixels, 3, q, &mut got);
+                quantize_nchw_f32_i8_scalar(&x, pixels, pixels, 3, q, &mut want);
+                quantize_nchw_f32_i8_neon(&x, pixels, pixels, 3, q, &mut got);
                 assert_eq!(got, want, "{pixels} px, scale {scale}, zero {zero}");
+                // Pixel ranges (the runtime's tasks), cutting the 8-pixel blocks.
+                for (a, e) in [(0, pixels / 2), (pixels / 3, pixels), (1, pixels.min(20))] {
+                    let mut part = std::vec![1i8; 3 * (e - a)];
+                    quantize_nchw_f32_i8_neon(&x[a..], pixels, e - a, 3, q, &mut part);
+                    assert_eq!(part, want[3 * a..3 * e], "{pixels} px, range {a}..{e}");
+                }
             }
         }
     }

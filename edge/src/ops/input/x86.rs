@@ -13,29 +13,33 @@ use core::arch::x86_64::*;
 /// short.
 pub fn quantize_nchw_f32_i8_avx2(
     input: &[f32],
+    stride: usize,
     pixels: usize,
     c: usize,
     q: QParams,
     out: &mut [i8],
 ) {
     assert!(X86Features::get().avx2, "AVX2 not available");
-    assert!(input.len() >= pixels * c && out.len() >= pixels * c);
+    assert!(pixels <= stride || c <= 1);
+    assert!(c == 0 || input.len() >= (c - 1) * stride + pixels);
+    assert!(out.len() >= pixels * c);
     if c != 3 || !(-128..=127).contains(&q.zero) {
-        return super::quantize_nchw_f32_i8_scalar(input, pixels, c, q, out);
+        return super::quantize_nchw_f32_i8_scalar(input, stride, pixels, c, q, out);
     }
     let p8 = pixels / 8 * 8;
-    // SAFETY: the CPU has AVX2 (asserted); pixels 0..p8 of each plane and of `out` are in bounds.
-    unsafe { rgb_avx2(input, pixels, p8, q, out) };
+    // SAFETY: the CPU has AVX2 (asserted); pixels 0..p8 of each plane (planes `stride` apart)
+    // and of `out` are in bounds (asserted).
+    unsafe { rgb_avx2(input, stride, p8, q, out) };
     let inv = 1.0 / q.scale;
     for p in p8..pixels {
         for ch in 0..3 {
-            out[p * 3 + ch] = super::quantize_one(input[ch * pixels + p], inv, q.zero);
+            out[p * 3 + ch] = super::quantize_one(input[ch * stride + p], inv, q.zero);
         }
     }
 }
 
 #[target_feature(enable = "avx2")]
-unsafe fn rgb_avx2(input: &[f32], pixels: usize, p8: usize, q: QParams, out: &mut [i8]) {
+unsafe fn rgb_avx2(input: &[f32], stride: usize, p8: usize, q: QParams, out: &mut [i8]) {
     let inv = _mm256_set1_ps(1.0 / q.scale);
     let zero = _mm256_set1_epi32(q.zero);
     let big = _mm256_set1_ps(1024.0);
@@ -58,7 +62,7 @@ unsafe fn rgb_avx2(input: &[f32], pixels: usize, p8: usize, q: QParams, out: &mu
     for p in (0..p8).step_by(8) {
         // SAFETY: pixels p..p+8 ≤ p8 of each of the 3 planes.
         let planes: [[i8; 16]; 3] = core::array::from_fn(|ch| unsafe {
-            code(_mm256_loadu_ps(input.as_ptr().add(ch * pixels + p)))
+            code(_mm256_loadu_ps(input.as_ptr().add(ch * stride + p)))
         });
         for i in 0..8 {
             for (ch, plane) in planes.iter().enumerate() {
@@ -97,9 +101,15 @@ mod tests {
                 let q = QParams { scale, zero };
                 let (mut want, mut got) = (vec![0i8; pixels * c + 1], vec![2i8; pixels * c + 1]);
                 want[pixels * c] = 2;
-                quantize_nchw_f32_i8_scalar(&x, pixels, c, q, &mut want);
-                quantize_nchw_f32_i8_avx2(&x, pixels, c, q, &mut got);
+                quantize_nchw_f32_i8_scalar(&x, pixels, pixels, c, q, &mut want);
+                quantize_nchw_f32_i8_avx2(&x, pixels, pixels, c, q, &mut got);
                 assert_eq!(got, want, "{pixels}x{c} scale {scale} zero {zero}");
+                // Pixel ranges (the runtime's tasks), cutting the 8-pixel blocks.
+                for (a, e) in [(0, pixels / 2), (pixels / 3, pixels), (1, pixels.min(20))] {
+                    let mut part = vec![1i8; c * (e - a)];
+                    quantize_nchw_f32_i8_avx2(&x[a..], pixels, e - a, c, q, &mut part);
+                    assert_eq!(part, want[c * a..c * e], "{pixels}x{c} range {a}..{e}");
+                }
             }
         }
         std::println!("input quantization avx2: ran");
