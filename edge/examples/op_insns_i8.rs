@@ -200,7 +200,10 @@ fn grn(
         let bp = rows.len() / n;
         match set {
             #[cfg(target_arch = "aarch64")]
-            "neon" | "sdot" => grn_f16::grn_f16_sumsq_neon(rows, bp, n, 0..n, gq, part),
+            "neon" => grn_f16::grn_f16_sumsq_neon(rows, bp, n, 0..n, gq, part),
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: only run (by benches/qemu/ops_i8.sh) on a CPU model with fp16.
+            "sdot" => unsafe { grn_f16::grn_f16_sumsq_fp16(rows, bp, n, 0..n, gq, part) },
             _ => grn_f16::grn_f16_sumsq_scalar(rows, bp, n, 0..n, gq, part),
         }
         for (s, v) in sums.iter_mut().zip(part.iter()) {

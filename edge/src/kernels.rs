@@ -237,7 +237,10 @@ pub(crate) const NEON_I8: KernelSetI8 = KernelSetI8 {
     #[cfg(all(feature = "dotprod", target_feature = "dotprod"))]
     pointwise_acc: pointwise_i8::pointwise_i8_acc_sdot_static,
     gelu: gelu_i8::gelu_i8_neon,
+    #[cfg(not(target_feature = "fp16"))]
     grn_sumsq: grn_f16::grn_f16_sumsq_neon,
+    #[cfg(target_feature = "fp16")]
+    grn_sumsq: grn_f16::grn_f16_sumsq_fp16_static,
     #[cfg(not(target_feature = "fp16"))]
     grn_apply: grn_f16::grn_f16_apply_neon,
     #[cfg(target_feature = "fp16")]
