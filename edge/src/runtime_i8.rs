@@ -293,39 +293,60 @@ impl Model<'_> {
                     step,
                 };
                 let dw = accs(w2, p * c)?;
-                {
-                    let xs: &[i8] = &x[..p * c];
-                    for_each_rows(exec, Split::new(h, 1), dw, w * c, |r, out| {
-                        (k.dwconv7x7)(xs, h, w, c, xq.zero, bl.dw_w, bl.dw_b, r, out)
-                    });
-                }
-                let dw: &[i32] = dw;
+                let xs: &[i8] = &x[..p * c];
                 let (_, ln_scratch) = scratch.split_at_mut(cmax);
-                for_each_part(
-                    exec,
-                    px,
-                    &mut t[..p * c],
-                    c,
-                    &mut [0u8; 0],
-                    0,
-                    ln_scratch,
-                    cmax,
-                    |_, r, tn, _, sc, _| {
-                        let src = &dw[r.start * c..r.end * c];
-                        (k.layernorm)(
-                            src,
-                            r.len(),
-                            c,
-                            bl.dw_deq,
-                            bl.norm_w,
-                            bl.norm_b,
-                            a.ln_eps,
-                            out_quant(bl.norm_q),
-                            tn,
-                            sc,
-                        )
-                    },
-                );
+                let dwconv = |r: Range<usize>, out: &mut [i32]| {
+                    (k.dwconv7x7)(xs, h, w, c, xq.zero, bl.dw_w, bl.dw_b, r, out)
+                };
+                let layernorm = |src: &[i32], pixels: usize, tn: &mut [i8], sc: &mut [f32]| {
+                    (k.layernorm)(
+                        src,
+                        pixels,
+                        c,
+                        bl.dw_deq,
+                        bl.norm_w,
+                        bl.norm_b,
+                        a.ln_eps,
+                        out_quant(bl.norm_q),
+                        tn,
+                        sc,
+                    )
+                };
+                if O::ENABLED || O::TIMED {
+                    for_each_rows(exec, Split::new(h, 1), dw, w * c, dwconv);
+                    let dw: &[i32] = dw;
+                    for_each_part(
+                        exec,
+                        px,
+                        &mut t[..p * c],
+                        c,
+                        &mut [0u8; 0],
+                        0,
+                        ln_scratch,
+                        cmax,
+                        |_, r, tn, _, sc, _| {
+                            layernorm(&dw[r.start * c..r.end * c], r.len(), tn, sc)
+                        },
+                    );
+                } else {
+                    // LN on the task's own output rows while they are in cache: one call fewer
+                    // to wait for (every pixel's LN is the same code whatever the split).
+                    for_each_part(
+                        exec,
+                        Split::new(h, 1),
+                        dw,
+                        w * c,
+                        &mut t[..p * c],
+                        w * c,
+                        ln_scratch,
+                        cmax,
+                        |_, r, dwr, tn, sc, _| {
+                            let pixels = r.len() * w;
+                            dwconv(r, dwr);
+                            layernorm(dwr, pixels, tn, sc)
+                        },
+                    );
+                }
                 op_done(obs, &mut step, done(BlockStep::DwConvNorm));
                 let tn: &[i8] = &t[..p * c];
                 let hid = codes(w1, p * n)?;
@@ -388,19 +409,6 @@ impl Model<'_> {
                 }
                 op_done(obs, &mut step, done(BlockStep::Grn));
                 let g: &[i8] = g;
-                let acc = accs(w1, p * c)?;
-                for_each_rows(exec, px, acc, c, |r, out| {
-                    (k.pointwise_acc)(
-                        &g[r.start * n..r.end * n],
-                        r.len(),
-                        n,
-                        bl.fc2_w,
-                        bl.fc2_b,
-                        c,
-                        out,
-                    )
-                });
-                let acc: &[i32] = acc;
                 let (x_scale, acc_scale) = bl.res_rq.split_first().ok_or(Error::BadArch {
                     reason: "residual requantization missing",
                 })?;
@@ -410,9 +418,43 @@ impl Model<'_> {
                     acc_scale,
                     out_zero: bl.out.zero,
                 };
-                for_each_rows(exec, px, &mut x[..p * c], c, |r, xs| {
-                    (k.residual)(xs, &acc[r.start * c..r.end * c], r.len(), c, &rq)
-                });
+                let acc = accs(w1, p * c)?;
+                let fc2 = |r: Range<usize>, out: &mut [i32]| {
+                    (k.pointwise_acc)(
+                        &g[r.start * n..r.end * n],
+                        r.len(),
+                        n,
+                        bl.fc2_w,
+                        bl.fc2_b,
+                        c,
+                        out,
+                    )
+                };
+                if O::ENABLED || O::TIMED {
+                    for_each_rows(exec, px, acc, c, fc2);
+                    let acc: &[i32] = acc;
+                    for_each_rows(exec, px, &mut x[..p * c], c, |r, xs| {
+                        (k.residual)(xs, &acc[r.start * c..r.end * c], r.len(), c, &rq)
+                    });
+                } else {
+                    // The residual add on the task's own accumulators: one call fewer.
+                    let mut none = [0u8; 0];
+                    for_each_part(
+                        exec,
+                        px,
+                        acc,
+                        c,
+                        &mut x[..p * c],
+                        c,
+                        &mut none,
+                        0,
+                        |_, r, accr, xs, _, _| {
+                            let pixels = r.len();
+                            fc2(r, accr);
+                            (k.residual)(xs, accr, pixels, c, &rq)
+                        },
+                    );
+                }
                 xq = bl.out;
                 if O::ENABLED {
                     obs.observe_i8(tap(BlockOp::Out), h, w, c, &x[..p * c], xq);
