@@ -100,9 +100,10 @@ unsafe impl Executor for RayonExecutor {
 
 /// A persistent pool of std threads that wait for each operator by spinning (feature `std`):
 /// the calling thread is worker 0 and `threads − 1` helpers are workers `1..threads`. A call
-/// publishes its job by bumping an epoch counter; helpers waiting on it take tasks from a
-/// shared counter until none are left, and the caller returns once every helper has checked
-/// out. A helper spins (`spin_loop`) for [`SpinPool::SPIN`] after its last task before it
+/// publishes its job by bumping an epoch counter; each worker then takes the tasks of its own
+/// contiguous share (worker w of W: tasks `w·T/W..(w+1)·T/W`, so consecutive operators over the
+/// same rows find them in the core's cache that wrote them), then helps with the others' shares
+/// from their counters, and the caller returns once every helper has checked out. A helper spins (`spin_loop`) for [`SpinPool::SPIN`] after its last task before it
 /// parks, so the ~70 operators of an image reach running threads: a wake-up from a park costs
 /// tens of microseconds, and rayon's pool pays one per operator once its threads have gone to
 /// sleep (see docs/peers.md). Nothing is allocated per call; one call at a time (a second
@@ -126,8 +127,8 @@ struct PoolShared {
     /// Written by the caller only while every helper has checked out of the previous call
     /// (`pending` = 0), read by helpers only after they saw the epoch that published it.
     job: core::cell::UnsafeCell<Job>,
-    /// Next task index to hand out.
-    next: core::sync::atomic::AtomicUsize,
+    /// Per worker, the next task of its share to hand out (an offset into the share).
+    next: std::vec::Vec<ShareCounter>,
     /// Helpers that have not yet checked out of the current call.
     pending: core::sync::atomic::AtomicUsize,
     /// Helper w parked (set by the helper, cleared by whoever unparks it).
@@ -135,6 +136,31 @@ struct PoolShared {
     /// A task panicked during the current call.
     panicked: core::sync::atomic::AtomicBool,
     stop: core::sync::atomic::AtomicBool,
+}
+
+/// A worker's share counter, alone on its cache lines (the workers bump each other's only
+/// once their own share is done).
+#[cfg(feature = "std")]
+#[repr(align(128))]
+struct ShareCounter(core::sync::atomic::AtomicUsize);
+
+/// Runs tasks of a call with `tasks` tasks on worker `w` of `workers`: its own share first, in
+/// order, then what is left of the others' (w+1, w+2, … mod workers). Each task index is
+/// claimed once: task t belongs to one share, whose counter hands out each offset once.
+#[cfg(feature = "std")]
+fn run_shares(s: &PoolShared, tasks: usize, workers: usize, w: usize, f: &dyn Fn(usize, usize)) {
+    use core::sync::atomic::Ordering::Relaxed;
+    for i in 0..workers {
+        let v = (w + i) % workers;
+        let (lo, hi) = (v * tasks / workers, (v + 1) * tasks / workers);
+        loop {
+            let t = lo + s.next[v].0.fetch_add(1, Relaxed);
+            if t >= hi {
+                break;
+            }
+            f(t, w);
+        }
+    }
 }
 
 // SAFETY: `job` is accessed only under the protocol documented on it; everything else is atomic.
@@ -161,7 +187,9 @@ impl SpinPool {
         let shared = std::sync::Arc::new(PoolShared {
             epoch: AtomicU64::new(0),
             job: core::cell::UnsafeCell::new((noop as *const _, 0)),
-            next: AtomicUsize::new(0),
+            next: (0..threads)
+                .map(|_| ShareCounter(AtomicUsize::new(0)))
+                .collect(),
             pending: AtomicUsize::new(0),
             sleeping: (0..threads).map(|_| AtomicBool::new(false)).collect(),
             panicked: AtomicBool::new(false),
@@ -237,13 +265,10 @@ fn helper(s: &PoolShared, w: usize) {
         // SAFETY: the epoch was published (Acquire above) after the job was written, and the
         // caller writes the next job only after this helper checks out below.
         let (f, tasks) = unsafe { *s.job.get() };
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loop {
-            let t = s.next.fetch_add(1, Relaxed);
-            if t >= tasks {
-                break;
-            }
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             // SAFETY: the caller's closure lives until every helper has checked out.
-            unsafe { (*f)(t, w) }
+            let f = unsafe { &*f };
+            run_shares(s, tasks, s.next.len(), w, f)
         }));
         if ran.is_err() {
             s.panicked.store(true, Relaxed);
@@ -265,8 +290,9 @@ impl Drop for SpinPool {
     }
 }
 
-// SAFETY: every task index in 0..tasks is handed out once by `next` (to the caller, worker 0,
-// or a helper, worker w ≥ 1, each running one task at a time); calls are serialized by `call`;
+// SAFETY: every task index in 0..tasks is handed out once by its share's counter in `next`
+// (see `run_shares`; to the caller, worker 0, or a helper, worker w ≥ 1, each running one task
+// at a time); calls are serialized by `call`;
 // `run` returns only after its own tasks and every helper's check-out, so after every task.
 #[cfg(feature = "std")]
 unsafe impl Executor for SpinPool {
@@ -289,16 +315,14 @@ unsafe impl Executor for SpinPool {
         // SAFETY: every helper has checked out of the previous call (`pending` = 0, awaited
         // below), so none reads `job` until the epoch published next.
         unsafe { *s.job.get() = (f_static as *const _, tasks) };
-        s.next.store(0, Relaxed);
+        for c in &s.next {
+            c.0.store(0, Relaxed);
+        }
         s.pending.store(self.helpers.len(), Relaxed);
         s.panicked.store(false, Relaxed);
         self.publish();
-        let mine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loop {
-            let t = s.next.fetch_add(1, Relaxed);
-            if t >= tasks {
-                break;
-            }
-            f(t, 0);
+        let mine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_shares(s, tasks, s.next.len(), 0, f)
         }));
         // Spin, then yield: with more workers than cores a helper may need this core.
         let mut spins = 0u32;
@@ -491,6 +515,38 @@ pub(crate) fn for_each_rows<E: Executor + ?Sized, A: Send>(
 mod tests {
     use super::*;
     use std::vec;
+
+    /// SpinPool hands every task out once, to a worker index below `workers()`, and no worker
+    /// runs two tasks at once, for task counts below, at and above the worker count (shares of
+    /// unequal and empty sizes), call after call.
+    #[cfg(feature = "std")]
+    #[test]
+    fn spin_pool_runs_every_task_once() {
+        use core::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        for workers in [1, 2, 3, 4, 7] {
+            let pool = SpinPool::new(workers).unwrap();
+            for tasks in [0, 1, 2, 3, 5, 7, 8, 31, 32, 100] {
+                for _ in 0..20 {
+                    let runs: vec::Vec<AtomicUsize> =
+                        (0..tasks).map(|_| AtomicUsize::new(0)).collect();
+                    let busy: vec::Vec<AtomicUsize> =
+                        (0..workers).map(|_| AtomicUsize::new(0)).collect();
+                    pool.run(tasks, &|t, w| {
+                        assert!(w < workers);
+                        assert_eq!(busy[w].fetch_add(1, SeqCst), 0, "worker {w} twice at once");
+                        runs[t].fetch_add(1, SeqCst);
+                        std::thread::yield_now();
+                        busy[w].fetch_sub(1, SeqCst);
+                    });
+                    let counts: vec::Vec<usize> = runs.iter().map(|r| r.load(SeqCst)).collect();
+                    assert!(
+                        counts.iter().all(|&c| c == 1),
+                        "{workers} workers, {tasks} tasks: {counts:?}"
+                    );
+                }
+            }
+        }
+    }
 
     /// Runs tasks in reverse order on rotating worker indices: the contract, not the order.
     struct Reversed(usize);
