@@ -208,14 +208,7 @@ pub fn grn_f16_sumsq_neon(
         }
         j += 8;
     }
-    for j in c8..ch.end {
-        let mut s = 0f32;
-        for p in 0..pixels {
-            let x = dequant(input[p * c + j], qp).to_f32();
-            s += x * x;
-        }
-        ss[j - ch.start] = s;
-    }
+    grn_f16_sumsq_scalar(input, pixels, c, c8..ch.end, qp, &mut ss[c8 - ch.start..]);
 }
 
 /// [`grn_f16_apply_scalar`] on NEON (ARMv8.0, fp16 emulated by `FCVTN`/`FCVTL`): channel blocks
@@ -342,14 +335,7 @@ pub unsafe fn grn_f16_sumsq_fp16(
         }
         j += 8;
     }
-    for j in j..ch.end {
-        let mut s = 0f32;
-        for p in 0..pixels {
-            let x = dequant(input[p * c + j], qp).to_f32();
-            s += x * x;
-        }
-        ss[j - ch.start] = s;
-    }
+    grn_f16_sumsq_scalar(input, pixels, c, j..ch.end, qp, &mut ss[j - ch.start..]);
 }
 
 /// [`grn_f16_sumsq_fp16`] in a build whose target has FEAT_FP16: safe to call. Kernel-set slot.
