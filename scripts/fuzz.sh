@@ -29,5 +29,5 @@ for t in "${targets[@]}"; do
     -max_total_time="$secs" -rss_limit_mb=2048 -print_final_stats=1 >"logs/$t.log" 2>&1 || {
     echo "$t: FAILED (see fuzz/logs/$t.log and fuzz/artifacts/$t/)"; exit 1; }
   grep -E "^stat::number_of_executed_units|^stat::peak_rss_mb" "logs/$t.log"
-  grep -E "^#[0-9]+ +DONE" "logs/$t.log" | tail -n 1
+  grep -E "^#[0-9]+[[:space:]]+DONE" "logs/$t.log" | tail -n 1
 done
