@@ -72,7 +72,7 @@ impl RayonExecutor {
 
     /// Runs `f` on one of the pool's threads. Calling [`crate::Model::run_parallel`] inside it
     /// makes that thread one of the workers of every operator, instead of a caller that hands
-    /// each operator to the pool and sleeps until it is done (a wake-up per operator, ~70 per
+    /// each operator to the pool and sleeps until it is done (a wake-up per operator, ~50 per
     /// Atto image).
     pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         self.pool.install(f)
@@ -103,9 +103,10 @@ unsafe impl Executor for RayonExecutor {
 /// publishes its job by bumping an epoch counter; each worker then takes the tasks of its own
 /// contiguous share (worker w of W: tasks `w·T/W..(w+1)·T/W`, so consecutive operators over the
 /// same rows find them in the core's cache that wrote them), then helps with the others' shares
-/// from their counters, and the caller returns once every helper has checked out. A helper spins (`spin_loop`) for [`SpinPool::SPIN`] after its last task before it
-/// parks, so the ~70 operators of an image reach running threads: a wake-up from a park costs
-/// tens of microseconds, and rayon's pool pays one per operator once its threads have gone to
+/// from their counters, and the caller returns once every helper has checked out. A helper
+/// spins (`spin_loop`) for [`SpinPool::SPIN`] after its last task before it parks, so the ~50
+/// operator calls of an image reach running threads: a wake-up from a park costs tens of
+/// microseconds, and rayon's pool pays one per operator once its threads have gone to
 /// sleep (see docs/peers.md). Nothing is allocated per call; one call at a time (a second
 /// caller waits for the first; a task must not call `run` on its own pool).
 #[cfg(feature = "std")]
