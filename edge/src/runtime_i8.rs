@@ -312,41 +312,23 @@ impl Model<'_> {
                         sc,
                     )
                 };
-                if O::ENABLED || O::TIMED {
-                    for_each_rows(exec, Split::new(h, 1), dw, w * c, dwconv);
-                    let dw: &[i32] = dw;
-                    for_each_part(
-                        exec,
-                        px,
-                        &mut t[..p * c],
-                        c,
-                        &mut [0u8; 0],
-                        0,
-                        ln_scratch,
-                        cmax,
-                        |_, r, tn, _, sc, _| {
-                            layernorm(&dw[r.start * c..r.end * c], r.len(), tn, sc)
-                        },
-                    );
-                } else {
-                    // LN on the task's own output rows while they are in cache: one call fewer
-                    // to wait for (every pixel's LN is the same code whatever the split).
-                    for_each_part(
-                        exec,
-                        Split::new(h, 1),
-                        dw,
-                        w * c,
-                        &mut t[..p * c],
-                        w * c,
-                        ln_scratch,
-                        cmax,
-                        |_, r, dwr, tn, sc, _| {
-                            let pixels = r.len() * w;
-                            dwconv(r, dwr);
-                            layernorm(dwr, pixels, tn, sc)
-                        },
-                    );
-                }
+                // LN on the task's own output rows while they are in cache (one step: there is no
+                // int8 tap between them; every pixel's LN is the same code whatever the split).
+                for_each_part(
+                    exec,
+                    Split::new(h, 1),
+                    dw,
+                    w * c,
+                    &mut t[..p * c],
+                    w * c,
+                    ln_scratch,
+                    cmax,
+                    |_, r, dwr, tn, sc, _| {
+                        let pixels = r.len() * w;
+                        dwconv(r, dwr);
+                        layernorm(dwr, pixels, tn, sc)
+                    },
+                );
                 op_done(obs, &mut step, done(BlockStep::DwConvNorm));
                 let tn: &[i8] = &t[..p * c];
                 let hid = codes(w1, p * n)?;
@@ -430,31 +412,23 @@ impl Model<'_> {
                         out,
                     )
                 };
-                if O::ENABLED || O::TIMED {
-                    for_each_rows(exec, px, acc, c, fc2);
-                    let acc: &[i32] = acc;
-                    for_each_rows(exec, px, &mut x[..p * c], c, |r, xs| {
-                        (k.residual)(xs, &acc[r.start * c..r.end * c], r.len(), c, &rq)
-                    });
-                } else {
-                    // The residual add on the task's own accumulators: one call fewer.
-                    let mut none = [0u8; 0];
-                    for_each_part(
-                        exec,
-                        px,
-                        acc,
-                        c,
-                        &mut x[..p * c],
-                        c,
-                        &mut none,
-                        0,
-                        |_, r, accr, xs, _, _| {
-                            let pixels = r.len();
-                            fc2(r, accr);
-                            (k.residual)(xs, accr, pixels, c, &rq)
-                        },
-                    );
-                }
+                // The residual add on the task's own accumulators (one step, no tap between them).
+                let mut none = [0u8; 0];
+                for_each_part(
+                    exec,
+                    px,
+                    acc,
+                    c,
+                    &mut x[..p * c],
+                    c,
+                    &mut none,
+                    0,
+                    |_, r, accr, xs, _, _| {
+                        let pixels = r.len();
+                        fc2(r, accr);
+                        (k.residual)(xs, accr, pixels, c, &rq)
+                    },
+                );
                 xq = bl.out;
                 if O::ENABLED {
                     obs.observe_i8(tap(BlockOp::Out), h, w, c, &x[..p * c], xq);
