@@ -111,6 +111,8 @@ pub struct Options {
     pub crop_scale: (f64, f64),
     /// Held-out fraction when the folder has no train/val split.
     pub test_fraction: f64,
+    /// Evaluate after every this many epochs (0: only after the last one, which always is).
+    pub eval_every: u64,
     /// No progress bar.
     pub quiet: bool,
     /// GRN in the blocks (`false`: the ablation, see [`Config::grn`]).
@@ -462,36 +464,56 @@ pub fn run(o: &Options, world: &World) -> Result<Summary, String> {
             }
         }
         let (secs, ips, lr, skipped) = (stats.secs, stats.img_per_s(), stats.lr, stats.skipped);
-        let eval_model = model.valid();
-        let (top1, test_skipped) = evaluate_on(world, &eval_model, &test, o.input_size, &base);
-        let skipped = skipped + test_skipped;
-        let ema_top1 = ema
-            .as_ref()
-            .map(|e| evaluate_on(world, e, &test, o.input_size, &base).0);
-        let step = (epoch + 1) * steps_per_epoch;
-        summary = Summary {
-            top1,
-            ema_top1,
-            img_per_s: ips,
-            skipped: summary.skipped + skipped,
-        };
+        let done = epoch + 1;
+        let due = done == o.epochs || (o.eval_every > 0 && done.is_multiple_of(o.eval_every));
+        let mut skipped = skipped;
+        if due {
+            let eval_model = model.valid();
+            let (top1, test_skipped) = evaluate_on(world, &eval_model, &test, o.input_size, &base);
+            skipped += test_skipped;
+            let ema_top1 = ema
+                .as_ref()
+                .map(|e| evaluate_on(world, e, &test, o.input_size, &base).0);
+            summary.top1 = top1;
+            summary.ema_top1 = ema_top1;
+        }
+        summary.img_per_s = ips;
+        summary.skipped += skipped;
+        let (top1, ema_top1) = (summary.top1, summary.ema_top1);
+        let step = done * steps_per_epoch;
         // Rank 0 alone (the only one holding the CSVs) reports and writes.
         let (Some(csv), Some(steps_csv)) = (&csv, &steps_csv) else {
             continue;
         };
         let train_loss = stats.loss;
+        // An epoch without evaluation reports none (its CSV cells stay empty).
+        let test = if due {
+            format!(
+                ", test top-1 {:.2}%{}",
+                100.0 * top1,
+                ema_top1.map_or(String::new(), |a| format!(", EMA top-1 {:.2}%", 100.0 * a))
+            )
+        } else {
+            String::new()
+        };
         println!(
-            "epoch {}/{}: train loss {train_loss:.4}, lr {lr:.3e}, {ips:.1} img/s, test top-1 {:.2}%{}{}",
-            epoch + 1,
+            "epoch {done}/{}: train loss {train_loss:.4}, lr {lr:.3e}, {ips:.1} img/s{test}{}",
             o.epochs,
-            100.0 * top1,
-            ema_top1.map_or(String::new(), |a| format!(", EMA top-1 {:.2}%", 100.0 * a)),
-            if skipped > 0 { format!(", {skipped} unreadable images skipped") } else { String::new() }
+            if skipped > 0 {
+                format!(", {skipped} unreadable images skipped")
+            } else {
+                String::new()
+            }
         );
+        let (top1_cell, ema_cell) = match (due, ema_top1) {
+            (false, _) => (String::new(), String::new()),
+            (true, e) => (
+                format!("{top1:.6}"),
+                e.map_or(String::new(), |a| format!("{a:.6}")),
+            ),
+        };
         csv.append(&format!(
-            "{},{step},{train_loss:.6},{lr:.6e},{ips:.2},{top1:.6},{},{skipped},{secs:.1}",
-            epoch + 1,
-            ema_top1.map_or(String::new(), |a| format!("{a:.6}"))
+            "{done},{step},{train_loss:.6},{lr:.6e},{ips:.2},{top1_cell},{ema_cell},{skipped},{secs:.1}"
         ))?;
         steps_csv.append_steps(epoch, &stats)?;
         crate::plot::draw_run(&o.out)?;

@@ -144,6 +144,10 @@ enum Cmd {
         /// Held-out fraction for a folder without train/ and val/.
         #[arg(long, default_value_t = 0.1)]
         test_fraction: f64,
+        /// Evaluate on the test images after every this many epochs (0: only after the last
+        /// epoch, which is always evaluated).
+        #[arg(long, default_value_t = 1)]
+        eval_every: u64,
     },
     /// FCMAE pretraining (defaults: the official recipe; lr = blr·batch/256).
     Pretrain {
@@ -196,11 +200,19 @@ enum Cmd {
     Visualize {
         #[arg(long)]
         checkpoint: PathBuf,
+        /// One image file: one row.
+        #[arg(long, required_unless_present = "data", conflicts_with = "data")]
+        image: Option<PathBuf>,
+        /// A dataset (as `finetune --data`): the first `--rows` images of its test split, images
+        /// pretraining never saw, one row each, each with its own mask.
         #[arg(long)]
-        image: PathBuf,
+        data: Option<PathBuf>,
+        /// Rows drawn from `--data`.
+        #[arg(long, default_value_t = 8)]
+        rows: usize,
         #[arg(long)]
         out: PathBuf,
-        /// Seed of the random mask.
+        /// Seed of the random mask (row i of `--data` uses seed + i).
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
@@ -378,6 +390,7 @@ fn run(cli: Cli) -> Result<(), String> {
             test_subset,
             crop_scale_min,
             test_fraction,
+            eval_every,
         } => {
             check_run_shape(input_size, batch, epochs)?;
             if !(0.0..1.0).contains(&label_smoothing)
@@ -414,6 +427,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 test_subset,
                 crop_scale: (crop_scale_min, 1.0),
                 test_fraction,
+                eval_every,
                 quiet: run.quiet,
                 grn: !run.no_grn,
             };
@@ -492,10 +506,17 @@ fn run(cli: Cli) -> Result<(), String> {
         Cmd::Visualize {
             checkpoint,
             image,
+            data,
+            rows,
             out,
             seed,
         } => {
-            pretrain::visualize(&checkpoint, &image, &out, seed)?;
+            let images = match (image, data) {
+                (Some(path), _) => pretrain::VisualizeImages::File(path),
+                (None, Some(data)) => pretrain::VisualizeImages::TestSplit { data, rows },
+                (None, None) => return Err("visualize needs --image or --data".into()),
+            };
+            pretrain::visualize(&checkpoint, &images, &out, seed)?;
             println!("wrote {}", out.display());
             Ok(())
         }

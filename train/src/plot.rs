@@ -83,8 +83,13 @@ pub fn smooth(v: &[f64]) -> Vec<f64> {
         .collect()
 }
 
+/// The (x, y) points with a finite y: an empty CSV cell (an epoch without evaluation) is none.
 fn zip(x: &[f64], y: &[f64]) -> Vec<(f64, f64)> {
-    x.iter().copied().zip(y.iter().copied()).collect()
+    x.iter()
+        .copied()
+        .zip(y.iter().copied())
+        .filter(|&(_, v)| v.is_finite())
+        .collect()
 }
 
 fn series(label: &str, points: Vec<(f64, f64)>, color: Rgb, mark: Mark, width: u32) -> Series {
@@ -180,32 +185,27 @@ fn figure(run: &Path, metrics: &Csv, steps: Option<&Csv>) -> Figure {
     if finetune {
         let e = metrics.column("epoch");
         let pct = |v: Vec<f64>| v.into_iter().map(|a| 100.0 * a).collect::<Vec<_>>();
-        let mut acc = vec![series(
-            "test top-1",
-            zip(&e, &pct(metrics.column("test_top1"))),
-            Rgb::BLUE,
-            Mark::LineAndDots,
-            2,
-        )];
-        let ema = pct(metrics.column("ema_top1"));
-        if ema.iter().any(|v| v.is_finite()) {
-            acc.push(series(
-                "EMA top-1",
-                zip(&e, &ema),
-                Rgb::GREEN,
-                Mark::LineAndDots,
-                2,
-            ));
+        let top1 = zip(&e, &pct(metrics.column("test_top1")));
+        let ema = zip(&e, &pct(metrics.column("ema_top1")));
+        let mut acc = Vec::new();
+        if !top1.is_empty() {
+            acc.push(series("test top-1", top1, Rgb::BLUE, Mark::LineAndDots, 2));
         }
-        panels.push(Panel {
-            title: "test accuracy".into(),
-            x_label: "epoch".into(),
-            y_label: "top-1 (%)".into(),
-            series: acc,
-            y_range: None,
-            legend: Legend::LowerRight,
-            x_integer: true,
-        });
+        if !ema.is_empty() {
+            acc.push(series("EMA top-1", ema, Rgb::GREEN, Mark::LineAndDots, 2));
+        }
+        // Runs with `--eval-every 0` have no accuracy until their last epoch.
+        if !acc.is_empty() {
+            panels.push(Panel {
+                title: "test accuracy".into(),
+                x_label: "epoch".into(),
+                y_label: "top-1 (%)".into(),
+                series: acc,
+                y_range: None,
+                legend: Legend::LowerRight,
+                x_integer: true,
+            });
+        }
     }
     Figure {
         title: format!(

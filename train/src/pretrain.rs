@@ -437,13 +437,55 @@ pub fn load_checkpoint(path: &Path, device: &Device) -> Result<(Fcmae, Options),
     from_checkpoint(&ck, path, device)
 }
 
-/// `train visualize`: the four-panel strip for one image file.
-pub fn visualize(checkpoint: &Path, image: &Path, out: &Path, seed: u64) -> Result<(), String> {
+/// `train visualize`: one four-panel strip per image (original | masked | reconstruction |
+/// reconstruction with the visible patches pasted back), stacked into one PNG at `out`. Row `i`
+/// masks with `seed + i`. A dataset's test split is held out from `pretrain` for Fashion-MNIST and
+/// for trees with `train/` and `val/`; a single tree's pretraining saw every image.
+///
+/// # Errors
+/// An unreadable checkpoint, dataset or image, an empty test split, an unwritable `out`.
+pub fn visualize(
+    checkpoint: &Path,
+    images: &VisualizeImages,
+    out: &Path,
+    seed: u64,
+) -> Result<(), String> {
     let dev = device(DeviceKind::Cpu)?;
     let (model, o) = load_checkpoint(checkpoint, &dev)?;
-    let split = Split::files(vec![image.to_path_buf()]);
-    let strip = reconstruct(&model, &split, 0, &o, seed, &dev)?;
-    strip
-        .save(out)
+    let (split, rows) = match images {
+        VisualizeImages::File(path) => (Split::files(vec![path.clone()]), 1),
+        VisualizeImages::TestSplit { data, rows } => {
+            let ds = Dataset::open(data, 0.1, o.seed).map_err(|e| e.to_string())?;
+            let rows = (*rows).min(ds.test.len());
+            if rows == 0 {
+                return Err(format!("{}: the test split is empty", data.display()));
+            }
+            (ds.test, rows)
+        }
+    };
+    let strips = (0..rows)
+        .map(|i| reconstruct(&model, &split, i, &o, seed.wrapping_add(i as u64), &dev))
+        .collect::<Result<Vec<_>, _>>()?;
+    let gap = 4u32;
+    let (w, h) = strips[0].dimensions();
+    let mut grid = RgbImage::from_pixel(w, rows as u32 * (h + gap) - gap, Rgb([255, 255, 255]));
+    for (i, strip) in strips.iter().enumerate() {
+        image::imageops::replace(&mut grid, strip, 0, (i as u32 * (h + gap)) as i64);
+    }
+    grid.save(out)
         .map_err(|e| format!("{}: {e}", out.display()))
+}
+
+/// What `visualize` reconstructs.
+#[derive(Clone, Debug)]
+pub enum VisualizeImages {
+    /// One image file.
+    File(PathBuf),
+    /// The first `rows` images of a dataset's test split (held out from pretraining).
+    TestSplit {
+        /// Dataset root, as `finetune --data`.
+        data: PathBuf,
+        /// Rows of the grid.
+        rows: usize,
+    },
 }

@@ -547,7 +547,34 @@ fn pretrain_visualize_export_then_finetune_from_the_encoder() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(image::open(&vis).is_ok());
+    let strip = image::open(&vis).unwrap();
+    assert_eq!((strip.width(), strip.height()), (4 * 64 + 12, 64));
+    // Held-out images of the dataset: one row each, each with its own mask.
+    let o = Command::new(bin)
+        .args(["visualize", "--rows", "2", "--checkpoint"])
+        .arg(root.join("pt/checkpoint.safetensors"))
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&vis)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let grid = image::open(&vis).unwrap().to_rgb8();
+    assert_eq!((grid.width(), grid.height()), (4 * 64 + 12, 2 * 64 + 4));
+    // Each row's masked panel (second column) shows its own mask: 3 of the 4 patches (mask ratio
+    // 0.6 keeps ⌊4 · 0.4⌋ = 1) are ImageNet-mean grey.
+    let grey = |row: u32, py: u32, px: u32| {
+        let p = grid
+            .get_pixel(64 + 4 + px * 32 + 16, row * 68 + py * 32 + 16)
+            .0;
+        p == [124, 116, 104]
+    };
+    let masks: Vec<Vec<bool>> = (0..2)
+        .map(|r| (0..4).map(|q| grey(r, q / 2, q % 2)).collect())
+        .collect();
+    assert_eq!(masks[0].iter().filter(|&&m| m).count(), 3, "{masks:?}");
+    assert_eq!(masks[1].iter().filter(|&&m| m).count(), 3, "{masks:?}");
 
     let enc = root.join("encoder.safetensors");
     // --ema names weights a pretraining checkpoint does not have: an error, not ignored.
