@@ -41,6 +41,10 @@ pub(crate) type GrnScaleFn = fn(&mut [f32], usize, usize, &[f32], &[f32], &[f32]
 /// ranges, everything else by pixel ranges (see [`crate::parallel`]).
 pub(crate) struct KernelSet {
     pub name: &'static str,
+    /// The pixel grain of the operators whose pixels are computed independently (GRN's update,
+    /// fc2 + residual): their tasks are multiples of it, whole rows of the pointwise GEMM's
+    /// register tile (8 for NEON and AVX-512, 6 for AVX2).
+    pub task_grain: usize,
     pub dwconv7x7: DwFn,
     pub pointwise: PwFn,
     pub layernorm: LnFn,
@@ -62,6 +66,7 @@ pub(crate) struct KernelSet {
 
 pub(crate) const SCALAR: KernelSet = KernelSet {
     name: "scalar",
+    task_grain: 8,
     dwconv7x7: dwconv7x7::dwconv7x7_rows_f32_scalar,
     pointwise: pointwise::pointwise_f32_scalar,
     layernorm: layernorm::layernorm_f32_scalar,
@@ -80,6 +85,7 @@ pub(crate) const SCALAR: KernelSet = KernelSet {
 #[cfg(target_arch = "aarch64")]
 pub(crate) const NEON: KernelSet = KernelSet {
     name: "neon",
+    task_grain: 8,
     dwconv7x7: dwconv7x7::dwconv7x7_rows_f32_neon,
     pointwise: pointwise::pointwise_f32_neon,
     layernorm: layernorm::layernorm_f32_neon,
@@ -97,6 +103,7 @@ pub(crate) const NEON: KernelSet = KernelSet {
 #[cfg(target_arch = "x86_64")]
 pub(crate) const AVX2: KernelSet = KernelSet {
     name: "avx2",
+    task_grain: 6,
     dwconv7x7: dwconv7x7::dwconv7x7_rows_f32_avx2,
     pointwise: pointwise::pointwise_f32_avx2,
     layernorm: layernorm::layernorm_f32_avx2,
@@ -116,6 +123,7 @@ pub(crate) const AVX2: KernelSet = KernelSet {
 #[cfg(target_arch = "x86_64")]
 pub(crate) const AVX512: KernelSet = KernelSet {
     name: "avx512",
+    task_grain: 8,
     dwconv7x7: dwconv7x7::dwconv7x7_rows_f32_avx512,
     pointwise: pointwise::pointwise_f32_avx512,
     layernorm: layernorm::layernorm_f32_avx2,
@@ -164,6 +172,11 @@ impl core::fmt::Display for Int8Paths {
 /// One implementation per operator of the int8 path.
 pub(crate) struct KernelSetI8 {
     pub name: &'static str,
+    /// See [`KernelSet::task_grain`]. 8 for the 4-row NEON and AVX2 GEMMs too: under
+    /// qemu-aarch64 (cortex-a76, `benches/qemu/threads.sh`) 4-pixel tasks cut fc2's imbalance
+    /// at 4 workers (1.095 → 1.055) but added as much work per task (all threads 108.2 M →
+    /// 109.0 M) and left the critical path at 30.2 M.
+    pub task_grain: usize,
     /// What runs, on this CPU (a function: some sets pick a form at run time).
     pub paths: fn() -> Int8Paths,
     pub patch_conv: PatchI8Fn,
@@ -186,6 +199,7 @@ pub(crate) struct KernelSetI8 {
 
 pub(crate) const SCALAR_I8: KernelSetI8 = KernelSetI8 {
     name: "scalar",
+    task_grain: 8,
     paths: || Int8Paths {
         gemm: "scalar reference (portable Rust)",
         grn: "scalar reference (fp16 rounding through `half`)",
@@ -210,6 +224,7 @@ pub(crate) const SCALAR_I8: KernelSetI8 = KernelSetI8 {
 #[cfg(target_arch = "aarch64")]
 pub(crate) const NEON_I8: KernelSetI8 = KernelSetI8 {
     name: NEON_I8_NAME,
+    task_grain: 8,
     paths: || Int8Paths {
         gemm: if cfg!(all(feature = "dotprod", target_feature = "dotprod")) {
             "SDOT (FEAT_DotProd)"
@@ -257,6 +272,7 @@ pub(crate) const NEON_I8: KernelSetI8 = KernelSetI8 {
 #[cfg(target_arch = "x86_64")]
 pub(crate) const AVX2_I8: KernelSetI8 = KernelSetI8 {
     name: "avx2",
+    task_grain: 8,
     paths: || Int8Paths {
         gemm: "vpmaddwd on int16 (AVX2, no VNNI)",
         grn: "fp16 rounding by F16C vcvtps2ph/vcvtph2ps",
@@ -281,6 +297,7 @@ pub(crate) const AVX2_I8: KernelSetI8 = KernelSetI8 {
 #[cfg(target_arch = "x86_64")]
 pub(crate) const AVX512_VNNI_I8: KernelSetI8 = KernelSetI8 {
     name: "avx512+vnni",
+    task_grain: 8,
     paths: || Int8Paths {
         gemm: "vpdpbusd (AVX-512 VNNI)",
         grn: if crate::cpu::X86Features::get().avx512_fp16 {

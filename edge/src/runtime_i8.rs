@@ -17,7 +17,7 @@ use crate::ops::{input, layernorm, pool};
 use crate::parallel::{for_each_part, for_each_rows, Executor, Split};
 use crate::profile::{BlockStep, Op};
 use crate::runtime::{
-    grn_partial_sums, op_done, pixel_split, BlockOp, Input, Observer, Tap, PIXEL_TASKS,
+    grn_partial_sums, op_done, pixel_split, tile_split, BlockOp, Input, Observer, Tap, PIXEL_TASKS,
 };
 use crate::Error;
 use core::ops::Range;
@@ -280,6 +280,7 @@ impl Model<'_> {
             let p = h * w;
             let n = MLP_RATIO * c;
             let px = pixel_split(p);
+            let tiles = tile_split(p, k.task_grain);
             for b in 0..a.depths[s] {
                 let bl = self.block_i8(s, b);
                 let tap = |op| Tap::Block {
@@ -382,7 +383,7 @@ impl Model<'_> {
                 let nx = &mut scratch[..n];
                 grn_f16::grn_f16_stats(nx, a.grn_eps);
                 let nx: &[f32] = nx;
-                for_each_rows(exec, px, &mut g[..p * n], n, |r, out| {
+                for_each_rows(exec, tiles, &mut g[..p * n], n, |r, out| {
                     let rows = &hs[r.start * n..r.end * n];
                     (k.grn_apply)(rows, r.len(), n, bl.grn_w, bl.grn_b, nx, &gq, out)
                 });
@@ -416,7 +417,7 @@ impl Model<'_> {
                 let mut none = [0u8; 0];
                 for_each_part(
                     exec,
-                    px,
+                    tiles,
                     acc,
                     c,
                     &mut x[..p * c],

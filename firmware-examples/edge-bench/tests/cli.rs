@@ -423,6 +423,20 @@ fn critical_path_mode_runs_the_same_image_and_names_every_call() {
             // Every block's four steps and the stem at least, in schedule order.
             assert!(steps.len() > 4 * 12, "{out}");
             assert!(steps.windows(2).all(|w| w[0] <= w[1]), "{steps:?}");
+            // Two images make twice the calls, and the list is one image's: the same lines.
+            let mut two = args;
+            two[5] = "2";
+            let (ok, out2, stderr) = bench(&two);
+            assert!(ok, "{stderr}");
+            let calls = |out: &str| -> Vec<String> {
+                out.lines()
+                    .filter(|l| l.starts_with("critical-path call "))
+                    .map(str::to_string)
+                    .collect()
+            };
+            assert_eq!(calls(&out), calls(&out2));
+            let total = format!("calls {} ", 2 * steps.len());
+            assert!(out2.contains(&total), "{out2}");
         }
     }
     // Not with a pool or the profile: it is a counting mode.
