@@ -7,8 +7,10 @@
 #     - few-label fine-tuning on LABELS labelled images (default 600 = 1 % and 6,000 = 10 %), one run
 #       per seed in SEEDS, the same recipe and step budget for both inits, top-1 on the whole test set.
 #   Writes OUT/table.md (mean ± standard error over seeds) and OUT/results.csv; every command it runs
-#   is printed (and kept in OUT/grn-*/log.txt with its wall time). Rerunning resumes: pretraining continues from its checkpoint (`--resume`, so
-#   PT_EPOCHS can be raised across sessions), finished probes and fine-tunes are kept.
+#   is printed (and kept in OUT/grn-*/log.txt with its wall time). Rerunning resumes: pretraining
+#   continues from its checkpoint (`--resume`; raising PT_EPOCHS later stretches the cosine
+#   schedule of the epochs still to run), finished probes and fine-tunes are kept.
+# The defaults are the README's table: ~2 h on 2 cores (54 min of it pretraining).
 # Budgets (env): SIZE (input px, 96 = 3×3 patches of 32, 3 visible at mask 0.6; 128 = 4×4, 6 visible),
 #   PT_IMAGES, PT_EPOCHS, PT_BATCH, PT_LR, PROBE_TRAIN, PROBE_TEST (probe images; empty = all), LABELS,
 #   SEEDS, FT_STEPS (optimizer steps per fine-tune, batch FT_BATCH, rounded to whole epochs), TEST (test
@@ -23,10 +25,10 @@ if [ "${QUICK:-0}" = 1 ]; then
   : "${LABELS:=64}" "${SEEDS:=0 1}" "${FT_STEPS:=4}" "${TEST:=256}"
 fi
 size=${SIZE:-96}
-pt_n=${PT_IMAGES:-60000}; pt_e=${PT_EPOCHS:-4}; pt_b=${PT_BATCH:-64}
+pt_n=${PT_IMAGES:-60000}; pt_e=${PT_EPOCHS:-3}; pt_b=${PT_BATCH:-64}
 probe_train=${PROBE_TRAIN:-}; probe_test=${PROBE_TEST:-}
 labels=${LABELS:-600 6000}; seeds=${SEEDS:-0 1 2}
-ft_steps=${FT_STEPS:-300}; ft_b=${FT_BATCH:-64}; test_n=${TEST:-}
+ft_steps=${FT_STEPS:-80}; ft_b=${FT_BATCH:-64}; test_n=${TEST:-}
 bin=${TRAIN_BIN:-}
 if [ -z "$bin" ]; then
   cargo build -q --release -p train
@@ -57,7 +59,8 @@ chain() {
     fi
     i=(); [ $init = fcmae ] && i=(--init "$out/grn-$grn/encoder.safetensors")
     for n in $labels; do
-      # One epoch of n images is ceil(n / batch) steps: the whole epochs nearest to FT_STEPS steps.
+      # The whole epochs of n images nearest to FT_STEPS·FT_BATCH images (one epoch is
+      # ceil(n / FT_BATCH) steps: 600 labels get 9 epochs of 10 steps for FT_STEPS=80).
       epochs=$(( (ft_steps * ft_b + n / 2) / n )); [ "$epochs" -ge 1 ] || epochs=1
       for seed in $seeds; do
         d=$out/grn-$grn/ft-$init-$n-seed$seed
@@ -76,8 +79,9 @@ chain() {
 }
 
 # The two chains share nothing: with JOBS=2 (the default on 2 or more cores) they run side by side,
-# each on half the cores (Burn's CPU backend gains little from a second thread at these sizes:
-# `train bench-step` at 96 px batch 64 gave 66.5 img/s on one thread, 76.1 on two).
+# each with RAYON_NUM_THREADS at half the cores (Burn's CPU backend gains little from a second
+# rayon thread at these sizes: `train bench-step` at 96 px batch 64 gave 66.5 img/s with
+# RAYON_NUM_THREADS=1, 76.1 with 2).
 cores=$(nproc)
 jobs=${JOBS:-$(( cores >= 2 ? 2 : 1 ))}
 if [ "$jobs" -ge 2 ]; then

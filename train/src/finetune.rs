@@ -536,8 +536,9 @@ pub fn run(o: &Options, world: &World) -> Result<Summary, String> {
                 "input_size": o.input_size,
                 "grn": o.grn,
                 "seed": o.seed,
-                "top1": top1,
-                "ema_top1": ema_top1,
+                // Only an evaluated epoch's accuracy (`--eval-every`): null otherwise.
+                "top1": due.then_some(top1),
+                "ema_top1": ema_top1.filter(|_| due),
             }),
         }
         .save(&ck_path)
@@ -546,8 +547,16 @@ pub fn run(o: &Options, world: &World) -> Result<Summary, String> {
     if start_epoch >= o.epochs {
         eprintln!("nothing to do: the checkpoint already has {start_epoch} epochs");
         let ck = Checkpoint::load(&ck_path).map_err(|e| e.to_string())?;
-        summary.top1 = ck.state["top1"].as_f64().unwrap_or(f64::NAN);
-        summary.ema_top1 = ck.state["ema_top1"].as_f64();
+        if let Some(top1) = ck.state["top1"].as_f64() {
+            summary.top1 = top1;
+            summary.ema_top1 = ck.state["ema_top1"].as_f64();
+        } else {
+            // Its last epoch was not evaluated (`--eval-every`, then fewer `--epochs`): now.
+            summary.top1 = evaluate_on(world, &model.valid(), &test, o.input_size, &base).0;
+            summary.ema_top1 = ema
+                .as_ref()
+                .map(|e| evaluate_on(world, e, &test, o.input_size, &base).0);
+        }
     }
     if root {
         if let Some(report) = world.communication_report(steps_run) {

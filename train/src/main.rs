@@ -203,13 +203,14 @@ enum Cmd {
         /// One image file: one row.
         #[arg(long, required_unless_present = "data", conflicts_with = "data")]
         image: Option<PathBuf>,
-        /// A dataset (as `finetune --data`): the first `--rows` images of its test split, images
-        /// pretraining never saw, one row each, each with its own mask.
+        /// A dataset (as `finetune --data`): the first `--rows` images of its test split, one row
+        /// each, each with its own mask. Held out from `pretrain` for Fashion-MNIST and trees
+        /// with train/ and val/; a single tree's pretraining saw every image.
         #[arg(long)]
         data: Option<PathBuf>,
         /// Rows drawn from `--data`.
-        #[arg(long, default_value_t = 8)]
-        rows: usize,
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=1024))]
+        rows: u64,
         #[arg(long)]
         out: PathBuf,
         /// Seed of the random mask (row i of `--data` uses seed + i).
@@ -513,7 +514,10 @@ fn run(cli: Cli) -> Result<(), String> {
         } => {
             let images = match (image, data) {
                 (Some(path), _) => pretrain::VisualizeImages::File(path),
-                (None, Some(data)) => pretrain::VisualizeImages::TestSplit { data, rows },
+                (None, Some(data)) => pretrain::VisualizeImages::TestSplit {
+                    data,
+                    rows: rows as usize,
+                },
                 (None, None) => return Err("visualize needs --image or --data".into()),
             };
             pretrain::visualize(&checkpoint, &images, &out, seed)?;

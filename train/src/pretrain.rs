@@ -154,6 +154,7 @@ pub fn run(o: &Options, world: &World) -> Result<f64, String> {
         layer_decay: 1.0,
     });
     let mut start_epoch = 0;
+    let mut resumed_loss = f64::NAN;
     let resume = o.resume && ck_path.is_file();
     if resume {
         let ck = Checkpoint::load(&ck_path).map_err(|e| e.to_string())?;
@@ -173,6 +174,8 @@ pub fn run(o: &Options, world: &World) -> Result<f64, String> {
         model = runlog::load_burn_layout(model, &ck.group("model"))
             .map_err(|e| format!("{}: {e}", ck_path.display()))?;
         start_epoch = st["epoch"].as_u64().unwrap_or(0);
+        // The loss reported when no epoch is left to run.
+        resumed_loss = st["loss"].as_f64().unwrap_or(f64::NAN);
         opt.load_state(st["step"].as_u64().unwrap_or(0), &ck.tensors, &base);
         eprintln!("resuming {} after epoch {start_epoch}", ck_path.display());
     }
@@ -194,7 +197,7 @@ pub fn run(o: &Options, world: &World) -> Result<f64, String> {
         ..Augment::FINETUNE
     };
     let s = o.input_size as usize;
-    let mut last = f64::NAN;
+    let mut last = resumed_loss;
     for epoch in start_epoch..o.epochs {
         let lr_of = |i: u64| optim::lr_at(i, total, warmup, o.lr, o.min_lr);
         let plan = runlog::Epoch {

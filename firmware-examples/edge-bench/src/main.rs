@@ -54,8 +54,9 @@ struct Cli {
     crop_pct: f64,
     /// Instruction counting under qemu-user (benches/qemu/threads.sh), not timing: split the
     /// image as N workers would, each operator on N threads spawned for it (task t on thread t
-    /// mod N), and print which schedule step each call ran in (`critical-path call` lines), so
-    /// that per-thread counts give the critical path and each operator's imbalance.
+    /// mod N), and print which schedule step each of one image's calls ran in (`critical-path
+    /// call` lines), so that per-thread counts give the critical path and each operator's
+    /// imbalance.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64), conflicts_with_all = ["threads", "profile"])]
     critical_path: Option<u32>,
     /// Print one JSON object instead of text.
@@ -348,7 +349,7 @@ fn ranked(logits: &[f32]) -> Vec<usize> {
 }
 
 /// `--critical-path N`: one start-up calibration set of threads, then `iters` images on
-/// [`critical_path::SpawnPerCall`], then one line per executor call naming its step.
+/// [`critical_path::SpawnPerCall`], then one line per executor call of one image naming its step.
 fn count_critical_path(
     model: &Model,
     input: Input,
