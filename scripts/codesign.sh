@@ -84,19 +84,15 @@ chain() {
 # RAYON_NUM_THREADS=1, 76.1 with 2).
 cores=$(nproc)
 jobs=${JOBS:-$(( cores >= 2 ? 2 : 1 ))}
-if [ "$jobs" -ge 2 ]; then
-  pids=()
-  for grn in on off; do
-    mkdir -p "$out/grn-$grn"
-    (export RAYON_NUM_THREADS=$(( cores / 2 )); chain $grn 2> >(tee -a "$out/grn-$grn/log.txt" >&2)) &
-    pids+=($!)
-  done
-  failed=0
-  for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
-  [ $failed = 0 ] || { echo "a chain failed: see $out/grn-*/log.txt" >&2; exit 1; }
-else
-  for grn in on off; do mkdir -p "$out/grn-$grn"; chain $grn 2> >(tee -a "$out/grn-$grn/log.txt" >&2); done
-fi
+threads=$(( jobs >= 2 ? cores / 2 : cores ))
+pids=(); failed=0
+for grn in on off; do
+  mkdir -p "$out/grn-$grn"
+  (export RAYON_NUM_THREADS=$threads; chain $grn 2> >(tee -a "$out/grn-$grn/log.txt" >&2)) &
+  if [ "$jobs" -ge 2 ]; then pids+=($!); else wait $! || { failed=1; break; }; fi
+done
+for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+[ $failed = 0 ] || { echo "a chain failed: see $out/grn-*/log.txt" >&2; exit 1; }
 
 python3 - "$out" "$labels" "$seeds" <<'PY'
 import json, math, os, sys

@@ -172,11 +172,6 @@ impl core::fmt::Display for Int8Paths {
 /// One implementation per operator of the int8 path.
 pub(crate) struct KernelSetI8 {
     pub name: &'static str,
-    /// See [`KernelSet::task_grain`]. 8 for the 4-row NEON and AVX2 GEMMs too: under
-    /// qemu-aarch64 (cortex-a76, `benches/qemu/threads.sh`) 4-pixel tasks cut fc2's imbalance
-    /// at 4 workers (1.095 → 1.055) but added as much work per task (all threads 108.2 M →
-    /// 109.0 M) and left the critical path at 30.2 M.
-    pub task_grain: usize,
     /// What runs, on this CPU (a function: some sets pick a form at run time).
     pub paths: fn() -> Int8Paths,
     pub patch_conv: PatchI8Fn,
@@ -199,7 +194,6 @@ pub(crate) struct KernelSetI8 {
 
 pub(crate) const SCALAR_I8: KernelSetI8 = KernelSetI8 {
     name: "scalar",
-    task_grain: 8,
     paths: || Int8Paths {
         gemm: "scalar reference (portable Rust)",
         grn: "scalar reference (fp16 rounding through `half`)",
@@ -224,7 +218,6 @@ pub(crate) const SCALAR_I8: KernelSetI8 = KernelSetI8 {
 #[cfg(target_arch = "aarch64")]
 pub(crate) const NEON_I8: KernelSetI8 = KernelSetI8 {
     name: NEON_I8_NAME,
-    task_grain: 8,
     paths: || Int8Paths {
         gemm: if cfg!(all(feature = "dotprod", target_feature = "dotprod")) {
             "SDOT (FEAT_DotProd)"
@@ -272,7 +265,6 @@ pub(crate) const NEON_I8: KernelSetI8 = KernelSetI8 {
 #[cfg(target_arch = "x86_64")]
 pub(crate) const AVX2_I8: KernelSetI8 = KernelSetI8 {
     name: "avx2",
-    task_grain: 8,
     paths: || Int8Paths {
         gemm: "vpmaddwd on int16 (AVX2, no VNNI)",
         grn: "fp16 rounding by F16C vcvtps2ph/vcvtph2ps",
@@ -297,7 +289,6 @@ pub(crate) const AVX2_I8: KernelSetI8 = KernelSetI8 {
 #[cfg(target_arch = "x86_64")]
 pub(crate) const AVX512_VNNI_I8: KernelSetI8 = KernelSetI8 {
     name: "avx512+vnni",
-    task_grain: 8,
     paths: || Int8Paths {
         gemm: "vpdpbusd (AVX-512 VNNI)",
         grn: if crate::cpu::X86Features::get().avx512_fp16 {

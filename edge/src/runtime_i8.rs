@@ -17,7 +17,8 @@ use crate::ops::{input, layernorm, pool};
 use crate::parallel::{for_each_part, for_each_rows, Executor, Split};
 use crate::profile::{BlockStep, Op};
 use crate::runtime::{
-    grn_partial_sums, op_done, pixel_split, tile_split, BlockOp, Input, Observer, Tap, PIXEL_TASKS,
+    grn_partial_sums, op_done, pixel_split, tile_split, BlockOp, Input, Observer, Tap, PIXEL_ALIGN,
+    PIXEL_TASKS,
 };
 use crate::Error;
 use core::ops::Range;
@@ -280,7 +281,11 @@ impl Model<'_> {
             let p = h * w;
             let n = MLP_RATIO * c;
             let px = pixel_split(p);
-            let tiles = tile_split(p, k.task_grain);
+            // 8-pixel grains for every int8 set, the 4-row NEON and AVX2 GEMMs too: under
+            // qemu-aarch64 (cortex-a76, `benches/qemu/threads.sh`) 4-pixel tasks cut fc2's
+            // imbalance at 4 workers (1.095 → 1.055) but added as much work per task (all
+            // threads 108.2 M → 109.0 M) and left the critical path at 30.2 M.
+            let tiles = tile_split(p, PIXEL_ALIGN);
             for b in 0..a.depths[s] {
                 let bl = self.block_i8(s, b);
                 let tap = |op| Tap::Block {

@@ -408,6 +408,14 @@ pub fn run(o: &Options, world: &World) -> Result<Summary, String> {
         img_per_s: 0.0,
         skipped: 0,
     };
+    // Test top-1 of the model and of its EMA, and the test images skipped as unreadable.
+    let evaluate_now = |model: &ConvNeXtV2, ema: &Option<ConvNeXtV2>| {
+        let (top1, skipped) = evaluate_on(world, &model.valid(), &test, o.input_size, &base);
+        let ema_top1 = ema
+            .as_ref()
+            .map(|e| evaluate_on(world, e, &test, o.input_size, &base).0);
+        (top1, ema_top1, skipped)
+    };
     let started = Instant::now();
     for epoch in start_epoch..o.epochs {
         let lr_of = |i: u64| optim::lr_at(i, total, warmup, o.lr, o.min_lr);
@@ -468,14 +476,9 @@ pub fn run(o: &Options, world: &World) -> Result<Summary, String> {
         let due = done == o.epochs || (o.eval_every > 0 && done.is_multiple_of(o.eval_every));
         let mut skipped = skipped;
         if due {
-            let eval_model = model.valid();
-            let (top1, test_skipped) = evaluate_on(world, &eval_model, &test, o.input_size, &base);
+            let test_skipped;
+            (summary.top1, summary.ema_top1, test_skipped) = evaluate_now(&model, &ema);
             skipped += test_skipped;
-            let ema_top1 = ema
-                .as_ref()
-                .map(|e| evaluate_on(world, e, &test, o.input_size, &base).0);
-            summary.top1 = top1;
-            summary.ema_top1 = ema_top1;
         }
         summary.img_per_s = ips;
         summary.skipped += skipped;
@@ -487,7 +490,7 @@ pub fn run(o: &Options, world: &World) -> Result<Summary, String> {
         };
         let train_loss = stats.loss;
         // An epoch without evaluation reports none (its CSV cells stay empty).
-        let test = if due {
+        let report = if due {
             format!(
                 ", test top-1 {:.2}%{}",
                 100.0 * top1,
@@ -497,7 +500,7 @@ pub fn run(o: &Options, world: &World) -> Result<Summary, String> {
             String::new()
         };
         println!(
-            "epoch {done}/{}: train loss {train_loss:.4}, lr {lr:.3e}, {ips:.1} img/s{test}{}",
+            "epoch {done}/{}: train loss {train_loss:.4}, lr {lr:.3e}, {ips:.1} img/s{report}{}",
             o.epochs,
             if skipped > 0 {
                 format!(", {skipped} unreadable images skipped")
@@ -505,15 +508,14 @@ pub fn run(o: &Options, world: &World) -> Result<Summary, String> {
                 String::new()
             }
         );
-        let (top1_cell, ema_cell) = match (due, ema_top1) {
-            (false, _) => (String::new(), String::new()),
-            (true, e) => (
-                format!("{top1:.6}"),
-                e.map_or(String::new(), |a| format!("{a:.6}")),
-            ),
+        let cell = |v: Option<f64>| {
+            v.filter(|_| due)
+                .map_or(String::new(), |a| format!("{a:.6}"))
         };
         csv.append(&format!(
-            "{done},{step},{train_loss:.6},{lr:.6e},{ips:.2},{top1_cell},{ema_cell},{skipped},{secs:.1}"
+            "{done},{step},{train_loss:.6},{lr:.6e},{ips:.2},{},{},{skipped},{secs:.1}",
+            cell(Some(top1)),
+            cell(ema_top1)
         ))?;
         steps_csv.append_steps(epoch, &stats)?;
         crate::plot::draw_run(&o.out)?;
@@ -552,10 +554,7 @@ pub fn run(o: &Options, world: &World) -> Result<Summary, String> {
             summary.ema_top1 = ck.state["ema_top1"].as_f64();
         } else {
             // Its last epoch was not evaluated (`--eval-every`, then fewer `--epochs`): now.
-            summary.top1 = evaluate_on(world, &model.valid(), &test, o.input_size, &base).0;
-            summary.ema_top1 = ema
-                .as_ref()
-                .map(|e| evaluate_on(world, e, &test, o.input_size, &base).0);
+            (summary.top1, summary.ema_top1, _) = evaluate_now(&model, &ema);
         }
     }
     if root {

@@ -375,12 +375,26 @@ pub fn reconstruct(
         to_rgb(&recon, s),
         to_rgb(&pasted, s),
     ];
+    Ok(tile(&panels, false))
+}
+
+/// Images of equal size side by side (`vertical`: stacked), 4 white pixels apart.
+fn tile(images: &[RgbImage], vertical: bool) -> RgbImage {
     let gap = 4u32;
-    let mut out = RgbImage::from_pixel(4 * s as u32 + 3 * gap, s as u32, Rgb([255, 255, 255]));
-    for (i, panel) in panels.iter().enumerate() {
-        image::imageops::replace(&mut out, panel, (i as u32 * (s as u32 + gap)) as i64, 0);
+    let (w, h) = images[0].dimensions();
+    let k = images.len() as u32;
+    let (tw, th) = if vertical {
+        (w, k * (h + gap) - gap)
+    } else {
+        (k * (w + gap) - gap, h)
+    };
+    let mut out = RgbImage::from_pixel(tw, th, Rgb([255, 255, 255]));
+    for (i, img) in images.iter().enumerate() {
+        let at = |step: u32| (i as u32 * (step + gap)) as i64;
+        let (x, y) = if vertical { (0, at(h)) } else { (at(w), 0) };
+        image::imageops::replace(&mut out, img, x, y);
     }
-    Ok(out)
+    out
 }
 
 /// Rebuilds the pretraining options stored in a checkpoint (for `visualize` and `export`).
@@ -469,13 +483,8 @@ pub fn visualize(
     let strips = (0..rows)
         .map(|i| reconstruct(&model, &split, i, &o, seed.wrapping_add(i as u64), &dev))
         .collect::<Result<Vec<_>, _>>()?;
-    let gap = 4u32;
-    let (w, h) = strips[0].dimensions();
-    let mut grid = RgbImage::from_pixel(w, rows as u32 * (h + gap) - gap, Rgb([255, 255, 255]));
-    for (i, strip) in strips.iter().enumerate() {
-        image::imageops::replace(&mut grid, strip, 0, (i as u32 * (h + gap)) as i64);
-    }
-    grid.save(out)
+    tile(&strips, true)
+        .save(out)
         .map_err(|e| format!("{}: {e}", out.display()))
 }
 
