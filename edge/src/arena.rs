@@ -6,8 +6,8 @@
 //! 2·4·P·C bytes).
 
 use crate::arch::{Arch, DOWN_PATCH, MLP_RATIO, STEM_PATCH};
-use crate::format::Precision;
-use crate::ops::grn_f16;
+use crate::format::{Precision, PANEL};
+use crate::ops::{grn_f16, pointwise_i8};
 use crate::Error;
 
 /// Byte alignment `run` gives every region (NEON- and cache-friendly).
@@ -84,18 +84,49 @@ impl ArenaPlan {
     /// own 4 gathered patches for the patch convs (in an activation buffer that is free
     /// then); regions grow only if those do not fit (never for 1 worker). Both precisions with
     /// several workers: scratch for one partial sum of squares (4C floats) per pixel task of
-    /// GRN (one worker adds each task's part before the next: one part).
+    /// GRN (one worker adds each task's part before the next: one part), and staging blocks
+    /// for the GEMMs of the stages cut by output panels (see `runtime::gemm_panels`).
     pub fn for_model_workers(arch: &Arch, p: Precision, workers: usize) -> Option<Self> {
         let mut plan = Self::for_model_one(arch, p)?;
         if workers > 1 {
             // GRN's partial sums of squares (f32 both precisions), one row of 4C per pixel
-            // task, after the sums.
+            // task, after the sums; then each worker's fc1 staging block (f32: in scratch;
+            // int8: in the second wide buffer, free while fc1 runs).
             for s in 0..arch.num_stages {
                 let (h, w) = arch.stage_hw(s);
-                let tasks = crate::runtime::pixel_split(h.checked_mul(w)?).tasks();
+                let p_s = h.checked_mul(w)?;
+                let tasks = crate::runtime::pixel_split(p_s).tasks();
                 let n = arch.dims[s].checked_mul(MLP_RATIO)?;
-                let need = n.checked_mul(tasks.checked_add(1)?)?.checked_mul(4)?;
-                plan.scratch = plan.scratch.max(round16(need)?);
+                let align = match p {
+                    Precision::F32 => PANEL,
+                    Precision::Int8 => pointwise_i8::NR,
+                };
+                let stage = crate::runtime::fc1_stage_len(p_s, n, align).checked_mul(workers)?;
+                let parts = n.checked_mul(tasks.checked_add(1)?)?;
+                let need = match p {
+                    Precision::F32 => parts.checked_add(stage)?,
+                    Precision::Int8 => {
+                        plan.wide = plan.wide.max(round16(stage)?);
+                        parts
+                    }
+                };
+                plan.scratch = plan.scratch.max(round16(need.checked_mul(4)?)?);
+                // fc2's staging blocks (few pixels, cut by output panels), in the activation
+                // buffer that held fc1's input: f32 the residual stream's block; int8 its
+                // int32 accumulators and then the int8 block, packed in int32 words.
+                let c = arch.dims[s];
+                let panels = crate::runtime::gemm_panels(p_s, c, align);
+                if panels > 1 {
+                    let block = crate::runtime::pixel_split(p_s)
+                        .grain
+                        .checked_mul(c / panels)?;
+                    let words = match p {
+                        Precision::F32 => block,
+                        Precision::Int8 => block.checked_add(block.div_ceil(4))?,
+                    };
+                    let bytes = words.checked_mul(workers)?.checked_mul(4)?;
+                    plan.act = plan.act.max(round16(bytes)?);
+                }
             }
             plan.total()?.checked_add(ARENA_ALIGN)?;
         }

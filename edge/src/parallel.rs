@@ -387,6 +387,11 @@ unsafe impl<T: Send> Sync for Base<T> {}
 unsafe impl<T: Send> Send for Base<T> {}
 
 impl<T> Base<T> {
+    /// The address `offset` elements past the base (not dereferenced here).
+    fn at(&self, offset: usize) -> *mut T {
+        self.0.wrapping_add(offset)
+    }
+
     /// The part `r` (item indices scaled by `stride` elements).
     ///
     /// # Safety
@@ -491,6 +496,103 @@ pub(crate) fn for_each_task_slot<E: Executor + ?Sized, A: Send, B: Send>(
     });
 }
 
+/// A task's block of a row-major matrix: `rows` rows of `cols` elements, consecutive rows
+/// `stride` elements apart. Tasks that split the same rows by column panels each hold their
+/// own block; [`for_each_panel`] makes them, and a block is only written whole from a
+/// task-local staging buffer, so no task ever forms a slice over another's elements.
+pub(crate) struct PanelMut<'a, T> {
+    ptr: *mut T,
+    rows: usize,
+    cols: usize,
+    stride: usize,
+    _block: core::marker::PhantomData<&'a mut T>,
+}
+
+impl<T: Copy> PanelMut<'_, T> {
+    /// Copies `src` (`rows × cols`, row-major, contiguous) into the block.
+    pub fn copy_from(&mut self, src: &[T]) {
+        assert!(src.len() == self.rows * self.cols);
+        for (i, row) in src.chunks_exact(self.cols.max(1)).enumerate() {
+            // SAFETY: row i of the block (`cols` elements from `ptr + i·stride`) lies in the
+            // buffer and belongs to this task alone (`for_each_panel`).
+            let dst = unsafe {
+                core::slice::from_raw_parts_mut(self.ptr.add(i * self.stride), self.cols)
+            };
+            dst.copy_from_slice(row);
+        }
+    }
+
+    /// Copies the block into `dst` (`rows × cols`, row-major, contiguous).
+    pub fn copy_to(&self, dst: &mut [T]) {
+        assert!(dst.len() == self.rows * self.cols);
+        for (i, row) in dst.chunks_exact_mut(self.cols.max(1)).enumerate() {
+            // SAFETY: as in `copy_from`.
+            let src =
+                unsafe { core::slice::from_raw_parts(self.ptr.add(i * self.stride), self.cols) };
+            row.copy_from_slice(src);
+        }
+    }
+}
+
+/// Runs one task per (part of `split`, column panel): the items (rows) of `split`, each
+/// `cols` elements of `a` wide, and the columns cut into `panels` equal panels (`cols` a
+/// multiple of `panels`). Task `t·panels + j` gets rows `split.range(t)`, columns
+/// `j·w..(j+1)·w` (`w = cols / panels`): `f(rows, columns, its block of a, its part of
+/// slot t, its worker's scratch)`, where slot `t` is `slots[t·cols..][..cols]` and the
+/// part is the block's columns of it (empty if `slots` is), and worker `w` owns `scratch[w·per_worker..]
+/// [..per_worker]`. Row parts first, panels inside: the tasks of a row part are neighbours.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn for_each_panel<E: Executor + ?Sized, A: Send, B: Send, S: Send>(
+    exec: &E,
+    split: Split,
+    panels: usize,
+    a: &mut [A],
+    cols: usize,
+    slots: &mut [B],
+    scratch: &mut [S],
+    per_worker: usize,
+    f: impl Fn(Range<usize>, Range<usize>, PanelMut<'_, A>, &mut [B], &mut [S]) + Sync,
+) {
+    assert!(panels >= 1 && cols.is_multiple_of(panels));
+    let has_slots = !slots.is_empty();
+    assert!(split.n * cols <= a.len() && (!has_slots || split.tasks() * cols <= slots.len()));
+    assert!(exec.workers() * per_worker <= scratch.len());
+    let width = cols / panels;
+    let (pa, pb) = (
+        Base(a.as_mut_ptr(), a.len()),
+        Base(slots.as_mut_ptr(), slots.len()),
+    );
+    let ps = Base(scratch.as_mut_ptr(), scratch.len());
+    let (tasks, workers) = (split.tasks() * panels, exec.workers());
+    exec.run(tasks, &|task, w| {
+        assert!(task < tasks && w < workers, "executor broke its contract");
+        let (t, j) = (task / panels, task % panels);
+        let (r, c) = (split.range(t), j * width..(j + 1) * width);
+        let block = PanelMut {
+            // In bounds: the block's last element, (r.end − 1)·cols + c.end − 1 < split.n·cols.
+            ptr: pa.at(r.start * cols + c.start),
+            rows: r.len(),
+            cols: width,
+            stride: cols,
+            _block: core::marker::PhantomData,
+        };
+        // SAFETY: the executor runs each task once, and a worker one task at a time; the
+        // tasks' (rows, columns) blocks are disjoint, and so are their parts of the slots
+        // (slot t, columns c); `a`, `slots` and `scratch` stay borrowed until `run` returns.
+        let (slot, rs) = unsafe {
+            (
+                if has_slots {
+                    &mut pb.part(&(t..t + 1), cols)[c.clone()]
+                } else {
+                    &mut []
+                },
+                ps.part(&(w..w + 1), per_worker),
+            )
+        };
+        f(r, c, block, slot, rs)
+    });
+}
+
 /// [`for_each_part`] writing one buffer.
 pub(crate) fn for_each_rows<E: Executor + ?Sized, A: Send>(
     exec: &E,
@@ -584,6 +686,47 @@ mod tests {
             assert!(seen.iter().all(|&v| v == 1), "{n} {max} {align}");
             assert!(s.tasks() <= max.max(1) + 1);
         }
+    }
+
+    /// Every element of the matrix and of the slots belongs to exactly one (rows, panel) task,
+    /// whose block reads back what was there and is written whole from its staging buffer.
+    #[test]
+    fn panels_cover_every_element_once() {
+        let (rows, cols, panels) = (10, 12, 4);
+        let mut a: std::vec::Vec<u32> = (0..(rows * cols) as u32).collect();
+        let split = Split::new(rows, 3);
+        let mut slots = vec![0u32; split.tasks() * cols];
+        let mut scratch = vec![0u32; 3 * 9];
+        for_each_panel(
+            &Reversed(3),
+            split,
+            panels,
+            &mut a,
+            cols,
+            &mut slots,
+            &mut scratch,
+            9,
+            |r, c, mut block, slot, stage| {
+                assert_eq!((c.len(), slot.len()), (cols / panels, cols / panels));
+                let stage = &mut stage[..r.len() * c.len()];
+                block.copy_to(stage);
+                let want = r
+                    .clone()
+                    .flat_map(|i| c.clone().map(move |j| (i * cols + j) as u32));
+                assert!(stage.iter().copied().eq(want), "block {r:?} {c:?}");
+                for v in stage.iter_mut() {
+                    *v += 1000;
+                }
+                block.copy_from(stage);
+                for (s, j) in slot.iter_mut().zip(c.clone()) {
+                    *s += 1 + j as u32;
+                }
+            },
+        );
+        assert!(a.iter().enumerate().all(|(i, &v)| v == i as u32 + 1000));
+        assert!(slots
+            .chunks(cols)
+            .all(|s| s.iter().enumerate().all(|(j, &v)| v == 1 + j as u32)));
     }
 
     #[test]

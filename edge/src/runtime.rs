@@ -5,9 +5,12 @@ use crate::format::Precision;
 use crate::format::PANEL;
 use crate::model::{Model, QParams};
 use crate::ops::{grn, input};
-use crate::parallel::{for_each_part, for_each_rows, for_each_task_slot, Executor, Serial, Split};
+use crate::parallel::{
+    for_each_panel, for_each_part, for_each_rows, for_each_task_slot, Executor, Serial, Split,
+};
 use crate::profile::{BlockStep, Op};
 use crate::Error;
+use core::ops::Range;
 
 /// The image given to [`Model::run`].
 #[derive(Clone, Copy, Debug)]
@@ -143,21 +146,57 @@ pub(crate) fn tile_split(p: usize, grain: usize) -> Split {
     Split::aligned(p, TILE_TASKS, grain)
 }
 
-/// GRN's sums of squares of one block into `sums[..n]`: `task(pixels, rows of hid, part)`
-/// writes (or reads, if fc1 already wrote them) its rows of `hid[..p·n]` and sets `part[..n]` to
-/// the sums of squares over its pixels; the parts are then added in task order (from zero).
-/// One worker runs the tasks in order on this thread with one part (`parts[..n]`); several keep
-/// one part per task (`parts[..tasks·n]`, the plan's scratch for several workers). Both add the
-/// same parts in the same order: the bits do not depend on the worker count. Shared by the f32
-/// and int8 runtimes.
-pub(crate) fn grn_partial_sums<E: Executor + ?Sized, T: Send>(
+/// Column panels of a block's pointwise GEMM (fc1 or fc2: `p` pixels, `n` outputs, register
+/// panels of `align`) when several workers share an image. Where [`pixel_split`]'s tasks are already at their minimum,
+/// [`PIXEL_ALIGN`] rows (≤ 256 pixels: Atto 224's last two stages, 196 and 49 pixels in 25 and
+/// 7 tasks), each is cut into 4 tasks by output columns, so that every worker still gets the
+/// same work (and streams a quarter of the weights). Each task computes its block into its
+/// worker's staging buffer, which is then copied into place (the kernels write contiguous
+/// rows). Larger stages keep whole rows: their
+/// tasks are many, and a row written by one core is then read by the same core (GRN, fc2).
+/// Fixed by the shape; 1 (no cut) unless `n` is a multiple of 4 register panels.
+pub(crate) fn gemm_panels(p: usize, n: usize, align: usize) -> usize {
+    const PANELS: usize = 4;
+    if pixel_split(p).grain == PIXEL_ALIGN && n.is_multiple_of(PANELS * align) {
+        PANELS
+    } else {
+        1
+    }
+}
+
+/// Elements of one worker's fc1 staging block (see [`grn_partial_sums`]) for a stage of `p`
+/// pixels and `n` outputs: a pixel task's rows × one panel's columns (0 if not cut).
+pub(crate) fn fc1_stage_len(p: usize, n: usize, align: usize) -> usize {
+    match gemm_panels(p, n, align) {
+        1 => 0,
+        panels => pixel_split(p).grain * (n / panels),
+    }
+}
+
+/// GRN's sums of squares of one block into `sums[..n]`: `task(pixels, columns, out, part)`
+/// writes (or reads, if fc1 already wrote them) the block's `hid` values at those pixels and
+/// columns into `out` (contiguous, `pixels × columns`) and sets `part` (one value per column)
+/// to their sums of squares over those pixels; the parts are then added in pixel-task order
+/// (from zero). One worker runs each pixel task over every column, in order, on this thread
+/// with one part (`parts[..n]`) and `out` the rows of `hid` themselves. Several keep one part
+/// per pixel task (`parts[..tasks·n]`, the plan's scratch for several workers), and with
+/// `panels` > 1 cut each pixel task into that many column panels, each computed into its
+/// worker's block of `stage` (`per_stage` elements each) and copied into `hid` (`panels` = 1
+/// when the task reads `hid`). All add the same per-column parts in the same order, and every
+/// kernel computes each column independently of the others: the bits do not depend on the
+/// worker count. Shared by the f32 and int8 runtimes.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn grn_partial_sums<E: Executor + ?Sized, T: Send + Copy>(
     exec: &E,
     px: Split,
+    panels: usize,
     hid: &mut [T],
     sums: &mut [f32],
     parts: &mut [f32],
+    stage: &mut [T],
+    per_stage: usize,
     n: usize,
-    task: impl Fn(core::ops::Range<usize>, &mut [T], &mut [f32]) + Sync,
+    task: impl Fn(Range<usize>, Range<usize>, &mut [T], &mut [f32]) + Sync,
 ) {
     let sums = &mut sums[..n];
     sums.fill(0.0);
@@ -171,36 +210,65 @@ pub(crate) fn grn_partial_sums<E: Executor + ?Sized, T: Send>(
         for t in 0..px.tasks() {
             let r = px.range(t);
             let (s, e) = (r.start * n, r.end * n);
-            task(r, &mut hid[s..e], part);
+            task(r, 0..n, &mut hid[s..e], part);
             add(sums, part);
         }
+        return;
+    }
+    let parts = &mut parts[..px.tasks() * n];
+    if panels == 1 {
+        for_each_task_slot(exec, px, hid, n, parts, n, |r, out, part| {
+            task(r, 0..n, out, part)
+        });
     } else {
-        let parts = &mut parts[..px.tasks() * n];
-        for_each_task_slot(exec, px, hid, n, parts, n, task);
-        for part in parts.chunks_exact(n) {
-            add(sums, part);
-        }
+        for_each_panel(
+            exec,
+            px,
+            panels,
+            hid,
+            n,
+            parts,
+            stage,
+            per_stage,
+            |r, cols, mut block, part, stage| {
+                let out = &mut stage[..r.len() * cols.len()];
+                task(r, cols, out, part);
+                block.copy_from(out);
+            },
+        );
+    }
+    for part in parts.chunks_exact(n) {
+        add(sums, part);
     }
 }
 
 /// [`grn_partial_sums`] over the f32 hidden buffer: the sums in `scratch[..n]`; one worker's
-/// part in `hidden` past the stage's activations when it fits there, else after the sums.
+/// part in `hidden` past the stage's activations when it fits there, else after the sums;
+/// several workers' parts after the sums, then their staging blocks.
+#[allow(clippy::too_many_arguments)]
 fn grn_partial_sums_f32<E: Executor + ?Sized>(
     exec: &E,
     px: Split,
+    panels: usize,
     hidden: &mut [f32],
     scratch: &mut [f32],
     n: usize,
-    task: impl Fn(core::ops::Range<usize>, &mut [f32], &mut [f32]) + Sync,
+    task: impl Fn(Range<usize>, Range<usize>, &mut [f32], &mut [f32]) + Sync,
 ) {
     let (hid, tail) = hidden.split_at_mut(px.n * n);
     let (sums, rest) = scratch.split_at_mut(n);
-    let parts = if exec.workers() == 1 && tail.len() >= n {
-        tail
+    if exec.workers() == 1 && tail.len() >= n {
+        return grn_partial_sums(exec, px, 1, hid, sums, tail, &mut [], 0, n, task);
+    }
+    let (parts, stage) = rest.split_at_mut(if exec.workers() == 1 {
+        n
     } else {
-        rest
-    };
-    grn_partial_sums(exec, px, hid, sums, parts, n, task)
+        px.tasks() * n
+    });
+    let per_stage = px.grain * (n / panels);
+    grn_partial_sums(
+        exec, px, panels, hid, sums, parts, stage, per_stage, n, task,
+    )
 }
 
 /// The pixel partition of an operator over `p` pixels.
@@ -437,9 +505,15 @@ impl Model<'_> {
                     obs.observe(tap(BlockOp::Gelu), h, w, n, &hidden[..p * n]);
                     // GRN's sums as the fused path gets them: the same partials from the
                     // kernel that fc1's epilogue matches.
-                    grn_partial_sums_f32(exec, px, &mut hidden[..], scratch, n, |r, out, part| {
-                        (k.sumsq)(out, r.len(), n, 0..n, part)
-                    });
+                    grn_partial_sums_f32(
+                        exec,
+                        px,
+                        1,
+                        &mut hidden[..],
+                        scratch,
+                        n,
+                        |r, _, out, part| (k.sumsq)(out, r.len(), n, 0..n, part),
+                    );
                     op_done(obs, &mut step, done(BlockStep::Fc1Gelu));
                 } else {
                     // Fused: LN in the depthwise epilogue, GELU in fc1's.
@@ -448,15 +522,26 @@ impl Model<'_> {
                     });
                     op_done(obs, &mut step, done(BlockStep::DwConvNorm));
                     let t = &other[..p * c];
-                    grn_partial_sums_f32(exec, px, &mut hidden[..], scratch, n, |r, out, part| {
-                        let rows = &t[r.start * c..r.end * c];
-                        if fused_sums {
-                            (k.pointwise_gelu_sumsq)(rows, r.len(), c, f1w, f1b, n, out, part)
-                        } else {
-                            (k.pointwise_gelu)(rows, r.len(), c, f1w, f1b, n, out);
-                            (k.sumsq)(out, r.len(), n, 0..n, part)
-                        }
-                    });
+                    let panels = gemm_panels(p, n, PANEL);
+                    grn_partial_sums_f32(
+                        exec,
+                        px,
+                        panels,
+                        &mut hidden[..],
+                        scratch,
+                        n,
+                        |r, j, out, part| {
+                            let rows = &t[r.start * c..r.end * c];
+                            // Output j of the packed weights starts at j·c (whole panels of 8).
+                            let (w, b, nj) = (&f1w[j.start * c..], &f1b[j.clone()], j.len());
+                            if fused_sums {
+                                (k.pointwise_gelu_sumsq)(rows, r.len(), c, w, b, nj, out, part)
+                            } else {
+                                (k.pointwise_gelu)(rows, r.len(), c, w, b, nj, out);
+                                (k.sumsq)(out, r.len(), nj, 0..nj, part)
+                            }
+                        },
+                    );
                     op_done(obs, &mut step, done(BlockStep::Fc1Gelu));
                 }
                 // GRN: the norms once (from the sums in scratch[..n]), the update by pixels.
@@ -468,7 +553,35 @@ impl Model<'_> {
                 let fc2 = |g: &[f32], rows: usize, out: &mut [f32], residual: bool| {
                     (k.pointwise)(g, rows, n, f2w, f2b, c, out, residual)
                 };
-                if O::ENABLED || O::TIMED {
+                // Few pixels and several workers: fc2 + the residual add by (pixels, output
+                // panel) tasks, each on a staged copy of its block of the residual stream (in
+                // `other`, free since fc1 read it), once GRN's update is done by pixels.
+                let panels = match exec.workers() {
+                    1 => 1,
+                    _ => gemm_panels(p, c, PANEL),
+                };
+                let fc2_panels = |g: &[f32], cur: &mut [f32], other: &mut [f32]| {
+                    for_each_panel(
+                        exec,
+                        px,
+                        panels,
+                        &mut cur[..p * c],
+                        c,
+                        &mut [0f32; 0],
+                        other,
+                        px.grain * (c / panels),
+                        |r, j, mut block, _, stage| {
+                            let out = &mut stage[..r.len() * j.len()];
+                            block.copy_to(out);
+                            // Output j of the packed weights starts at j·n (whole panels).
+                            let rows = &g[r.start * n..r.end * n];
+                            let (w, b) = (&f2w[j.start * n..], &f2b[j.clone()]);
+                            (k.pointwise)(rows, r.len(), n, w, b, j.len(), out, true);
+                            block.copy_from(out);
+                        },
+                    )
+                };
+                if O::ENABLED || O::TIMED || panels > 1 {
                     for_each_rows(exec, tiles, &mut hidden[..p * n], n, |r, x| grn(r.len(), x));
                     let g = &hidden[..p * n];
                     if O::ENABLED {
@@ -487,6 +600,8 @@ impl Model<'_> {
                             }
                         });
                         obs.observe(tap(BlockOp::Out), h, w, c, &cur[..p * c]);
+                    } else if panels > 1 {
+                        fc2_panels(g, cur, other);
                     } else {
                         for_each_rows(exec, tiles, &mut cur[..p * c], c, |r, out| {
                             fc2(&g[r.start * n..r.end * n], r.len(), out, true)

@@ -14,11 +14,11 @@ use crate::ops::layernorm_i8::{self, OutQuant};
 use crate::ops::pointwise_i8::{GROUP, KR, NR};
 use crate::ops::residual_i8::ResidualQuant;
 use crate::ops::{input, layernorm, pool};
-use crate::parallel::{for_each_part, for_each_rows, Executor, Split};
+use crate::parallel::{for_each_panel, for_each_part, for_each_rows, Executor, Split};
 use crate::profile::{BlockStep, Op};
 use crate::runtime::{
-    grn_partial_sums, op_done, pixel_split, tile_split, BlockOp, Input, Observer, Tap, PIXEL_ALIGN,
-    PIXEL_TASKS,
+    fc1_stage_len, gemm_panels, grn_partial_sums, op_done, pixel_split, tile_split, BlockOp, Input,
+    Observer, Tap, PIXEL_ALIGN, PIXEL_TASKS,
 };
 use crate::Error;
 use core::ops::Range;
@@ -348,39 +348,71 @@ impl Model<'_> {
                 .ok_or(Error::BadArch {
                     reason: "GRN quantization scales outside fp16's normal range",
                 })?;
-                let fc1 = |r: Range<usize>, out: &mut [i8]| {
+                // Outputs `cols` (whole panels of 8: the c4-packed panel j starts at
+                // j·⌈c/4⌉·32 bytes) of the pixels `r`.
+                let group_bytes = c.div_ceil(KR) * GROUP;
+                let fc1 = |r: Range<usize>, cols: Range<usize>, out: &mut [i8]| {
                     (k.pointwise)(
                         &tn[r.start * c..r.end * c],
                         r.len(),
                         c,
-                        bl.fc1_w,
-                        bl.fc1_b,
-                        bl.fc1_rq,
+                        &bl.fc1_w[cols.start / NR * group_bytes..],
+                        &bl.fc1_b[cols.clone()],
+                        &bl.fc1_rq[cols.clone()],
                         bl.fc1_q.zero,
-                        n,
+                        cols.len(),
                         out,
                     )
                 };
                 // GRN's sums of squares per pixel task, the parts added in task order
                 // (`grn_f16`'s specification, with the runtime's pixel tasks as blocks).
                 let (sums, parts) = scratch.split_at_mut(n);
-                let sumsq = |r: Range<usize>, out: &mut [i8], part: &mut [f32]| {
-                    (k.grn_sumsq)(out, r.len(), n, 0..n, &gq, part)
+                let sumsq = |r: Range<usize>, cols: usize, out: &mut [i8], part: &mut [f32]| {
+                    (k.grn_sumsq)(out, r.len(), cols, 0..cols, &gq, part)
                 };
                 if O::ENABLED {
-                    for_each_rows(exec, px, hid, n, fc1);
+                    for_each_rows(exec, px, hid, n, |r, out| fc1(r, 0..n, out));
                     obs.observe_i8(tap(BlockOp::Norm), h, w, c, tn, bl.norm_q);
                     obs.observe_i8(tap(BlockOp::Fc1), h, w, n, hid, bl.fc1_q);
                     for_each_rows(exec, px, hid, n, |_, x| (k.gelu)(x, bl.gelu_lut));
                     obs.observe_i8(tap(BlockOp::Gelu), h, w, n, hid, bl.gelu_q);
-                    grn_partial_sums(exec, px, hid, sums, parts, n, sumsq);
+                    let (stage, per_stage) = (&mut [][..], 0);
+                    grn_partial_sums(
+                        exec,
+                        px,
+                        1,
+                        hid,
+                        sums,
+                        parts,
+                        stage,
+                        per_stage,
+                        n,
+                        |r, _, out, part| sumsq(r, n, out, part),
+                    );
                 } else {
-                    // fc1, GELU and the sums on the task's own rows while they are in cache.
-                    grn_partial_sums(exec, px, hid, sums, parts, n, |r, out, part| {
-                        fc1(r.clone(), out);
-                        (k.gelu)(out, bl.gelu_lut);
-                        sumsq(r, out, part)
-                    });
+                    // fc1, GELU and the sums on the task's own rows (and columns, with several
+                    // workers) while they are in cache; the staging blocks in `w2`, free until
+                    // GRN writes it.
+                    let panels = gemm_panels(p, n, NR);
+                    let per_stage = fc1_stage_len(p, n, NR);
+                    let stage = codes(w2, exec.workers() * per_stage)?;
+                    grn_partial_sums(
+                        exec,
+                        px,
+                        panels,
+                        hid,
+                        sums,
+                        parts,
+                        stage,
+                        per_stage,
+                        n,
+                        |r, cols, out, part| {
+                            let nc = cols.len();
+                            fc1(r.clone(), cols, out);
+                            (k.gelu)(out, bl.gelu_lut);
+                            sumsq(r, nc, out, part)
+                        },
+                    );
                 }
                 op_done(obs, &mut step, done(BlockStep::Fc1Gelu));
                 let hs: &[i8] = hid;
@@ -418,23 +450,71 @@ impl Model<'_> {
                         out,
                     )
                 };
-                // The residual add on the task's own accumulators (one step, no tap between them).
-                let mut none = [0u8; 0];
-                for_each_part(
-                    exec,
-                    tiles,
-                    acc,
-                    c,
-                    &mut x[..p * c],
-                    c,
-                    &mut none,
-                    0,
-                    |_, r, accr, xs, _, _| {
-                        let pixels = r.len();
-                        fc2(r, accr);
-                        (k.residual)(xs, accr, pixels, c, &rq)
-                    },
-                );
+                let panels = gemm_panels(p, c, NR);
+                if exec.workers() > 1 && panels > 1 {
+                    // Few pixels: fc2 + the residual add by (pixels, output panel) tasks, each
+                    // on staged copies of its accumulators and its block of the residual
+                    // stream (in `t`, free since fc1 read it).
+                    let width = c / panels;
+                    let block_len = px.grain * width;
+                    let per_stage = block_len + block_len.div_ceil(4);
+                    let stage = accs(
+                        bytemuck::cast_slice_mut(&mut t[..]),
+                        exec.workers() * per_stage,
+                    )?;
+                    let group_bytes = n.div_ceil(KR) * GROUP;
+                    for_each_panel(
+                        exec,
+                        px,
+                        panels,
+                        &mut x[..p * c],
+                        c,
+                        &mut [0u8; 0],
+                        stage,
+                        per_stage,
+                        |r, j, mut block, _, stage| {
+                            let len = r.len() * j.len();
+                            let (acc, xs) = stage.split_at_mut(block_len);
+                            let (acc, xs) =
+                                (&mut acc[..len], &mut bytemuck::cast_slice_mut(xs)[..len]);
+                            block.copy_to(xs);
+                            (k.pointwise_acc)(
+                                &g[r.start * n..r.end * n],
+                                r.len(),
+                                n,
+                                &bl.fc2_w[j.start / NR * group_bytes..],
+                                &bl.fc2_b[j.clone()],
+                                j.len(),
+                                acc,
+                            );
+                            let rq = ResidualQuant {
+                                acc_scale: &rq.acc_scale[j.clone()],
+                                ..rq
+                            };
+                            (k.residual)(xs, acc, r.len(), j.len(), &rq);
+                            block.copy_from(xs);
+                        },
+                    );
+                } else {
+                    // The residual add on the task's own accumulators (one step, no tap
+                    // between them).
+                    let mut none = [0u8; 0];
+                    for_each_part(
+                        exec,
+                        tiles,
+                        acc,
+                        c,
+                        &mut x[..p * c],
+                        c,
+                        &mut none,
+                        0,
+                        |_, r, accr, xs, _, _| {
+                            let pixels = r.len();
+                            fc2(r, accr);
+                            (k.residual)(xs, accr, pixels, c, &rq)
+                        },
+                    );
+                }
                 xq = bl.out;
                 if O::ENABLED {
                     obs.observe_i8(tap(BlockOp::Out), h, w, c, &x[..p * c], xq);
