@@ -4,12 +4,13 @@
 //!
 //! Determinism: a partition depends only on the operator's shape, never on the number of
 //! workers, and every task computes its outputs with the same code whatever worker runs it;
-//! reductions across tasks (GRN's per-channel sums of squares) are either cut by channel (int8:
-//! each channel summed over pixels in order by one task) or kept as one partial sum per pixel
-//! task, added in task order afterwards (f32). So logits and every observer tap are
+//! reductions across tasks (GRN's per-channel sums of squares) are kept as one partial sum per
+//! pixel task, added in task order afterwards. So logits and every observer tap are
 //! bit-identical for any worker count and any order in which the executor runs the tasks. With
 //! one worker an operator's tasks are one call over the whole range (the same bits: every item
-//! is computed by the same code whatever range a call covers).
+//! is computed by the same code whatever range a call covers); with several, the pointwise
+//! GEMMs of stages with few pixels are also cut by output columns (`for_each_panel`: the
+//! same bits, each output channel being computed on its own).
 //!
 //! This module holds the `unsafe` the composition needs: handing each task its own disjoint
 //! part of an output buffer (and each worker its own scratch) through the executor's shared
