@@ -18,14 +18,18 @@ pub const ARENA_ALIGN: usize = 16;
 pub struct ArenaPlan {
     /// Which runtime the plan is for.
     pub precision: Precision,
-    /// One activation buffer (two of these): max over stages of H·W·C elements.
+    /// One activation buffer (two of these): max over stages of H·W·C elements (with several
+    /// workers at least their staging blocks for fc2 and, int8, the patch convs' gathers).
     pub act: usize,
     /// One wide buffer: max over stages of H·W·4C elements (f32: one, also stages the input
-    /// image; int8: two, that also hold int32 accumulators of H·W·C).
+    /// image; int8: two, that also hold int32 accumulators of H·W·C, and with several workers
+    /// their staging blocks for fc1).
     pub wide: usize,
     /// Number of wide buffers (1 or 2).
     pub wide_count: usize,
-    /// f32 scratch: GRN statistics, LayerNorm and head vectors.
+    /// f32 scratch: GRN statistics, LayerNorm and head vectors (with several workers also
+    /// GRN's partial sums per pixel task, int8's per-worker LayerNorm rows and f32's staging
+    /// blocks for fc1).
     pub scratch: usize,
     /// Bytes of the largest set live at one time (the lower bound any plan must meet).
     pub live_set: usize,

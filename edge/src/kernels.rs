@@ -37,8 +37,10 @@ pub(crate) type SumsqFn = fn(&[f32], usize, usize, Range<usize>, &mut [f32]);
 pub(crate) type GrnScaleFn = fn(&mut [f32], usize, usize, &[f32], &[f32], &[f32]);
 
 /// One implementation per operator. The runtime cuts each call into tasks: the depthwise convs
-/// by output rows (`Range` of rows, `out` holding those rows), GRN's sums of squares by channel
-/// ranges, everything else by pixel ranges (see [`crate::parallel`]).
+/// by output rows (`Range` of rows, `out` holding those rows), everything else by pixel ranges
+/// (GRN's sums of squares one partial per pixel task), and, in stages with few pixels, the
+/// block's GEMMs also by output panels (a panel's weights, bias and outputs as a narrower
+/// call's; see [`crate::parallel`]).
 pub(crate) struct KernelSet {
     pub name: &'static str,
     /// The pixel grain of the operators whose pixels are computed independently (GRN's update,

@@ -289,11 +289,24 @@ impl<'a> Model<'a> {
     }
 
     /// The arena plan for `workers` workers ([`crate::parallel`]): int8 models give each
-    /// worker its own LayerNorm row and patch gather; f32 models with several workers keep
-    /// GRN's partial sums of squares per pixel task. One worker: the plan of `arena_plan`.
+    /// worker its own LayerNorm row and patch gather; with several workers both precisions
+    /// keep GRN's partial sums of squares per pixel task and a staging block per worker for
+    /// the GEMMs cut by output panels. One worker: the plan of `arena_plan`. A plan whose size
+    /// overflows `usize` (absurd worker counts) is [`ArenaPlan::EMPTY`].
     pub fn arena_plan_for(&self, workers: usize) -> ArenaPlan {
         ArenaPlan::for_model_workers(&self.arch, self.precision, workers)
             .unwrap_or(ArenaPlan::EMPTY)
+    }
+
+    /// The plan `run` uses for `workers` workers, given a caller's arena of `got` bytes:
+    /// [`Error::ArenaTooSmall`] (needing `usize::MAX`) if its size overflows `usize`.
+    pub(crate) fn run_plan(&self, workers: usize, got: usize) -> Result<ArenaPlan, Error> {
+        ArenaPlan::for_model_workers(&self.arch, self.precision, workers).ok_or(
+            Error::ArenaTooSmall {
+                needed: usize::MAX,
+                got,
+            },
+        )
     }
 
     /// Bytes of scratch [`Model::run_parallel`] needs with `workers` workers; equals

@@ -499,8 +499,9 @@ pub(crate) fn for_each_task_slot<E: Executor + ?Sized, A: Send, B: Send>(
 
 /// A task's block of a row-major matrix: `rows` rows of `cols` elements, consecutive rows
 /// `stride` elements apart. Tasks that split the same rows by column panels each hold their
-/// own block; [`for_each_panel`] makes them, and a block is only written whole from a
-/// task-local staging buffer, so no task ever forms a slice over another's elements.
+/// own block; [`for_each_panel`] makes them, and a block is only read or written whole,
+/// through a task-local staging buffer, one row segment at a time: no task ever forms a slice
+/// over another's elements.
 pub(crate) struct PanelMut<'a, T> {
     ptr: *mut T,
     rows: usize,
@@ -579,11 +580,12 @@ pub(crate) fn for_each_panel<E: Executor + ?Sized, A: Send, B: Send, S: Send>(
         };
         // SAFETY: the executor runs each task once, and a worker one task at a time; the
         // tasks' (rows, columns) blocks are disjoint, and so are their parts of the slots
-        // (slot t, columns c); `a`, `slots` and `scratch` stay borrowed until `run` returns.
+        // (columns c of slot t, the only part formed); `a`, `slots` and `scratch` stay
+        // borrowed until `run` returns.
         let (slot, rs) = unsafe {
             (
                 if has_slots {
-                    &mut pb.part(&(t..t + 1), cols)[c.clone()]
+                    pb.part(&(t * cols + c.start..t * cols + c.end), 1)
                 } else {
                     &mut []
                 },

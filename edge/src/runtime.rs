@@ -133,8 +133,9 @@ impl Observer for NoObserver {
 pub(crate) const PIXEL_TASKS: usize = 32;
 /// See [`PIXEL_TASKS`].
 pub(crate) const PIXEL_ALIGN: usize = 8;
-/// Tasks of the operators that compute every pixel on its own (GRN's update, fc2 + residual):
-/// at most about this many, each a multiple of the kernel set's task grain. Finer than
+/// Tasks of the operators that compute every pixel on its own (GRN's update, fc2 + residual
+/// where the stage is not cut by output panels, see [`gemm_panels`]): at most about this many,
+/// each a multiple of the kernel set's task grain. Finer than
 /// [`PIXEL_TASKS`], whose blocks also fix GRN's summation order (part of the format); these
 /// splits change no bit, so they follow the kernels: Atto 224's 784 and 3,136 pixels are 49
 /// and 56 tasks here for 8-pixel grains, against 25 and 31 of [`pixel_split`].
@@ -357,7 +358,9 @@ impl Model<'_> {
         }
         let mut step = 0;
         // Several workers keep GRN's partial sums per task in a larger scratch.
-        let r = self.arena_plan_for(exec.workers()).split_f32(arena)?;
+        let r = self
+            .run_plan(exec.workers(), arena.len())?
+            .split_f32(arena)?;
         let (mut cur, mut other, hidden, scratch) = (r.a, r.b, r.hidden, r.scratch);
         let cin = a.in_chans;
 

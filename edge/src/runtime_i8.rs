@@ -67,7 +67,7 @@ impl Model<'_> {
         let mut step = 0;
         let workers = exec.workers();
         let got = arena.len();
-        let r = self.arena_plan_for(workers).split_i8(arena)?;
+        let r = self.run_plan(workers, got)?.split_i8(arena)?;
         let (x, t, w1, w2, scratch) = (r.x, r.t, r.w1, r.w2, r.scratch);
         let (ih, iw, cin) = (a.input_h, a.input_w, a.in_chans);
         // Per-worker scratch: the LayerNorm's f32 row (after `cmax` floats kept for the
@@ -371,9 +371,10 @@ impl Model<'_> {
                     (k.grn_sumsq)(out, r.len(), cols, 0..cols, &gq, part)
                 };
                 if O::ENABLED || exec.workers() == 1 {
-                    // Observed, or one worker: fc1 and GELU each one call over the stage (the
-                    // kernels' own loops: 2.4 M instructions per Atto-224 image fewer than a
-                    // call per pixel task, qemu cortex-a76 SDOT), then the sums per pixel task.
+                    // Observed, or one worker: fc1, GELU, then the sums, each an operator of its
+                    // own (one worker: fc1 and GELU one call each over the stage, the kernels'
+                    // own loops: 2.4 M instructions per Atto-224 image fewer than a call per
+                    // pixel task, qemu cortex-a76 SDOT); the sums per pixel task.
                     for_each_rows(exec, px, hid, n, |r, out| fc1(r, 0..n, out));
                     if O::ENABLED {
                         obs.observe_i8(tap(BlockOp::Norm), h, w, c, tn, bl.norm_q);

@@ -167,4 +167,30 @@ fn zero_workers_and_short_arenas_are_typed_errors() {
             "{e:?}"
         );
     }
+    // So many workers that the plan's size overflows `usize`: the typed error (needing
+    // usize::MAX), before any task runs, whatever buffer is given.
+    struct Countless;
+    // SAFETY: never runs a task (the runtime refuses the plan before asking).
+    unsafe impl Executor for Countless {
+        fn workers(&self) -> usize {
+            usize::MAX / 64
+        }
+        fn run(&self, _: usize, _: &(dyn Fn(usize, usize) + Sync)) {
+            panic!("no task may run");
+        }
+    }
+    for model in [&m, &q] {
+        let mut arena = vec![0u8; model.arena_len_for(8)];
+        let e = model.run_parallel(
+            Input::HwcU8(&img),
+            &mut arena,
+            &mut logits,
+            Kernels::Auto,
+            &Countless,
+        );
+        assert!(
+            matches!(e, Err(edge::Error::ArenaTooSmall { needed: usize::MAX, got }) if got == arena.len()),
+            "{e:?}"
+        );
+    }
 }

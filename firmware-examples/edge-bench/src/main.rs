@@ -40,8 +40,8 @@ struct Cli {
     /// the scalar references, or one set by name (an error if the CPU lacks it).
     #[arg(long, value_enum, default_value_t = KernelArg::Auto)]
     kernels: KernelArg,
-    /// Threads one image is split across (a persistent rayon pool); default: every core the OS
-    /// gives this process. The logits are bit-identical for any count.
+    /// Threads one image is split across (a persistent pool, see --pool); default: every core
+    /// the OS gives this process. The logits are bit-identical for any count.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
     threads: Option<u32>,
     /// The pool behind --threads: `spin` (edge::SpinPool: the calling thread and N − 1 helpers

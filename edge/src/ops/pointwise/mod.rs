@@ -54,9 +54,8 @@ pub fn pointwise_f32_scalar(
 }
 
 /// fc1 with GELU fused: the composition of references [`pointwise_f32_scalar`] and
-/// [`crate::ops::gelu::gelu_f32_scalar`]. GRN's sums of squares are not fused: they are a
-/// separate pass cut by channel, so that they do not depend on how pixels are split across
-/// workers.
+/// [`crate::ops::gelu::gelu_f32_scalar`]. GRN's sums of squares are not fused here (see
+/// [`pointwise_gelu_sumsq_f32_scalar`] for the form that sums them per pixel task).
 #[allow(clippy::too_many_arguments)]
 pub fn pointwise_gelu_f32_scalar(
     input: &[f32],
