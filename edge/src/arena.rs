@@ -6,7 +6,8 @@
 //! 2·4·P·C bytes).
 
 use crate::arch::{Arch, DOWN_PATCH, MLP_RATIO, STEM_PATCH};
-use crate::format::{Precision, PANEL};
+use crate::format::Precision;
+use crate::kernels::F32_COL_TILES;
 use crate::ops::{grn_f16, pointwise_i8};
 use crate::Error;
 
@@ -99,13 +100,26 @@ impl ArenaPlan {
             for s in 0..arch.num_stages {
                 let (h, w) = arch.stage_hw(s);
                 let p_s = h.checked_mul(w)?;
+                let grain = crate::runtime::pixel_split(p_s).grain;
                 let tasks = crate::runtime::pixel_split(p_s).tasks();
-                let n = arch.dims[s].checked_mul(MLP_RATIO)?;
-                let align = match p {
-                    Precision::F32 => PANEL,
-                    Precision::Int8 => pointwise_i8::NR,
+                let c = arch.dims[s];
+                let n = c.checked_mul(MLP_RATIO)?;
+                // The column tiles the panels follow: any f32 kernel set's, int8's one.
+                let tiles: &[usize] = match p {
+                    Precision::F32 => &F32_COL_TILES,
+                    Precision::Int8 => &[pointwise_i8::NR],
                 };
-                let stage = crate::runtime::fc1_stage_len(p_s, n, align).checked_mul(workers)?;
+                // One staging block of `cols` columns (and `grain` rows) per panel cut.
+                let block = |cols: usize| {
+                    tiles
+                        .iter()
+                        .map(|&t| match crate::runtime::gemm_panels(p_s, cols, t) {
+                            1 => Some(0),
+                            panels => grain.checked_mul(cols / panels),
+                        })
+                        .try_fold(0usize, |m, b| Some(m.max(b?)))
+                };
+                let stage = block(n)?.checked_mul(workers)?;
                 let parts = n.checked_mul(tasks.checked_add(1)?)?;
                 let need = match p {
                     Precision::F32 => parts.checked_add(stage)?,
@@ -118,19 +132,13 @@ impl ArenaPlan {
                 // fc2's staging blocks (few pixels, cut by output panels), in the activation
                 // buffer that held fc1's input: f32 the residual stream's block; int8 its
                 // int32 accumulators and then the int8 block, packed in int32 words.
-                let c = arch.dims[s];
-                let panels = crate::runtime::gemm_panels(p_s, c, align);
-                if panels > 1 {
-                    let block = crate::runtime::pixel_split(p_s)
-                        .grain
-                        .checked_mul(c / panels)?;
-                    let words = match p {
-                        Precision::F32 => block,
-                        Precision::Int8 => block.checked_add(block.div_ceil(4))?,
-                    };
-                    let bytes = words.checked_mul(workers)?.checked_mul(4)?;
-                    plan.act = plan.act.max(round16(bytes)?);
-                }
+                let b = block(c)?;
+                let words = match p {
+                    Precision::F32 => b,
+                    Precision::Int8 => b.checked_add(b.div_ceil(4))?,
+                };
+                let bytes = words.checked_mul(workers)?.checked_mul(4)?;
+                plan.act = plan.act.max(round16(bytes)?);
             }
             plan.total()?.checked_add(ARENA_ALIGN)?;
         }

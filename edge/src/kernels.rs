@@ -36,6 +36,9 @@ pub(crate) type PwGeluSumsqFn =
 pub(crate) type SumsqFn = fn(&[f32], usize, usize, Range<usize>, &mut [f32]);
 pub(crate) type GrnScaleFn = fn(&mut [f32], usize, usize, &[f32], &[f32], &[f32]);
 
+/// Every f32 set's [`KernelSet::col_tile`]: the arena plans the staging of any of them.
+pub(crate) const F32_COL_TILES: [usize; 3] = [8, 16, 32];
+
 /// One implementation per operator. The runtime cuts each call into tasks: the depthwise convs
 /// by output rows (`Range` of rows, `out` holding those rows), everything else by pixel ranges
 /// (GRN's sums of squares one partial per pixel task), and, in stages with few pixels, the
@@ -47,6 +50,10 @@ pub(crate) struct KernelSet {
     /// fc2 + residual): their tasks are multiples of it, whole rows of the pointwise GEMM's
     /// register tile (8 for NEON and AVX-512, 6 for AVX2).
     pub task_grain: usize,
+    /// Columns of the pointwise GEMM's widest register tile (8 scalar and NEON, 16 AVX2, 32
+    /// AVX-512, one of [`F32_COL_TILES`]): where a stage's GEMMs are cut by output panels,
+    /// each panel is a multiple of it, so that no task ends in a narrower tile.
+    pub col_tile: usize,
     pub dwconv7x7: DwFn,
     pub pointwise: PwFn,
     pub layernorm: LnFn,
@@ -69,6 +76,7 @@ pub(crate) struct KernelSet {
 pub(crate) const SCALAR: KernelSet = KernelSet {
     name: "scalar",
     task_grain: 8,
+    col_tile: 8,
     dwconv7x7: dwconv7x7::dwconv7x7_rows_f32_scalar,
     pointwise: pointwise::pointwise_f32_scalar,
     layernorm: layernorm::layernorm_f32_scalar,
@@ -88,6 +96,7 @@ pub(crate) const SCALAR: KernelSet = KernelSet {
 pub(crate) const NEON: KernelSet = KernelSet {
     name: "neon",
     task_grain: 8,
+    col_tile: 8,
     dwconv7x7: dwconv7x7::dwconv7x7_rows_f32_neon,
     pointwise: pointwise::pointwise_f32_neon,
     layernorm: layernorm::layernorm_f32_neon,
@@ -106,6 +115,7 @@ pub(crate) const NEON: KernelSet = KernelSet {
 pub(crate) const AVX2: KernelSet = KernelSet {
     name: "avx2",
     task_grain: 6,
+    col_tile: 16,
     dwconv7x7: dwconv7x7::dwconv7x7_rows_f32_avx2,
     pointwise: pointwise::pointwise_f32_avx2,
     layernorm: layernorm::layernorm_f32_avx2,
@@ -126,6 +136,7 @@ pub(crate) const AVX2: KernelSet = KernelSet {
 pub(crate) const AVX512: KernelSet = KernelSet {
     name: "avx512",
     task_grain: 8,
+    col_tile: 32,
     dwconv7x7: dwconv7x7::dwconv7x7_rows_f32_avx512,
     pointwise: pointwise::pointwise_f32_avx512,
     layernorm: layernorm::layernorm_f32_avx2,
@@ -433,6 +444,21 @@ impl Kernels {
         match p {
             crate::format::Precision::F32 => self.resolved_name(),
             crate::format::Precision::Int8 => self.set_i8().ok().map(|k| k.name),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The arena plans staging for the column tiles of [`F32_COL_TILES`]: every set's is one.
+    #[test]
+    fn every_f32_set_col_tile_is_planned() {
+        for k in Kernels::available() {
+            let set = k.set().unwrap();
+            assert!(F32_COL_TILES.contains(&set.col_tile), "{}", set.name);
+            assert!(set.col_tile.is_multiple_of(crate::format::PANEL));
         }
     }
 }

@@ -147,28 +147,30 @@ pub(crate) fn tile_split(p: usize, grain: usize) -> Split {
     Split::aligned(p, TILE_TASKS, grain)
 }
 
-/// Column panels of a block's pointwise GEMM (fc1 or fc2: `p` pixels, `n` outputs, register
-/// panels of `align`) when several workers share an image. Where [`pixel_split`]'s tasks are already at their minimum,
+/// Column panels of a block's pointwise GEMM (fc1 or fc2: `p` pixels, `n` outputs, panels
+/// a multiple of `col_tile` columns, the kernel set's widest register tile) when several
+/// workers share an image. Where [`pixel_split`]'s tasks are already at their minimum,
 /// [`PIXEL_ALIGN`] rows (≤ 256 pixels: Atto 224's last two stages, 196 and 49 pixels in 25 and
-/// 7 tasks), each is cut into 4 tasks by output columns, so that every worker still gets the
-/// same work (and streams a quarter of the weights). Each task computes its block into its
-/// worker's staging buffer, which is then copied into place (the kernels write contiguous
-/// rows). Larger stages keep whole rows: their
-/// tasks are many, and a row written by one core is then read by the same core (GRN, fc2).
-/// Fixed by the shape; 1 (no cut) unless `n` is a multiple of 4 register panels.
-pub(crate) fn gemm_panels(p: usize, n: usize, align: usize) -> usize {
-    const PANELS: usize = 4;
-    if pixel_split(p).grain == PIXEL_ALIGN && n.is_multiple_of(PANELS * align) {
-        PANELS
-    } else {
-        1
+/// 7 tasks), each is cut into 4 (or 2) tasks by output columns, so that every worker still
+/// gets the same work (and streams a part of the weights). Each task computes its block into
+/// its worker's staging buffer, which is then copied into place (the kernels write
+/// contiguous rows). Larger stages keep whole rows: their tasks are many, and a row written
+/// by one core is then read by the same core (GRN, fc2). Fixed by the shape and the kernel
+/// set (whose bits do not depend on it); 1 (no cut) unless `n` is a multiple of 2 tiles.
+pub(crate) fn gemm_panels(p: usize, n: usize, col_tile: usize) -> usize {
+    if pixel_split(p).grain != PIXEL_ALIGN {
+        return 1;
     }
+    [4, 2]
+        .into_iter()
+        .find(|&panels| n.is_multiple_of(panels * col_tile))
+        .unwrap_or(1)
 }
 
 /// Elements of one worker's fc1 staging block (see [`grn_partial_sums`]) for a stage of `p`
 /// pixels and `n` outputs: a pixel task's rows × one panel's columns (0 if not cut).
-pub(crate) fn fc1_stage_len(p: usize, n: usize, align: usize) -> usize {
-    match gemm_panels(p, n, align) {
+pub(crate) fn fc1_stage_len(p: usize, n: usize, col_tile: usize) -> usize {
+    match gemm_panels(p, n, col_tile) {
         1 => 0,
         panels => pixel_split(p).grain * (n / panels),
     }
@@ -525,7 +527,7 @@ impl Model<'_> {
                     });
                     op_done(obs, &mut step, done(BlockStep::DwConvNorm));
                     let t = &other[..p * c];
-                    let panels = gemm_panels(p, n, PANEL);
+                    let panels = gemm_panels(p, n, k.col_tile);
                     grn_partial_sums_f32(
                         exec,
                         px,
@@ -561,7 +563,7 @@ impl Model<'_> {
                 // `other`, free since fc1 read it), once GRN's update is done by pixels.
                 let panels = match exec.workers() {
                     1 => 1,
-                    _ => gemm_panels(p, c, PANEL),
+                    _ => gemm_panels(p, c, k.col_tile),
                 };
                 let fc2_panels = |g: &[f32], cur: &mut [f32], other: &mut [f32]| {
                     for_each_panel(
