@@ -41,6 +41,32 @@ def median_ms(s, x, iters):
     return statistics.median(t)
 
 
+def interleaved_speedup(one, two, x, pairs):
+    """Median over `pairs` of (1-thread ms ÷ 2-thread ms), each side timed right after an
+    untimed run of its own, the sides alternating first: `edge-bench --speedup`'s method."""
+    name = one.get_inputs()[0].name
+    for s in (one, two):
+        for _ in range(5):
+            s.run(None, {name: x})
+
+    def timed(s):
+        s.run(None, {name: x})
+        t0 = time.perf_counter()
+        s.run(None, {name: x})
+        return time.perf_counter() - t0
+
+    ratios = []
+    for i in range(pairs):
+        if i % 2 == 0:
+            a = timed(one)
+            b = timed(two)
+        else:
+            b = timed(two)
+            a = timed(one)
+        ratios.append(a / b)
+    return statistics.median(ratios)
+
+
 class OneInput(CalibrationDataReader):
     """The benchmark's own photo, plus two noise images (calibration, not accuracy)."""
 
@@ -64,6 +90,7 @@ def criterion_median_ms(bench):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--iters", type=int, default=50)
+    ap.add_argument("--pairs", type=int, default=200)
     args = ap.parse_args()
     x = np.fromfile(INPUT, dtype=np.float32).reshape(1, 3, 224, 224)
     f32 = session(ONNX)
@@ -79,6 +106,9 @@ def main():
     print(f"onnxruntime {ort.__version__}, 1 thread: f32 {ort_f32:.2f} ms, int8 (static QDQ) {ort_i8:.2f} ms")
     print(f"onnxruntime 2 threads: f32 {ort_f32_2:.2f} ms ({ort_f32 / ort_f32_2:.2f}× its 1 thread), "
           f"int8 {ort_i8_2:.2f} ms ({ort_i8 / ort_i8_2:.2f}×)")
+    print("onnxruntime 2 threads, speed-up over 1 thread in interleaved pairs (median of "
+          f"{args.pairs}): f32 {interleaved_speedup(f32, session(ONNX, 2), x, args.pairs):.3f}×, "
+          f"int8 {interleaved_speedup(session(qdq), session(qdq, 2), x, args.pairs):.3f}×")
     benches = sorted(os.path.basename(os.path.dirname(os.path.dirname(p))) for p in glob.glob(
         os.path.join(ROOT, "target/criterion/atto224_batch1_1thread/*/new/estimates.json")))
     for b in benches:

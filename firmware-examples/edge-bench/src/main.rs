@@ -59,6 +59,14 @@ struct Cli {
     /// imbalance.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64), conflicts_with_all = ["threads", "profile"])]
     critical_path: Option<u32>,
+    /// Also time every image on one thread, interleaved with the --threads runs, and report the
+    /// median of the per-pair speed-ups: machine drift (frequency, other tenants) that spans
+    /// seconds hits both sides of a pair alike, where two separate timings would each catch a
+    /// different phase. Each iteration times one image on each side (in alternating order),
+    /// each right after an untimed one on the same side, so that both are timed in their
+    /// steady state (the pool's helpers running, the caches holding that side's data).
+    #[arg(long, conflicts_with = "profile")]
+    speedup: bool,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -211,10 +219,40 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
     // machine (frequency, other tenants) and their means compare.
     let mut ticks = vec![0u64; if cli.profile { Op::count(&a) } else { 0 }];
     let mut profiled_ms = 0.0;
-    for _ in 0..cli.iters {
+    // --speedup: (1-thread ms, --threads ms) per iteration.
+    let mut pairs = Vec::with_capacity(if cli.speedup { cli.iters as usize } else { 0 });
+    let mut serial_logits = vec![0f32; a.num_classes];
+    let mut run_serial = |arena: &mut [u8]| -> Result<f64, edge::Error> {
+        model.run_parallel(input, arena, &mut serial_logits, kernels, &Serial)?;
+        let t = Instant::now();
+        model.run_parallel(input, arena, &mut serial_logits, kernels, &Serial)?;
+        Ok(t.elapsed().as_secs_f64() * 1e3)
+    };
+    if cli.speedup {
+        for _ in 0..cli.warmup {
+            run_serial(&mut arena)?;
+        }
+    }
+    for i in 0..cli.iters {
+        let serial_first = cli.speedup && i % 2 == 0;
+        let before = if serial_first {
+            Some(run_serial(&mut arena)?)
+        } else {
+            None
+        };
+        if cli.speedup {
+            run(&mut arena, &mut logits)?;
+        }
         let t = Instant::now();
         run(&mut arena, &mut logits)?;
         ms.push(t.elapsed().as_secs_f64() * 1e3);
+        if cli.speedup {
+            let one = match before {
+                Some(one) => one,
+                None => run_serial(&mut arena)?,
+            };
+            pairs.push((one, ms[ms.len() - 1]));
+        }
         if cli.profile {
             let t = Instant::now();
             run_profiled(&mut arena, &mut logits, &mut ticks)?;
@@ -231,6 +269,10 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
             profiled_ms / cli.iters as f64,
         )
     });
+    let speedup = cli.speedup.then(|| Speedup::new(&pairs));
+    if cli.speedup && serial_logits != logits {
+        return Err("--speedup: the 1-thread logits differ from the --threads ones".into());
+    }
     ms.sort_by(f64::total_cmp);
     let pct = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
     let order = ranked(&logits);
@@ -268,6 +310,15 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         if let Some(p) = &profile {
             out["profile"] = p.json();
+        }
+        if let Some(s) = &speedup {
+            out["speedup"] = json!({
+                "pairs": pairs.len(),
+                "one_thread_p50_ms": s.one_p50,
+                "ratio_p10": s.p10,
+                "ratio_p50": s.p50,
+                "ratio_p90": s.p90,
+            });
         }
         println!("{out}");
     } else {
@@ -310,8 +361,42 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         if let Some(p) = &profile {
             p.print();
         }
+        if let Some(s) = &speedup {
+            println!(
+                "speed-up over 1 thread, {} interleaved pairs: median {:.3}× (p10 {:.3}×, p90 {:.3}×); 1 thread p50 {:.3} ms",
+                pairs.len(),
+                s.p50,
+                s.p10,
+                s.p90,
+                s.one_p50
+            );
+        }
     }
     Ok(())
+}
+
+/// `--speedup`: the per-pair ratios (1-thread time ÷ --threads time) and the 1-thread median.
+struct Speedup {
+    p10: f64,
+    p50: f64,
+    p90: f64,
+    one_p50: f64,
+}
+
+impl Speedup {
+    fn new(pairs: &[(f64, f64)]) -> Speedup {
+        let pct = |mut v: Vec<f64>, q: f64| {
+            v.sort_by(f64::total_cmp);
+            v[((v.len() - 1) as f64 * q).round() as usize]
+        };
+        let ratios: Vec<f64> = pairs.iter().map(|&(one, n)| one / n).collect();
+        Speedup {
+            p10: pct(ratios.clone(), 0.1),
+            p50: pct(ratios.clone(), 0.5),
+            p90: pct(ratios, 0.9),
+            one_p50: pct(pairs.iter().map(|p| p.0).collect(), 0.5),
+        }
+    }
 }
 
 /// The executor behind `--threads`.

@@ -139,6 +139,43 @@ fn json_output_and_png_input() {
     assert!(err <= 1e-4, "{err}");
 }
 
+/// `--speedup`: every timed image is paired with a 1-thread one (whose logits must equal the
+/// pool's, or the run fails), and the ratios' quantiles come out ordered; it cannot be
+/// combined with `--profile`.
+#[test]
+fn speedup_pairs_each_image_with_one_thread() {
+    let model = atto_model("speedup.cnx");
+    let input = fixtures().join("atto/inputs/astronaut.bin");
+    let args = [
+        "--model",
+        model.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--iters",
+        "4",
+        "--warmup",
+        "0",
+        "--threads",
+        "2",
+        "--speedup",
+    ];
+    let (ok, stdout, stderr) = bench(&[&args[..], &["--json"]].concat());
+    assert!(ok, "{stderr}");
+    let j: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let s = &j["speedup"];
+    assert_eq!(s["pairs"], 4, "{stdout}");
+    let q = |k: &str| s[k].as_f64().unwrap();
+    assert!(q("one_thread_p50_ms") > 0.0 && q("ratio_p10") > 0.0);
+    assert!(q("ratio_p10") <= q("ratio_p50") && q("ratio_p50") <= q("ratio_p90"));
+    let (ok, stdout, _) = bench(&args);
+    assert!(
+        ok && stdout.contains("4 interleaved pairs: median"),
+        "{stdout}"
+    );
+    let (ok, _, stderr) = bench(&[&args[..], &["--profile"]].concat());
+    assert!(!ok && stderr.contains("--profile"), "{stderr}");
+}
+
 #[test]
 fn bad_inputs_exit_nonzero_with_a_message() {
     let model = atto_model("c.cnx");
