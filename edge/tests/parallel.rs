@@ -126,13 +126,16 @@ fn any_worker_count_gives_the_same_bits() {
 
 #[test]
 fn zero_workers_and_short_arenas_are_typed_errors() {
-    struct None_;
-    // SAFETY: never runs a task (the runtime refuses zero workers before asking).
-    unsafe impl Executor for None_ {
+    /// Claims this many workers; the runtime must refuse it before asking for any task.
+    struct NeverRuns(usize);
+    // SAFETY: never runs a task (both counts below are refused before `run` is called).
+    unsafe impl Executor for NeverRuns {
         fn workers(&self) -> usize {
-            0
+            self.0
         }
-        fn run(&self, _: usize, _: &(dyn Fn(usize, usize) + Sync)) {}
+        fn run(&self, _: usize, _: &(dyn Fn(usize, usize) + Sync)) {
+            panic!("no task may run");
+        }
     }
     let (f32_file, i8_file, _) = atto_f32_int8(64);
     let (m, q) = (f32_file.model(), i8_file.model());
@@ -144,7 +147,7 @@ fn zero_workers_and_short_arenas_are_typed_errors() {
         &mut arena,
         &mut logits,
         Kernels::Auto,
-        &None_,
+        &NeverRuns(0),
     );
     assert_eq!(e, Err(edge::Error::NoWorkers));
     // One worker needs exactly `arena_len`; several need more (f32: GRN's partial sums per
@@ -169,16 +172,6 @@ fn zero_workers_and_short_arenas_are_typed_errors() {
     }
     // So many workers that the plan's size overflows `usize`: the typed error (needing
     // usize::MAX), before any task runs, whatever buffer is given.
-    struct Countless;
-    // SAFETY: never runs a task (the runtime refuses the plan before asking).
-    unsafe impl Executor for Countless {
-        fn workers(&self) -> usize {
-            usize::MAX / 64
-        }
-        fn run(&self, _: usize, _: &(dyn Fn(usize, usize) + Sync)) {
-            panic!("no task may run");
-        }
-    }
     for model in [&m, &q] {
         let mut arena = vec![0u8; model.arena_len_for(8)];
         let e = model.run_parallel(
@@ -186,7 +179,7 @@ fn zero_workers_and_short_arenas_are_typed_errors() {
             &mut arena,
             &mut logits,
             Kernels::Auto,
-            &Countless,
+            &NeverRuns(usize::MAX / 64),
         );
         assert!(
             matches!(e, Err(edge::Error::ArenaTooSmall { needed: usize::MAX, got }) if got == arena.len()),
