@@ -29,8 +29,7 @@ pub struct ArenaPlan {
     /// Number of wide buffers (1 or 2).
     pub wide_count: usize,
     /// f32 scratch: GRN statistics, LayerNorm and head vectors (with several workers also
-    /// GRN's partial sums per pixel task, int8's per-worker LayerNorm rows and f32's staging
-    /// blocks for fc1).
+    /// GRN's partial sums per pixel task and int8's per-worker LayerNorm rows).
     pub scratch: usize,
     /// Bytes of the largest set live at one time (the lower bound any plan must meet).
     pub live_set: usize,
@@ -95,8 +94,8 @@ impl ArenaPlan {
         let mut plan = Self::for_model_one(arch, p)?;
         if workers > 1 {
             // GRN's partial sums of squares (f32 both precisions), one row of 4C per pixel
-            // task, after the sums; then each worker's fc1 staging block (f32: in scratch;
-            // int8: in the second wide buffer, free while fc1 runs).
+            // task, after the sums; int8: each worker's fc1 staging block, in the second wide
+            // buffer (free while fc1 runs).
             for s in 0..arch.num_stages {
                 let (h, w) = arch.stage_hw(s);
                 let p_s = h.checked_mul(w)?;
@@ -122,7 +121,8 @@ impl ArenaPlan {
                 let stage = block(n)?.checked_mul(workers)?;
                 let parts = n.checked_mul(tasks.checked_add(1)?)?;
                 let need = match p {
-                    Precision::F32 => parts.checked_add(stage)?,
+                    // f32's fc1 writes its blocks in place (no staging).
+                    Precision::F32 => parts,
                     Precision::Int8 => {
                         plan.wide = plan.wide.max(round16(stage)?);
                         parts

@@ -6,6 +6,7 @@ use crate::model::QParams;
 use crate::ops::layernorm_i8::OutQuant;
 use crate::ops::requant::{self, Requant};
 use crate::ops::residual_i8::ResidualQuant;
+use crate::ops::RowsMut;
 use crate::ops::{dwconv7x7, gelu, grn, layernorm, patch_conv, pointwise, pool};
 use crate::ops::{dwconv7x7_i8, gelu_i8, grn_f16, layernorm_i8, patch_conv_i8, pointwise_i8};
 use crate::ops::{grn_f16::GrnF16Quant, input, residual_i8};
@@ -32,7 +33,7 @@ pub(crate) type DwLnFn = fn(
 );
 pub(crate) type PwGeluFn = fn(&[f32], usize, usize, &[f32], &[f32], usize, &mut [f32]);
 pub(crate) type PwGeluSumsqFn =
-    fn(&[f32], usize, usize, &[f32], &[f32], usize, &mut [f32], &mut [f32]);
+    fn(&[f32], usize, usize, &[f32], &[f32], usize, RowsMut<'_, f32>, &mut [f32]);
 pub(crate) type SumsqFn = fn(&[f32], usize, usize, Range<usize>, &mut [f32]);
 pub(crate) type GrnScaleFn = fn(&mut [f32], usize, usize, &[f32], &[f32], &[f32]);
 

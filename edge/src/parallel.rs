@@ -16,6 +16,7 @@
 //! part of an output buffer (and each worker its own scratch) through the executor's shared
 //! closure, and `SpinPool`'s hand-off of that closure to its helper threads (feature std).
 
+use crate::ops::RowsMut;
 use core::ops::Range;
 
 /// Runs independent tasks on the caller's workers.
@@ -497,45 +498,6 @@ pub(crate) fn for_each_task_slot<E: Executor + ?Sized, A: Send, B: Send>(
     });
 }
 
-/// A task's block of a row-major matrix: `rows` rows of `cols` elements, consecutive rows
-/// `stride` elements apart. Tasks that split the same rows by column panels each hold their
-/// own block; [`for_each_panel`] makes them, and a block is only read or written whole,
-/// through a task-local staging buffer, one row segment at a time: no task ever forms a slice
-/// over another's elements.
-pub(crate) struct PanelMut<'a, T> {
-    ptr: *mut T,
-    rows: usize,
-    cols: usize,
-    stride: usize,
-    _block: core::marker::PhantomData<&'a mut T>,
-}
-
-impl<T: Copy> PanelMut<'_, T> {
-    /// Copies `src` (`rows × cols`, row-major, contiguous) into the block.
-    pub fn copy_from(&mut self, src: &[T]) {
-        assert!(src.len() == self.rows * self.cols);
-        for (i, row) in src.chunks_exact(self.cols.max(1)).enumerate() {
-            // SAFETY: row i of the block (`cols` elements from `ptr + i·stride`) lies in the
-            // buffer and belongs to this task alone (`for_each_panel`).
-            let dst = unsafe {
-                core::slice::from_raw_parts_mut(self.ptr.add(i * self.stride), self.cols)
-            };
-            dst.copy_from_slice(row);
-        }
-    }
-
-    /// Copies the block into `dst` (`rows × cols`, row-major, contiguous).
-    pub fn copy_to(&self, dst: &mut [T]) {
-        assert!(dst.len() == self.rows * self.cols);
-        for (i, row) in dst.chunks_exact_mut(self.cols.max(1)).enumerate() {
-            // SAFETY: as in `copy_from`.
-            let src =
-                unsafe { core::slice::from_raw_parts(self.ptr.add(i * self.stride), self.cols) };
-            row.copy_from_slice(src);
-        }
-    }
-}
-
 /// Runs one task per (part of `split`, column panel): the items (rows) of `split`, each
 /// `cols` elements of `a` wide, and the columns cut into `panels` equal panels (`cols` a
 /// multiple of `panels`). Task `t·panels + j` gets rows `split.range(t)`, columns
@@ -553,7 +515,7 @@ pub(crate) fn for_each_panel<E: Executor + ?Sized, A: Send, B: Send, S: Send>(
     slots: &mut [B],
     scratch: &mut [S],
     per_worker: usize,
-    f: impl Fn(Range<usize>, Range<usize>, PanelMut<'_, A>, &mut [B], &mut [S]) + Sync,
+    f: impl Fn(Range<usize>, Range<usize>, RowsMut<'_, A>, &mut [B], &mut [S]) + Sync,
 ) {
     assert!(panels >= 1 && cols.is_multiple_of(panels));
     let has_slots = !slots.is_empty();
@@ -570,14 +532,11 @@ pub(crate) fn for_each_panel<E: Executor + ?Sized, A: Send, B: Send, S: Send>(
         assert!(task < tasks && w < workers, "executor broke its contract");
         let (t, j) = (task / panels, task % panels);
         let (r, c) = (split.range(t), j * width..(j + 1) * width);
-        let block = PanelMut {
-            // In bounds: the block's last element, (r.end − 1)·cols + c.end − 1 < split.n·cols.
-            ptr: pa.at(r.start * cols + c.start),
-            rows: r.len(),
-            cols: width,
-            stride: cols,
-            _block: core::marker::PhantomData,
-        };
+        // SAFETY (of the view): the block's last element, (r.end − 1)·cols + c.end − 1, is
+        // below split.n·cols ≤ a.len() (asserted); the tasks' blocks are disjoint and each task
+        // runs once, so this view is the only access to its elements while `run` lasts.
+        let block =
+            unsafe { RowsMut::from_raw(pa.at(r.start * cols + c.start), r.len(), width, cols) };
         // SAFETY: the executor runs each task once, and a worker one task at a time; the
         // tasks' (rows, columns) blocks are disjoint, and so are their parts of the slots
         // (columns c of slot t, the only part formed); `a`, `slots` and `scratch` stay

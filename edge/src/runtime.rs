@@ -4,6 +4,7 @@ use crate::arch::{DOWN_PATCH, MLP_RATIO, STEM_PATCH};
 use crate::format::Precision;
 use crate::format::PANEL;
 use crate::model::{Model, QParams};
+use crate::ops::RowsMut;
 use crate::ops::{grn, input};
 use crate::parallel::{
     for_each_panel, for_each_part, for_each_rows, for_each_task_slot, Executor, Serial, Split,
@@ -202,19 +203,16 @@ pub(crate) fn grn_partial_sums<E: Executor + ?Sized, T: Send + Copy>(
     task: impl Fn(Range<usize>, Range<usize>, &mut [T], &mut [f32]) + Sync,
 ) {
     let sums = &mut sums[..n];
-    sums.fill(0.0);
-    let add = |sums: &mut [f32], part: &[f32]| {
-        for (s, v) in sums.iter_mut().zip(part) {
-            *s += *v;
-        }
-    };
     if exec.workers() == 1 {
+        sums.fill(0.0);
         let part = &mut parts[..n];
         for t in 0..px.tasks() {
             let r = px.range(t);
             let (s, e) = (r.start * n, r.end * n);
             task(r, 0..n, &mut hid[s..e], part);
-            add(sums, part);
+            for (s, v) in sums.iter_mut().zip(part.iter()) {
+                *s += *v;
+            }
         }
         return;
     }
@@ -240,15 +238,14 @@ pub(crate) fn grn_partial_sums<E: Executor + ?Sized, T: Send + Copy>(
             },
         );
     }
-    for part in parts.chunks_exact(n) {
-        add(sums, part);
-    }
+    add_parts_in_order(sums, parts);
 }
 
-/// [`grn_partial_sums`] over the f32 hidden buffer: the sums in `scratch[..n]`; one worker's
-/// part in `hidden` past the stage's activations when it fits there, else after the sums;
-/// several workers' parts after the sums, then their staging blocks.
-#[allow(clippy::too_many_arguments)]
+/// [`grn_partial_sums`] over the f32 hidden buffer, `task` writing its block through a
+/// [`RowsMut`]: the sums in `scratch[..n]`; one worker's part in `hidden` past the stage's
+/// activations when it fits there, else after the sums; several workers' parts after the
+/// sums. With several workers and `panels` > 1 each (pixel task, panel) block is written in
+/// place (the f32 GEMMs take an output row stride), with no staging copy.
 fn grn_partial_sums_f32<E: Executor + ?Sized>(
     exec: &E,
     px: Split,
@@ -256,22 +253,48 @@ fn grn_partial_sums_f32<E: Executor + ?Sized>(
     hidden: &mut [f32],
     scratch: &mut [f32],
     n: usize,
-    task: impl Fn(Range<usize>, Range<usize>, &mut [f32], &mut [f32]) + Sync,
+    task: impl Fn(Range<usize>, Range<usize>, RowsMut<'_, f32>, &mut [f32]) + Sync,
 ) {
     let (hid, tail) = hidden.split_at_mut(px.n * n);
     let (sums, rest) = scratch.split_at_mut(n);
+    let whole_rows = |r: Range<usize>, j: Range<usize>, out: &mut [f32], part: &mut [f32]| {
+        let (rows, cols) = (r.len(), j.len());
+        task(r, j, RowsMut::new(out, rows, cols, cols), part)
+    };
     if exec.workers() == 1 && tail.len() >= n {
-        return grn_partial_sums(exec, px, 1, hid, sums, tail, &mut [], 0, n, task);
+        return grn_partial_sums(exec, px, 1, hid, sums, tail, &mut [], 0, n, whole_rows);
     }
-    let (parts, stage) = rest.split_at_mut(if exec.workers() == 1 {
+    let parts = &mut rest[..if exec.workers() == 1 {
         n
     } else {
         px.tasks() * n
-    });
-    let per_stage = px.grain * (n / panels);
-    grn_partial_sums(
-        exec, px, panels, hid, sums, parts, stage, per_stage, n, task,
-    )
+    }];
+    if exec.workers() == 1 || panels == 1 {
+        return grn_partial_sums(exec, px, 1, hid, sums, parts, &mut [], 0, n, whole_rows);
+    }
+    let mut none = [0f32; 0];
+    for_each_panel(
+        exec,
+        px,
+        panels,
+        hid,
+        n,
+        parts,
+        &mut none,
+        0,
+        |r, j, block, part, _| task(r, j, block, part),
+    );
+    add_parts_in_order(&mut sums[..n], parts);
+}
+
+/// `sums` (zeroed first) plus each of `parts`' rows of `sums.len()` values, in order.
+fn add_parts_in_order(sums: &mut [f32], parts: &[f32]) {
+    sums.fill(0.0);
+    for part in parts.chunks_exact(sums.len()) {
+        for (s, v) in sums.iter_mut().zip(part) {
+            *s += *v;
+        }
+    }
 }
 
 /// The pixel partition of an operator over `p` pixels.
@@ -517,7 +540,7 @@ impl Model<'_> {
                         &mut hidden[..],
                         scratch,
                         n,
-                        |r, _, out, part| (k.sumsq)(out, r.len(), n, 0..n, part),
+                        |r, _, out, part| (k.sumsq)(out.contiguous(), r.len(), n, 0..n, part),
                     );
                     op_done(obs, &mut step, done(BlockStep::Fc1Gelu));
                 } else {
@@ -542,6 +565,8 @@ impl Model<'_> {
                             if fused_sums {
                                 (k.pointwise_gelu_sumsq)(rows, r.len(), c, w, b, nj, out, part)
                             } else {
+                                // Never cut by panels (n is not a multiple of 8).
+                                let out = out.contiguous();
                                 (k.pointwise_gelu)(rows, r.len(), c, w, b, nj, out);
                                 (k.sumsq)(out, r.len(), nj, 0..nj, part)
                             }

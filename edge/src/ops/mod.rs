@@ -22,6 +22,111 @@ pub mod pool;
 pub mod requant;
 pub mod residual_i8;
 
+/// A kernel's output rows that need not be contiguous: `rows` rows of `cols` elements,
+/// consecutive rows `stride` elements apart (a block of a wider row-major matrix). Made
+/// safely from a slice ([`RowsMut::new`]), or by the runtime for each task's block of a
+/// matrix whose columns several tasks share (`parallel::for_each_panel`): the view is then
+/// the only access to its elements, and no slice ever spans another task's.
+pub struct RowsMut<'a, T> {
+    ptr: *mut T,
+    rows: usize,
+    cols: usize,
+    stride: usize,
+    _rows: core::marker::PhantomData<&'a mut T>,
+}
+
+impl<'a, T> RowsMut<'a, T> {
+    /// Rows `0..rows` of `data`, each `cols` elements from `i·stride`. Panics if
+    /// `cols > stride` or `data` is shorter than `(rows − 1)·stride + cols`.
+    pub fn new(data: &'a mut [T], rows: usize, cols: usize, stride: usize) -> Self {
+        assert!(cols <= stride && (rows == 0 || (rows - 1) * stride + cols <= data.len()));
+        RowsMut {
+            ptr: data.as_mut_ptr(),
+            rows,
+            cols,
+            stride,
+            _rows: core::marker::PhantomData,
+        }
+    }
+
+    /// # Safety
+    /// Elements `ptr + i·stride + j` (`i < rows`, `j < cols`, `cols ≤ stride`) are valid for
+    /// reads and writes for `'a`, and nothing else accesses them meanwhile.
+    pub(crate) unsafe fn from_raw(ptr: *mut T, rows: usize, cols: usize, stride: usize) -> Self {
+        RowsMut {
+            ptr,
+            rows,
+            cols,
+            stride,
+            _rows: core::marker::PhantomData,
+        }
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Elements of each row.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Elements from one row's start to the next's.
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+
+    /// Row `i`'s `cols` elements. Panics if `i ≥ rows`.
+    pub fn row(&mut self, i: usize) -> &mut [T] {
+        assert!(i < self.rows);
+        // SAFETY: row i lies in the view (its invariant), borrowed through `&mut self`.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr.add(i * self.stride), self.cols) }
+    }
+
+    /// Row `i` to read. Panics if `i ≥ rows`.
+    pub fn row_ref(&self, i: usize) -> &[T] {
+        assert!(i < self.rows);
+        // SAFETY: as in `row`, shared through `&self`.
+        unsafe { core::slice::from_raw_parts(self.ptr.add(i * self.stride), self.cols) }
+    }
+
+    /// The rows as one slice, when they are contiguous (`stride == cols`, or one row).
+    /// Panics otherwise.
+    pub fn contiguous(self) -> &'a mut [T] {
+        assert!(
+            self.stride == self.cols || self.rows <= 1,
+            "rows are not contiguous"
+        );
+        // SAFETY: rows × cols consecutive elements, all the view's own, for 'a.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr, self.rows * self.cols) }
+    }
+
+    /// The first element, for kernels that address rows themselves (`i·stride + j`, within
+    /// `rows × cols`).
+    pub fn as_mut_ptr(&mut self) -> *mut T {
+        self.ptr
+    }
+}
+
+impl<T: Copy> RowsMut<'_, T> {
+    /// Copies `src` (`rows × cols`, row-major, contiguous) into the rows.
+    pub fn copy_from(&mut self, src: &[T]) {
+        assert!(src.len() == self.rows * self.cols);
+        for (i, row) in src.chunks_exact(self.cols.max(1)).enumerate() {
+            self.row(i).copy_from_slice(row);
+        }
+    }
+
+    /// Copies the rows into `dst` (`rows × cols`, row-major, contiguous).
+    pub fn copy_to(&self, dst: &mut [T]) {
+        assert!(dst.len() == self.rows * self.cols);
+        for (i, row) in dst.chunks_exact_mut(self.cols.max(1)).enumerate() {
+            row.copy_from_slice(self.row_ref(i));
+        }
+    }
+}
+
 /// Calls `f(j)` for j = 0, 4, 8, … < `c4` (a multiple of 4), two calls per loop iteration:
 /// the elementwise NEON passes' loop, with half the bookkeeping of one vector per iteration.
 #[inline(always)]

@@ -4,6 +4,7 @@
 //! broadcasting inputs, and the scalar loop below vectorises over the 8 lanes.
 
 use crate::format::PANEL;
+use crate::ops::RowsMut;
 
 /// Packed length of an `n × k` weight matrix.
 pub const fn packed_len(n: usize, k: usize) -> usize {
@@ -75,8 +76,10 @@ pub fn pointwise_gelu_f32_scalar(
 /// [`crate::ops::grn::sumsq_channels_f32_scalar`] computes it over `0..n` (f64 accumulation,
 /// pixels in order). `sumsq` holds at least `n` floats; its contents are overwritten.
 ///
-/// The runtime calls it once per pixel task (any worker count) and adds the tasks' sums in
-/// task order; an observer's unfused run gets the same sums from the separate kernel.
+/// The runtime calls it once per pixel task (any worker count; with several, per output
+/// panel of it in the stages cut by panels, `out` then a block of the wider hidden rows) and
+/// adds the tasks' sums in task order; an observer's unfused run gets the same sums from the
+/// separate kernel. `out`: `pixels × n`.
 #[allow(clippy::too_many_arguments)]
 pub fn pointwise_gelu_sumsq_f32_scalar(
     input: &[f32],
@@ -85,11 +88,29 @@ pub fn pointwise_gelu_sumsq_f32_scalar(
     weight: &[f32],
     bias: &[f32],
     n: usize,
-    out: &mut [f32],
+    mut out: RowsMut<'_, f32>,
     sumsq: &mut [f32],
 ) {
-    pointwise_gelu_f32_scalar(input, pixels, k, weight, bias, n, out);
-    crate::ops::grn::sumsq_channels_f32_scalar(out, pixels, n, 0..n, sumsq);
+    assert!(out.rows() == pixels && out.cols() == n && input.len() >= pixels * k);
+    for p in 0..pixels {
+        let row = out.row(p);
+        pointwise_gelu_f32_scalar(&input[p * k..][..k], 1, k, weight, bias, n, row);
+    }
+    // `sumsq_channels_f32_scalar`'s order: per channel, f64, pixels in order.
+    const CH: usize = 64;
+    let mut acc = [0f64; CH];
+    for c0 in (0..n).step_by(CH) {
+        let cw = CH.min(n - c0);
+        acc[..cw].fill(0.0);
+        for p in 0..pixels {
+            for (a, &v) in acc[..cw].iter_mut().zip(&out.row_ref(p)[c0..c0 + cw]) {
+                *a += v as f64 * v as f64;
+            }
+        }
+        for (o, a) in sumsq[c0..c0 + cw].iter_mut().zip(&acc[..cw]) {
+            *o = *a as f32;
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -106,13 +127,14 @@ fn packed_gemm(
     weight: &[f32],
     bias: &[f32],
     n: usize,
-    out: &mut [f32],
+    mut out: RowsMut<'_, f32>,
 ) -> x86::Gemm {
     assert!(
         input.len() >= pixels * k
             && weight.len() >= packed_len(n, k)
             && bias.len() >= n
-            && out.len() >= pixels * n
+            && out.rows() >= pixels
+            && out.cols() >= n
     );
     x86::Gemm {
         a: input.as_ptr(),
@@ -125,7 +147,7 @@ fn packed_gemm(
         b_row: PANEL,
         bias: bias.as_ptr(),
         out: out.as_mut_ptr(),
-        out_row: n,
+        out_row: out.stride(),
         rows: pixels,
         n,
         sumsq: core::ptr::null_mut(),
@@ -150,7 +172,7 @@ macro_rules! x86_pointwise {
             accumulate: bool,
         ) {
             assert!(crate::cpu::X86Features::get().$has, concat!($isa, " not available"));
-            let g = packed_gemm(input, pixels, k, weight, bias, n, out);
+            let g = packed_gemm(input, pixels, k, weight, bias, n, RowsMut::new(out, pixels, n, n));
             // SAFETY: the CPU has the ISA (asserted); `packed_gemm` checked every range.
             unsafe {
                 if accumulate {
@@ -173,7 +195,7 @@ macro_rules! x86_pointwise {
             out: &mut [f32],
         ) {
             assert!(crate::cpu::X86Features::get().$has, concat!($isa, " not available"));
-            let g = packed_gemm(input, pixels, k, weight, bias, n, out);
+            let g = packed_gemm(input, pixels, k, weight, bias, n, RowsMut::new(out, pixels, n, n));
             // SAFETY: the CPU has the ISA (asserted); `packed_gemm` checked every range.
             unsafe { x86::$gemm::<{ x86::EPI_GELU }>(&g) }
         }
@@ -189,7 +211,7 @@ macro_rules! x86_pointwise {
             weight: &[f32],
             bias: &[f32],
             n: usize,
-            out: &mut [f32],
+            out: RowsMut<'_, f32>,
             sumsq: &mut [f32],
         ) {
             assert!(crate::cpu::X86Features::get().$has, concat!($isa, " not available"));
@@ -279,10 +301,11 @@ pub fn pointwise_f32_neon(
     out: &mut [f32],
     accumulate: bool,
 ) {
+    let rows = RowsMut::new(out, pixels, n, n);
     if accumulate {
-        gemm_neon::<{ neon::EPI_ACCUMULATE }>(input, pixels, k, weight, bias, n, out, &mut [])
+        gemm_neon::<{ neon::EPI_ACCUMULATE }>(input, pixels, k, weight, bias, n, rows, &mut [])
     } else {
-        gemm_neon::<{ neon::EPI_STORE }>(input, pixels, k, weight, bias, n, out, &mut [])
+        gemm_neon::<{ neon::EPI_STORE }>(input, pixels, k, weight, bias, n, rows, &mut [])
     }
 }
 
@@ -298,7 +321,8 @@ pub fn pointwise_gelu_f32_neon(
     n: usize,
     out: &mut [f32],
 ) {
-    gemm_neon::<{ neon::EPI_GELU }>(input, pixels, k, weight, bias, n, out, &mut [])
+    let rows = RowsMut::new(out, pixels, n, n);
+    gemm_neon::<{ neon::EPI_GELU }>(input, pixels, k, weight, bias, n, rows, &mut [])
 }
 
 /// [`pointwise_gelu_sumsq_f32_scalar`] on NEON: GELU and GRN's sums of squares in the GEMM's
@@ -313,7 +337,7 @@ pub fn pointwise_gelu_sumsq_f32_neon(
     weight: &[f32],
     bias: &[f32],
     n: usize,
-    out: &mut [f32],
+    out: RowsMut<'_, f32>,
     sumsq: &mut [f32],
 ) {
     gemm_neon::<{ neon::EPI_GELU_SUMSQ }>(input, pixels, k, weight, bias, n, out, sumsq)
@@ -328,7 +352,7 @@ fn gemm_neon<const EPI: u8>(
     weight: &[f32],
     bias: &[f32],
     n: usize,
-    out: &mut [f32],
+    mut out: RowsMut<'_, f32>,
     sumsq: &mut [f32],
 ) {
     // Preconditions the unsafe tiles rely on.
@@ -336,8 +360,10 @@ fn gemm_neon<const EPI: u8>(
         input.len() >= pixels * k
             && weight.len() >= packed_len(n, k)
             && bias.len() >= n
-            && out.len() >= pixels * n
+            && out.rows() >= pixels
+            && out.cols() >= n
     );
+    let (out_row, base) = (out.stride(), out.as_mut_ptr());
     let panels = n.div_ceil(PANEL);
     // Sums of squares: 8 lanes per panel (the padded lanes of a ragged last panel in a local).
     let mut pad = [0f32; PANEL];
@@ -368,7 +394,8 @@ fn gemm_neon<const EPI: u8>(
             let mut b = [0f32; PANEL];
             b[..lanes].copy_from_slice(&bias[j * PANEL..j * PANEL + lanes]);
             let w = weight[j * k * PANEL..].as_ptr();
-            let o = out[p * n + j * PANEL..].as_mut_ptr();
+            // In the view: row p, columns from j·8 (its invariant covers rows × cols).
+            let o = base.wrapping_add(p * out_row + j * PANEL);
             let s = if EPI != neon::EPI_GELU_SUMSQ {
                 core::ptr::null_mut()
             } else if lanes == PANEL {
@@ -377,14 +404,15 @@ fn gemm_neon<const EPI: u8>(
                 pad[..lanes].copy_from_slice(&sumsq[j * PANEL..n]);
                 pad.as_mut_ptr()
             };
-            // SAFETY: rows p..p+mr of `input` (k each) and of `out` (n each, lanes from column
-            // j·8) and panel j of `weight` (k·8) are in bounds by the assertion above; `s` has
-            // 8 floats (a full panel of `sumsq`, or `pad`) with EPI_GELU_SUMSQ.
+            // SAFETY: rows p..p+mr of `input` (k each) and panel j of `weight` (k·8) are in
+            // bounds by the assertion above, and so are rows p..p+mr of `out` (`out_row`
+            // apart, `lanes` from column j·8 < n ≤ its columns: the view's own elements); `s`
+            // has 8 floats (a full panel of `sumsq`, or `pad`) with EPI_GELU_SUMSQ.
             unsafe {
                 match mr {
-                    8 => neon::tile::<8, EPI>(&a, w, PANEL, &b, o, n, lanes, s),
-                    4 => neon::tile::<4, EPI>(&a, w, PANEL, &b, o, n, lanes, s),
-                    _ => neon::tile::<1, EPI>(&a, w, PANEL, &b, o, n, lanes, s),
+                    8 => neon::tile::<8, EPI>(&a, w, PANEL, &b, o, out_row, lanes, s),
+                    4 => neon::tile::<4, EPI>(&a, w, PANEL, &b, o, out_row, lanes, s),
+                    _ => neon::tile::<1, EPI>(&a, w, PANEL, &b, o, out_row, lanes, s),
                 }
             }
             if EPI == neon::EPI_GELU_SUMSQ && lanes < PANEL {
@@ -762,6 +790,45 @@ mod fused_sumsq_tests {
     use std::vec;
     use std::vec::Vec;
 
+    /// Written as two column panels into rows `n + 8` apart (the runtime's blocks of a wider
+    /// matrix), every kernel set gives the contiguous call's outputs and sums bit for bit and
+    /// leaves the elements between the rows alone.
+    #[test]
+    fn fused_kernel_writes_column_panels_into_strided_rows() {
+        let mut rng = Rng::new(78);
+        for kernels in Kernels::available() {
+            let set = kernels.set().unwrap();
+            for (p, k, n) in [(9, 40, 160), (49, 320, 64), (8, 16, 32)] {
+                let x = rng.vec(p * k, 1.0);
+                let w = rng.vec(n * k, 0.5);
+                let b = rng.vec(n, 0.5);
+                let mut wp = vec![0.0; packed_len(n, k)];
+                pack_panels8(&w, n, k, &mut wp);
+                let (mut want, mut want_s) = (vec![0.0; p * n], vec![0.0; n]);
+                let out = RowsMut::new(&mut want, p, n, n);
+                (set.pointwise_gelu_sumsq)(&x, p, k, &wp, &b, n, out, &mut want_s);
+                let stride = n + 8;
+                let (mut got, mut got_s) = (vec![-3.0f32; p * stride], vec![0.0; n]);
+                let half = n / 2;
+                for j in [0..half, half..n] {
+                    let out = RowsMut::new(&mut got[j.start..], p, half, stride);
+                    let (wj, bj) = (&wp[j.start * k..], &b[j.clone()]);
+                    (set.pointwise_gelu_sumsq)(&x, p, k, wj, bj, half, out, &mut got_s[j]);
+                }
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                let rows: Vec<f32> = got.chunks(stride).flat_map(|r| r[..n].to_vec()).collect();
+                let at = std::format!("{} {p}x{k}x{n}", set.name);
+                assert_eq!(bits(&rows), bits(&want), "{at}: outputs");
+                assert_eq!(bits(&got_s), bits(&want_s), "{at}: sums");
+                assert!(
+                    got.chunks(stride)
+                        .all(|r| r[n..].iter().all(|&v| v == -3.0)),
+                    "{at}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn fused_sums_of_squares_equal_the_separate_pass() {
         let mut rng = Rng::new(77);
@@ -794,7 +861,8 @@ mod fused_sumsq_tests {
                 }
                 // One guard value past the `n` sums: never touched.
                 let (mut got, mut got_s) = (vec![0.0; p * n], vec![7.0; n + 1]);
-                (set.pointwise_gelu_sumsq)(&x, p, k, &wp, &b, n, &mut got, &mut got_s[..n]);
+                let out = RowsMut::new(&mut got, p, n, n);
+                (set.pointwise_gelu_sumsq)(&x, p, k, &wp, &b, n, out, &mut got_s[..n]);
                 assert_eq!(got_s[n], 7.0, "{} {p}x{k}x{n}: past the sums", set.name);
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&got), bits(&want), "{} {p}x{k}x{n}: outputs", set.name);
