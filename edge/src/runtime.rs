@@ -153,9 +153,9 @@ pub(crate) fn tile_split(p: usize, grain: usize) -> Split {
 /// workers share an image. Where [`pixel_split`]'s tasks are already at their minimum,
 /// [`PIXEL_ALIGN`] rows (≤ 256 pixels: Atto 224's last two stages, 196 and 49 pixels in 25 and
 /// 7 tasks), each is cut into 4 (or 2) tasks by output columns, so that every worker still
-/// gets the same work (and streams a part of the weights). Each task computes its block into
-/// its worker's staging buffer, which is then copied into place (the kernels write
-/// contiguous rows). Larger stages keep whole rows: their tasks are many, and a row written
+/// gets the same work (and streams a part of the weights). f32's fused fc1 writes each block
+/// in place (its kernels take rows a stride apart, [`RowsMut`]); the other GEMMs compute
+/// their block into the worker's staging buffer, which is then copied into place. Larger stages keep whole rows: their tasks are many, and a row written
 /// by one core is then read by the same core (GRN, fc2). Fixed by the shape and the kernel
 /// set (whose bits do not depend on it); 1 (no cut) unless `n` is a multiple of 2 tiles.
 pub(crate) fn gemm_panels(p: usize, n: usize, col_tile: usize) -> usize {
