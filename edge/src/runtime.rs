@@ -177,20 +177,20 @@ pub(crate) fn fc1_stage_len(p: usize, n: usize, col_tile: usize) -> usize {
     }
 }
 
-/// GRN's sums of squares of one block into `sums[..n]`: `task(pixels, columns, out, part)`
-/// writes (or reads, if fc1 already wrote them) the block's `hid` values at those pixels and
-/// columns into `out` (contiguous, `pixels × columns`) and sets `part` (one value per column)
-/// to their sums of squares over those pixels; the parts are then added in pixel-task order
-/// (from zero). One worker runs each pixel task over every column, in order, on this thread
-/// with one part (`parts[..n]`) and `out` the rows of `hid` themselves. Several keep one part
-/// per pixel task (`parts[..tasks·n]`, the plan's scratch for several workers), and with
-/// `panels` > 1 cut each pixel task into that many column panels, each computed into its
-/// worker's block of `stage` (`per_stage` elements each) and copied into `hid` (`panels` = 1
-/// when the task reads `hid`). All add the same per-column parts in the same order, and every
-/// kernel computes each column independently of the others: the bits do not depend on the
-/// worker count. Shared by the f32 and int8 runtimes.
+/// GRN's sums of squares of one block into `sums[..n]`: `task(pixels, columns, out, part,
+/// stage)` writes (or reads, if fc1 already wrote them) the block's `hid` values at those
+/// pixels and columns through `out` and sets `part` (one value per column) to their sums of
+/// squares over those pixels; the parts are then added in pixel-task order (from zero). One
+/// worker runs each pixel task over every column, in order, on this thread with one part
+/// (`parts[..n]`). Several keep one part per pixel task (`parts[..tasks·n]`, the plan's
+/// scratch for several workers), and with `panels` > 1 cut each pixel task into that many
+/// column panels: `out` is then the task's block of the wider rows, and `stage` its worker's
+/// `per_stage` elements of `stage` for kernels that write contiguous rows only (empty
+/// otherwise, and whenever `out` is contiguous). All add the same per-column parts in the
+/// same order, and every kernel computes each column independently of the others: the bits
+/// do not depend on the worker count. Shared by the f32 and int8 runtimes.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn grn_partial_sums<E: Executor + ?Sized, T: Send + Copy>(
+pub(crate) fn grn_partial_sums<E: Executor + ?Sized, T: Send>(
     exec: &E,
     px: Split,
     panels: usize,
@@ -200,16 +200,20 @@ pub(crate) fn grn_partial_sums<E: Executor + ?Sized, T: Send + Copy>(
     stage: &mut [T],
     per_stage: usize,
     n: usize,
-    task: impl Fn(Range<usize>, Range<usize>, &mut [T], &mut [f32]) + Sync,
+    task: impl Fn(Range<usize>, Range<usize>, RowsMut<'_, T>, &mut [f32], &mut [T]) + Sync,
 ) {
     let sums = &mut sums[..n];
+    let whole_rows = |r: Range<usize>, out: &mut [T], part: &mut [f32]| {
+        let rows = r.len();
+        task(r, 0..n, RowsMut::new(out, rows, n, n), part, &mut [])
+    };
     if exec.workers() == 1 {
         sums.fill(0.0);
         let part = &mut parts[..n];
         for t in 0..px.tasks() {
             let r = px.range(t);
             let (s, e) = (r.start * n, r.end * n);
-            task(r, 0..n, &mut hid[s..e], part);
+            whole_rows(r, &mut hid[s..e], part);
             for (s, v) in sums.iter_mut().zip(part.iter()) {
                 *s += *v;
             }
@@ -218,34 +222,17 @@ pub(crate) fn grn_partial_sums<E: Executor + ?Sized, T: Send + Copy>(
     }
     let parts = &mut parts[..px.tasks() * n];
     if panels == 1 {
-        for_each_task_slot(exec, px, hid, n, parts, n, |r, out, part| {
-            task(r, 0..n, out, part)
-        });
+        for_each_task_slot(exec, px, hid, n, parts, n, whole_rows);
     } else {
-        for_each_panel(
-            exec,
-            px,
-            panels,
-            hid,
-            n,
-            parts,
-            stage,
-            per_stage,
-            |r, cols, mut block, part, stage| {
-                let out = &mut stage[..r.len() * cols.len()];
-                task(r, cols, out, part);
-                block.copy_from(out);
-            },
-        );
+        for_each_panel(exec, px, panels, hid, n, parts, stage, per_stage, task);
     }
     add_parts_in_order(sums, parts);
 }
 
-/// [`grn_partial_sums`] over the f32 hidden buffer, `task` writing its block through a
-/// [`RowsMut`]: the sums in `scratch[..n]`; one worker's part in `hidden` past the stage's
-/// activations when it fits there, else after the sums; several workers' parts after the
-/// sums. With several workers and `panels` > 1 each (pixel task, panel) block is written in
-/// place (the f32 GEMMs take an output row stride), with no staging copy.
+/// [`grn_partial_sums`] over the f32 hidden buffer (whose fused fc1 writes its panel blocks in
+/// place: no staging): the sums in `scratch[..n]`; one worker's part in `hidden` past the
+/// stage's activations when it fits there, else after the sums; several workers' parts after
+/// the sums.
 fn grn_partial_sums_f32<E: Executor + ?Sized>(
     exec: &E,
     px: Split,
@@ -257,34 +244,13 @@ fn grn_partial_sums_f32<E: Executor + ?Sized>(
 ) {
     let (hid, tail) = hidden.split_at_mut(px.n * n);
     let (sums, rest) = scratch.split_at_mut(n);
-    let whole_rows = |r: Range<usize>, j: Range<usize>, out: &mut [f32], part: &mut [f32]| {
-        let (rows, cols) = (r.len(), j.len());
-        task(r, j, RowsMut::new(out, rows, cols, cols), part)
+    let parts = match exec.workers() {
+        1 if tail.len() >= n => tail,
+        1 => &mut rest[..n],
+        _ => &mut rest[..px.tasks() * n],
     };
-    if exec.workers() == 1 && tail.len() >= n {
-        return grn_partial_sums(exec, px, 1, hid, sums, tail, &mut [], 0, n, whole_rows);
-    }
-    let parts = &mut rest[..if exec.workers() == 1 {
-        n
-    } else {
-        px.tasks() * n
-    }];
-    if exec.workers() == 1 || panels == 1 {
-        return grn_partial_sums(exec, px, 1, hid, sums, parts, &mut [], 0, n, whole_rows);
-    }
-    let mut none = [0f32; 0];
-    for_each_panel(
-        exec,
-        px,
-        panels,
-        hid,
-        n,
-        parts,
-        &mut none,
-        0,
-        |r, j, block, part, _| task(r, j, block, part),
-    );
-    add_parts_in_order(&mut sums[..n], parts);
+    let task = |r, j, out: RowsMut<'_, f32>, part: &mut [f32], _: &mut [f32]| task(r, j, out, part);
+    grn_partial_sums(exec, px, panels, hid, sums, parts, &mut [], 0, n, task)
 }
 
 /// `sums` (zeroed first) plus each of `parts`' rows of `sums.len()` values, in order.

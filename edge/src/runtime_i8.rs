@@ -395,7 +395,7 @@ impl Model<'_> {
                         stage,
                         per_stage,
                         n,
-                        |r, _, out, part| sumsq(r, n, out, part),
+                        |r, _, out, part, _| sumsq(r, n, out.contiguous(), part),
                     );
                 } else {
                     // Several workers: fc1, GELU and the sums on the task's own rows (and
@@ -414,11 +414,21 @@ impl Model<'_> {
                         stage,
                         per_stage,
                         n,
-                        |r, cols, out, part| {
-                            let nc = cols.len();
-                            fc1(r.clone(), cols, out);
-                            (k.gelu)(out, bl.gelu_lut);
-                            sumsq(r, nc, out, part)
+                        |r, cols, mut out, part, stage| {
+                            let (nc, len) = (cols.len(), r.len() * cols.len());
+                            let body = |o: &mut [i8]| {
+                                fc1(r.clone(), cols, o);
+                                (k.gelu)(o, bl.gelu_lut);
+                                sumsq(r, nc, o, part)
+                            };
+                            // Whole rows in place; a panel block through the staging buffer.
+                            if stage.is_empty() {
+                                body(out.contiguous_mut());
+                            } else {
+                                let o = &mut stage[..len];
+                                body(o);
+                                out.copy_from(o);
+                            }
                         },
                     );
                 }

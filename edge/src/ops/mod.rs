@@ -102,6 +102,16 @@ impl<'a, T> RowsMut<'a, T> {
         unsafe { core::slice::from_raw_parts_mut(self.ptr, self.rows * self.cols) }
     }
 
+    /// [`RowsMut::contiguous`], borrowed.
+    pub fn contiguous_mut(&mut self) -> &mut [T] {
+        assert!(
+            self.stride == self.cols || self.rows <= 1,
+            "rows are not contiguous"
+        );
+        // SAFETY: as in `contiguous`, borrowed through `&mut self`.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr, self.rows * self.cols) }
+    }
+
     /// The first element, for kernels that address rows themselves (`i·stride + j`, within
     /// `rows × cols`).
     pub fn as_mut_ptr(&mut self) -> *mut T {
