@@ -99,7 +99,6 @@ impl ArenaPlan {
             for s in 0..arch.num_stages {
                 let (h, w) = arch.stage_hw(s);
                 let p_s = h.checked_mul(w)?;
-                let grain = crate::runtime::pixel_split(p_s).grain;
                 let tasks = crate::runtime::pixel_split(p_s).tasks();
                 let c = arch.dims[s];
                 let n = c.checked_mul(MLP_RATIO)?;
@@ -108,31 +107,21 @@ impl ArenaPlan {
                     Precision::F32 => &F32_COL_TILES,
                     Precision::Int8 => &[pointwise_i8::NR],
                 };
-                // One staging block of `cols` columns (and `grain` rows) per panel cut.
+                // The largest staging block of a GEMM with `cols` outputs over those tiles.
                 let block = |cols: usize| {
-                    tiles
-                        .iter()
-                        .map(|&t| match crate::runtime::gemm_panels(p_s, cols, t) {
-                            1 => Some(0),
-                            panels => grain.checked_mul(cols / panels),
-                        })
-                        .try_fold(0usize, |m, b| Some(m.max(b?)))
+                    let len = |&t| crate::runtime::panel_block_len(p_s, cols, t);
+                    tiles.iter().map(len).max().unwrap_or(0)
                 };
-                let stage = block(n)?.checked_mul(workers)?;
                 let parts = n.checked_mul(tasks.checked_add(1)?)?;
-                let need = match p {
-                    // f32's fc1 writes its blocks in place (no staging).
-                    Precision::F32 => parts,
-                    Precision::Int8 => {
-                        plan.wide = plan.wide.max(round16(stage)?);
-                        parts
-                    }
-                };
-                plan.scratch = plan.scratch.max(round16(need.checked_mul(4)?)?);
+                plan.scratch = plan.scratch.max(round16(parts.checked_mul(4)?)?);
+                // f32's fc1 writes its blocks in place (no staging).
+                if p == Precision::Int8 {
+                    plan.wide = plan.wide.max(round16(block(n).checked_mul(workers)?)?);
+                }
                 // fc2's staging blocks (few pixels, cut by output panels), in the activation
                 // buffer that held fc1's input: f32 the residual stream's block; int8 its
                 // int32 accumulators and then the int8 block, packed in int32 words.
-                let b = block(c)?;
+                let b = block(c);
                 let words = match p {
                     Precision::F32 => b,
                     Precision::Int8 => b.checked_add(b.div_ceil(4))?,

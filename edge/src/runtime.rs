@@ -168,9 +168,10 @@ pub(crate) fn gemm_panels(p: usize, n: usize, col_tile: usize) -> usize {
         .unwrap_or(1)
 }
 
-/// Elements of one worker's fc1 staging block (see [`grn_partial_sums`]) for a stage of `p`
-/// pixels and `n` outputs: a pixel task's rows × one panel's columns (0 if not cut).
-pub(crate) fn fc1_stage_len(p: usize, n: usize, col_tile: usize) -> usize {
+/// Elements of one (pixel task, panel) block of a GEMM cut by [`gemm_panels`] (`p` pixels,
+/// `n` outputs): a pixel task's rows × one panel's columns, the size of a worker's staging
+/// block; 0 if the GEMM is not cut.
+pub(crate) fn panel_block_len(p: usize, n: usize, col_tile: usize) -> usize {
     match gemm_panels(p, n, col_tile) {
         1 => 0,
         panels => pixel_split(p).grain * (n / panels),
@@ -214,9 +215,7 @@ pub(crate) fn grn_partial_sums<E: Executor + ?Sized, T: Send>(
             let r = px.range(t);
             let (s, e) = (r.start * n, r.end * n);
             whole_rows(r, &mut hid[s..e], part);
-            for (s, v) in sums.iter_mut().zip(part.iter()) {
-                *s += *v;
-            }
+            add_part(sums, part);
         }
         return;
     }
@@ -257,9 +256,14 @@ fn grn_partial_sums_f32<E: Executor + ?Sized>(
 fn add_parts_in_order(sums: &mut [f32], parts: &[f32]) {
     sums.fill(0.0);
     for part in parts.chunks_exact(sums.len()) {
-        for (s, v) in sums.iter_mut().zip(part) {
-            *s += *v;
-        }
+        add_part(sums, part);
+    }
+}
+
+/// `sums[j] += part[j]`.
+fn add_part(sums: &mut [f32], part: &[f32]) {
+    for (s, v) in sums.iter_mut().zip(part) {
+        *s += *v;
     }
 }
 
@@ -565,7 +569,7 @@ impl Model<'_> {
                         c,
                         &mut [0f32; 0],
                         other,
-                        px.grain * (c / panels),
+                        panel_block_len(p, c, k.col_tile),
                         |r, j, mut block, _, stage| {
                             let out = &mut stage[..r.len() * j.len()];
                             block.copy_to(out);

@@ -17,8 +17,8 @@ use crate::ops::{input, layernorm, pool};
 use crate::parallel::{for_each_panel, for_each_part, for_each_rows, Executor, Split};
 use crate::profile::{BlockStep, Op};
 use crate::runtime::{
-    fc1_stage_len, gemm_panels, grn_partial_sums, op_done, pixel_split, tile_split, BlockOp, Input,
-    Observer, Tap, PIXEL_ALIGN, PIXEL_TASKS,
+    gemm_panels, grn_partial_sums, op_done, panel_block_len, pixel_split, tile_split, BlockOp,
+    Input, Observer, Tap, PIXEL_ALIGN, PIXEL_TASKS,
 };
 use crate::Error;
 use core::ops::Range;
@@ -384,7 +384,6 @@ impl Model<'_> {
                     if O::ENABLED {
                         obs.observe_i8(tap(BlockOp::Gelu), h, w, n, hid, bl.gelu_q);
                     }
-                    let (stage, per_stage) = (&mut [][..], 0);
                     grn_partial_sums(
                         exec,
                         px,
@@ -392,8 +391,8 @@ impl Model<'_> {
                         hid,
                         sums,
                         parts,
-                        stage,
-                        per_stage,
+                        &mut [],
+                        0,
                         n,
                         |r, _, out, part, _| sumsq(r, n, out.contiguous(), part),
                     );
@@ -402,7 +401,7 @@ impl Model<'_> {
                     // columns, where cut) while they are in cache; the staging blocks in `w2`,
                     // free until GRN writes it.
                     let panels = gemm_panels(p, n, NR);
-                    let per_stage = fc1_stage_len(p, n, NR);
+                    let per_stage = panel_block_len(p, n, NR);
                     let stage = codes(w2, exec.workers() * per_stage)?;
                     grn_partial_sums(
                         exec,
@@ -473,8 +472,7 @@ impl Model<'_> {
                     // Few pixels: fc2 + the residual add by (pixels, output panel) tasks, each
                     // on staged copies of its accumulators and its block of the residual
                     // stream (in `t`, free since fc1 read it).
-                    let width = c / panels;
-                    let block_len = px.grain * width;
+                    let block_len = panel_block_len(p, c, NR);
                     let per_stage = block_len + block_len.div_ceil(4);
                     let stage = accs(
                         bytemuck::cast_slice_mut(&mut t[..]),

@@ -274,7 +274,7 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         return Err("--speedup: the 1-thread logits differ from the --threads ones".into());
     }
     ms.sort_by(f64::total_cmp);
-    let pct = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+    let pct = |q: f64| quantile(&ms, q);
     let order = ranked(&logits);
     let top5 = &order[..order.len().min(5)];
     if let Some(p) = &cli.logits_out {
@@ -385,18 +385,25 @@ struct Speedup {
 
 impl Speedup {
     fn new(pairs: &[(f64, f64)]) -> Speedup {
-        let pct = |mut v: Vec<f64>, q: f64| {
+        let sorted = |v: Vec<f64>| {
+            let mut v = v;
             v.sort_by(f64::total_cmp);
-            v[((v.len() - 1) as f64 * q).round() as usize]
+            v
         };
-        let ratios: Vec<f64> = pairs.iter().map(|&(one, n)| one / n).collect();
+        let ratios = sorted(pairs.iter().map(|&(one, n)| one / n).collect());
+        let one = sorted(pairs.iter().map(|p| p.0).collect());
         Speedup {
-            p10: pct(ratios.clone(), 0.1),
-            p50: pct(ratios.clone(), 0.5),
-            p90: pct(ratios, 0.9),
-            one_p50: pct(pairs.iter().map(|p| p.0).collect(), 0.5),
+            p10: quantile(&ratios, 0.1),
+            p50: quantile(&ratios, 0.5),
+            p90: quantile(&ratios, 0.9),
+            one_p50: quantile(&one, 0.5),
         }
     }
+}
+
+/// The `q` quantile of ascending, non-empty `sorted` (the nearest rank).
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
 /// The executor behind `--threads`.
