@@ -149,16 +149,35 @@ pub(crate) fn tile_split(p: usize, grain: usize) -> Split {
 }
 
 /// Column panels of a block's pointwise GEMM (fc1 or fc2: `p` pixels, `n` outputs, panels
-/// a multiple of `col_tile` columns, the kernel set's widest register tile) when several
-/// workers share an image. Where [`pixel_split`]'s tasks are already at their minimum,
-/// [`PIXEL_ALIGN`] rows (≤ 256 pixels: Atto 224's last two stages, 196 and 49 pixels in 25 and
-/// 7 tasks), each is cut into 4 (or 2) tasks by output columns, so that every worker still
-/// gets the same work (and streams a part of the weights). f32's fused fc1 writes each block
-/// in place (its kernels take rows a stride apart, [`RowsMut`]); the other GEMMs compute
-/// their block into the worker's staging buffer, which is then copied into place. Larger stages keep whole rows: their tasks are many, and a row written
-/// by one core is then read by the same core (GRN, fc2). Fixed by the shape and the kernel
-/// set (whose bits do not depend on it); 1 (no cut) unless `n` is a multiple of 2 tiles.
-pub(crate) fn gemm_panels(p: usize, n: usize, col_tile: usize) -> usize {
+/// a multiple of `col_tile` columns, the kernel set's widest register tile) run by `workers`.
+/// Where [`pixel_split`]'s tasks are already at their minimum, [`PIXEL_ALIGN`] rows (≤ 256
+/// pixels: Atto 224's last two stages, 196 and 49 pixels in 25 and 7 tasks), and fewer than
+/// [`CUT_BELOW_TASKS_PER_WORKER`] per worker, each is cut into 4 (or 2) tasks by output
+/// columns, so that every worker still gets the same work (and streams a part of the
+/// weights). f32's fused fc1 writes each block in place (its kernels take rows a stride
+/// apart, [`RowsMut`]); the other GEMMs compute their block into the worker's staging buffer,
+/// which is then copied into place. Larger stages keep whole rows: their tasks are many, and a
+/// row written by one core is then read by the same core (GRN, fc2). No bit depends on the
+/// cut: every column is computed on its own, and GRN's partial sums stay one per pixel task.
+/// 1 (no cut) for one worker, or unless `n` is a multiple of 2 tiles.
+pub(crate) fn gemm_panels(p: usize, n: usize, col_tile: usize, workers: usize) -> usize {
+    let few = pixel_split(p).tasks() < CUT_BELOW_TASKS_PER_WORKER.saturating_mul(workers);
+    match workers > 1 && few {
+        true => panels_where_cut(p, n, col_tile),
+        false => 1,
+    }
+}
+
+/// Pixel tasks per worker from which [`gemm_panels`] keeps whole rows. With this many, the
+/// wait for the last task costs less than what a cut adds to every task (its weights
+/// streamed once more per pixel task, the staging copies): at 2 workers Atto 224's stage 2
+/// (25 tasks) uncut is about 3 % faster per image than cut in 4 (int8, AVX-512 VNNI, both
+/// timed by `edge-bench --speedup`); at 4 its cut lowers the critical path (qemu cortex-a76,
+/// `benches/qemu/threads.sh`).
+pub(crate) const CUT_BELOW_TASKS_PER_WORKER: usize = 8;
+
+/// [`gemm_panels`]'s count for a GEMM it cuts (whatever the worker count).
+fn panels_where_cut(p: usize, n: usize, col_tile: usize) -> usize {
     if pixel_split(p).grain != PIXEL_ALIGN {
         return 1;
     }
@@ -168,11 +187,11 @@ pub(crate) fn gemm_panels(p: usize, n: usize, col_tile: usize) -> usize {
         .unwrap_or(1)
 }
 
-/// Elements of one (pixel task, panel) block of a GEMM cut by [`gemm_panels`] (`p` pixels,
-/// `n` outputs): a pixel task's rows × one panel's columns, the size of a worker's staging
-/// block; 0 if the GEMM is not cut.
+/// Elements of one (pixel task, panel) block of a GEMM that [`gemm_panels`] cuts (for some
+/// worker count; `p` pixels, `n` outputs): a pixel task's rows × one panel's columns, the size
+/// of a worker's staging block; 0 if it is never cut.
 pub(crate) fn panel_block_len(p: usize, n: usize, col_tile: usize) -> usize {
-    match gemm_panels(p, n, col_tile) {
+    match panels_where_cut(p, n, col_tile) {
         1 => 0,
         panels => pixel_split(p).grain * (n / panels),
     }
@@ -520,7 +539,7 @@ impl Model<'_> {
                     });
                     op_done(obs, &mut step, done(BlockStep::DwConvNorm));
                     let t = &other[..p * c];
-                    let panels = gemm_panels(p, n, k.col_tile);
+                    let panels = gemm_panels(p, n, k.col_tile, exec.workers());
                     grn_partial_sums_f32(
                         exec,
                         px,
@@ -556,10 +575,7 @@ impl Model<'_> {
                 // Few pixels and several workers: fc2 + the residual add by (pixels, output
                 // panel) tasks, each on a staged copy of its block of the residual stream (in
                 // `other`, free since fc1 read it), once GRN's update is done by pixels.
-                let panels = match exec.workers() {
-                    1 => 1,
-                    _ => gemm_panels(p, c, k.col_tile),
-                };
+                let panels = gemm_panels(p, c, k.col_tile, exec.workers());
                 let fc2_panels = |g: &[f32], cur: &mut [f32], other: &mut [f32]| {
                     for_each_panel(
                         exec,

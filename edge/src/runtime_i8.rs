@@ -400,7 +400,7 @@ impl Model<'_> {
                     // Several workers: fc1, GELU and the sums on the task's own rows (and
                     // columns, where cut) while they are in cache; the staging blocks in `w2`,
                     // free until GRN writes it.
-                    let panels = gemm_panels(p, n, NR);
+                    let panels = gemm_panels(p, n, NR, exec.workers());
                     let per_stage = panel_block_len(p, n, NR);
                     let stage = codes(w2, exec.workers() * per_stage)?;
                     grn_partial_sums(
@@ -467,7 +467,7 @@ impl Model<'_> {
                         out,
                     )
                 };
-                let panels = gemm_panels(p, c, NR);
+                let panels = gemm_panels(p, c, NR, exec.workers());
                 if exec.workers() > 1 && panels > 1 {
                     // Few pixels: fc2 + the residual add by (pixels, output panel) tasks, each
                     // on staged copies of its accumulators and its block of the residual

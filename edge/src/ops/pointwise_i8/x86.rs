@@ -21,6 +21,7 @@ use super::{GROUP, KR, NR};
 use crate::ops::requant::x86::{requant16, requant8, RequantLanes, RequantLanes16};
 use crate::ops::requant::Requant;
 use core::arch::x86_64::*;
+use core::mem::MaybeUninit;
 
 /// Epilogue: int32 accumulators out (fc2's, for the residual add).
 pub(crate) const EPI_I32: u8 = 0;
@@ -100,6 +101,24 @@ unsafe fn group_bytes(g: &GemmI8, row: usize, gi: usize) -> i32 {
     }
 }
 
+/// A panel's `valid` biases as 8 lanes, zero past them.
+///
+/// # Safety
+/// `bias` points at `valid` ≤ 8 values.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn load_bias(bias: *const i32, valid: usize) -> __m256i {
+    if valid == NR {
+        // SAFETY: 8 values (the caller's contract).
+        return unsafe { _mm256_loadu_si256(bias.cast()) };
+    }
+    let mut b = [0i32; NR];
+    // SAFETY: `valid` values (the caller's contract) into 8.
+    unsafe { core::ptr::copy_nonoverlapping(bias, b.as_mut_ptr(), valid) };
+    // SAFETY: `b` holds 8 i32.
+    unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
+}
+
 /// Panels whose per-channel constants (bias, requantization lanes) are staged at once.
 const CHUNK: usize = 32;
 
@@ -147,19 +166,25 @@ pub(crate) unsafe fn gemm_vnni<const EPI: u8>(g: &GemmI8) {
     let mut j0 = 0;
     while j0 < panels {
         let jn = (panels - j0).min(CHUNK);
-        let mut bias = [_mm256_setzero_si256(); CHUNK];
+        // Only the chunk's `jn` entries are written and read: filling all of both arrays
+        // (5 KiB) cost a task of 8 rows more than its bias and records.
+        let mut bias = [MaybeUninit::<__m256i>::uninit(); CHUNK];
+        let mut rq = [MaybeUninit::<RequantLanes>::uninit(); CHUNK];
         // SAFETY: panels j0..j0+jn, all rows: inside `g` (the caller's contract).
         unsafe {
-            let mut rq = [RequantLanes::load(&Requant::HALF, 0); CHUNK];
+            let half = RequantLanes::load(&Requant::HALF, 0);
             for i in 0..jn {
                 let valid = (g.n - (j0 + i) * NR).min(NR);
-                let mut b = [0i32; NR];
-                core::ptr::copy_nonoverlapping(g.bias.add((j0 + i) * NR), b.as_mut_ptr(), valid);
-                bias[i] = _mm256_loadu_si256(b.as_ptr().cast());
-                if EPI == EPI_REQUANT {
-                    rq[i] = RequantLanes::load(g.rq.add((j0 + i) * NR), valid);
-                }
+                bias[i].write(load_bias(g.bias.add((j0 + i) * NR), valid));
+                rq[i].write(if EPI == EPI_REQUANT {
+                    RequantLanes::load(g.rq.add((j0 + i) * NR), valid)
+                } else {
+                    half
+                });
             }
+            // SAFETY: entries 0..jn were written just above.
+            let bias = core::slice::from_raw_parts(bias.as_ptr().cast::<__m256i>(), jn);
+            let rq = core::slice::from_raw_parts(rq.as_ptr().cast::<RequantLanes>(), jn);
             let mut r = 0;
             while r < g.rows {
                 let mr = match g.rows - r {
@@ -273,9 +298,7 @@ pub(crate) unsafe fn gemm_avx2<const EPI: u8>(g: &GemmI8) {
         let valid = (g.n - j * NR).min(NR);
         // SAFETY: panel j, all rows: inside `g` (the caller's contract).
         unsafe {
-            let mut b = [0i32; NR];
-            core::ptr::copy_nonoverlapping(g.bias.add(j * NR), b.as_mut_ptr(), valid);
-            let init = _mm256_loadu_si256(b.as_ptr().cast());
+            let init = load_bias(g.bias.add(j * NR), valid);
             let rq = if EPI == EPI_REQUANT {
                 RequantLanes::load(g.rq.add(j * NR), valid)
             } else {
