@@ -4,7 +4,7 @@
 
 use crate::model::QParams;
 use crate::ops::layernorm_i8::OutQuant;
-use crate::ops::requant::{self, Requant};
+use crate::ops::requant::Requant;
 use crate::ops::residual_i8::ResidualQuant;
 use crate::ops::RowsMut;
 use crate::ops::{dwconv7x7, gelu, grn, layernorm, patch_conv, pointwise, pool};
@@ -164,7 +164,6 @@ pub(crate) type GrnSumsqF16Fn = fn(&[i8], usize, usize, Range<usize>, &GrnF16Qua
 pub(crate) type GrnApplyF16Fn =
     fn(&[i8], usize, usize, &[f16], &[f16], &[f32], &GrnF16Quant, &mut [i8]);
 pub(crate) type ResidualI8Fn = fn(&mut [i8], &[i32], usize, usize, &ResidualQuant);
-pub(crate) type RequantFn = fn(&[i32], usize, usize, &[Requant], i32, &mut [i8]);
 pub(crate) type QuantizeInputFn = fn(&[f32], usize, usize, usize, QParams, &mut [i8]);
 
 /// Which instruction paths an int8 kernel set runs, in words a benchmark report can print:
@@ -200,8 +199,6 @@ pub(crate) struct KernelSetI8 {
     /// …then, from the norms of all tasks' sums, the update by pixel range.
     pub grn_apply: GrnApplyF16Fn,
     pub residual: ResidualI8Fn,
-    /// Per-channel requantization of a whole tensor (the downsample's output).
-    pub requant: RequantFn,
     /// Normalized f32 NCHW input → int8 HWC, by pixel ranges (planes `stride` apart).
     pub quantize_input: QuantizeInputFn,
 }
@@ -221,7 +218,6 @@ pub(crate) const SCALAR_I8: KernelSetI8 = KernelSetI8 {
     grn_sumsq: grn_f16::grn_f16_sumsq_scalar,
     grn_apply: grn_f16::grn_f16_apply_scalar,
     residual: residual_i8::residual_add_i8_scalar,
-    requant: requant::requantize_channels_scalar,
     quantize_input: input::quantize_nchw_f32_i8_scalar,
 };
 
@@ -268,7 +264,6 @@ pub(crate) const NEON_I8: KernelSetI8 = KernelSetI8 {
     #[cfg(target_feature = "fp16")]
     grn_apply: grn_f16::grn_f16_apply_fp16_static,
     residual: residual_i8::residual_add_i8_neon,
-    requant: requant::requantize_channels_neon,
     quantize_input: input::quantize_nchw_f32_i8_neon,
 };
 
@@ -292,7 +287,6 @@ pub(crate) const AVX2_I8: KernelSetI8 = KernelSetI8 {
     grn_sumsq: grn_f16::grn_f16_sumsq_avx2,
     grn_apply: grn_f16::grn_f16_apply_avx2,
     residual: residual_i8::residual_add_i8_avx2,
-    requant: requant::requantize_channels_avx2,
     quantize_input: input::quantize_nchw_f32_i8_avx2,
 };
 

@@ -13,7 +13,7 @@ use crate::ops::grn_f16::{self, GrnF16Quant};
 use crate::ops::layernorm_i8::{self, OutQuant};
 use crate::ops::pointwise_i8::{GROUP, KR, NR};
 use crate::ops::residual_i8::ResidualQuant;
-use crate::ops::{input, layernorm, pool};
+use crate::ops::{input, layernorm, patch_conv_i8, pool};
 use crate::parallel::{for_each_panel, for_each_part, for_each_rows, Executor, Split};
 use crate::profile::{BlockStep, Op};
 use crate::runtime::{
@@ -224,52 +224,28 @@ impl Model<'_> {
                 if O::ENABLED {
                     obs.observe_i8(Tap::DownsampleNorm(s), h, w, prev, &t[..p * prev], d.norm_q);
                 }
+                // The conv as a GEMM: each output pixel's patch gathered (`w2`, free since
+                // the LayerNorm read it), then the requantizing pointwise kernels over them,
+                // by 8-pixel tiles (the rows of the last stages are 7 and 14 pixels, which a
+                // split by rows would leave to partial register tiles and too few tasks).
                 let (oh, ow) = a.stage_hw(s);
-                let acc = accs(w1, oh * ow * c)?;
+                let kk = DOWN_PATCH * DOWN_PATCH * prev;
+                let patches = codes(w2, oh * ow * kk)?;
                 let tn: &[i8] = &t[..p * prev];
-                let band = DOWN_PATCH * w * prev;
-                // `x` is free until the requantization: it holds the gathered patches.
-                for_each_part(
-                    exec,
-                    Split::new(oh, 1),
-                    acc,
-                    ow * c,
-                    &mut [0u8; 0],
-                    0,
-                    &mut x[..],
-                    gather,
-                    |_, r, out, _, g, _| {
-                        let inp = &tn[r.start * band..r.end * band];
-                        (k.patch_conv)(
-                            inp,
-                            r.len() * DOWN_PATCH,
-                            w,
-                            prev,
-                            DOWN_PATCH,
-                            d.conv_w,
-                            d.conv_b,
-                            c,
-                            out,
-                            g,
-                        )
-                    },
-                );
+                for_each_rows(exec, Split::new(oh, 1), patches, ow * kk, |r, out| {
+                    patch_conv_i8::gather_patches(tn, w, prev, DOWN_PATCH, r, out)
+                });
                 (h, w) = (oh, ow);
-                let acc: &[i32] = acc;
+                let patches: &[i8] = patches;
+                let q = d.out;
                 for_each_rows(
                     exec,
-                    pixel_split(h * w),
+                    tile_split(h * w, PIXEL_ALIGN),
                     &mut x[..h * w * c],
                     c,
                     |r, out| {
-                        (k.requant)(
-                            &acc[r.start * c..r.end * c],
-                            r.len(),
-                            c,
-                            d.rq,
-                            d.out.zero,
-                            out,
-                        )
+                        let rows = &patches[r.start * kk..r.end * kk];
+                        (k.pointwise)(rows, r.len(), kk, d.conv_w, d.conv_b, d.rq, q.zero, c, out)
                     },
                 );
                 xq = d.out;
@@ -432,20 +408,12 @@ impl Model<'_> {
                     );
                 }
                 op_done(obs, &mut step, done(BlockStep::Fc1Gelu));
-                let hs: &[i8] = hid;
-                let g = codes(w2, p * n)?;
                 let nx = &mut scratch[..n];
                 grn_f16::grn_f16_stats(nx, a.grn_eps);
                 let nx: &[f32] = nx;
-                for_each_rows(exec, tiles, &mut g[..p * n], n, |r, out| {
-                    let rows = &hs[r.start * n..r.end * n];
-                    (k.grn_apply)(rows, r.len(), n, bl.grn_w, bl.grn_b, nx, &gq, out)
-                });
-                if O::ENABLED {
-                    obs.observe_i8(tap(BlockOp::Grn), h, w, n, g, bl.grn_q);
-                }
-                op_done(obs, &mut step, done(BlockStep::Grn));
-                let g: &[i8] = g;
+                let grn = |rows: &[i8], pixels: usize, out: &mut [i8]| {
+                    (k.grn_apply)(rows, pixels, n, bl.grn_w, bl.grn_b, nx, &gq, out)
+                };
                 let (x_scale, acc_scale) = bl.res_rq.split_first().ok_or(Error::BadArch {
                     reason: "residual requantization missing",
                 })?;
@@ -455,20 +423,55 @@ impl Model<'_> {
                     acc_scale,
                     out_zero: bl.out.zero,
                 };
-                let acc = accs(w1, p * c)?;
-                let fc2 = |r: Range<usize>, out: &mut [i32]| {
-                    (k.pointwise_acc)(
-                        &g[r.start * n..r.end * n],
-                        r.len(),
-                        n,
-                        bl.fc2_w,
-                        bl.fc2_b,
-                        c,
-                        out,
-                    )
+                let fc2 = |g: &[i8], rows: usize, out: &mut [i32]| {
+                    (k.pointwise_acc)(g, rows, n, bl.fc2_w, bl.fc2_b, c, out)
                 };
                 let panels = gemm_panels(p, c, NR, exec.workers());
-                if exec.workers() > 1 && panels > 1 {
+                if !O::ENABLED && !O::TIMED && panels == 1 {
+                    // GRN's update, fc2 and the residual add on the task's own rows, while
+                    // they are in cache: one call fewer to wait for. GRN writes the worker's
+                    // block of `w2` (one worker: all of it, one call over the stage), and fc2
+                    // its int32 accumulators over the task's fc1 rows just read: `n = 4c`
+                    // codes per row are the bytes of `c` int32.
+                    let per_worker = match exec.workers() {
+                        1 => p * n,
+                        _ => tiles.grain * n,
+                    };
+                    let gs = codes(w2, exec.workers() * per_worker)?;
+                    for_each_part(
+                        exec,
+                        tiles,
+                        &mut hid[..p * n],
+                        n,
+                        &mut x[..p * c],
+                        c,
+                        gs,
+                        per_worker,
+                        |_, r, hid, xs, g, _| {
+                            let (rows, g) = (r.len(), &mut g[..r.len() * n]);
+                            grn(hid, rows, g);
+                            let acc: &mut [i32] = bytemuck::cast_slice_mut(hid);
+                            fc2(g, rows, acc);
+                            (k.residual)(xs, acc, rows, c, &rq)
+                        },
+                    );
+                    // (No tap to take: the block's end below is for observed runs.)
+                    xq = bl.out;
+                    op_done(obs, &mut step, done(BlockStep::Fc2Residual));
+                    continue;
+                }
+                let hs: &[i8] = hid;
+                let g = codes(w2, p * n)?;
+                for_each_rows(exec, tiles, &mut g[..p * n], n, |r, out| {
+                    grn(&hs[r.start * n..r.end * n], r.len(), out)
+                });
+                if O::ENABLED {
+                    obs.observe_i8(tap(BlockOp::Grn), h, w, n, g, bl.grn_q);
+                }
+                op_done(obs, &mut step, done(BlockStep::Grn));
+                let g: &[i8] = g;
+                let acc = accs(w1, p * c)?;
+                if panels > 1 {
                     // Few pixels: fc2 + the residual add by (pixels, output panel) tasks, each
                     // on staged copies of its accumulators and its block of the residual
                     // stream (in `t`, free since fc1 read it).
@@ -526,7 +529,7 @@ impl Model<'_> {
                         0,
                         |_, r, accr, xs, _, _| {
                             let pixels = r.len();
-                            fc2(r, accr);
+                            fc2(&g[r.start * n..r.end * n], pixels, accr);
                             (k.residual)(xs, accr, pixels, c, &rq)
                         },
                     );

@@ -63,6 +63,31 @@ pub fn patch_conv_i8_scalar_slot(
     patch_conv_i8_scalar(input, h, w, cin, k, weight, bias, cout, out)
 }
 
+/// The patches of output rows `rows` of a k×k / stride k convolution over the NHWC `input`
+/// (`w` pixels wide, `cin` channels), one row of `k·k·cin` values per output pixel in the
+/// weights' K order `(ky, kx, ci)`: `out[((oy − rows.start)·ow + ox)·k·k·cin..]` (im2col,
+/// `ow = w / k`). Over them the convolution is the pointwise GEMM with the same packed weights
+/// (see the module docs), whose 8-row register tiles and requantizing epilogue the runtime's
+/// downsample then uses. Panics if a slice is short.
+pub fn gather_patches(
+    input: &[i8],
+    w: usize,
+    cin: usize,
+    k: usize,
+    rows: core::ops::Range<usize>,
+    out: &mut [i8],
+) {
+    let (ow, run) = (w / k, k * cin);
+    let kk = k * run;
+    let pixels = rows.len() * ow;
+    for (q, patch) in out[..pixels * kk].chunks_exact_mut(kk).enumerate() {
+        let q = rows.start * ow + q;
+        for (ky, dst) in patch.chunks_exact_mut(run).enumerate() {
+            dst.copy_from_slice(&input[run_start(q, ky, w, cin, k)..][..run]);
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86;
 #[cfg(target_arch = "x86_64")]
@@ -74,6 +99,41 @@ mod tests {
     use crate::ops::pointwise_i8::{pack_c4, packed_len};
     use crate::ops::testutil::*;
     use std::vec::Vec;
+
+    /// The pointwise GEMM over the gathered patches of any band of output rows is the patch
+    /// conv (its rows of the output), accumulators and requantized codes alike.
+    #[test]
+    fn gemm_over_gathered_patches_is_the_conv() {
+        use crate::ops::pointwise_i8::{pointwise_i8_acc_scalar, pointwise_i8_scalar};
+        use crate::ops::requant::{requantize_channels_scalar, Requant};
+        let mut rng = Rng::new(131);
+        for (h, w, cin, cout, k) in [(14, 14, 40, 80, 2), (8, 12, 3, 13, 4), (2, 2, 1, 1, 2)] {
+            let (oh, ow, kk) = (h / k, w / k, k * k * cin);
+            let x = rng.bytes(h * w * cin);
+            let mut wp = std::vec![0i8; packed_len(cout, kk)];
+            pack_c4(&rng.bytes(cout * kk), cout, kk, &mut wp);
+            let b: Vec<i32> = (0..cout).map(|_| rng.next_u64() as i32 >> 12).collect();
+            let rq: Vec<Requant> = (0..cout)
+                .map(|j| Requant::from_scale(1e-3 * (1 + j % 7) as f64).unwrap())
+                .collect();
+            let mut conv = std::vec![0i32; oh * ow * cout];
+            patch_conv_i8_scalar(&x, h, w, cin, k, &wp, &b, cout, &mut conv);
+            let mut want = std::vec![0i8; conv.len()];
+            requantize_channels_scalar(&conv, oh * ow, cout, &rq, -3, &mut want);
+            for rows in [0..oh, oh / 2..oh, 0..1] {
+                let px = rows.len() * ow;
+                let mut patches = std::vec![7i8; px * kk + 1];
+                gather_patches(&x, w, cin, k, rows.clone(), &mut patches);
+                assert_eq!(patches[px * kk], 7, "wrote past the band");
+                let (mut acc, mut codes) = (std::vec![0i32; px * cout], std::vec![0i8; px * cout]);
+                pointwise_i8_acc_scalar(&patches, px, kk, &wp, &b, cout, &mut acc);
+                pointwise_i8_scalar(&patches, px, kk, &wp, &b, &rq, -3, cout, &mut codes);
+                let band = rows.start * ow * cout..rows.end * ow * cout;
+                assert_eq!(acc, conv[band.clone()], "{h}x{w}x{cin} k{k} rows {rows:?}");
+                assert_eq!(codes, want[band], "{h}x{w}x{cin} k{k} rows {rows:?}");
+            }
+        }
+    }
 
     /// Against the f32 patch conv on integer values (exact in f32 at these sizes).
     #[test]

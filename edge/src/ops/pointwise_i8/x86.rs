@@ -176,7 +176,10 @@ pub(crate) unsafe fn gemm_vnni<const EPI: u8>(g: &GemmI8) {
             for i in 0..jn {
                 let valid = (g.n - (j0 + i) * NR).min(NR);
                 bias[i].write(load_bias(g.bias.add((j0 + i) * NR), valid));
-                rq[i].write(if EPI == EPI_REQUANT {
+                // A full pair's tile loads its 16 records itself (`load16`).
+                let pair = i & !1;
+                let full_pair = pair + 1 < jn && g.n >= (j0 + pair + 2) * NR;
+                rq[i].write(if EPI == EPI_REQUANT && !full_pair {
                     RequantLanes::load(g.rq.add((j0 + i) * NR), valid)
                 } else {
                     half
@@ -267,7 +270,7 @@ unsafe fn tile_vnni<const MR: usize, const NP: usize, const EPI: u8>(
         }
         if EPI == EPI_REQUANT && NP == 2 && g.n >= (j0 + 2) * NR {
             // Both panels full: requantize 16 lanes at once.
-            let rq16 = RequantLanes16::join(&rq[0], &rq[1]);
+            let rq16 = RequantLanes16::load16(g.rq.add(j0 * NR));
             let zp16 = _mm512_broadcast_i32x4(_mm256_castsi256_si128(zp));
             for (r, row) in acc.iter().enumerate() {
                 let v = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(row[0]), row[1]);

@@ -131,9 +131,11 @@ pub fn requantize_scalar(acc: i32, rq: Requant, zero_point: i32) -> i8 {
     (requantize_i32_scalar(acc, rq) as i64 + zero_point as i64).clamp(-128, 127) as i8
 }
 
-/// Requantizes int32 accumulators `[pixels][c]` to int8 with per-channel parameters (the
-/// downsample conv's output).
-pub fn requantize_channels_scalar(
+/// Requantizes int32 accumulators `[pixels][c]` to int8 with per-channel parameters: the
+/// specification the vector forms below are tested against (the kernels requantize in their
+/// GEMMs' epilogues, e.g. the downsample's, see `runtime_i8`).
+#[cfg(test)]
+pub(crate) fn requantize_channels_scalar(
     acc: &[i32],
     pixels: usize,
     c: usize,
@@ -151,11 +153,12 @@ pub fn requantize_channels_scalar(
     }
 }
 
-/// NEON form of [`requantize_channels_scalar`], bit-identical: channel blocks of 8 outer (their
-/// parameters loaded once), pixels inner; `SQSHL` → `SQRDMULH` → `SRSHL`, saturating narrows; a
-/// scalar tail for the last `c mod 8` channels.
-#[cfg(target_arch = "aarch64")]
-pub fn requantize_channels_neon(
+/// [`requantize_channels_scalar`] through [`neon`]'s steps (the GEMM epilogues' and the
+/// residual add's), bit-identical: channel blocks of 8 outer (their parameters loaded once),
+/// pixels inner; `SQSHL` → `SQRDMULH` → `SRSHL`, saturating narrows; a scalar tail for the last
+/// `c mod 8` channels. Their test driver.
+#[cfg(all(test, target_arch = "aarch64"))]
+pub(crate) fn requantize_channels_neon(
     acc: &[i32],
     pixels: usize,
     c: usize,
@@ -244,8 +247,6 @@ pub(crate) mod neon {
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86;
-#[cfg(target_arch = "x86_64")]
-pub use x86::requantize_channels_avx2;
 
 #[cfg(test)]
 mod tests {

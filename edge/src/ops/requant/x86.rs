@@ -1,9 +1,8 @@
-//! x86-64 requantization (AVX2), bit-identical to the scalar steps of the module above: the
-//! vector form every x86 int8 kernel uses (GEMM epilogues, the downsample's requantization,
-//! the residual add), and [`requantize_channels_avx2`].
+//! x86-64 requantization (AVX2, and AVX-512 for 16 lanes), bit-identical to the scalar steps
+//! of the module above: the vector form every x86 int8 kernel uses (the GEMM epilogues, the
+//! downsample's among them, and the residual add).
 
-use super::{requantize_scalar, Requant};
-use crate::cpu::X86Features;
+use super::Requant;
 use core::arch::x86_64::*;
 
 const NR: usize = 8;
@@ -164,7 +163,7 @@ pub(crate) fn narrow_i8x8(x: __m256i, zp: __m256i) -> __m128i {
     _mm256_castsi256_si128(b)
 }
 
-/// Two panels' [`RequantLanes`] as 16 lanes (AVX-512).
+/// The [`RequantLanes`] of two panels, as 16 lanes (AVX-512).
 #[derive(Clone, Copy)]
 pub(crate) struct RequantLanes16 {
     mult: __m512i,
@@ -175,17 +174,35 @@ pub(crate) struct RequantLanes16 {
 }
 
 impl RequantLanes16 {
-    /// Lanes 0..8 from `lo`, 8..16 from `hi`.
+    /// 16 records' lanes straight from memory: two 64-byte loads, whose even dwords are the
+    /// multipliers and odd ones `pre_shift | post_shift << 8` (see [`RequantLanes::load8`]).
+    ///
+    /// # Safety
+    /// `rq` points at 16 records.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    pub(crate) fn join(lo: &RequantLanes, hi: &RequantLanes) -> RequantLanes16 {
-        let j = |a: __m256i, b: __m256i| _mm512_inserti64x4::<1>(_mm512_castsi256_si512(a), b);
+    pub(crate) unsafe fn load16(rq: *const Requant) -> RequantLanes16 {
+        // SAFETY: 128 bytes at `rq` (the caller's contract); unaligned loads.
+        let (lo, hi) = unsafe {
+            (
+                _mm512_loadu_si512(rq.cast()),
+                _mm512_loadu_si512(rq.add(8).cast()),
+            )
+        };
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        let mult = _mm512_permutex2var_epi32(lo, even, hi);
+        let shifts = _mm512_permutex2var_epi32(lo, odd, hi);
+        let byte = _mm512_set1_epi32(0xff);
+        let pre = _mm512_and_si512(shifts, byte);
+        let post = _mm512_and_si512(_mm512_srli_epi32::<8>(shifts), byte);
+        let one = _mm512_set1_epi32(1);
         RequantLanes16 {
-            mult: j(lo.mult, hi.mult),
-            pre: j(lo.pre, hi.pre),
-            post: j(lo.post, hi.post),
-            post_m1: j(lo.post_m1, hi.post_m1),
-            post_nz: j(lo.post_nz, hi.post_nz),
+            mult,
+            pre,
+            post,
+            post_m1: _mm512_max_epi32(_mm512_sub_epi32(post, one), _mm512_setzero_si512()),
+            post_nz: _mm512_min_epi32(post, one),
         }
     }
 }
@@ -220,10 +237,12 @@ pub(crate) fn requant16(acc: __m512i, r: &RequantLanes16, zp: __m512i) -> __m128
     _mm512_cvtsepi32_epi8(_mm512_add_epi32(x, zp))
 }
 
-/// [`super::requantize_channels_scalar`] on AVX2: channel blocks of 8 outer (their parameters
-/// loaded once), pixels inner; the last `c mod 8` channels by the reference. Bit-identical.
-/// Panics if the CPU lacks AVX2, a slice is short or the zero point is not int8.
-pub fn requantize_channels_avx2(
+/// `requantize_channels_scalar` through [`RequantLanes`] and [`requant8`] (the GEMM epilogues'
+/// and the residual add's steps): channel blocks of 8 outer (their parameters loaded once),
+/// pixels inner; the last `c mod 8` channels by the reference. Their test driver. Panics if the
+/// CPU lacks AVX2, a slice is short or the zero point is not int8.
+#[cfg(test)]
+fn requantize_channels_avx2(
     acc: &[i32],
     pixels: usize,
     c: usize,
@@ -231,7 +250,7 @@ pub fn requantize_channels_avx2(
     zero_point: i32,
     out: &mut [i8],
 ) {
-    assert!(X86Features::get().avx2, "AVX2 not available");
+    assert!(crate::cpu::X86Features::get().avx2, "AVX2 not available");
     assert!(acc.len() >= pixels * c && out.len() >= pixels * c && rq.len() >= c);
     assert!((-128..=127).contains(&zero_point));
     // SAFETY: the CPU has AVX2 (asserted); lengths asserted above.
@@ -239,11 +258,12 @@ pub fn requantize_channels_avx2(
     let c8 = c / NR * NR;
     for p in 0..pixels {
         for j in c8..c {
-            out[p * c + j] = requantize_scalar(acc[p * c + j], rq[j], zero_point);
+            out[p * c + j] = super::requantize_scalar(acc[p * c + j], rq[j], zero_point);
         }
     }
 }
 
+#[cfg(test)]
 #[target_feature(enable = "avx2")]
 unsafe fn channels_avx2(
     acc: &[i32],
@@ -269,6 +289,7 @@ unsafe fn channels_avx2(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu::X86Features;
     use crate::ops::requant::requantize_channels_scalar;
     use crate::ops::testutil::*;
     use std::vec;
