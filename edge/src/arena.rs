@@ -5,7 +5,7 @@
 //! this total equals the largest live set (f32 stage 0: 2·P·C + 4·P·C floats; int8: 2·P·C +
 //! 2·4·P·C bytes).
 
-use crate::arch::{Arch, DOWN_PATCH, MLP_RATIO, STEM_PATCH};
+use crate::arch::{Arch, MLP_RATIO, STEM_PATCH};
 use crate::format::Precision;
 use crate::kernels::F32_COL_TILES;
 use crate::ops::{grn_f16, pointwise_i8};
@@ -41,7 +41,8 @@ fn round16(n: usize) -> Option<usize> {
 
 /// What each worker of the int8 runtime needs for itself: a LayerNorm row (`ln_row` f32, the
 /// widest stage; the runtime keeps one more row in front for the downsample's dequantization
-/// scales) and the 4 patches a patch conv gathers (`gather` bytes, stem or downsample).
+/// scales) and the 4 patches the stem's patch conv gathers (`gather` bytes; the downsamples
+/// gather every patch into a wide buffer, then run the pointwise GEMM over them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Int8WorkerScratch {
     pub ln_row: usize,
@@ -54,10 +55,9 @@ impl Int8WorkerScratch {
         let stem = STEM_PATCH
             .checked_mul(STEM_PATCH)?
             .checked_mul(arch.in_chans)?;
-        let down = (DOWN_PATCH * DOWN_PATCH).checked_mul(cmax)?;
         Some(Int8WorkerScratch {
             ln_row: cmax,
-            gather: stem.max(down).checked_mul(4)?,
+            gather: stem.checked_mul(4)?,
         })
     }
 }
@@ -85,8 +85,9 @@ impl ArenaPlan {
 
     /// The plan for `workers` workers ([`crate::parallel`]). int8: each worker needs its own
     /// LayerNorm row (`max C` floats, after `max C` kept for the downsample's scales) and its
-    /// own 4 gathered patches for the patch convs (in an activation buffer that is free
-    /// then); regions grow only if those do not fit (never for 1 worker). Both precisions with
+    /// own 4 gathered patches for the stem's patch conv (in an activation buffer that is free
+    /// then), and its tile of GRN's output (fused with fc2); regions grow only if those do not
+    /// fit (never for 1 worker). Both precisions with
     /// several workers: scratch for one partial sum of squares (4C floats) per pixel task of
     /// GRN (one worker adds each task's part before the next: one part), and staging blocks
     /// for the GEMMs of the stages cut by output panels (see `runtime::gemm_panels`).
@@ -114,9 +115,14 @@ impl ArenaPlan {
                 };
                 let parts = n.checked_mul(tasks.checked_add(1)?)?;
                 plan.scratch = plan.scratch.max(round16(parts.checked_mul(4)?)?);
-                // f32's fc1 writes its blocks in place (no staging).
+                // f32's fc1 writes its blocks in place (no staging). int8's GRN update, fused
+                // with fc2, writes each worker's tile of rows into the same buffer.
                 if p == Precision::Int8 {
-                    plan.wide = plan.wide.max(round16(block(n).checked_mul(workers)?)?);
+                    let tile = crate::runtime::tile_split(p_s, crate::runtime::PIXEL_ALIGN).grain;
+                    let grn = tile.checked_mul(n)?;
+                    plan.wide = plan
+                        .wide
+                        .max(round16(block(n).max(grn).checked_mul(workers)?)?);
                 }
                 // fc2's staging blocks (few pixels, cut by output panels), in the activation
                 // buffer that held fc1's input: f32 the residual stream's block; int8 its

@@ -187,3 +187,30 @@ fn zero_workers_and_short_arenas_are_typed_errors() {
         );
     }
 }
+
+/// `arena_len_for(n)` is enough for any worker count, its per-worker blocks included (Atto
+/// 224, where 64 workers' blocks outgrow the buffers one worker needs), with the same logits
+/// as one worker.
+#[test]
+fn many_workers_run_in_the_arena_they_are_given() {
+    /// `n` workers in name, the tasks run in turn on this thread as worker `task mod n`.
+    struct InTurn(usize);
+    // SAFETY: each task runs once, one at a time, as a worker below `n`.
+    unsafe impl Executor for InTurn {
+        fn workers(&self) -> usize {
+            self.0
+        }
+        fn run(&self, tasks: usize, f: &(dyn Fn(usize, usize) + Sync)) {
+            (0..tasks).for_each(|t| f(t, t % self.0));
+        }
+    }
+    let (f32_file, i8_file, img) = atto_f32_int8(224);
+    for model in [f32_file.model(), i8_file.model()] {
+        let x = Input::HwcU8(&img);
+        let (one, _) = run(&model, x, Kernels::Auto, &Serial);
+        for workers in [64, 200] {
+            let (many, _) = run(&model, x, Kernels::Auto, &InTurn(workers));
+            assert_eq!(many, one, "{:?} {workers} workers", model.precision());
+        }
+    }
+}
