@@ -475,7 +475,8 @@ pub(crate) fn for_each_part<E: Executor + ?Sized, A: Send, B: Send, S: Send>(
 /// Runs one task per part of `split` on the executor (never on the calling thread alone, even
 /// with one worker): `f(items, part of a, slot)`, where item `i` owns `a[i·a_stride..]
 /// [..a_stride]` and task `t` owns `slots[t·slot_len..][..slot_len]` (per-task results, such as
-/// partial sums that the caller then combines in task order).
+/// partial sums that the caller then combines in task order), the last task what is left of
+/// `slots` if shorter.
 pub(crate) fn for_each_task_slot<E: Executor + ?Sized, A: Send, B: Send>(
     exec: &E,
     split: Split,
@@ -485,7 +486,8 @@ pub(crate) fn for_each_task_slot<E: Executor + ?Sized, A: Send, B: Send>(
     slot_len: usize,
     f: impl Fn(Range<usize>, &mut [A], &mut [B]) + Sync,
 ) {
-    assert!(split.n * a_stride <= a.len() && split.tasks() * slot_len <= slots.len());
+    let tasks = split.tasks();
+    assert!(split.n * a_stride <= a.len() && tasks.saturating_sub(1) * slot_len <= slots.len());
     let (pa, pb) = (
         Base(a.as_mut_ptr(), a.len()),
         Base(slots.as_mut_ptr(), slots.len()),
@@ -493,7 +495,8 @@ pub(crate) fn for_each_task_slot<E: Executor + ?Sized, A: Send, B: Send>(
     run_split(exec, split, |t, r, _| {
         // SAFETY: the executor runs each task once; the tasks' item ranges are disjoint, and
         // so are their slots (one per task); both buffers stay borrowed until `run` returns.
-        let (ra, rb) = unsafe { (pa.part(&r, a_stride), pb.part(&(t..t + 1), slot_len)) };
+        let slot = t * slot_len..((t + 1) * slot_len).min(pb.1);
+        let (ra, rb) = unsafe { (pa.part(&r, a_stride), pb.part(&slot, 1)) };
         f(r, ra, rb)
     });
 }

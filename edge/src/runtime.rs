@@ -197,23 +197,53 @@ pub(crate) fn panel_block_len(p: usize, n: usize, col_tile: usize) -> usize {
     }
 }
 
+/// Pixel tasks of `px` that one task of `workers` runs together where a GEMM is not cut by
+/// output panels: 4 or 2 if [`pixel_split`]'s tasks are single register tiles
+/// ([`PIXEL_ALIGN`] rows) and tasks of that many still share the rows out evenly, else 1. A
+/// GEMM call of 8 rows costs about a tenth more per row than one of 32 (Atto 224's stage 2
+/// fc1, 160 → 640, int8 VNNI), and at 2 workers Atto's stage 2 (196 pixels) splits as evenly
+/// in 32-row tasks (6, and one of 4 rows) as in 8-row ones. "Evenly": the busiest worker,
+/// taking whole tasks in turn and the short last one after a round that used every worker,
+/// gets at most 5 % over an equal share. No bit depends on it (the sums stay per pixel task).
+pub(crate) fn gemm_row_group(px: Split, workers: usize) -> usize {
+    if workers <= 1 || px.grain != PIXEL_ALIGN {
+        return 1;
+    }
+    let even = |g: usize| {
+        let rows = g * px.grain;
+        let (full, rest) = (px.n / rows, px.n % rows);
+        let last = if full.is_multiple_of(workers) {
+            rest
+        } else {
+            0
+        };
+        let busiest = full.div_ceil(workers) * rows + last;
+        // busiest ≤ 1.05 · n / workers
+        busiest * workers * 20 <= px.n * 21
+    };
+    [4, 2].into_iter().find(|&g| even(g)).unwrap_or(1)
+}
+
 /// GRN's sums of squares of one block into `sums[..n]`: `task(pixels, columns, out, part,
 /// stage)` writes (or reads, if fc1 already wrote them) the block's `hid` values at those
-/// pixels and columns through `out` and sets `part` (one value per column) to their sums of
-/// squares over those pixels; the parts are then added in pixel-task order (from zero). One
-/// worker runs each pixel task over every column, in order, on this thread with one part
-/// (`parts[..n]`). Several keep one part per pixel task (`parts[..tasks·n]`, the plan's
-/// scratch for several workers), and with `panels` > 1 cut each pixel task into that many
-/// column panels: `out` is then the task's block of the wider rows, and `stage` its worker's
-/// `per_stage` elements of `stage` for kernels that write contiguous rows only (empty
-/// otherwise, and whenever `out` is contiguous). All add the same per-column parts in the
-/// same order, and every kernel computes each column independently of the others: the bits
-/// do not depend on the worker count. Shared by the f32 and int8 runtimes.
+/// pixels and columns through `out` and sets `part` to their sums of squares over each pixel
+/// task (`cols` values per pixel task the range spans, in order); the parts are then added in
+/// pixel-task order (from zero). One worker runs each pixel task over every column, in order,
+/// on this thread with one part (`parts[..n]`). Several keep one part per pixel task
+/// (`parts[..tasks·n]`, the plan's scratch for several workers) and run `group` pixel tasks
+/// per task over every column (see [`gemm_row_group`]; the last task may span fewer), or,
+/// with `panels` > 1, cut each pixel task into that many column panels: `out` is then the
+/// task's block of the wider rows, and `stage` its worker's `per_stage` elements of `stage`
+/// for kernels that write contiguous rows only (empty otherwise, and whenever `out` is
+/// contiguous). All add the same per-column parts in the same order, and every kernel
+/// computes each column independently of the others: the bits do not depend on the worker
+/// count. Shared by the f32 and int8 runtimes.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn grn_partial_sums<E: Executor + ?Sized, T: Send>(
     exec: &E,
     px: Split,
     panels: usize,
+    group: usize,
     hid: &mut [T],
     sums: &mut [f32],
     parts: &mut [f32],
@@ -240,7 +270,8 @@ pub(crate) fn grn_partial_sums<E: Executor + ?Sized, T: Send>(
     }
     let parts = &mut parts[..px.tasks() * n];
     if panels == 1 {
-        for_each_task_slot(exec, px, hid, n, parts, n, whole_rows);
+        let groups = Split::new(px.n, px.grain * group);
+        for_each_task_slot(exec, groups, hid, n, parts, group * n, whole_rows);
     } else {
         for_each_panel(exec, px, panels, hid, n, parts, stage, per_stage, task);
     }
@@ -268,7 +299,7 @@ fn grn_partial_sums_f32<E: Executor + ?Sized>(
         _ => &mut rest[..px.tasks() * n],
     };
     let task = |r, j, out: RowsMut<'_, f32>, part: &mut [f32], _: &mut [f32]| task(r, j, out, part);
-    grn_partial_sums(exec, px, panels, hid, sums, parts, &mut [], 0, n, task)
+    grn_partial_sums(exec, px, panels, 1, hid, sums, parts, &mut [], 0, n, task)
 }
 
 /// `sums` (zeroed first) plus each of `parts`' rows of `sums.len()` values, in order.
@@ -677,5 +708,33 @@ impl Model<'_> {
         });
         op_done(obs, &mut step, Op::Head);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cuts Atto's shapes get: stage 2 (196 pixels, 25 tasks of 8) is cut by panels from
+    /// 4 workers and run in 32-row tasks by 2 and 3; stage 3 (49) is cut from 2; 96-pixel
+    /// inputs' 144-pixel stage (18 tasks) takes 16-row tasks at 3 workers only; stages whose
+    /// pixel tasks are already wider than one tile are neither.
+    #[test]
+    fn panels_and_row_groups_follow_the_worker_count() {
+        let (px196, px49, px144) = (pixel_split(196), pixel_split(49), pixel_split(144));
+        assert_eq!((px196.tasks(), px49.tasks(), px144.tasks()), (25, 7, 18));
+        assert_eq!(gemm_panels(196, 640, 8, 1), 1);
+        assert_eq!(gemm_panels(196, 640, 8, 2), 1);
+        assert_eq!(gemm_panels(196, 640, 8, 4), 4);
+        assert_eq!(gemm_panels(49, 320, 8, 2), 4);
+        assert_eq!(gemm_panels(49, 320, 32, 2), 2);
+        assert_eq!(gemm_panels(3136, 160, 8, 7), 1);
+        let groups = |px, workers: &[usize]| -> std::vec::Vec<usize> {
+            workers.iter().map(|&w| gemm_row_group(px, w)).collect()
+        };
+        assert_eq!(groups(px196, &[1, 2, 3]), [1, 4, 4]);
+        assert_eq!(groups(px144, &[2, 3]), [1, 2]);
+        assert_eq!(groups(pixel_split(3136), &[2, 3]), [1, 1]);
+        assert_eq!(groups(pixel_split(784), &[2, 3]), [1, 1]);
     }
 }

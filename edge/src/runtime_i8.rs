@@ -17,8 +17,8 @@ use crate::ops::{input, layernorm, patch_conv_i8, pool};
 use crate::parallel::{for_each_panel, for_each_part, for_each_rows, Executor, Split};
 use crate::profile::{BlockStep, Op};
 use crate::runtime::{
-    gemm_panels, grn_partial_sums, op_done, panel_block_len, pixel_split, tile_split, BlockOp,
-    Input, Observer, Tap, PIXEL_ALIGN, PIXEL_TASKS,
+    gemm_panels, gemm_row_group, grn_partial_sums, op_done, panel_block_len, pixel_split,
+    tile_split, BlockOp, Input, Observer, Tap, PIXEL_ALIGN, PIXEL_TASKS,
 };
 use crate::Error;
 use core::ops::Range;
@@ -343,9 +343,17 @@ impl Model<'_> {
                 // GRN's sums of squares per pixel task, the parts added in task order
                 // (`grn_f16`'s specification, with the runtime's pixel tasks as blocks).
                 let (sums, parts) = scratch.split_at_mut(n);
-                let sumsq = |r: Range<usize>, cols: usize, out: &mut [i8], part: &mut [f32]| {
-                    (k.grn_sumsq)(out, r.len(), cols, 0..cols, &gq, part)
-                };
+                // The sums of rows `r` (whole pixel tasks, `out` their values) per pixel task,
+                // each into its `cols` values of `parts`.
+                let sumsq_per_task =
+                    |r: Range<usize>, cols: usize, out: &mut [i8], parts: &mut [f32]| {
+                        let rows = px.grain * cols;
+                        let tasks = out[..r.len() * cols].chunks_mut(rows);
+                        for (x, part) in tasks.zip(parts.chunks_mut(cols)) {
+                            let pixels = x.len() / cols;
+                            (k.grn_sumsq)(x, pixels, cols, 0..cols, &gq, part)
+                        }
+                    };
                 if O::ENABLED || exec.workers() == 1 {
                     // Observed, or one worker: fc1, GELU, then the sums, each an operator of its
                     // own (one worker: fc1 and GELU one call each over the stage, the kernels'
@@ -364,25 +372,32 @@ impl Model<'_> {
                         exec,
                         px,
                         1,
+                        1,
                         hid,
                         sums,
                         parts,
                         &mut [],
                         0,
                         n,
-                        |r, _, out, part, _| sumsq(r, n, out.contiguous(), part),
+                        |r, _, out, part, _| sumsq_per_task(r, n, out.contiguous(), part),
                     );
                 } else {
                     // Several workers: fc1, GELU and the sums on the task's own rows (and
                     // columns, where cut) while they are in cache; the staging blocks in `w2`,
-                    // free until GRN writes it.
+                    // free until GRN writes it. Uncut, a task may run several pixel tasks in
+                    // one GEMM call (`gemm_row_group`).
                     let panels = gemm_panels(p, n, NR, exec.workers());
+                    let group = match panels {
+                        1 => gemm_row_group(px, exec.workers()),
+                        _ => 1,
+                    };
                     let per_stage = panel_block_len(p, n, NR);
                     let stage = codes(w2, exec.workers() * per_stage)?;
                     grn_partial_sums(
                         exec,
                         px,
                         panels,
+                        group,
                         hid,
                         sums,
                         parts,
@@ -394,7 +409,7 @@ impl Model<'_> {
                             let body = |o: &mut [i8]| {
                                 fc1(r.clone(), cols, o);
                                 (k.gelu)(o, bl.gelu_lut);
-                                sumsq(r, nc, o, part)
+                                sumsq_per_task(r, nc, o, part)
                             };
                             // Whole rows in place; a panel block through the staging buffer.
                             if stage.is_empty() {
