@@ -238,16 +238,61 @@ impl Model<'_> {
                 (h, w) = (oh, ow);
                 let patches: &[i8] = patches;
                 let q = d.out;
-                for_each_rows(
-                    exec,
-                    tile_split(h * w, PIXEL_ALIGN),
-                    &mut x[..h * w * c],
-                    c,
-                    |r, out| {
-                        let rows = &patches[r.start * kk..r.end * kk];
-                        (k.pointwise)(rows, r.len(), kk, d.conv_w, d.conv_b, d.rq, q.zero, c, out)
-                    },
-                );
+                let (p, panels) = (h * w, gemm_panels(h * w, c, NR, exec.workers()));
+                if panels > 1 {
+                    // Few pixels (Atto 224's stage 3): by (pixel task, output panel) as fc2,
+                    // each block staged in `t` (free: the gather read it) and copied into place.
+                    let block = panel_block_len(p, c, NR);
+                    let stage =
+                        codes(bytemuck::cast_slice_mut(&mut t[..]), exec.workers() * block)?;
+                    let group_bytes = kk.div_ceil(KR) * GROUP;
+                    for_each_panel(
+                        exec,
+                        pixel_split(p),
+                        panels,
+                        &mut x[..p * c],
+                        c,
+                        &mut [0u8; 0],
+                        stage,
+                        block,
+                        |r, j, mut out, _, stage| {
+                            let o = &mut stage[..r.len() * j.len()];
+                            (k.pointwise)(
+                                &patches[r.start * kk..r.end * kk],
+                                r.len(),
+                                kk,
+                                &d.conv_w[j.start / NR * group_bytes..],
+                                &d.conv_b[j.clone()],
+                                &d.rq[j.clone()],
+                                q.zero,
+                                j.len(),
+                                o,
+                            );
+                            out.copy_from(o);
+                        },
+                    );
+                } else {
+                    for_each_rows(
+                        exec,
+                        tile_split(p, PIXEL_ALIGN),
+                        &mut x[..p * c],
+                        c,
+                        |r, out| {
+                            let rows = &patches[r.start * kk..r.end * kk];
+                            (k.pointwise)(
+                                rows,
+                                r.len(),
+                                kk,
+                                d.conv_w,
+                                d.conv_b,
+                                d.rq,
+                                q.zero,
+                                c,
+                                out,
+                            )
+                        },
+                    );
+                }
                 xq = d.out;
                 if O::ENABLED {
                     obs.observe_i8(Tap::Downsample(s), h, w, c, &x[..h * w * c], xq);
