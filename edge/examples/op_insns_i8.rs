@@ -1,5 +1,6 @@
 //! The int8 path's operators over all of Atto-224's instances of each (the shapes one image
-//! needs), `iters` times, for the instruction counter (see `op_insns.rs` and
+//! needs; the downsample as the runtime runs it: gathered patches, then the requantizing GEMM),
+//! `iters` times, for the instruction counter (see `op_insns.rs` and
 //! benches/qemu/ops_i8.sh). Usage: op_insns_i8 OP scalar|neon|sdot ITERS, OP in
 //! stem|downsample|dwconv|ln|fc1|gelu|grn|fc2|residual. `sdot` (ARMv8.2: SDOT for the
 //! convolutions, native fp16 for GRN) needs the `dotprod` feature and such a CPU.
@@ -58,19 +59,10 @@ fn main() {
             let hw = 56 >> s;
             let (p, c) = (hw * hw, dims[s]);
             if s > 0 && op == "downsample" {
-                run_patch(
-                    set,
-                    &a,
-                    2 * hw,
-                    2 * hw,
-                    dims[s - 1],
-                    2,
-                    &w,
-                    &bias,
-                    c,
-                    &mut acc,
-                    &mut scratch,
-                );
+                // As the runtime: the patches gathered, then the requantizing GEMM over them.
+                let kk = 4 * dims[s - 1];
+                patch_conv_i8::gather_patches(&a, 2 * hw, dims[s - 1], 2, 0..hw, &mut h);
+                fc1(set, &h, p, kk, &w, &bias, &rq, c, &mut b);
             }
             for _ in 0..depths[s] {
                 let n = 4 * c;

@@ -20,11 +20,13 @@ pub struct ArenaPlan {
     /// Which runtime the plan is for.
     pub precision: Precision,
     /// One activation buffer (two of these): max over stages of H·W·C elements (with several
-    /// workers at least their staging blocks for fc2 and, int8, the patch convs' gathers).
+    /// workers at least their staging blocks for fc2 and the int8 downsample and, int8, the
+    /// stem's gathers).
     pub act: usize,
     /// One wide buffer: max over stages of H·W·4C elements (f32: one, also stages the input
-    /// image; int8: two, that also hold int32 accumulators of H·W·C, and with several workers
-    /// their staging blocks for fc1).
+    /// image; int8: two, that also hold int32 accumulators of H·W·C and the downsample's
+    /// gathered patches, and with several workers their staging blocks for fc1 and tiles of
+    /// GRN's output).
     pub wide: usize,
     /// Number of wide buffers (1 or 2).
     pub wide_count: usize,
@@ -199,7 +201,7 @@ impl ArenaPlan {
                 live_set: live,
             },
             Precision::Int8 => {
-                // The patch convs gather 4 patches of int8 into a free activation buffer.
+                // The stem's patch conv gathers 4 patches of int8 into a free activation buffer.
                 let gather = Int8WorkerScratch::of(arch)?.gather;
                 let classes = arch.num_classes.checked_mul(4)?;
                 ArenaPlan {

@@ -135,7 +135,8 @@ pub(crate) const PIXEL_TASKS: usize = 32;
 /// See [`PIXEL_TASKS`].
 pub(crate) const PIXEL_ALIGN: usize = 8;
 /// Tasks of the operators that compute every pixel on its own (GRN's update, fc2 + residual
-/// where the stage is not cut by output panels, see [`gemm_panels`]): at most about this many,
+/// and the int8 downsample's GEMM where not cut by output panels, see [`gemm_panels`]): at
+/// most about this many,
 /// each a multiple of the kernel set's task grain. Finer than
 /// [`PIXEL_TASKS`], whose blocks also fix GRN's summation order (part of the format); these
 /// splits change no bit, so they follow the kernels: Atto 224's 784 and 3,136 pixels are 49
@@ -148,7 +149,7 @@ pub(crate) fn tile_split(p: usize, grain: usize) -> Split {
     Split::aligned(p, TILE_TASKS, grain)
 }
 
-/// Column panels of a block's pointwise GEMM (fc1 or fc2: `p` pixels, `n` outputs, panels
+/// Column panels of a pointwise GEMM (fc1, fc2, int8's downsample: `p` pixels, `n` outputs, panels
 /// a multiple of `col_tile` columns, the kernel set's widest register tile) run by `workers`.
 /// Where [`pixel_split`]'s tasks are already at their minimum, [`PIXEL_ALIGN`] rows (≤ 256
 /// pixels: Atto 224's last two stages, 196 and 49 pixels in 25 and 7 tasks), and fewer than
@@ -219,7 +220,7 @@ pub(crate) fn gemm_row_group(px: Split, workers: usize) -> usize {
         };
         let busiest = full.div_ceil(workers) * rows + last;
         // busiest ≤ 1.05 · n / workers
-        busiest * workers * 20 <= px.n * 21
+        busiest.saturating_mul(workers).saturating_mul(20) <= px.n.saturating_mul(21)
     };
     [4, 2].into_iter().find(|&g| even(g)).unwrap_or(1)
 }

@@ -71,7 +71,7 @@ impl Model<'_> {
         let (x, t, w1, w2, scratch) = (r.x, r.t, r.w1, r.w2, r.scratch);
         let (ih, iw, cin) = (a.input_h, a.input_w, a.in_chans);
         // Per-worker scratch: the LayerNorm's f32 row (after `cmax` floats kept for the
-        // downsample's dequantization scales) and the patch convs' 4 gathered patches.
+        // downsample's dequantization scales) and the stem's 4 gathered patches.
         let Int8WorkerScratch {
             ln_row: cmax,
             gather,
@@ -79,7 +79,7 @@ impl Model<'_> {
             reason: "no stages",
         })?;
         let ln_need = cmax * (workers + 1);
-        if scratch.len() < ln_need || t.len() < gather * workers || x.len() < gather * workers {
+        if scratch.len() < ln_need || t.len() < gather * workers {
             // Unreachable with the plan's sizes; kept so that no slice below can be short.
             return Err(Error::ArenaTooSmall {
                 needed: self.arena_len_for(workers),
@@ -176,8 +176,8 @@ impl Model<'_> {
         for s in 0..a.num_stages {
             let c = a.dims[s];
             if s > 0 {
-                // Downsample: LN of the stream (codes − z, scale s_x) → t → conv 2×2/s2 →
-                // int32 (w1) → requantized into x.
+                // Downsample: LN of the stream (codes − z, scale s_x) → t → its 2×2 patches
+                // gathered (w2) → the requantizing GEMM into x.
                 let d = self.downsample_i8(s);
                 let prev = a.dims[s - 1];
                 let p = h * w;
@@ -393,6 +393,8 @@ impl Model<'_> {
                 let sumsq_per_task =
                     |r: Range<usize>, cols: usize, out: &mut [i8], parts: &mut [f32]| {
                         let rows = px.grain * cols;
+                        // One part per pixel task the range spans (`grn_partial_sums`' slots).
+                        assert_eq!(parts.len(), r.len().div_ceil(px.grain) * cols);
                         let tasks = out[..r.len() * cols].chunks_mut(rows);
                         for (x, part) in tasks.zip(parts.chunks_mut(cols)) {
                             let pixels = x.len() / cols;

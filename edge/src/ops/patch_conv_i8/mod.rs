@@ -2,7 +2,8 @@
 //! 2×2/s2) to int32 accumulators: `acc[oy][ox][co] = bias[co] + Σ in[k·oy+ky][k·ox+kx][ci] ·
 //! W[co][(ky·k + kx)·cin + ci]`. Patches never leave the image, so the input zero point is folded
 //! into `bias` by the quantizer (`−z_in·Σ W[co][·]`), as for the pointwise conv. The stem's
-//! LayerNorm consumes the accumulators; the downsample's are requantized by the caller.
+//! LayerNorm consumes the accumulators. The runtime's downsample runs the same convolution as
+//! [`gather_patches`] + the requantizing pointwise GEMM (8-pixel tiles, no int32 pass).
 //!
 //! Weights: the pointwise int8 layout ([`crate::ops::pointwise_i8::pack_c4`]) of the `cout ×
 //! k·k·cin` matrix, K ordered `(ky, kx, ci)`: a patch is then `k` contiguous runs of `k·cin`.
