@@ -1,0 +1,136 @@
+//! Where one image split across 2 workers loses against 2× (host timing, not a test):
+//!
+//! - `serial`: the image on one thread (`Serial`);
+//! - `split on one thread`: the multi-worker schedule (every task of a 2-worker split) run in
+//!   turn on this thread, by an executor that claims 2 workers: what splitting adds in work;
+//! - `SpinPool(2)`: the split on both cores, and its speed-up over `serial` and over the split
+//!   on one thread (what running in parallel then loses: waits, rows crossing cores);
+//! - two independent images, one per core, each on `Serial`: the machine's own 2-core scaling
+//!   for this workload (no split, no sharing).
+//!
+//! With `--profile`, the same per step of the schedule (µs per image; GRN's update is a step
+//! of its own when timed, see `edge::profile`).
+//!
+//! `cargo run --release -p edge --features std --example split_costs -- MODEL INPUT.bin
+//! [--profile]` (MODEL from `quant convert|calibrate`; INPUT raw f32 NCHW, e.g.
+//! tests/fixtures/atto/inputs/astronaut.bin).
+
+use edge::{Executor, Input, Kernels, Model, Op, Profiler, Serial, SpinPool};
+use std::time::Instant;
+
+/// 2 workers in name; every task runs in turn on the calling thread (as worker `t·2 / tasks`,
+/// the share `SpinPool` would give it first).
+struct SplitOnOneThread;
+// SAFETY: each task in 0..tasks runs once, one at a time, as a worker below 2.
+unsafe impl Executor for SplitOnOneThread {
+    fn workers(&self) -> usize {
+        2
+    }
+    fn run(&self, tasks: usize, f: &(dyn Fn(usize, usize) + Sync)) {
+        (0..tasks).for_each(|t| f(t, t * 2 / tasks));
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() < 3 {
+        eprintln!("usage: split_costs MODEL INPUT.bin [--profile]");
+        std::process::exit(2);
+    }
+    let bytes = std::fs::read(&args[1]).expect("model file");
+    // Model::parse wants the file 16-byte aligned.
+    let mut words = vec![0u128; bytes.len().div_ceil(16)];
+    let buf: &mut [u8] = bytemuck::cast_slice_mut(&mut words);
+    buf[..bytes.len()].copy_from_slice(&bytes);
+    let model = Model::parse(&buf[..bytes.len()]).expect("model");
+    let raw = std::fs::read(&args[2]).expect("input");
+    let image: Vec<f32> = raw
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let a = *model.arch();
+    assert_eq!(
+        image.len(),
+        3 * a.input_h * a.input_w,
+        "input is not 1×3×H×W f32"
+    );
+    let x = Input::NchwF32(&image);
+    let pool = SpinPool::new(2).expect("2 threads");
+    let iters = 200;
+    // ms per image over `n` runs on `exec`.
+    let time = |exec: &dyn Executor, n: usize| {
+        let mut arena = vec![0u8; model.arena_len_for(exec.workers())];
+        let mut logits = vec![0f32; a.num_classes];
+        let t = Instant::now();
+        for _ in 0..n {
+            model
+                .run_parallel(x, &mut arena, &mut logits, Kernels::Auto, exec)
+                .expect("run");
+        }
+        t.elapsed().as_secs_f64() * 1e3 / n as f64
+    };
+    if args.iter().any(|a| a == "--profile") {
+        // µs per step per image over `n` profiled runs.
+        let profile = |exec: &dyn Executor, n: usize| {
+            let mut arena = vec![0u8; model.arena_len_for(exec.workers())];
+            let mut logits = vec![0f32; a.num_classes];
+            let mut ticks = vec![0u64; Op::count(&a)];
+            let origin = Instant::now();
+            for _ in 0..n {
+                let clock = || origin.elapsed().as_nanos() as u64;
+                let mut p = Profiler::new(clock, &mut ticks);
+                model
+                    .run_with_executor(x, &mut arena, &mut logits, Kernels::Auto, &mut p, exec)
+                    .expect("run");
+            }
+            ticks
+                .iter()
+                .map(|&t| t as f64 / n as f64 / 1e3)
+                .collect::<Vec<f64>>()
+        };
+        profile(&Serial, 20);
+        let (s, f, p) = (
+            profile(&Serial, iters),
+            profile(&SplitOnOneThread, iters),
+            profile(&pool, iters),
+        );
+        println!(
+            "{:40} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            "step (µs per image)", "serial", "split1", "pool2", "×serial", "×split1"
+        );
+        for (i, op) in Op::schedule(&a).enumerate() {
+            let name = format!("{op}");
+            println!(
+                "{name:40} {:8.1} {:8.1} {:8.1} {:8.2} {:8.2}",
+                s[i],
+                f[i],
+                p[i],
+                s[i] / p[i],
+                f[i] / p[i]
+            );
+        }
+        return;
+    }
+    time(&Serial, 20);
+    for _ in 0..3 {
+        let serial = time(&Serial, iters);
+        let split1 = time(&SplitOnOneThread, iters);
+        let pool2 = time(&pool, iters);
+        let (a_ms, b_ms) = std::thread::scope(|s| {
+            let other = s.spawn(|| time(&Serial, iters));
+            let mine = time(&Serial, iters);
+            (mine, other.join().expect("thread"))
+        });
+        println!(
+            "serial {serial:.3} ms | split on one thread {split1:.3} ms ({:+.1} %) | SpinPool(2) \
+             {pool2:.3} ms: {:.3}× serial, {:.3}× the split on one thread | two images at once \
+             {:.3} / {:.3} ms: {:.3}× the throughput",
+            (split1 / serial - 1.0) * 100.0,
+            serial / pool2,
+            split1 / pool2,
+            a_ms,
+            b_ms,
+            2.0 * serial / a_ms.max(b_ms)
+        );
+    }
+}
