@@ -9,6 +9,7 @@ use crate::arch::{Arch, MLP_RATIO, STEM_PATCH};
 use crate::format::Precision;
 use crate::kernels::F32_COL_TILES;
 use crate::ops::{grn_f16, pointwise_i8};
+use crate::parallel::worker_scratch_len;
 use crate::Error;
 
 /// Byte alignment `run` gives every region (NEON- and cache-friendly).
@@ -122,9 +123,9 @@ impl ArenaPlan {
                 if p == Precision::Int8 {
                     let tile = crate::runtime::tile_split(p_s, crate::runtime::PIXEL_ALIGN).grain;
                     let grn = tile.checked_mul(n)?;
-                    plan.wide = plan
-                        .wide
-                        .max(round16(block(n).max(grn).checked_mul(workers)?)?);
+                    let fc1 = worker_scratch_len::<i8>(block(n), workers)?;
+                    let grn = worker_scratch_len::<i8>(grn, workers)?;
+                    plan.wide = plan.wide.max(round16(fc1.max(grn))?);
                 }
                 // fc2's staging blocks (few pixels, cut by output panels), in the activation
                 // buffer that held fc1's input: f32 the residual stream's block; int8 its
@@ -134,7 +135,8 @@ impl ArenaPlan {
                     Precision::F32 => b,
                     Precision::Int8 => b.checked_add(b.div_ceil(4))?,
                 };
-                let bytes = words.checked_mul(workers)?.checked_mul(4)?;
+                // (f32 and i32 words alike: 4 bytes.)
+                let bytes = worker_scratch_len::<f32>(words, workers)?.checked_mul(4)?;
                 plan.act = plan.act.max(round16(bytes)?);
             }
             plan.total()?.checked_add(ARENA_ALIGN)?;
@@ -144,8 +146,11 @@ impl ArenaPlan {
                 ln_row: cmax,
                 gather,
             } = Int8WorkerScratch::of(arch)?;
-            plan.act = plan.act.max(round16(gather.checked_mul(workers)?)?);
-            let ln = cmax.checked_mul(workers.checked_add(1)?)?.checked_mul(4)?;
+            plan.act = plan
+                .act
+                .max(round16(worker_scratch_len::<i8>(gather, workers)?)?);
+            let ln = worker_scratch_len::<f32>(cmax, workers)?;
+            let ln = ln.checked_add(cmax)?.checked_mul(4)?;
             plan.scratch = plan.scratch.max(round16(ln)?);
             plan.total()?.checked_add(ARENA_ALIGN)?;
         }

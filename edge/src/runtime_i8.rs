@@ -14,7 +14,9 @@ use crate::ops::layernorm_i8::{self, OutQuant};
 use crate::ops::pointwise_i8::{GROUP, KR, NR};
 use crate::ops::residual_i8::ResidualQuant;
 use crate::ops::{input, layernorm, patch_conv_i8, pool};
-use crate::parallel::{for_each_panel, for_each_part, for_each_rows, Executor, Split};
+use crate::parallel::{
+    for_each_panel, for_each_part, for_each_rows, worker_scratch_len, Executor, Split,
+};
 use crate::profile::{BlockStep, Op};
 use crate::runtime::{
     gemm_panels, gemm_row_group, grn_partial_sums, op_done, panel_block_len, pixel_split,
@@ -78,14 +80,18 @@ impl Model<'_> {
         } = Int8WorkerScratch::of(&a).ok_or(Error::BadArch {
             reason: "no stages",
         })?;
-        let ln_need = cmax * (workers + 1);
-        if scratch.len() < ln_need || t.len() < gather * workers {
+        let ln_need = worker_scratch_len::<f32>(cmax, workers).and_then(|l| l.checked_add(cmax));
+        let gather_need = worker_scratch_len::<i8>(gather, workers);
+        let fits = |need: Option<usize>, got: usize| need.is_some_and(|n| n <= got);
+        if !fits(ln_need, scratch.len()) || !fits(gather_need, t.len()) {
             // Unreachable with the plan's sizes; kept so that no slice below can be short.
             return Err(Error::ArenaTooSmall {
                 needed: self.arena_len_for(workers),
                 got,
             });
         }
+        // Bytes of int8 scratch holding every worker's block of `len` (a cache line apart).
+        let staged = |len: usize| worker_scratch_len::<i8>(len, workers).unwrap_or(usize::MAX);
 
         // Input → int8 HWC in w1.
         let stem = self.stem_i8();
@@ -243,8 +249,7 @@ impl Model<'_> {
                     // Few pixels (Atto 224's stage 3): by (pixel task, output panel) as fc2,
                     // each block staged in `t` (free: the gather read it) and copied into place.
                     let block = panel_block_len(p, c, NR);
-                    let stage =
-                        codes(bytemuck::cast_slice_mut(&mut t[..]), exec.workers() * block)?;
+                    let stage = codes(bytemuck::cast_slice_mut(&mut t[..]), staged(block))?;
                     let group_bytes = kk.div_ceil(KR) * GROUP;
                     for_each_panel(
                         exec,
@@ -439,7 +444,7 @@ impl Model<'_> {
                         _ => 1,
                     };
                     let per_stage = panel_block_len(p, n, NR);
-                    let stage = codes(w2, exec.workers() * per_stage)?;
+                    let stage = codes(w2, staged(per_stage))?;
                     grn_partial_sums(
                         exec,
                         px,
@@ -499,7 +504,7 @@ impl Model<'_> {
                         1 => p * n,
                         _ => tiles.grain * n,
                     };
-                    let gs = codes(w2, exec.workers() * per_worker)?;
+                    let gs = codes(w2, staged(per_worker))?;
                     for_each_part(
                         exec,
                         tiles,
@@ -541,7 +546,7 @@ impl Model<'_> {
                     let per_stage = block_len + block_len.div_ceil(4);
                     let stage = accs(
                         bytemuck::cast_slice_mut(&mut t[..]),
-                        exec.workers() * per_stage,
+                        worker_scratch_len::<i32>(per_stage, workers).unwrap_or(usize::MAX),
                     )?;
                     let group_bytes = n.div_ceil(KR) * GROUP;
                     for_each_panel(
