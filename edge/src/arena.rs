@@ -44,12 +44,34 @@ fn round16(n: usize) -> Option<usize> {
 
 /// What each worker of the int8 runtime needs for itself: a LayerNorm row (`ln_row` f32, the
 /// widest stage; the runtime keeps one more row in front for the downsample's dequantization
-/// scales) and the 4 patches the stem's patch conv gathers (`gather` bytes; the downsamples
-/// gather every patch into a wide buffer, then run the pointwise GEMM over them).
+/// scales), the 4 patches the stem's patch conv gathers (`gather` bytes; the downsamples
+/// gather every patch into a wide buffer, then run the pointwise GEMM over them), and the
+/// block of a plain run's fused input + stem, one output row at a time (`stem_row` bytes, in
+/// the first wide buffer): [`StemRow`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Int8WorkerScratch {
     pub ln_row: usize,
     pub gather: usize,
+    pub stem_row: StemRow,
+}
+
+/// The parts of a worker's block for one stem output row, in bytes from its start (16-aligned
+/// in the arena): the LayerNorm's f32 row (`ln`), the conv's int32 row (`acc`: `ow·C0`), the
+/// row's `4·iw·cin` input codes (`input`) and the conv's 4 gathered patches (`gather`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct StemRow {
+    pub ln: usize,
+    pub acc: usize,
+    pub input: usize,
+    pub gather: usize,
+}
+
+impl StemRow {
+    /// Bytes of the block, a multiple of 16.
+    pub fn len(&self) -> Option<usize> {
+        let parts = [self.ln, self.acc, self.input, self.gather];
+        round16(parts.iter().try_fold(0usize, |s, &p| s.checked_add(p))?)
+    }
 }
 
 impl Int8WorkerScratch {
@@ -58,9 +80,20 @@ impl Int8WorkerScratch {
         let stem = STEM_PATCH
             .checked_mul(STEM_PATCH)?
             .checked_mul(arch.in_chans)?;
+        let gather = stem.checked_mul(4)?;
+        let c0 = *arch.dims.first()?;
+        let ow = arch.input_w / STEM_PATCH;
         Some(Int8WorkerScratch {
             ln_row: cmax,
-            gather: stem.checked_mul(4)?,
+            gather,
+            stem_row: StemRow {
+                ln: cmax.checked_mul(4)?,
+                acc: ow.checked_mul(c0)?.checked_mul(4)?,
+                input: STEM_PATCH
+                    .checked_mul(arch.input_w)?
+                    .checked_mul(arch.in_chans)?,
+                gather,
+            },
         })
     }
 }
@@ -139,13 +172,26 @@ impl ArenaPlan {
                 let bytes = worker_scratch_len::<f32>(words, workers)?.checked_mul(4)?;
                 plan.act = plan.act.max(round16(bytes)?);
             }
+            // f32: a plain run's fused input + stem converts each output row's input rows
+            // into the worker's own block of the hidden buffer (one worker: inside the
+            // image's room there).
+            if p == Precision::F32 {
+                let band = STEM_PATCH
+                    .checked_mul(arch.input_w)?
+                    .checked_mul(arch.in_chans)?;
+                let floats = worker_scratch_len::<f32>(band, workers)?;
+                plan.wide = plan.wide.max(round16(floats.checked_mul(4)?)?);
+            }
             plan.total()?.checked_add(ARENA_ALIGN)?;
         }
         if p == Precision::Int8 && workers > 1 {
             let Int8WorkerScratch {
                 ln_row: cmax,
                 gather,
+                stem_row,
             } = Int8WorkerScratch::of(arch)?;
+            let stem = worker_scratch_len::<u8>(stem_row.len()?, workers)?;
+            plan.wide = plan.wide.max(round16(stem)?);
             plan.act = plan
                 .act
                 .max(round16(worker_scratch_len::<i8>(gather, workers)?)?);
@@ -206,13 +252,17 @@ impl ArenaPlan {
                 live_set: live,
             },
             Precision::Int8 => {
-                // The stem's patch conv gathers 4 patches of int8 into a free activation buffer.
-                let gather = Int8WorkerScratch::of(arch)?.gather;
+                // The stem's patch conv gathers 4 patches of int8 into a free activation buffer;
+                // a plain run's fused input + stem, one output row at a time, in the first
+                // wide buffer.
+                let Int8WorkerScratch {
+                    gather, stem_row, ..
+                } = Int8WorkerScratch::of(arch)?;
                 let classes = arch.num_classes.checked_mul(4)?;
                 ArenaPlan {
                     precision: p,
                     act: round16(pc_max.max(gather))?,
-                    wide: round16(hid_max.max(input).max(classes))?,
+                    wide: round16(hid_max.max(input).max(classes).max(stem_row.len()?))?,
                     wide_count: 2,
                     scratch: round16(ch_scratch.checked_mul(4)?)?,
                     live_set: live,

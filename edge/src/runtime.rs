@@ -7,7 +7,8 @@ use crate::model::{Model, QParams};
 use crate::ops::RowsMut;
 use crate::ops::{grn, input};
 use crate::parallel::{
-    for_each_panel, for_each_part, for_each_rows, for_each_task_slot, Executor, Serial, Split,
+    for_each_panel, for_each_part, for_each_rows, for_each_task_slot, worker_scratch_len, Executor,
+    Serial, Split,
 };
 use crate::profile::{BlockStep, Op};
 use crate::Error;
@@ -404,57 +405,73 @@ impl Model<'_> {
         }
         let mut step = 0;
         // Several workers keep GRN's partial sums per task in a larger scratch.
-        let r = self
-            .run_plan(exec.workers(), arena.len())?
-            .split_f32(arena)?;
+        let got = arena.len();
+        let r = self.run_plan(exec.workers(), got)?.split_f32(arena)?;
         let (mut cur, mut other, hidden, scratch) = (r.a, r.b, r.hidden, r.scratch);
         let cin = a.in_chans;
 
-        // Input → HWC f32 in the hidden region (free until the first block).
-        {
-            let staged = &mut hidden[..in_len];
-            let px = pixel_split(ih * iw);
-            match image {
-                Input::NchwF32(x) => for_each_rows(exec, px, staged, cin, |r, out| {
-                    input::nchw_to_hwc_rows_f32_scalar(x, ih * iw, cin, r, out)
-                }),
-                Input::HwcU8(x) => for_each_rows(exec, px, staged, cin, |r, out| {
-                    input::normalize_u8_hwc_scalar(&x[r.start * cin..r.end * cin], out)
-                }),
-            }
-        }
-        let staged = &hidden[..in_len];
-        if O::ENABLED {
-            obs.observe(Tap::Input, ih, iw, cin, staged);
-        }
-        op_done(obs, &mut step, Op::Input);
-
-        // Stem: conv 4×4/s4 + LN, by output rows.
+        // Input pixels `r` (flat over H·W) → HWC f32.
+        let convert = |r: Range<usize>, out: &mut [f32]| match image {
+            Input::NchwF32(x) => input::nchw_to_hwc_rows_f32_scalar(x, ih * iw, cin, r, out),
+            Input::HwcU8(x) => input::normalize_u8_hwc_scalar(&x[r.start * cin..r.end * cin], out),
+        };
         let [sw, sb, snw, snb] = self.stem();
         let (mut h, mut w) = a.stage_hw(0);
         let c0 = a.dims[0];
         let band = STEM_PATCH * iw * cin;
-        for_each_rows(
-            exec,
-            Split::new(h, 1),
-            &mut cur[..h * w * c0],
-            w * c0,
-            |r, out| {
-                let inp = &staged[r.start * band..r.end * band];
-                (k.patch_conv)(
-                    inp,
-                    r.len() * STEM_PATCH,
-                    iw,
-                    cin,
-                    STEM_PATCH,
-                    sw,
-                    sb,
-                    c0,
-                    out,
-                );
-                (k.layernorm)(out, r.len() * w, c0, snw, snb, a.ln_eps);
-            },
-        );
+        // Stem output rows `rows` from their input rows `inp`: conv 4×4/s4 + LN.
+        let stem = |rows: usize, inp: &[f32], out: &mut [f32]| {
+            let k4 = STEM_PATCH;
+            (k.patch_conv)(inp, rows * k4, iw, cin, k4, sw, sb, c0, out);
+            (k.layernorm)(out, rows * w, c0, snw, snb, a.ln_eps);
+        };
+        if !O::ENABLED && !O::TIMED {
+            // Input and stem by output rows, one call: each row's 4 input rows converted into
+            // the worker's own block of the hidden region (free until the first block), then
+            // conv + LN on them while they are in cache (no image-sized pass between).
+            let blocks = worker_scratch_len::<f32>(band, workers)
+                .and_then(|n| hidden.get_mut(..n))
+                .ok_or(Error::ArenaTooSmall {
+                    needed: self.arena_len_for(workers),
+                    got,
+                })?;
+            for_each_part(
+                exec,
+                Split::new(h, 1),
+                &mut cur[..h * w * c0],
+                w * c0,
+                &mut [0f32; 0],
+                0,
+                blocks,
+                band,
+                |_, r, out, _, rows, _| {
+                    for (oy, out) in r.zip(out.chunks_exact_mut(w * c0)) {
+                        let first = oy * STEM_PATCH * iw;
+                        convert(first..first + STEM_PATCH * iw, rows);
+                        stem(1, rows, out);
+                    }
+                },
+            );
+        } else {
+            // Input → HWC f32 in the hidden region (free until the first block).
+            let staged = &mut hidden[..in_len];
+            for_each_rows(exec, pixel_split(ih * iw), staged, cin, |r, out| {
+                convert(r, out)
+            });
+            let staged = &hidden[..in_len];
+            if O::ENABLED {
+                obs.observe(Tap::Input, ih, iw, cin, staged);
+            }
+            op_done(obs, &mut step, Op::Input);
+            // Stem: conv 4×4/s4 + LN, by output rows.
+            for_each_rows(
+                exec,
+                Split::new(h, 1),
+                &mut cur[..h * w * c0],
+                w * c0,
+                |r, out| stem(r.len(), &staged[r.start * band..r.end * band], out),
+            );
+        }
         if O::ENABLED {
             obs.observe(Tap::Stem, h, w, c0, &cur[..h * w * c0]);
         }

@@ -77,6 +77,7 @@ impl Model<'_> {
         let Int8WorkerScratch {
             ln_row: cmax,
             gather,
+            stem_row,
         } = Int8WorkerScratch::of(&a).ok_or(Error::BadArch {
             reason: "no stages",
         })?;
@@ -93,86 +94,131 @@ impl Model<'_> {
         // Bytes of int8 scratch holding every worker's block of `len` (a cache line apart).
         let staged = |len: usize| worker_scratch_len::<i8>(len, workers).unwrap_or(usize::MAX);
 
-        // Input → int8 HWC in w1.
         let stem = self.stem_i8();
-        let img = codes(w1, ih * iw * cin)?;
-        match image {
-            Input::NchwF32(v) => {
-                let plane = ih * iw;
-                for_each_rows(exec, pixel_split(plane), img, cin, |r, out| {
-                    (k.quantize_input)(&v[r.start..], plane, r.len(), cin, stem.input, out)
-                })
-            }
-            Input::HwcU8(v) => {
-                let table = input::u8_to_i8_table(stem.input);
-                for_each_rows(exec, pixel_split(ih * iw), img, cin, |r, out| {
-                    input::quantize_u8_hwc_i8_scalar(&v[r.start * cin..r.end * cin], &table, out)
-                })
-            }
-        }
-        let img: &[i8] = img;
-        if O::ENABLED {
-            obs.observe_i8(Tap::Input, ih, iw, cin, img, stem.input);
-        }
-        op_done(obs, &mut step, Op::Input);
-
-        // Stem: conv 4×4/s4 → int32 (w2) → LN → x, by output rows / pixels.
         let (mut h, mut w) = a.stage_hw(0);
         let c0 = a.dims[0];
-        let acc = accs(w2, h * w * c0)?;
+        let table = match image {
+            Input::HwcU8(_) => input::u8_to_i8_table(stem.input),
+            Input::NchwF32(_) => [[0; 256]; 3],
+        };
+        // Input pixels `r` (flat over H·W) → int8 HWC codes.
+        let quantize = |r: Range<usize>, out: &mut [i8]| match image {
+            Input::NchwF32(v) => {
+                let plane = ih * iw;
+                (k.quantize_input)(&v[r.start..], plane, r.len(), cin, stem.input, out)
+            }
+            Input::HwcU8(v) => {
+                input::quantize_u8_hwc_i8_scalar(&v[r.start * cin..r.end * cin], &table, out)
+            }
+        };
         let band = STEM_PATCH * iw * cin;
-        for_each_part(
-            exec,
-            Split::new(h, 1),
-            acc,
-            w * c0,
-            &mut [0u8; 0],
-            0,
-            &mut t[..],
-            gather,
-            |_, r, out, _, g, _| {
-                let inp = &img[r.start * band..r.end * band];
-                (k.patch_conv)(
-                    inp,
-                    r.len() * STEM_PATCH,
-                    iw,
-                    cin,
-                    STEM_PATCH,
-                    stem.conv_w,
-                    stem.conv_b,
-                    c0,
-                    out,
-                    g,
-                )
-            },
-        );
-        let acc: &[i32] = acc;
-        let (_, ln_scratch) = scratch.split_at_mut(cmax);
-        for_each_part(
-            exec,
-            pixel_split(h * w),
-            &mut x[..h * w * c0],
-            c0,
-            &mut [0u8; 0],
-            0,
-            ln_scratch,
-            cmax,
-            |_, r, xs, _, sc, _| {
-                let src = &acc[r.start * c0..r.end * c0];
-                (k.layernorm)(
-                    src,
-                    r.len(),
-                    c0,
-                    stem.deq,
-                    stem.norm_w,
-                    stem.norm_b,
-                    a.ln_eps,
-                    out_quant(stem.out),
-                    xs,
-                    sc,
-                )
-            },
-        );
+        if !O::ENABLED && !O::TIMED {
+            // Input, stem conv and its LayerNorm by output rows, one call: each row's 4 input
+            // rows quantized into the worker's own block (`StemRow`, in w1), then the conv and
+            // the LayerNorm on them while they are in cache (no image-sized passes between).
+            let row = stem_row.len().ok_or(Error::BadArch {
+                reason: "stem row too large",
+            })?;
+            let blocks = codes(
+                w1,
+                worker_scratch_len::<u8>(row, workers).unwrap_or(usize::MAX),
+            )?;
+            let blocks: &mut [u8] = bytemuck::cast_slice_mut(blocks);
+            for_each_part(
+                exec,
+                Split::new(h, 1),
+                &mut x[..h * w * c0],
+                w * c0,
+                &mut [0u8; 0],
+                0,
+                blocks,
+                row,
+                |_, r, xs, _, block, _| {
+                    let (ln, rest) = block.split_at_mut(stem_row.ln);
+                    let (acc, rest) = rest.split_at_mut(stem_row.acc);
+                    let (codes, rest) = rest.split_at_mut(stem_row.input);
+                    let gathered: &mut [i8] = bytemuck::cast_slice_mut(&mut rest[..gather]);
+                    let (ln, acc): (&mut [f32], &mut [i32]) =
+                        (bytemuck::cast_slice_mut(ln), bytemuck::cast_slice_mut(acc));
+                    let codes: &mut [i8] = bytemuck::cast_slice_mut(codes);
+                    for (oy, out) in r.zip(xs.chunks_exact_mut(w * c0)) {
+                        let first = oy * STEM_PATCH * iw;
+                        quantize(first..first + STEM_PATCH * iw, codes);
+                        let (wt, b) = (stem.conv_w, stem.conv_b);
+                        (k.patch_conv)(
+                            codes, STEM_PATCH, iw, cin, STEM_PATCH, wt, b, c0, acc, gathered,
+                        );
+                        let (nw, nb, q) = (stem.norm_w, stem.norm_b, out_quant(stem.out));
+                        (k.layernorm)(acc, w, c0, stem.deq, nw, nb, a.ln_eps, q, out, ln)
+                    }
+                },
+            );
+        } else {
+            // Input → int8 HWC in w1.
+            let img = codes(w1, ih * iw * cin)?;
+            for_each_rows(exec, pixel_split(ih * iw), img, cin, |r, out| {
+                quantize(r, out)
+            });
+            let img: &[i8] = img;
+            if O::ENABLED {
+                obs.observe_i8(Tap::Input, ih, iw, cin, img, stem.input);
+            }
+            op_done(obs, &mut step, Op::Input);
+            // Stem: conv 4×4/s4 → int32 (w2) → LN → x, by output rows / pixels.
+            let acc = accs(w2, h * w * c0)?;
+            for_each_part(
+                exec,
+                Split::new(h, 1),
+                acc,
+                w * c0,
+                &mut [0u8; 0],
+                0,
+                &mut t[..],
+                gather,
+                |_, r, out, _, g, _| {
+                    let inp = &img[r.start * band..r.end * band];
+                    (k.patch_conv)(
+                        inp,
+                        r.len() * STEM_PATCH,
+                        iw,
+                        cin,
+                        STEM_PATCH,
+                        stem.conv_w,
+                        stem.conv_b,
+                        c0,
+                        out,
+                        g,
+                    )
+                },
+            );
+            let acc: &[i32] = acc;
+            let (_, ln_scratch) = scratch.split_at_mut(cmax);
+            for_each_part(
+                exec,
+                pixel_split(h * w),
+                &mut x[..h * w * c0],
+                c0,
+                &mut [0u8; 0],
+                0,
+                ln_scratch,
+                cmax,
+                |_, r, xs, _, sc, _| {
+                    let src = &acc[r.start * c0..r.end * c0];
+                    (k.layernorm)(
+                        src,
+                        r.len(),
+                        c0,
+                        stem.deq,
+                        stem.norm_w,
+                        stem.norm_b,
+                        a.ln_eps,
+                        out_quant(stem.out),
+                        xs,
+                        sc,
+                    )
+                },
+            );
+        }
         let mut xq = stem.out;
         if O::ENABLED {
             obs.observe_i8(Tap::Stem, h, w, c0, &x[..h * w * c0], xq);
