@@ -3,9 +3,10 @@
 //! step to it, read from a caller-supplied [`Clock`] (`std::time::Instant` on a host, a cycle
 //! or generic-timer counter on bare metal). With the default [`crate::NoObserver`] the calls
 //! compile away; a profiler leaves the fused kernels as they are (it sees no activations), so
-//! what it times is what an unprofiled run executes, except that GRN's update is a call of its
-//! own (an unprofiled run fuses it with fc2 + residual where the stage is not cut by output
-//! panels): the same bits, one call more per block.
+//! what it times is what an unprofiled run executes, except that the input's conversion and
+//! GRN's update are calls of their own (an unprofiled run fuses the first with the stem, and the
+//! second with fc2 + residual where the stage is not cut by output panels): the same bits, one
+//! call more per block.
 //!
 //! The steps ([`Op`]) are those ncnn's `NCNN_BENCHMARK` and TFLite's op profiling would list
 //! for this network after fusion: input conversion, the stem, each downsample, four per block

@@ -47,6 +47,53 @@ fn accs(region: &mut [u8], n: usize) -> Result<&mut [i32], Error> {
         .ok_or(too_small)
 }
 
+/// An int8 LayerNorm's parameters: int32 inputs times `deq` per channel, then the affine
+/// (`w`, `b`, epsilon `eps`), quantized to `q`.
+struct Norm<'m> {
+    deq: &'m [f32],
+    w: &'m [f32],
+    b: &'m [f32],
+    eps: f32,
+    q: QParams,
+}
+
+impl Norm<'_> {
+    /// `out[..p·c]` ← the LayerNorm of `src[..p·c]` (`p` pixels of `c` channels) by pixel
+    /// tasks, each worker with its `cmax`-float row of `rows`.
+    #[allow(clippy::too_many_arguments)]
+    fn by_pixels<E: Executor + ?Sized>(
+        &self,
+        exec: &E,
+        k: &KernelSetI8,
+        p: usize,
+        c: usize,
+        src: &[i32],
+        out: &mut [i8],
+        rows: &mut [f32],
+        cmax: usize,
+    ) {
+        let (split, q) = (pixel_split(p), out_quant(self.q));
+        let mut none = [0u8; 0];
+        for_each_part(
+            exec,
+            split,
+            &mut out[..p * c],
+            c,
+            &mut none,
+            0,
+            rows,
+            cmax,
+            {
+                |_, r, out, _, row, _| {
+                    let src = &src[r.start * c..r.end * c];
+                    let (n, d) = (r.len(), self.deq);
+                    (k.layernorm)(src, n, c, d, self.w, self.b, self.eps, q, out, row)
+                }
+            },
+        );
+    }
+}
+
 fn out_quant(q: QParams) -> OutQuant {
     OutQuant {
         inv_scale: 1.0 / q.scale,
@@ -191,33 +238,15 @@ impl Model<'_> {
                     )
                 },
             );
-            let acc: &[i32] = acc;
             let (_, ln_scratch) = scratch.split_at_mut(cmax);
-            for_each_part(
-                exec,
-                pixel_split(h * w),
-                &mut x[..h * w * c0],
-                c0,
-                &mut [0u8; 0],
-                0,
-                ln_scratch,
-                cmax,
-                |_, r, xs, _, sc, _| {
-                    let src = &acc[r.start * c0..r.end * c0];
-                    (k.layernorm)(
-                        src,
-                        r.len(),
-                        c0,
-                        stem.deq,
-                        stem.norm_w,
-                        stem.norm_b,
-                        a.ln_eps,
-                        out_quant(stem.out),
-                        xs,
-                        sc,
-                    )
-                },
-            );
+            let norm = Norm {
+                deq: stem.deq,
+                w: stem.norm_w,
+                b: stem.norm_b,
+                eps: a.ln_eps,
+                q: stem.out,
+            };
+            norm.by_pixels(exec, k, h * w, c0, acc, &mut x[..], ln_scratch, cmax);
         }
         let mut xq = stem.out;
         if O::ENABLED {
@@ -247,32 +276,14 @@ impl Model<'_> {
                 let (deq, ln_scratch) = scratch.split_at_mut(cmax);
                 let deq = &mut deq[..prev];
                 deq.fill(xq.scale);
-                let deq: &[f32] = deq;
-                for_each_part(
-                    exec,
-                    px,
-                    &mut t[..p * prev],
-                    prev,
-                    &mut [0u8; 0],
-                    0,
-                    ln_scratch,
-                    cmax,
-                    |_, r, tn, _, sc, _| {
-                        let src = &wide[r.start * prev..r.end * prev];
-                        (k.layernorm)(
-                            src,
-                            r.len(),
-                            prev,
-                            deq,
-                            d.norm_w,
-                            d.norm_b,
-                            a.ln_eps,
-                            out_quant(d.norm_q),
-                            tn,
-                            sc,
-                        )
-                    },
-                );
+                let norm = Norm {
+                    deq,
+                    w: d.norm_w,
+                    b: d.norm_b,
+                    eps: a.ln_eps,
+                    q: d.norm_q,
+                };
+                norm.by_pixels(exec, k, p, prev, wide, &mut t[..], ln_scratch, cmax);
                 if O::ENABLED {
                     obs.observe_i8(Tap::DownsampleNorm(s), h, w, prev, &t[..p * prev], d.norm_q);
                 }
