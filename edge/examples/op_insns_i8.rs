@@ -61,7 +61,7 @@ fn main() {
             if s > 0 && op == "downsample" {
                 // As the runtime: the patches gathered, then the requantizing GEMM over them.
                 let kk = 4 * dims[s - 1];
-                patch_conv_i8::gather_patches(&a, 2 * hw, dims[s - 1], 2, 0..hw, &mut h);
+                patch_conv_i8::gather_patches(&a, 2 * hw, dims[s - 1], 2, 0..p, &mut h);
                 fc1(set, &h, p, kk, &w, &bias, &rq, c, &mut b);
             }
             for _ in 0..depths[s] {

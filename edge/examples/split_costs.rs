@@ -31,6 +31,24 @@ unsafe impl Executor for SplitOnOneThread {
     }
 }
 
+/// `SplitOnOneThread` that also counts its calls (operators handed to the executor) and tasks.
+struct CountingSplit {
+    calls: std::sync::atomic::AtomicUsize,
+    tasks: std::sync::atomic::AtomicUsize,
+}
+// SAFETY: as `SplitOnOneThread`.
+unsafe impl Executor for CountingSplit {
+    fn workers(&self) -> usize {
+        2
+    }
+    fn run(&self, tasks: usize, f: &(dyn Fn(usize, usize) + Sync)) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.calls.fetch_add(1, Relaxed);
+        self.tasks.fetch_add(tasks, Relaxed);
+        SplitOnOneThread.run(tasks, f)
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 {
@@ -112,6 +130,16 @@ fn main() {
         return;
     }
     time(&Serial, 20);
+    let counting = CountingSplit {
+        calls: 0.into(),
+        tasks: 0.into(),
+    };
+    time(&counting, 1);
+    println!(
+        "a 2-worker plain run hands the executor {} calls ({} tasks) per image",
+        counting.calls.into_inner(),
+        counting.tasks.into_inner()
+    );
     for _ in 0..3 {
         let serial = time(&Serial, iters);
         let split1 = time(&SplitOnOneThread, iters);

@@ -570,7 +570,7 @@ fn check_values(
     match dtype {
         Dtype::F32 => {
             let v: &[f32] = bytemuck::try_cast_slice(data).map_err(|_| misaligned)?;
-            if let Some(element) = v.iter().position(|v| !v.is_finite()) {
+            if let Some(element) = crate::ops::input::first_non_finite(v) {
                 return Err(non_finite(element));
             }
             if layout == Layout::QuantPairs {

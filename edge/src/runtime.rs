@@ -386,7 +386,7 @@ impl Model<'_> {
             });
         }
         if let Input::NchwF32(x) = image {
-            if let Some(index) = x.iter().position(|v| !v.is_finite()) {
+            if let Some(index) = input::first_non_finite(x) {
                 return Err(Error::NonFiniteInput { index });
             }
         }

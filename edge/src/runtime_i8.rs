@@ -20,7 +20,7 @@ use crate::parallel::{
 use crate::profile::{BlockStep, Op};
 use crate::runtime::{
     gemm_panels, gemm_row_group, grn_partial_sums, op_done, panel_block_len, pixel_split,
-    tile_split, BlockOp, Input, Observer, Tap, PIXEL_ALIGN, PIXEL_TASKS,
+    tile_split, BlockOp, Input, Observer, Tap, PIXEL_ALIGN, PIXEL_TASKS, TILE_TASKS,
 };
 use crate::Error;
 use core::ops::Range;
@@ -92,6 +92,13 @@ impl Norm<'_> {
             },
         );
     }
+}
+
+/// Tasks of the downsample's gather (and LayerNorm) over `q` output pixels: about
+/// [`TILE_TASKS`] of whole pixels (Atto 224's last downsample: 49 tasks of one 2×2 patch, where
+/// 8-pixel tiles would be 7 tasks for any number of workers). Each pixel is computed alone.
+fn gather_split(q: usize) -> Split {
+    Split::aligned(q, TILE_TASKS, 1)
 }
 
 fn out_quant(q: QParams) -> OutQuant {
@@ -257,22 +264,16 @@ impl Model<'_> {
         for s in 0..a.num_stages {
             let c = a.dims[s];
             if s > 0 {
-                // Downsample: LN of the stream (codes − z, scale s_x) → t → its 2×2 patches
-                // gathered (w2) → the requantizing GEMM into x.
+                // Downsample: LN of the stream (codes − z, scale s_x), its 2×2 patches
+                // gathered (w2), then the requantizing GEMM into x. The conv as a GEMM: the
+                // requantizing pointwise kernels over the patches by 8-pixel tiles (the rows of
+                // the last stages are 7 and 14 pixels, which a split by rows would leave to
+                // partial register tiles and too few tasks).
                 let d = self.downsample_i8(s);
                 let prev = a.dims[s - 1];
                 let p = h * w;
-                let px = pixel_split(p);
-                let wide = accs(w2, p * prev)?;
-                let xs: &[i8] = &x[..p * prev];
-                for_each_rows(exec, px, wide, prev, |r, out| {
-                    layernorm_i8::widen_i8_i32_scalar(
-                        &xs[r.start * prev..r.end * prev],
-                        xq.zero,
-                        out,
-                    )
-                });
-                let wide: &[i32] = wide;
+                let (oh, ow) = a.stage_hw(s);
+                let kk = DOWN_PATCH * DOWN_PATCH * prev;
                 let (deq, ln_scratch) = scratch.split_at_mut(cmax);
                 let deq = &mut deq[..prev];
                 deq.fill(xq.scale);
@@ -283,21 +284,54 @@ impl Model<'_> {
                     eps: a.ln_eps,
                     q: d.norm_q,
                 };
-                norm.by_pixels(exec, k, p, prev, wide, &mut t[..], ln_scratch, cmax);
-                if O::ENABLED {
+                let xs: &[i8] = &x[..p * prev];
+                let patches = if O::ENABLED {
+                    // Observed: the LayerNorm's output in pixel order (its tap) in `t`, then
+                    // gathered.
+                    let px = pixel_split(p);
+                    let wide = accs(w2, p * prev)?;
+                    for_each_rows(exec, px, wide, prev, |r, out| {
+                        layernorm_i8::widen_i8_i32_scalar(
+                            &xs[r.start * prev..r.end * prev],
+                            xq.zero,
+                            out,
+                        )
+                    });
+                    let wide: &[i32] = wide;
+                    norm.by_pixels(exec, k, p, prev, wide, &mut t[..], ln_scratch, cmax);
                     obs.observe_i8(Tap::DownsampleNorm(s), h, w, prev, &t[..p * prev], d.norm_q);
-                }
-                // The conv as a GEMM: each output pixel's patch gathered (`w2`, free since
-                // the LayerNorm read it), then the requantizing pointwise kernels over them,
-                // by 8-pixel tiles (the rows of the last stages are 7 and 14 pixels, which a
-                // split by rows would leave to partial register tiles and too few tasks).
-                let (oh, ow) = a.stage_hw(s);
-                let kk = DOWN_PATCH * DOWN_PATCH * prev;
-                let patches = codes(w2, oh * ow * kk)?;
-                let tn: &[i8] = &t[..p * prev];
-                for_each_rows(exec, Split::new(oh, 1), patches, ow * kk, |r, out| {
-                    patch_conv_i8::gather_patches(tn, w, prev, DOWN_PATCH, r, out)
-                });
+                    let patches = codes(w2, oh * ow * kk)?;
+                    let tn: &[i8] = &t[..p * prev];
+                    for_each_rows(exec, gather_split(oh * ow), patches, kk, |r, out| {
+                        patch_conv_i8::gather_patches(tn, w, prev, DOWN_PATCH, r, out)
+                    });
+                    patches
+                } else {
+                    // One call: each task gathers its output pixels' patches of raw codes
+                    // (w2), widens them (its rows of w1) and runs the LayerNorm from there
+                    // back over them (a patch row is 4 whole pixels, and LN computes each
+                    // pixel alone: the same bits as LN first, without the image-sized passes).
+                    let patches = codes(w2, oh * ow * kk)?;
+                    let wide = accs(w1, oh * ow * kk)?;
+                    let q = out_quant(norm.q);
+                    for_each_part(
+                        exec,
+                        gather_split(oh * ow),
+                        patches,
+                        kk,
+                        wide,
+                        kk,
+                        ln_scratch,
+                        cmax,
+                        |_, r, out, wide, row, _| {
+                            patch_conv_i8::gather_patches(xs, w, prev, DOWN_PATCH, r.clone(), out);
+                            layernorm_i8::widen_i8_i32_scalar(out, xq.zero, wide);
+                            let (n, nd) = (DOWN_PATCH * DOWN_PATCH * r.len(), norm.deq);
+                            (k.layernorm)(wide, n, prev, nd, norm.w, norm.b, norm.eps, q, out, row)
+                        },
+                    );
+                    patches
+                };
                 (h, w) = (oh, ow);
                 let patches: &[i8] = patches;
                 let q = d.out;

@@ -8,6 +8,20 @@ pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 /// ImageNet standard deviation (RGB).
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
+/// The index of the first NaN or ±inf in `x`, or `None`: the runtime's check of an f32
+/// image before it runs. Branch-free over blocks of 256 values (the compiler vectorizes the
+/// fold; an early-exit scan of Atto's 150,528 inputs took 44 µs on the x86-64 host, serial
+/// time on the calling thread before any worker starts), then the exact index within the
+/// first block that has one.
+pub fn first_non_finite(x: &[f32]) -> Option<usize> {
+    const BLOCK: usize = 256;
+    let block = x
+        .chunks(BLOCK)
+        .position(|b| b.iter().fold(false, |bad, v| bad | !v.is_finite()))?;
+    let start = block * BLOCK;
+    Some(start + x[start..].iter().position(|v| !v.is_finite())?)
+}
+
 /// `[C][H·W]` → `[H·W][C]`.
 pub fn nchw_to_hwc_f32_scalar(input: &[f32], pixels: usize, c: usize, out: &mut [f32]) {
     for (p, px) in out[..pixels * c].chunks_exact_mut(c).enumerate() {
@@ -166,6 +180,34 @@ pub use x86::quantize_nchw_f32_i8_avx2;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The first NaN or infinity wherever it falls in a block (against the plain scan).
+    #[test]
+    fn first_non_finite_is_the_first_index() {
+        let n = 1000;
+        let base: std::vec::Vec<f32> = (0..n).map(|i| i as f32 * 0.5 - 7.0).collect();
+        assert_eq!(first_non_finite(&base), None);
+        assert_eq!(first_non_finite(&[]), None);
+        for (i, j) in [
+            (0, 999),
+            (255, 256),
+            (256, 3),
+            (511, 600),
+            (999, 999),
+            (700, 257),
+        ] {
+            for (a, b) in [(f32::NAN, f32::INFINITY), (f32::NEG_INFINITY, f32::NAN)] {
+                let mut x = base.clone();
+                x[i] = a;
+                x[j] = b;
+                assert_eq!(first_non_finite(&x), Some(i.min(j)), "{i} {j}");
+            }
+        }
+        let mut x = base;
+        x[300] = f32::MAX;
+        x[301] = f32::MIN_POSITIVE / 2.0;
+        assert_eq!(first_non_finite(&x), None, "finite extremes pass");
+    }
 
     #[test]
     fn quantizes_with_rounding_and_saturation() {

@@ -64,25 +64,25 @@ pub fn patch_conv_i8_scalar_slot(
     patch_conv_i8_scalar(input, h, w, cin, k, weight, bias, cout, out)
 }
 
-/// The patches of output rows `rows` of a k×k / stride k convolution over the NHWC `input`
-/// (`w` pixels wide, `cin` channels), one row of `k·k·cin` values per output pixel in the
-/// weights' K order `(ky, kx, ci)`: `out[((oy − rows.start)·ow + ox)·k·k·cin..]` (im2col,
-/// `ow = w / k`). Over them the convolution is the pointwise GEMM with the same packed weights
-/// (see the module docs), whose 8-row register tiles and requantizing epilogue the runtime's
-/// downsample then uses. Panics if a slice is short.
+/// The patches of output pixels `pixels` (row-major, `q = oy·ow + ox`) of a k×k / stride k
+/// convolution over the NHWC `input` (`w` pixels wide, `cin` channels), one row of `k·k·cin`
+/// values per output pixel in the weights' K order `(ky, kx, ci)`: `out[(q − pixels.start)·k·k·
+/// cin..]` (im2col, `ow = w / k`). Over them the convolution is the pointwise GEMM with the
+/// same packed weights (see the module docs), whose 8-row register tiles and requantizing
+/// epilogue the runtime's downsample then uses. A patch row is also `k·k` whole input pixels
+/// of `cin` channels, so per-pixel operators (the downsample's LayerNorm) may run on the
+/// gathered rows. Panics if a slice is short.
 pub fn gather_patches(
     input: &[i8],
     w: usize,
     cin: usize,
     k: usize,
-    rows: core::ops::Range<usize>,
+    pixels: core::ops::Range<usize>,
     out: &mut [i8],
 ) {
-    let (ow, run) = (w / k, k * cin);
+    let run = k * cin;
     let kk = k * run;
-    let pixels = rows.len() * ow;
-    for (q, patch) in out[..pixels * kk].chunks_exact_mut(kk).enumerate() {
-        let q = rows.start * ow + q;
+    for (patch, q) in out[..pixels.len() * kk].chunks_exact_mut(kk).zip(pixels) {
         for (ky, dst) in patch.chunks_exact_mut(run).enumerate() {
             dst.copy_from_slice(&input[run_start(q, ky, w, cin, k)..][..run]);
         }
@@ -101,7 +101,7 @@ mod tests {
     use crate::ops::testutil::*;
     use std::vec::Vec;
 
-    /// The pointwise GEMM over the gathered patches of any band of output rows is the patch
+    /// The pointwise GEMM over the gathered patches of any range of output pixels is the patch
     /// conv (its rows of the output), accumulators and requantized codes alike.
     #[test]
     fn gemm_over_gathered_patches_is_the_conv() {
@@ -121,17 +121,19 @@ mod tests {
             patch_conv_i8_scalar(&x, h, w, cin, k, &wp, &b, cout, &mut conv);
             let mut want = std::vec![0i8; conv.len()];
             requantize_channels_scalar(&conv, oh * ow, cout, &rq, -3, &mut want);
-            for rows in [0..oh, oh / 2..oh, 0..1] {
-                let px = rows.len() * ow;
+            // Whole images, bands of rows, and ranges that start and end inside a row.
+            let q = oh * ow;
+            for pixels in [0..q, q / 2..q, 0..1, 1..q - q / 3, q - 1..q] {
+                let px = pixels.len();
                 let mut patches = std::vec![7i8; px * kk + 1];
-                gather_patches(&x, w, cin, k, rows.clone(), &mut patches);
+                gather_patches(&x, w, cin, k, pixels.clone(), &mut patches);
                 assert_eq!(patches[px * kk], 7, "wrote past the band");
                 let (mut acc, mut codes) = (std::vec![0i32; px * cout], std::vec![0i8; px * cout]);
                 pointwise_i8_acc_scalar(&patches, px, kk, &wp, &b, cout, &mut acc);
                 pointwise_i8_scalar(&patches, px, kk, &wp, &b, &rq, -3, cout, &mut codes);
-                let band = rows.start * ow * cout..rows.end * ow * cout;
-                assert_eq!(acc, conv[band.clone()], "{h}x{w}x{cin} k{k} rows {rows:?}");
-                assert_eq!(codes, want[band], "{h}x{w}x{cin} k{k} rows {rows:?}");
+                let band = pixels.start * cout..pixels.end * cout;
+                assert_eq!(acc, conv[band.clone()], "{h}x{w}x{cin} k{k} {pixels:?}");
+                assert_eq!(codes, want[band], "{h}x{w}x{cin} k{k} {pixels:?}");
             }
         }
     }
