@@ -324,6 +324,44 @@ pub(crate) fn pixel_split(p: usize) -> Split {
     Split::aligned(p, PIXEL_TASKS, PIXEL_ALIGN)
 }
 
+/// A plain run's check of an f32 image for NaN and ±inf, split with its input conversion: each
+/// task checks the pixels it converts while they are in cache, and the smallest index found
+/// across tasks is the error ([`Error::NonFiniteInput`], the index into the `[C][H·W]` image,
+/// as a scan before the run reports it). A serial scan before any worker starts cost 40–50 µs
+/// per Atto-224 image on the x86-64 host (600 KB read from outside the core's caches). Nothing
+/// reads the stem's output before [`NonFiniteScan::result`], and logits are written last.
+pub(crate) struct NonFiniteScan(core::sync::atomic::AtomicUsize);
+
+impl NonFiniteScan {
+    pub fn new() -> Self {
+        NonFiniteScan(core::sync::atomic::AtomicUsize::new(usize::MAX))
+    }
+
+    /// Checks pixels `r` of every plane of `image` (`[C][H·W]`, planes `plane` values long).
+    pub fn check(&self, image: Input<'_>, plane: usize, r: Range<usize>) {
+        let Input::NchwF32(x) = image else { return };
+        for start in (0..x.len()).step_by(plane.max(1)) {
+            let pixels = &x[start + r.start..start + r.end];
+            if let Some(i) = input::first_non_finite(pixels) {
+                // The first plane with one holds the range's smallest index.
+                let index = start + r.start + i;
+                self.0
+                    .fetch_min(index, core::sync::atomic::Ordering::Relaxed);
+                return;
+            }
+        }
+    }
+
+    /// The error for the smallest index found, after every task (the executor's `run` has
+    /// returned, so every task's update is visible).
+    pub fn result(self) -> Result<(), Error> {
+        match self.0.into_inner() {
+            usize::MAX => Ok(()),
+            index => Err(Error::NonFiniteInput { index }),
+        }
+    }
+}
+
 impl Model<'_> {
     /// Runs one image and writes `num_classes` logits. Allocates nothing.
     pub fn run(&self, input: Input<'_>, arena: &mut [u8], logits: &mut [f32]) -> Result<(), Error> {
@@ -385,7 +423,9 @@ impl Model<'_> {
                 got: given,
             });
         }
-        if let Input::NchwF32(x) = image {
+        // Observed and profiled runs check the image here; a plain run checks it in the tasks
+        // of its fused input + stem ([`NonFiniteScan`]), the same error before any later step.
+        if let (Input::NchwF32(x), true) = (image, O::ENABLED || O::TIMED) {
             if let Some(index) = input::first_non_finite(x) {
                 return Err(Error::NonFiniteInput { index });
             }
@@ -429,6 +469,7 @@ impl Model<'_> {
             // Input and stem by output rows, one call: each row's 4 input rows converted into
             // the worker's own block of the hidden region (free until the first block), then
             // conv + LN on them while they are in cache (no image-sized pass between).
+            let scan = NonFiniteScan::new();
             let blocks = worker_scratch_len::<f32>(band, workers)
                 .and_then(|n| hidden.get_mut(..n))
                 .ok_or(Error::ArenaTooSmall {
@@ -447,11 +488,14 @@ impl Model<'_> {
                 |_, r, out, _, rows, _| {
                     for (oy, out) in r.zip(out.chunks_exact_mut(w * c0)) {
                         let first = oy * STEM_PATCH * iw;
-                        convert(first..first + STEM_PATCH * iw, rows);
+                        let pixels = first..first + STEM_PATCH * iw;
+                        scan.check(image, ih * iw, pixels.clone());
+                        convert(pixels, rows);
                         stem(1, rows, out);
                     }
                 },
             );
+            scan.result()?;
         } else {
             // Input → HWC f32 in the hidden region (free until the first block).
             let staged = &mut hidden[..in_len];

@@ -20,7 +20,7 @@ use crate::parallel::{
 use crate::profile::{BlockStep, Op};
 use crate::runtime::{
     gemm_panels, gemm_row_group, grn_partial_sums, op_done, panel_block_len, pixel_split,
-    tile_split, BlockOp, Input, Observer, Tap, PIXEL_ALIGN, PIXEL_TASKS, TILE_TASKS,
+    tile_split, BlockOp, Input, NonFiniteScan, Observer, Tap, PIXEL_ALIGN, PIXEL_TASKS, TILE_TASKS,
 };
 use crate::Error;
 use core::ops::Range;
@@ -173,6 +173,7 @@ impl Model<'_> {
             let row = stem_row.len().ok_or(Error::BadArch {
                 reason: "stem row too large",
             })?;
+            let scan = NonFiniteScan::new();
             let blocks = codes(
                 w1,
                 worker_scratch_len::<u8>(row, workers).unwrap_or(usize::MAX),
@@ -197,7 +198,9 @@ impl Model<'_> {
                     let codes: &mut [i8] = bytemuck::cast_slice_mut(codes);
                     for (oy, out) in r.zip(xs.chunks_exact_mut(w * c0)) {
                         let first = oy * STEM_PATCH * iw;
-                        quantize(first..first + STEM_PATCH * iw, codes);
+                        let pixels = first..first + STEM_PATCH * iw;
+                        scan.check(image, ih * iw, pixels.clone());
+                        quantize(pixels, codes);
                         let (wt, b) = (stem.conv_w, stem.conv_b);
                         (k.patch_conv)(
                             codes, STEM_PATCH, iw, cin, STEM_PATCH, wt, b, c0, acc, gathered,
@@ -207,6 +210,7 @@ impl Model<'_> {
                     }
                 },
             );
+            scan.result()?;
         } else {
             // Input → int8 HWC in w1.
             let img = codes(w1, ih * iw * cin)?;

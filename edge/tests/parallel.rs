@@ -221,3 +221,67 @@ fn many_workers_run_in_the_arena_they_are_given() {
         }
     }
 }
+
+/// A NaN or infinity anywhere in an f32 image is the typed error with the smallest (NCHW)
+/// index, for any worker count, plain runs (which check the image inside their input tasks)
+/// and observed runs (which check it first) alike, and the logits are left as they were.
+#[test]
+fn non_finite_inputs_name_the_first_index_for_any_worker_count() {
+    let hw = 64;
+    let (f32_file, i8_file, _) = atto_f32_int8(hw);
+    let (f32m, i8m) = (f32_file.model(), i8_file.model());
+    let plane = hw * hw;
+    // (index, value) sets: one value; the first in a later plane than another found by a
+    // later task; several in one task and plane; the very first and very last elements.
+    let cases: Vec<Vec<(usize, f32)>> = vec![
+        vec![(2 * plane + 1000, f32::NAN)],
+        vec![
+            (3000, f32::INFINITY),
+            (plane + 10, f32::NAN),
+            (2 * plane + 5, f32::NAN),
+        ],
+        vec![(plane - 1, f32::NEG_INFINITY), (plane - 2, f32::NAN)],
+        vec![(3 * plane - 1, f32::NAN), (0, f32::INFINITY)],
+    ];
+    for (model, name) in [(&f32m, "f32"), (&i8m, "int8")] {
+        for case in &cases {
+            let mut x: Vec<f32> = (0..3 * plane)
+                .map(|i| (i % 17) as f32 * 0.1 - 0.8)
+                .collect();
+            for &(i, v) in case {
+                x[i] = v;
+            }
+            let want = case.iter().map(|&(i, _)| i).min().unwrap();
+            for workers in [1, 2, 3, 7] {
+                let exec = Threads(workers);
+                let mut arena = vec![0u8; model.arena_len_for(workers)];
+                let mut logits = vec![1.5f32; model.arch().num_classes];
+                let plain = model.run_parallel(
+                    Input::NchwF32(&x),
+                    &mut arena,
+                    &mut logits,
+                    Kernels::Auto,
+                    &exec,
+                );
+                let mut bits = Bits::default();
+                let observed = model.run_with_executor(
+                    Input::NchwF32(&x),
+                    &mut arena,
+                    &mut logits,
+                    Kernels::Auto,
+                    &mut bits,
+                    &exec,
+                );
+                for (path, e) in [("plain", plain), ("observed", observed)] {
+                    assert_eq!(
+                        e,
+                        Err(edge::Error::NonFiniteInput { index: want }),
+                        "{name} {workers} workers, {path}, {case:?}"
+                    );
+                }
+                assert!(logits.iter().all(|&l| l == 1.5), "{name}: logits written");
+                assert!(bits.0.is_empty(), "{name}: a tap was observed");
+            }
+        }
+    }
+}
