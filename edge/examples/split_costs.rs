@@ -11,8 +11,12 @@
 //! With `--profile`, the same per step of the schedule (µs per image; GRN's update is a step
 //! of its own when timed, see `edge::profile`).
 //!
+//! With `--calls`, per executor call of one plain image (median over 100 images): µs of the
+//! split on one thread and on `SpinPool(2)`, their ratio, and the gap before each call (the
+//! calling thread alone: GRN's statistics, the head's pooling).
+//!
 //! `cargo run --release -p edge --features std --example split_costs -- MODEL INPUT.bin
-//! [--profile]` (MODEL from `quant convert|calibrate`; INPUT raw f32 NCHW, e.g.
+//! [--profile | --calls]` (MODEL from `quant convert|calibrate`; INPUT raw f32 NCHW, e.g.
 //! tests/fixtures/atto/inputs/astronaut.bin).
 
 use edge::{Executor, Input, Kernels, Model, Op, Profiler, Serial, SpinPool};
@@ -49,10 +53,31 @@ unsafe impl Executor for CountingSplit {
     }
 }
 
+/// An executor that times each call of another (wall clock, ns since `origin`): the calls of one
+/// image in order, and the gaps between them (the calling thread alone: the runtime's own
+/// steps, GRN's statistics, the head).
+struct TimedCalls<'e> {
+    inner: &'e dyn Executor,
+    origin: Instant,
+    spans: std::sync::Mutex<Vec<(u64, u64, usize)>>,
+}
+// SAFETY: forwards every call to `inner`, which keeps the contract.
+unsafe impl Executor for TimedCalls<'_> {
+    fn workers(&self) -> usize {
+        self.inner.workers()
+    }
+    fn run(&self, tasks: usize, f: &(dyn Fn(usize, usize) + Sync)) {
+        let t0 = self.origin.elapsed().as_nanos() as u64;
+        self.inner.run(tasks, f);
+        let t1 = self.origin.elapsed().as_nanos() as u64;
+        self.spans.lock().expect("spans").push((t0, t1, tasks));
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 {
-        eprintln!("usage: split_costs MODEL INPUT.bin [--profile]");
+        eprintln!("usage: split_costs MODEL INPUT.bin [--profile | --calls]");
         std::process::exit(2);
     }
     let bytes = std::fs::read(&args[1]).expect("model file");
@@ -127,6 +152,80 @@ fn main() {
                 f[i] / p[i]
             );
         }
+        return;
+    }
+    if args.iter().any(|a| a == "--calls") {
+        // Per executor call: µs on the split on one thread and on SpinPool(2) (median over
+        // runs), and the gap before it (the calling thread alone).
+        let n = 100;
+        let per_call = |exec: &dyn Executor| {
+            let timed = TimedCalls {
+                inner: exec,
+                origin: Instant::now(),
+                spans: Default::default(),
+            };
+            let mut arena = vec![0u8; model.arena_len_for(2)];
+            let mut logits = vec![0f32; a.num_classes];
+            let mut runs: Vec<Vec<(f64, f64)>> = Vec::new();
+            for _ in 0..n {
+                timed.spans.lock().expect("spans").clear();
+                let start = timed.origin.elapsed().as_nanos() as u64;
+                model
+                    .run_parallel(x, &mut arena, &mut logits, Kernels::Auto, &timed)
+                    .expect("run");
+                let end = timed.origin.elapsed().as_nanos() as u64;
+                let spans = timed.spans.lock().expect("spans").clone();
+                let mut prev = start;
+                let mut calls: Vec<(f64, f64)> = spans
+                    .iter()
+                    .map(|&(t0, t1, _)| {
+                        let gap = (t0 - prev) as f64 / 1e3;
+                        prev = t1;
+                        ((t1 - t0) as f64 / 1e3, gap)
+                    })
+                    .collect();
+                calls.push((0.0, (end - prev) as f64 / 1e3));
+                runs.push(calls);
+            }
+            let tasks: Vec<usize> = timed
+                .spans
+                .lock()
+                .expect("spans")
+                .iter()
+                .map(|s| s.2)
+                .collect();
+            let median = |mut v: Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            let calls = runs[0].len();
+            let med: Vec<(f64, f64)> = (0..calls)
+                .map(|i| {
+                    (
+                        median(runs.iter().map(|r| r[i].0).collect()),
+                        median(runs.iter().map(|r| r[i].1).collect()),
+                    )
+                })
+                .collect();
+            (med, tasks)
+        };
+        per_call(&pool);
+        let (one, tasks) = per_call(&SplitOnOneThread);
+        let (two, _) = per_call(&pool);
+        println!("call  tasks   split1 µs   pool2 µs   ×     | gap before: split1  pool2");
+        let (mut s1, mut s2, mut g1, mut g2) = (0.0, 0.0, 0.0, 0.0);
+        for (i, ((a1, b1), (a2, b2))) in one.iter().zip(&two).enumerate() {
+            let t = tasks.get(i).map_or("end".to_string(), |t| t.to_string());
+            println!(
+                "{i:4} {t:>6} {a1:10.1} {a2:10.1} {:6.2} | {b1:8.1} {b2:8.1}",
+                if *a2 > 0.0 { a1 / a2 } else { 0.0 }
+            );
+            (s1, s2, g1, g2) = (s1 + a1, s2 + a2, g1 + b1, g2 + b2);
+        }
+        println!(
+            "sum of medians: calls {s1:.1} / {s2:.1} µs ({:.2}×), gaps {g1:.1} / {g2:.1} µs",
+            s1 / s2
+        );
         return;
     }
     time(&Serial, 20);

@@ -94,10 +94,11 @@ impl Norm<'_> {
     }
 }
 
-/// Tasks of the downsample's gather (and LayerNorm) over `q` output pixels: about
-/// [`TILE_TASKS`] of whole pixels (Atto 224's last downsample: 49 tasks of one 2×2 patch, where
-/// 8-pixel tiles would be 7 tasks for any number of workers). Each pixel is computed alone.
-fn gather_split(q: usize) -> Split {
+/// Tasks of the operators that compute each pixel alone without a GEMM (the downsample's
+/// gather and LayerNorm over `q` output pixels, GRN's update where fc2 is cut by panels):
+/// about [`TILE_TASKS`] of whole pixels, no tile alignment (Atto 224's last stage: 49 tasks
+/// of one pixel, where 8-pixel tiles would be 7 tasks for any number of workers).
+fn pixelwise_split(q: usize) -> Split {
     Split::aligned(q, TILE_TASKS, 1)
 }
 
@@ -306,7 +307,7 @@ impl Model<'_> {
                     obs.observe_i8(Tap::DownsampleNorm(s), h, w, prev, &t[..p * prev], d.norm_q);
                     let patches = codes(w2, oh * ow * kk)?;
                     let tn: &[i8] = &t[..p * prev];
-                    for_each_rows(exec, gather_split(oh * ow), patches, kk, |r, out| {
+                    for_each_rows(exec, pixelwise_split(oh * ow), patches, kk, |r, out| {
                         patch_conv_i8::gather_patches(tn, w, prev, DOWN_PATCH, r, out)
                     });
                     patches
@@ -320,7 +321,7 @@ impl Model<'_> {
                     let q = out_quant(norm.q);
                     for_each_part(
                         exec,
-                        gather_split(oh * ow),
+                        pixelwise_split(oh * ow),
                         patches,
                         kk,
                         wide,
@@ -624,7 +625,7 @@ impl Model<'_> {
                 }
                 let hs: &[i8] = hid;
                 let g = codes(w2, p * n)?;
-                for_each_rows(exec, tiles, &mut g[..p * n], n, |r, out| {
+                for_each_rows(exec, pixelwise_split(p), &mut g[..p * n], n, |r, out| {
                     grn(&hs[r.start * n..r.end * n], r.len(), out)
                 });
                 if O::ENABLED {

@@ -27,14 +27,23 @@ pub fn avgpool_i8_f32_scalar(
     q: crate::model::QParams,
     out: &mut [f32],
 ) {
-    for (j, o) in out[..c].iter_mut().enumerate() {
-        let sum: i32 = input[..pixels * c]
-            .iter()
-            .skip(j)
-            .step_by(c)
-            .map(|&v| v as i32 - q.zero)
-            .sum();
-        *o = (sum as f64 * q.scale as f64 / pixels as f64) as f32;
+    // Pixel-major over blocks of 64 channels (the sums are exact: any order gives the same
+    // bits); a strided walk per channel took ~8 µs for Atto 224's 49 × 320 codes on the x86-64
+    // host, serial time at the head.
+    const CH: usize = 64;
+    let mut acc = [0i32; CH];
+    for c0 in (0..c).step_by(CH) {
+        let cw = CH.min(c - c0);
+        acc[..cw].fill(0);
+        for px in input[..pixels * c].chunks_exact(c) {
+            for (a, &v) in acc[..cw].iter_mut().zip(&px[c0..c0 + cw]) {
+                *a += v as i32;
+            }
+        }
+        for (o, &a) in out[c0..c0 + cw].iter_mut().zip(&acc[..cw]) {
+            let sum = a - q.zero * pixels as i32;
+            *o = (sum as f64 * q.scale as f64 / pixels as f64) as f32;
+        }
     }
 }
 
@@ -58,6 +67,26 @@ mod tests {
                 (9.0 - 3.0 + 2.0) * 0.5 / 3.0
             ]
         );
+    }
+
+    /// Against the per-channel definition, over more channels than one block of 64 and a
+    /// zero point at either end.
+    #[test]
+    fn int8_pool_is_the_per_channel_mean() {
+        let (pixels, c) = (49, 150);
+        let x: std::vec::Vec<i8> = (0..pixels * c)
+            .map(|i| ((i * 7919 + 13) % 256) as u8 as i8)
+            .collect();
+        for zero in [-128, 3, 127] {
+            let q = crate::model::QParams { scale: 0.037, zero };
+            let mut y = std::vec![0f32; c];
+            avgpool_i8_f32_scalar(&x, pixels, c, q, &mut y);
+            for (j, &got) in y.iter().enumerate() {
+                let sum: i64 = (0..pixels).map(|p| x[p * c + j] as i64 - zero as i64).sum();
+                let want = (sum as f64 * q.scale as f64 / pixels as f64) as f32;
+                assert_eq!(got.to_bits(), want.to_bits(), "channel {j} zero {zero}");
+            }
+        }
     }
 
     #[test]
