@@ -81,7 +81,9 @@ fn bench(c: &mut Criterion) {
     let bs = data(40, 8);
     let mut out = vec![0f32; 56 * 56 * 40];
     c.bench_function("stem_patch_conv4x4/scalar", |bn| {
-        bn.iter(|| patch_conv::patch_conv_f32_scalar(&img, 224, 224, 3, 4, &ws, &bs, 40, &mut out))
+        bn.iter(|| {
+            patch_conv::patch_conv_f32_scalar(&img, 224, 224, 3, 4, &ws, &bs, 40, 0..40, &mut out)
+        })
     });
 }
 

@@ -5,7 +5,18 @@
 
 use edge::ops::{dwconv7x7, gelu, grn, layernorm, patch_conv, pointwise, pool};
 
-type PatchFn = fn(&[f32], usize, usize, usize, usize, &[f32], &[f32], usize, &mut [f32]);
+type PatchFn = fn(
+    &[f32],
+    usize,
+    usize,
+    usize,
+    usize,
+    &[f32],
+    &[f32],
+    usize,
+    std::ops::Range<usize>,
+    &mut [f32],
+);
 type LnFn = fn(&mut [f32], usize, usize, &[f32], &[f32], f32);
 type GrnFn = fn(&mut [f32], usize, usize, &[f32], &[f32], f32, &mut [f32]);
 
@@ -45,7 +56,7 @@ fn main() {
             grn::grn_f32_scalar,
         );
         if op == "stem" {
-            pc(&a, 224, 224, 3, 4, &w, &v, 40, &mut b);
+            pc(&a, 224, 224, 3, 4, &w, &v, 40, 0..40, &mut b);
         }
         for s in 0..4 {
             let (hh, ww) = (56 >> s, 56 >> s);
@@ -59,7 +70,7 @@ fn main() {
                     &v,
                     1e-6,
                 );
-                pc(&a, 2 * hh, 2 * ww, dims[s - 1], 2, &w, &v, c, &mut b);
+                pc(&a, 2 * hh, 2 * ww, dims[s - 1], 2, &w, &v, c, 0..c, &mut b);
             }
             for _ in 0..depths[s] {
                 let n = 4 * c;

@@ -144,6 +144,14 @@ pub(crate) const PIXEL_ALIGN: usize = 8;
 /// and 56 tasks here for 8-pixel grains, against 25 and 31 of [`pixel_split`].
 pub(crate) const TILE_TASKS: usize = 64;
 
+/// Tasks of the operators that compute each pixel alone without a GEMM (the downsample's
+/// gather and LayerNorm over `q` output pixels, GRN's update where fc2 is cut by panels):
+/// about [`TILE_TASKS`] of whole pixels, no tile alignment (Atto 224's last stage: 49 tasks
+/// of one pixel, where 8-pixel tiles would be 7 tasks for any number of workers).
+pub(crate) fn pixelwise_split(q: usize) -> Split {
+    Split::aligned(q, TILE_TASKS, 1)
+}
+
 /// [`TILE_TASKS`] tasks over `p` pixels, multiples of `grain` (fixed by the shape and the
 /// kernel set, never by the worker count).
 pub(crate) fn tile_split(p: usize, grain: usize) -> Split {
@@ -462,7 +470,7 @@ impl Model<'_> {
         // Stem output rows `rows` from their input rows `inp`: conv 4×4/s4 + LN.
         let stem = |rows: usize, inp: &[f32], out: &mut [f32]| {
             let k4 = STEM_PATCH;
-            (k.patch_conv)(inp, rows * k4, iw, cin, k4, sw, sb, c0, out);
+            (k.patch_conv)(inp, rows * k4, iw, cin, k4, sw, sb, c0, 0..c0, out);
             (k.layernorm)(out, rows * w, c0, snw, snb, a.ln_eps);
         };
         if !O::ENABLED && !O::TIMED {
@@ -526,36 +534,80 @@ impl Model<'_> {
             if s > 0 {
                 let prev = a.dims[s - 1];
                 let [nw, nb, cw, cb] = self.downsample(s);
-                let ln = &mut cur[..h * w * prev];
-                for_each_rows(exec, pixel_split(h * w), ln, prev, |r, x| {
-                    (k.layernorm)(x, r.len(), prev, nw, nb, a.ln_eps)
-                });
-                if O::ENABLED {
-                    obs.observe(Tap::DownsampleNorm(s), h, w, prev, &cur[..h * w * prev]);
-                }
                 let (oh, ow) = a.stage_hw(s);
-                let src = &cur[..h * w * prev];
                 let band = DOWN_PATCH * w * prev;
-                for_each_rows(
-                    exec,
-                    Split::new(oh, 1),
-                    &mut other[..oh * ow * c],
-                    ow * c,
-                    |r, out| {
-                        let inp = &src[r.start * band..r.end * band];
-                        (k.patch_conv)(
-                            inp,
-                            r.len() * DOWN_PATCH,
-                            w,
-                            prev,
-                            DOWN_PATCH,
-                            cw,
-                            cb,
-                            c,
+                // Output rows `r` (their `2·w` input rows `inp`), output channels `cols`.
+                let conv = |r: Range<usize>, inp: &[f32], cols: Range<usize>, out: &mut [f32]| {
+                    let rows = r.len() * DOWN_PATCH;
+                    (k.patch_conv)(inp, rows, w, prev, DOWN_PATCH, cw, cb, c, cols, out)
+                };
+                let layernorm =
+                    |x: &mut [f32], pixels: usize| (k.layernorm)(x, pixels, prev, nw, nb, a.ln_eps);
+                let panels = gemm_panels(oh * ow, c, k.col_tile, exec.workers());
+                if O::ENABLED || panels > 1 {
+                    let ln = &mut cur[..h * w * prev];
+                    for_each_rows(exec, pixel_split(h * w), ln, prev, |r, x| {
+                        layernorm(x, r.len())
+                    });
+                    if O::ENABLED {
+                        obs.observe(Tap::DownsampleNorm(s), h, w, prev, &cur[..h * w * prev]);
+                    }
+                    let src = &cur[..h * w * prev];
+                    let out = &mut other[..oh * ow * c];
+                    if panels == 1 {
+                        for_each_rows(exec, Split::new(oh, 1), out, ow * c, |r, out| {
+                            conv(r.clone(), &src[r.start * band..r.end * band], 0..c, out)
+                        });
+                    } else {
+                        // Few output rows (Atto 224's last downsample: 7) and several workers:
+                        // by (output row, output panel), each block computed into the worker's
+                        // staging rows (in `hidden`, free until the stage's first fc1) and
+                        // copied into place: every worker gets the same work, and each task
+                        // streams its panel's columns of the weights only.
+                        let per_worker = ow * (c / panels);
+                        let stage = worker_scratch_len::<f32>(per_worker, workers)
+                            .and_then(|n| hidden.get_mut(..n))
+                            .ok_or(Error::ArenaTooSmall {
+                                needed: self.arena_len_for(workers),
+                                got,
+                            })?;
+                        for_each_panel(
+                            exec,
+                            Split::new(oh * ow, ow),
+                            panels,
                             out,
-                        )
-                    },
-                );
+                            c,
+                            &mut [0f32; 0],
+                            stage,
+                            per_worker,
+                            |q, j, mut block, _, stage| {
+                                let r = q.start / ow..q.end / ow;
+                                let o = &mut stage[..q.len() * j.len()];
+                                conv(r.clone(), &src[r.start * band..r.end * band], j, o);
+                                block.copy_from(o);
+                            },
+                        );
+                    }
+                } else {
+                    // One call by output rows: each task normalizes its own `2·w` input pixels
+                    // in place (no other task reads them: the patches do not overlap), then
+                    // convolves them while they are in cache.
+                    let mut none = [0f32; 0];
+                    for_each_part(
+                        exec,
+                        Split::new(oh, 1),
+                        &mut cur[..h * w * prev],
+                        band,
+                        &mut other[..oh * ow * c],
+                        ow * c,
+                        &mut none,
+                        0,
+                        |_, r, inp, out, _, _| {
+                            layernorm(inp, r.len() * DOWN_PATCH * w);
+                            conv(r, inp, 0..c, out)
+                        },
+                    );
+                }
                 core::mem::swap(&mut cur, &mut other);
                 (h, w) = (oh, ow);
                 if O::ENABLED {
@@ -691,7 +743,10 @@ impl Model<'_> {
                     )
                 };
                 if O::ENABLED || O::TIMED || panels > 1 {
-                    for_each_rows(exec, tiles, &mut hidden[..p * n], n, |r, x| grn(r.len(), x));
+                    let by_pixels = pixelwise_split(p);
+                    for_each_rows(exec, by_pixels, &mut hidden[..p * n], n, |r, x| {
+                        grn(r.len(), x)
+                    });
                     let g = &hidden[..p * n];
                     if O::ENABLED {
                         obs.observe(tap(BlockOp::Grn), h, w, n, g);

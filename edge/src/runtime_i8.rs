@@ -20,7 +20,8 @@ use crate::parallel::{
 use crate::profile::{BlockStep, Op};
 use crate::runtime::{
     gemm_panels, gemm_row_group, grn_partial_sums, op_done, panel_block_len, pixel_split,
-    tile_split, BlockOp, Input, NonFiniteScan, Observer, Tap, PIXEL_ALIGN, PIXEL_TASKS, TILE_TASKS,
+    pixelwise_split, tile_split, BlockOp, Input, NonFiniteScan, Observer, Tap, PIXEL_ALIGN,
+    PIXEL_TASKS,
 };
 use crate::Error;
 use core::ops::Range;
@@ -92,14 +93,6 @@ impl Norm<'_> {
             },
         );
     }
-}
-
-/// Tasks of the operators that compute each pixel alone without a GEMM (the downsample's
-/// gather and LayerNorm over `q` output pixels, GRN's update where fc2 is cut by panels):
-/// about [`TILE_TASKS`] of whole pixels, no tile alignment (Atto 224's last stage: 49 tasks
-/// of one pixel, where 8-pixel tiles would be 7 tasks for any number of workers).
-fn pixelwise_split(q: usize) -> Split {
-    Split::aligned(q, TILE_TASKS, 1)
 }
 
 fn out_quant(q: QParams) -> OutQuant {

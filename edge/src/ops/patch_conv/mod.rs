@@ -2,6 +2,8 @@
 //! downsample layers (2×2/s2, C→2C). Weights are stored HWIO (`[kh][kw][cin][cout]`), so the
 //! inner loop runs over contiguous output channels.
 
+use core::ops::Range;
+
 /// Packs PyTorch's OIHW `[cout][cin][k][k]` weights into HWIO `[k][k][cin][cout]`.
 pub fn pack_hwio(oihw: &[f32], cout: usize, cin: usize, k: usize, out: &mut [f32]) {
     for o in 0..cout {
@@ -15,8 +17,14 @@ pub fn pack_hwio(oihw: &[f32], cout: usize, cin: usize, k: usize, out: &mut [f32
     }
 }
 
-/// `out[oy][ox][co] = bias[co] + Σ_{ky,kx,ci} in[k·oy+ky][k·ox+kx][ci] · w[ky][kx][ci][co]`.
-/// `input` is `h×w×cin` (h, w multiples of k); `out` is `(h/k)×(w/k)×cout`.
+/// `out[oy][ox][co] = bias[co] + Σ_{ky,kx,ci} in[k·oy+ky][k·ox+kx][ci] · w[ky][kx][ci][co]`
+/// for the output channels `co` in `cols` of a convolution with `cout` (the HWIO weights' row
+/// length): `input` is `h×w×cin` (h, w multiples of k); `out` is `(h/k)×(w/k)×cols.len()`
+/// (`cols = 0..cout`: the whole convolution). Each channel is computed on its own, so in every
+/// kernel set a range from one 8-column panel's start to another's (or to `cout`) has the bits
+/// of those columns of a whole call (the vector kernels' ragged tails take this loop); the
+/// runtime cuts the last downsample by output panels that way. Panics if a slice is short or
+/// `cols.end > cout`.
 #[allow(clippy::too_many_arguments)]
 pub fn patch_conv_f32_scalar(
     input: &[f32],
@@ -27,17 +35,19 @@ pub fn patch_conv_f32_scalar(
     weight: &[f32],
     bias: &[f32],
     cout: usize,
+    cols: Range<usize>,
     out: &mut [f32],
 ) {
-    let (oh, ow) = (h / k, w / k);
+    assert!(cols.start <= cols.end && cols.end <= cout);
+    let (oh, ow, nc) = (h / k, w / k, cols.len());
     for oy in 0..oh {
         for ox in 0..ow {
-            let acc = &mut out[(oy * ow + ox) * cout..][..cout];
-            acc.copy_from_slice(&bias[..cout]);
+            let acc = &mut out[(oy * ow + ox) * nc..][..nc];
+            acc.copy_from_slice(&bias[cols.clone()]);
             for ky in 0..k {
                 let row = &input[((oy * k + ky) * w + ox * k) * cin..][..k * cin];
                 for (kx_ci, &v) in row.iter().enumerate() {
-                    let wrow = &weight[(ky * k * cin + kx_ci) * cout..][..cout];
+                    let wrow = &weight[(ky * k * cin + kx_ci) * cout + cols.start..][..nc];
                     for (a, &wv) in acc.iter_mut().zip(wrow) {
                         *a += v * wv;
                     }
@@ -47,8 +57,8 @@ pub fn patch_conv_f32_scalar(
     }
 }
 
-/// Output channels `[from, cout)` of [`patch_conv_f32_scalar`], in its order (the ragged tail
-/// of the vector kernels).
+/// Output channels `from..cols.end` of [`patch_conv_f32_scalar`] over `cols` (`out` rows of
+/// `cols.len()`), in its order (the ragged tail of the vector kernels).
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 fn patch_conv_columns(
@@ -60,14 +70,15 @@ fn patch_conv_columns(
     weight: &[f32],
     bias: &[f32],
     cout: usize,
+    cols: Range<usize>,
     from: usize,
     out: &mut [f32],
 ) {
-    let (oh, ow) = (h / k, w / k);
+    let (oh, ow, nc) = (h / k, w / k, cols.len());
     let kc = k * cin;
     for q in 0..oh * ow {
         let base = ((q / ow) * k * w + (q % ow) * k) * cin;
-        for c in from..cout {
+        for c in from..cols.end {
             let mut acc = bias[c];
             for ky in 0..k {
                 let row = &input[base + ky * w * cin..][..kc];
@@ -75,7 +86,7 @@ fn patch_conv_columns(
                     acc += v * weight[(ky * kc + j) * cout + c];
                 }
             }
-            out[q * cout + c] = acc;
+            out[q * nc + c - cols.start] = acc;
         }
     }
 }
@@ -106,7 +117,7 @@ mod tests {
             let mut hwio = vec![0.0; oihw.len()];
             pack_hwio(&oihw, cout, cin, k, &mut hwio);
             let mut y = vec![0.0; (h / k) * (w / k) * cout];
-            patch_conv_f32_scalar(&x, h, w, cin, k, &hwio, &b, cout, &mut y);
+            patch_conv_f32_scalar(&x, h, w, cin, k, &hwio, &b, cout, 0..cout, &mut y);
             let mut want = vec![0.0f32; y.len()];
             for oy in 0..h / k {
                 for ox in 0..w / k {
@@ -127,6 +138,51 @@ mod tests {
             assert!(max_rel_err(&y, &want) < 1e-5);
         }
     }
+
+    /// Columns `cols` (from an 8-column panel's start to another's or to `cout`) of a kernel's
+    /// call are bit for bit those columns of its whole call, for every kernel this target has
+    /// (the runtime's cut by output panels relies on it).
+    #[test]
+    fn column_ranges_are_the_whole_calls_columns() {
+        let mut rng = Rng::new(9);
+        let mut kernels: std::vec::Vec<(&str, crate::kernels::PatchFn)> =
+            vec![("scalar", patch_conv_f32_scalar)];
+        #[cfg(target_arch = "aarch64")]
+        kernels.push(("neon", patch_conv_f32_neon));
+        #[cfg(target_arch = "x86_64")]
+        {
+            let f = crate::cpu::X86Features::get();
+            if f.avx2 {
+                kernels.push(("avx2", patch_conv_f32_avx2));
+            }
+            if f.avx512 {
+                kernels.push(("avx512", patch_conv_f32_avx512));
+            }
+        }
+        for (h, w, cin, cout, k) in [(14, 14, 16, 64, 2), (8, 8, 3, 44, 4), (4, 6, 5, 21, 2)] {
+            let x = rng.vec(h * w * cin, 1.0);
+            let wt = rng.vec(k * k * cin * cout, 1.0);
+            let b = rng.vec(cout, 1.0);
+            let px = (h / k) * (w / k);
+            for (name, kernel) in &kernels {
+                let mut whole = vec![0.0; px * cout];
+                kernel(&x, h, w, cin, k, &wt, &b, cout, 0..cout, &mut whole);
+                // Ranges that start on an 8-column panel and end on one or at `cout`.
+                let half = cout / 2 / 8 * 8;
+                for cols in [0..half, half..cout, 8..cout.min(40), cout / 8 * 8..cout] {
+                    let nc = cols.len();
+                    let mut got = vec![7.0; px * nc + 1];
+                    kernel(&x, h, w, cin, k, &wt, &b, cout, cols.clone(), &mut got);
+                    assert_eq!(got[px * nc], 7.0, "{name}: wrote past the block");
+                    for q in 0..px {
+                        let want = &whole[q * cout..][cols.clone()];
+                        let at = std::format!("{name} {h}x{w}x{cin}->{cout} {cols:?} pixel {q}");
+                        assert_eq!(&got[q * nc..][..nc], want, "{at}");
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// NEON patch convolution as a GEMM over output pixels: each output pixel's patch is `k` rows
@@ -145,16 +201,19 @@ pub fn patch_conv_f32_neon(
     weight: &[f32],
     bias: &[f32],
     cout: usize,
+    cols: Range<usize>,
     out: &mut [f32],
 ) {
     use crate::ops::pointwise::neon::{tile, ATile, EPI_STORE};
     const PANEL: usize = crate::format::PANEL;
     let (oh, ow) = (h / k, w / k);
     assert!(input.len() >= h * w * cin && weight.len() >= k * k * cin * cout && bias.len() >= cout);
-    assert!(out.len() >= oh * ow * cout);
+    assert!(cols.start <= cols.end && cols.end <= cout);
+    let (c0, nc) = (cols.start, cols.len());
+    assert!(out.len() >= oh * ow * nc);
     let g = neon::Geometry { w, cin, k, cout };
     let kc = k * cin;
-    let full = cout / PANEL * PANEL;
+    let full = nc / PANEL * PANEL;
     // Output pixels in raster order, 8 at a time (a tile may span output rows).
     let pixels = oh * ow;
     let patch = |q: usize| ((q / ow) * k * w + (q % ow) * k) * cin;
@@ -174,45 +233,43 @@ pub fn patch_conv_f32_neon(
             segs: k,
             seg_skip: w * cin - kc,
         };
+        // Block columns co (0..nc) are the convolution's channels c0 + co.
         for co in (0..full).step_by(PANEL) {
-            let b: &[f32; PANEL] = bias[co..co + PANEL].try_into().unwrap();
-            let wt = weight[co..].as_ptr();
-            let o = out[q * cout + co..].as_mut_ptr();
+            let b: &[f32; PANEL] = bias[c0 + co..c0 + co + PANEL].try_into().unwrap();
+            let wt = weight[c0 + co..].as_ptr();
+            let o = out[q * nc + co..].as_mut_ptr();
             // SAFETY: output pixels q..q+mr exist, so each one's k input rows of k·cin values
-            // lie inside `input`; weight rows 0..k·k·cin, columns co..co+8 ≤ cout, and `out`
-            // pixels q..q+mr, channels co..co+8, are in bounds (asserts above).
+            // lie inside `input`; weight rows 0..k·k·cin (rows cout apart), columns
+            // c0+co..c0+co+8 ≤ cols.end ≤ cout, and `out` pixels q..q+mr (rows nc apart),
+            // columns co..co+8 ≤ nc, are in bounds (asserts above).
             unsafe {
                 match mr {
-                    8 => {
-                        tile::<8, EPI_STORE>(&a, wt, cout, b, o, cout, PANEL, core::ptr::null_mut())
-                    }
-                    4 => {
-                        tile::<4, EPI_STORE>(&a, wt, cout, b, o, cout, PANEL, core::ptr::null_mut())
-                    }
-                    _ => {
-                        tile::<1, EPI_STORE>(&a, wt, cout, b, o, cout, PANEL, core::ptr::null_mut())
-                    }
+                    8 => tile::<8, EPI_STORE>(&a, wt, cout, b, o, nc, PANEL, core::ptr::null_mut()),
+                    4 => tile::<4, EPI_STORE>(&a, wt, cout, b, o, nc, PANEL, core::ptr::null_mut()),
+                    _ => tile::<1, EPI_STORE>(&a, wt, cout, b, o, nc, PANEL, core::ptr::null_mut()),
                 }
             }
         }
         for q in q..q + mr {
             let base = patch(q);
-            let o = q * cout;
+            let o = q * nc;
             let mut co = full;
-            // SAFETY: as above, for channels co..co+4 ≤ cout of pixel q.
+            // SAFETY: as above, for block columns co..co+4 ≤ nc of pixel q (channels
+            // c0+co..c0+co+4 ≤ cout).
             unsafe {
-                while co + 4 <= cout {
+                while co + 4 <= nc {
                     neon::block4(
                         input.as_ptr().add(base),
-                        weight.as_ptr().add(co),
-                        bias.as_ptr().add(co),
+                        weight.as_ptr().add(c0 + co),
+                        bias.as_ptr().add(c0 + co),
                         out.as_mut_ptr().add(o + co),
                         &g,
                     );
                     co += 4;
                 }
             }
-            for c in co..cout {
+            for co in co..nc {
+                let c = c0 + co;
                 let mut acc = bias[c];
                 for ky in 0..k {
                     let row = &input[base + ky * w * cin..][..kc];
@@ -220,7 +277,7 @@ pub fn patch_conv_f32_neon(
                         acc += v * weight[(ky * kc + j) * cout + c];
                     }
                 }
-                out[o + c] = acc;
+                out[o + co] = acc;
             }
         }
         q += mr;
@@ -317,8 +374,8 @@ mod neon_tests {
             let b = rng.vec(cout, 1.0);
             let mut want = vec![0.0; (h / k) * (w / k) * cout];
             let mut got = want.clone();
-            patch_conv_f32_scalar(&x, h, w, cin, k, &wt, &b, cout, &mut want);
-            patch_conv_f32_neon(&x, h, w, cin, k, &wt, &b, cout, &mut got);
+            patch_conv_f32_scalar(&x, h, w, cin, k, &wt, &b, cout, 0..cout, &mut want);
+            patch_conv_f32_neon(&x, h, w, cin, k, &wt, &b, cout, 0..cout, &mut got);
             let scale = ((k * k * cin) as f32).sqrt();
             let err = got
                 .iter()

@@ -21,17 +21,20 @@ macro_rules! entry_point {
             weight: &[f32],
             bias: &[f32],
             cout: usize,
+            cols: core::ops::Range<usize>,
             out: &mut [f32],
         ) {
             assert!(crate::cpu::X86Features::get().$has, concat!($isa, " not available"));
             let (oh, ow) = (h / k, w / k);
+            assert!(cols.start <= cols.end && cols.end <= cout);
+            let (c0, nc) = (cols.start, cols.len());
             assert!(
                 input.len() >= h * w * cin
                     && weight.len() >= k * k * cin * cout
                     && bias.len() >= cout
-                    && out.len() >= oh * ow * cout
+                    && out.len() >= oh * ow * nc
             );
-            let full = cout / 8 * 8;
+            let full = nc / 8 * 8;
             for oy in 0..oh {
                 let g = Gemm {
                     a: input[oy * k * w * cin..].as_ptr(),
@@ -39,24 +42,27 @@ macro_rules! entry_point {
                     seg_len: k * cin,
                     segs: k,
                     seg_stride: w * cin,
-                    b: weight.as_ptr(),
+                    b: weight[c0..].as_ptr(),
                     b_panel: 8,
                     b_row: cout,
-                    bias: bias.as_ptr(),
-                    out: out[oy * ow * cout..].as_mut_ptr(),
-                    out_row: cout,
+                    bias: bias[c0..].as_ptr(),
+                    out: out[oy * ow * nc..].as_mut_ptr(),
+                    out_row: nc,
                     rows: ow,
                     n: full,
                     sumsq: core::ptr::null_mut(),
                 };
                 // SAFETY: the CPU has the ISA (asserted). Patch ox of row oy reads input rows
                 // oy·k..oy·k+k, columns ox·k..ox·k+k (all cin channels): inside `input`; B reads
-                // rows 0..k·k·cin, columns < full ≤ cout of `weight`; `out` row oy, columns
-                // < full. All inside the asserted lengths.
+                // rows 0..k·k·cin (cout apart), columns c0..c0+full ≤ cols.end ≤ cout of
+                // `weight`; `out` row oy (rows nc apart), columns < full ≤ nc. All inside the
+                // asserted lengths.
                 unsafe { x86::$gemm::<EPI_STORE>(&g) };
             }
-            if full < cout {
-                super::patch_conv_columns(input, h, w, cin, k, weight, bias, cout, full, out);
+            if full < nc {
+                super::patch_conv_columns(
+                    input, h, w, cin, k, weight, bias, cout, cols.clone(), c0 + full, out,
+                );
             }
         }
     };
@@ -73,7 +79,7 @@ mod tests {
     use crate::ops::testutil::*;
     use std::vec;
 
-    type Patch = fn(&[f32], usize, usize, usize, usize, &[f32], &[f32], usize, &mut [f32]);
+    type Patch = crate::kernels::PatchFn;
 
     #[test]
     fn x86_matches_reference() {
@@ -101,8 +107,8 @@ mod tests {
                 let b = rng.vec(cout, 1.0);
                 let n = (h / k) * (w / k) * cout;
                 let (mut want, mut got) = (vec![0.0; n + 1], vec![0.0; n + 1]);
-                patch_conv_f32_scalar(&x, h, w, cin, k, &wt, &b, cout, &mut want);
-                kernel(&x, h, w, cin, k, &wt, &b, cout, &mut got);
+                patch_conv_f32_scalar(&x, h, w, cin, k, &wt, &b, cout, 0..cout, &mut want);
+                kernel(&x, h, w, cin, k, &wt, &b, cout, 0..cout, &mut got);
                 let scale = ((k * k * cin) as f32).sqrt();
                 assert!(
                     max_rel_err(&got, &want) <= 1e-6 * scale,

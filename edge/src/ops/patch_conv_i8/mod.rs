@@ -163,7 +163,16 @@ mod tests {
             let bf: Vec<f32> = b.iter().map(|&v| v as f32).collect();
             let mut want = std::vec![0f32; got.len()];
             crate::ops::patch_conv::patch_conv_f32_scalar(
-                &xf, h, w, cin, k, &hwio, &bf, cout, &mut want,
+                &xf,
+                h,
+                w,
+                cin,
+                k,
+                &hwio,
+                &bf,
+                cout,
+                0..cout,
+                &mut want,
             );
             for (g, wv) in got.iter().zip(&want) {
                 assert_eq!(*g as f32, *wv);
