@@ -126,7 +126,8 @@ impl ArenaPlan {
     /// fit (never for 1 worker). Both precisions with
     /// several workers: scratch for one partial sum of squares (4C floats) per pixel task of
     /// GRN (one worker adds each task's part before the next: one part), and staging blocks
-    /// for the GEMMs of the stages cut by output panels (see `runtime::gemm_panels`).
+    /// for the GEMMs (and f32's downsample conv) of the stages cut by output panels (see
+    /// `runtime::gemm_panels`).
     pub fn for_model_workers(arch: &Arch, p: Precision, workers: usize) -> Option<Self> {
         let mut plan = Self::for_model_one(arch, p)?;
         if workers > 1 {
@@ -171,6 +172,20 @@ impl ArenaPlan {
                 // (f32 and i32 words alike: 4 bytes.)
                 let bytes = worker_scratch_len::<f32>(words, workers)?.checked_mul(4)?;
                 plan.act = plan.act.max(round16(bytes)?);
+                // f32's downsample into a stage it cuts by output panels: each worker's block
+                // of one output row in the hidden buffer (free until the stage's first fc1).
+                if p == Precision::F32 && s > 0 {
+                    let cut = |&t: &usize| match crate::runtime::panels_where_cut(p_s, c, t) {
+                        1 => Some(0),
+                        panels => w.checked_mul(c / panels),
+                    };
+                    let row = F32_COL_TILES
+                        .iter()
+                        .map(cut)
+                        .try_fold(0, |m, b| Some(m.max(b?)))?;
+                    let floats = worker_scratch_len::<f32>(row, workers)?;
+                    plan.wide = plan.wide.max(round16(floats.checked_mul(4)?)?);
+                }
             }
             // f32: a plain run's fused input + stem converts each output row's input rows
             // into the worker's own block of the hidden buffer (one worker: inside the

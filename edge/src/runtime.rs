@@ -187,7 +187,7 @@ pub(crate) fn gemm_panels(p: usize, n: usize, col_tile: usize, workers: usize) -
 pub(crate) const CUT_BELOW_TASKS_PER_WORKER: usize = 8;
 
 /// [`gemm_panels`]'s count for a GEMM it cuts (whatever the worker count).
-fn panels_where_cut(p: usize, n: usize, col_tile: usize) -> usize {
+pub(crate) fn panels_where_cut(p: usize, n: usize, col_tile: usize) -> usize {
     if pixel_split(p).grain != PIXEL_ALIGN {
         return 1;
     }
