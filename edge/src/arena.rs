@@ -419,4 +419,34 @@ mod tests {
             }
         }
     }
+
+    /// f32's downsample into a stage cut by output panels stages one output row per worker
+    /// (`ow · c/panels` floats) in the wide (hidden) buffer: with a wide stage 2 behind a
+    /// 32-px input and 200 workers, that block is what sizes the buffer (larger than the
+    /// one-worker plan's and the stem's per-worker bands), and the plan holds it.
+    #[test]
+    fn f32_plan_holds_the_downsample_staging_where_it_dominates() {
+        let a = Arch::new([1, 1, 1, 1], [8, 16, 1024, 32], 10, 32, 32);
+        let workers = 200;
+        let (_, ow) = a.stage_hw(2);
+        let p2 = ow * ow;
+        let base = ArenaPlan::for_arch(&a).unwrap().wide;
+        let stem = worker_scratch_len::<f32>(STEM_PATCH * 32 * 3, workers).unwrap() * 4;
+        let plan = ArenaPlan::for_model_workers(&a, Precision::F32, workers).unwrap();
+        let mut checked = 0;
+        for &tile in &F32_COL_TILES {
+            let panels = crate::runtime::panels_where_cut(p2, 1024, tile);
+            if panels == 1 {
+                continue;
+            }
+            let need = worker_scratch_len::<f32>(ow * (1024 / panels), workers).unwrap() * 4;
+            assert!(
+                need > base && need > stem,
+                "the case does not test the staging term"
+            );
+            assert!(plan.wide >= need, "tile {tile}: {} < {need}", plan.wide);
+            checked += 1;
+        }
+        assert!(checked > 0, "no kernel set cuts this stage");
+    }
 }

@@ -158,8 +158,9 @@ pub(crate) fn tile_split(p: usize, grain: usize) -> Split {
     Split::aligned(p, TILE_TASKS, grain)
 }
 
-/// Column panels of a pointwise GEMM (fc1, fc2, int8's downsample: `p` pixels, `n` outputs, panels
-/// a multiple of `col_tile` columns, the kernel set's widest register tile) run by `workers`.
+/// Column panels of a pointwise GEMM (fc1, fc2, the downsample's conv — int8's a GEMM over
+/// gathered patches, f32's cut by output row —: `p` pixels, `n` outputs, panels a multiple of
+/// `col_tile` columns, the kernel set's widest register tile) run by `workers`.
 /// Where [`pixel_split`]'s tasks are already at their minimum, [`PIXEL_ALIGN`] rows (≤ 256
 /// pixels: Atto 224's last two stages, 196 and 49 pixels in 25 and 7 tasks), and fewer than
 /// [`CUT_BELOW_TASKS_PER_WORKER`] per worker, each is cut into 4 (or 2) tasks by output
@@ -333,14 +334,28 @@ pub(crate) fn pixel_split(p: usize) -> Split {
 }
 
 /// A plain run's check of an f32 image for NaN and ±inf, split with its input conversion: each
-/// task checks the pixels it converts while they are in cache, and the smallest index found
-/// across tasks is the error ([`Error::NonFiniteInput`], the index into the `[C][H·W]` image,
-/// as a scan before the run reports it). A serial scan before any worker starts cost 40–50 µs
-/// per Atto-224 image on the x86-64 host (600 KB read from outside the core's caches). Nothing
-/// reads the stem's output before [`NonFiniteScan::result`], and logits are written last.
+/// task checks the pixels it converts while they are in cache, the calling thread the rows
+/// below the stem's last output row (`H mod 4`, which no task converts), and the smallest
+/// index found is the error ([`Error::NonFiniteInput`], the index into the `[C][H·W]` image,
+/// as [`NonFiniteScan::whole`] reports it for observed and profiled runs). A serial scan
+/// before any worker starts cost 40–50 µs per Atto-224 image on the x86-64 host (600 KB read
+/// from outside the core's caches). Nothing reads the stem's output before
+/// [`NonFiniteScan::result`], and logits are written last. Every run kind reports it at the
+/// same point: after the length, worker and arena checks.
 pub(crate) struct NonFiniteScan(core::sync::atomic::AtomicUsize);
 
 impl NonFiniteScan {
+    /// The whole image at once (observed and profiled runs, before their input step).
+    pub fn whole(image: Input<'_>) -> Result<(), Error> {
+        match image {
+            Input::NchwF32(x) => match input::first_non_finite(x) {
+                Some(index) => Err(Error::NonFiniteInput { index }),
+                None => Ok(()),
+            },
+            Input::HwcU8(_) => Ok(()),
+        }
+    }
+
     pub fn new() -> Self {
         NonFiniteScan(core::sync::atomic::AtomicUsize::new(usize::MAX))
     }
@@ -431,13 +446,6 @@ impl Model<'_> {
                 got: given,
             });
         }
-        // Observed and profiled runs check the image here; a plain run checks it in the tasks
-        // of its fused input + stem ([`NonFiniteScan`]), the same error before any later step.
-        if let (Input::NchwF32(x), true) = (image, O::ENABLED || O::TIMED) {
-            if let Some(index) = input::first_non_finite(x) {
-                return Err(Error::NonFiniteInput { index });
-            }
-        }
         if logits.len() != a.num_classes {
             return Err(Error::OutputLength {
                 expected: a.num_classes,
@@ -455,6 +463,9 @@ impl Model<'_> {
         // Several workers keep GRN's partial sums per task in a larger scratch.
         let got = arena.len();
         let r = self.run_plan(exec.workers(), got)?.split_f32(arena)?;
+        if O::ENABLED || O::TIMED {
+            NonFiniteScan::whole(image)?;
+        }
         let (mut cur, mut other, hidden, scratch) = (r.a, r.b, r.hidden, r.scratch);
         let cin = a.in_chans;
 
@@ -503,6 +514,7 @@ impl Model<'_> {
                     }
                 },
             );
+            scan.check(image, ih * iw, STEM_PATCH * h * iw..ih * iw);
             scan.result()?;
         } else {
             // Input → HWC f32 in the hidden region (free until the first block).

@@ -103,7 +103,8 @@ fn out_quant(q: QParams) -> OutQuant {
 }
 
 impl Model<'_> {
-    /// The int8 forward pass (inputs already checked by `run_with_executor`).
+    /// The int8 forward pass (input and output lengths checked by `run_with_executor`; an f32
+    /// image's values here, see [`NonFiniteScan`]).
     pub(crate) fn run_i8<O: Observer, E: Executor + ?Sized>(
         &self,
         image: Input<'_>,
@@ -118,6 +119,9 @@ impl Model<'_> {
         let workers = exec.workers();
         let got = arena.len();
         let r = self.run_plan(workers, got)?.split_i8(arena)?;
+        if O::ENABLED || O::TIMED {
+            NonFiniteScan::whole(image)?;
+        }
         let (x, t, w1, w2, scratch) = (r.x, r.t, r.w1, r.w2, r.scratch);
         let (ih, iw, cin) = (a.input_h, a.input_w, a.in_chans);
         // Per-worker scratch: the LayerNorm's f32 row (after `cmax` floats kept for the
@@ -204,6 +208,7 @@ impl Model<'_> {
                     }
                 },
             );
+            scan.check(image, ih * iw, STEM_PATCH * h * iw..ih * iw);
             scan.result()?;
         } else {
             // Input → int8 HWC in w1.
@@ -336,7 +341,8 @@ impl Model<'_> {
                 let (p, panels) = (h * w, gemm_panels(h * w, c, NR, exec.workers()));
                 if panels > 1 {
                     // Few pixels (Atto 224's stage 3): by (pixel task, output panel) as fc2,
-                    // each block staged in `t` (free: the gather read it) and copied into place.
+                    // each block staged in `t` (free: no later step of the downsample reads it)
+                    // and copied into place.
                     let block = panel_block_len(p, c, NR);
                     let stage = codes(bytemuck::cast_slice_mut(&mut t[..]), staged(block))?;
                     let group_bytes = kk.div_ceil(KR) * GROUP;

@@ -223,64 +223,99 @@ fn many_workers_run_in_the_arena_they_are_given() {
 }
 
 /// A NaN or infinity anywhere in an f32 image is the typed error with the smallest (NCHW)
-/// index, for any worker count, plain runs (which check the image inside their input tasks)
-/// and observed runs (which check it first) alike, and the logits are left as they were.
+/// index, for any worker count, plain runs (which check the image inside their input tasks),
+/// observed and profiled runs (which check it first) alike, and the logits are left as they
+/// were. At 66 px the stem's last output row ends at row 64: rows 64 and 65 are converted by
+/// no task, and are checked all the same.
 #[test]
 fn non_finite_inputs_name_the_first_index_for_any_worker_count() {
-    let hw = 64;
-    let (f32_file, i8_file, _) = atto_f32_int8(hw);
-    let (f32m, i8m) = (f32_file.model(), i8_file.model());
-    let plane = hw * hw;
-    // (index, value) sets: one value; the first in a later plane than another found by a
-    // later task; several in one task and plane; the very first and very last elements.
-    let cases: Vec<Vec<(usize, f32)>> = vec![
-        vec![(2 * plane + 1000, f32::NAN)],
-        vec![
-            (3000, f32::INFINITY),
-            (plane + 10, f32::NAN),
-            (2 * plane + 5, f32::NAN),
-        ],
-        vec![(plane - 1, f32::NEG_INFINITY), (plane - 2, f32::NAN)],
-        vec![(3 * plane - 1, f32::NAN), (0, f32::INFINITY)],
-    ];
-    for (model, name) in [(&f32m, "f32"), (&i8m, "int8")] {
-        for case in &cases {
-            let mut x: Vec<f32> = (0..3 * plane)
-                .map(|i| (i % 17) as f32 * 0.1 - 0.8)
-                .collect();
-            for &(i, v) in case {
-                x[i] = v;
-            }
-            let want = case.iter().map(|&(i, _)| i).min().unwrap();
-            for workers in [1, 2, 3, 7] {
-                let exec = Threads(workers);
-                let mut arena = vec![0u8; model.arena_len_for(workers)];
-                let mut logits = vec![1.5f32; model.arch().num_classes];
-                let plain = model.run_parallel(
-                    Input::NchwF32(&x),
-                    &mut arena,
-                    &mut logits,
-                    Kernels::Auto,
-                    &exec,
-                );
-                let mut bits = Bits::default();
-                let observed = model.run_with_executor(
-                    Input::NchwF32(&x),
-                    &mut arena,
-                    &mut logits,
-                    Kernels::Auto,
-                    &mut bits,
-                    &exec,
-                );
-                for (path, e) in [("plain", plain), ("observed", observed)] {
-                    assert_eq!(
-                        e,
-                        Err(edge::Error::NonFiniteInput { index: want }),
-                        "{name} {workers} workers, {path}, {case:?}"
-                    );
+    for hw in [64, 66] {
+        let (f32_file, i8_file, _) = atto_f32_int8(hw);
+        let (f32m, i8m) = (f32_file.model(), i8_file.model());
+        let plane = hw * hw;
+        // (index, value) sets: one value; the first in a later plane than another found by a
+        // later task; several in one task and plane; the very first and very last elements;
+        // one in the rows below the stem's last output row and one in a later plane.
+        let mut cases: Vec<Vec<(usize, f32)>> = vec![
+            vec![(2 * plane + 1000, f32::NAN)],
+            vec![
+                (3000, f32::INFINITY),
+                (plane + 10, f32::NAN),
+                (2 * plane + 5, f32::NAN),
+            ],
+            vec![(plane - 1, f32::NEG_INFINITY), (plane - 2, f32::NAN)],
+            vec![(3 * plane - 1, f32::NAN), (0, f32::INFINITY)],
+        ];
+        if hw % 4 != 0 {
+            cases.push(vec![(plane + 70, f32::NAN), (plane - 3, f32::INFINITY)]);
+            cases.push(vec![(3 * plane - hw, f32::NAN)]);
+        }
+        for (model, name) in [(&f32m, "f32"), (&i8m, "int8")] {
+            for case in &cases {
+                let mut x: Vec<f32> = (0..3 * plane)
+                    .map(|i| (i % 17) as f32 * 0.1 - 0.8)
+                    .collect();
+                for &(i, v) in case {
+                    x[i] = v;
                 }
-                assert!(logits.iter().all(|&l| l == 1.5), "{name}: logits written");
-                assert!(bits.0.is_empty(), "{name}: a tap was observed");
+                let want = case.iter().map(|&(i, _)| i).min().unwrap();
+                for workers in [1, 2, 3, 7] {
+                    let exec = Threads(workers);
+                    let mut arena = vec![0u8; model.arena_len_for(workers)];
+                    let mut logits = vec![1.5f32; model.arch().num_classes];
+                    let input = Input::NchwF32(&x);
+                    let plain =
+                        model.run_parallel(input, &mut arena, &mut logits, Kernels::Auto, &exec);
+                    let mut bits = Bits::default();
+                    let observed = model.run_with_executor(
+                        input,
+                        &mut arena,
+                        &mut logits,
+                        Kernels::Auto,
+                        &mut bits,
+                        &exec,
+                    );
+                    let origin = std::time::Instant::now();
+                    let clock = || origin.elapsed().as_nanos() as u64;
+                    let mut ticks = vec![0u64; edge::Op::count(model.arch())];
+                    let mut profiler = edge::Profiler::new(clock, &mut ticks);
+                    let profiled = model.run_with_executor(
+                        input,
+                        &mut arena,
+                        &mut logits,
+                        Kernels::Auto,
+                        &mut profiler,
+                        &exec,
+                    );
+                    for (path, e) in [
+                        ("plain", plain),
+                        ("observed", observed),
+                        ("profiled", profiled),
+                    ] {
+                        assert_eq!(
+                            e,
+                            Err(edge::Error::NonFiniteInput { index: want }),
+                            "{name} {hw} px {workers} workers, {path}, {case:?}"
+                        );
+                    }
+                    assert!(logits.iter().all(|&l| l == 1.5), "{name}: logits written");
+                    assert!(bits.0.is_empty(), "{name}: a tap was observed");
+                    // A short logits buffer is reported first by every kind of run.
+                    let short = &mut logits[1..];
+                    let plain = model.run_parallel(input, &mut arena, short, Kernels::Auto, &exec);
+                    let mut bits = Bits::default();
+                    let observed = model.run_with_executor(
+                        input,
+                        &mut arena,
+                        short,
+                        Kernels::Auto,
+                        &mut bits,
+                        &exec,
+                    );
+                    for e in [plain, observed] {
+                        assert!(matches!(e, Err(edge::Error::OutputLength { .. })), "{e:?}");
+                    }
+                }
             }
         }
     }
