@@ -5,18 +5,6 @@
 
 use edge::ops::{dwconv7x7, gelu, grn, layernorm, patch_conv, pointwise, pool};
 
-type PatchFn = fn(
-    &[f32],
-    usize,
-    usize,
-    usize,
-    usize,
-    &[f32],
-    &[f32],
-    usize,
-    std::ops::Range<usize>,
-    &mut [f32],
-);
 type LnFn = fn(&mut [f32], usize, usize, &[f32], &[f32], f32);
 type GrnFn = fn(&mut [f32], usize, usize, &[f32], &[f32], f32, &mut [f32]);
 
@@ -36,7 +24,7 @@ fn main() {
     let mut scratch = vec![0f32; 4 * 320];
     for _ in 0..iters {
         #[cfg(target_arch = "aarch64")]
-        let (pc, lnf, grnf): (PatchFn, LnFn, GrnFn) = if neon {
+        let (pc, lnf, grnf): (patch_conv::PatchConvF32, LnFn, GrnFn) = if neon {
             (
                 patch_conv::patch_conv_f32_neon,
                 layernorm::layernorm_f32_neon,
@@ -50,7 +38,7 @@ fn main() {
             )
         };
         #[cfg(not(target_arch = "aarch64"))]
-        let (pc, lnf, grnf): (PatchFn, LnFn, GrnFn) = (
+        let (pc, lnf, grnf): (patch_conv::PatchConvF32, LnFn, GrnFn) = (
             patch_conv::patch_conv_f32_scalar,
             layernorm::layernorm_f32_scalar,
             grn::grn_f32_scalar,

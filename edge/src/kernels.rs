@@ -18,18 +18,7 @@ pub(crate) type DwFn = fn(&[f32], usize, usize, usize, &[f32], &[f32], Range<usi
 pub(crate) type PwFn = fn(&[f32], usize, usize, &[f32], &[f32], usize, &mut [f32], bool);
 pub(crate) type LnFn = fn(&mut [f32], usize, usize, &[f32], &[f32], f32);
 pub(crate) type GeluFn = fn(&mut [f32]);
-pub(crate) type PatchFn = fn(
-    &[f32],
-    usize,
-    usize,
-    usize,
-    usize,
-    &[f32],
-    &[f32],
-    usize,
-    core::ops::Range<usize>,
-    &mut [f32],
-);
+pub(crate) type PatchFn = patch_conv::PatchConvF32;
 pub(crate) type PoolFn = fn(&[f32], usize, usize, &mut [f32]);
 pub(crate) type DwLnFn = fn(
     &[f32],

@@ -4,6 +4,10 @@
 
 use core::ops::Range;
 
+/// The signature of every kernel set's f32 patch convolution ([`patch_conv_f32_scalar`]'s).
+pub type PatchConvF32 =
+    fn(&[f32], usize, usize, usize, usize, &[f32], &[f32], usize, Range<usize>, &mut [f32]);
+
 /// Packs PyTorch's OIHW `[cout][cin][k][k]` weights into HWIO `[k][k][cin][cout]`.
 pub fn pack_hwio(oihw: &[f32], cout: usize, cin: usize, k: usize, out: &mut [f32]) {
     for o in 0..cout {
