@@ -340,7 +340,7 @@ pub(crate) fn pixel_split(p: usize) -> Split {
 /// as [`NonFiniteScan::whole`] reports it for observed and profiled runs). A serial scan
 /// before any worker starts cost 40–50 µs per Atto-224 image on the x86-64 host (600 KB read
 /// from outside the core's caches). Nothing reads the stem's output before
-/// [`NonFiniteScan::result`], and logits are written last. Every run kind reports it at the
+/// [`NonFiniteScan::finish`], and logits are written last. Every run kind reports it at the
 /// same point: after the length, worker and arena checks.
 pub(crate) struct NonFiniteScan(core::sync::atomic::AtomicUsize);
 
@@ -375,9 +375,11 @@ impl NonFiniteScan {
         }
     }
 
-    /// The error for the smallest index found, after every task (the executor's `run` has
-    /// returned, so every task's update is visible).
-    pub fn result(self) -> Result<(), Error> {
+    /// Checks the pixels `converted..plane` that no task converted (the rows below the stem's
+    /// last output row), then the error for the smallest index found, after every task (the
+    /// executor's `run` has returned, so every task's update is visible).
+    pub fn finish(self, image: Input<'_>, plane: usize, converted: usize) -> Result<(), Error> {
+        self.check(image, plane, converted..plane);
         match self.0.into_inner() {
             usize::MAX => Ok(()),
             index => Err(Error::NonFiniteInput { index }),
@@ -386,6 +388,24 @@ impl NonFiniteScan {
 }
 
 impl Model<'_> {
+    /// `workers` blocks of `len` floats at the start of `buf` ([`worker_scratch_len`]: a
+    /// cache line apart), or [`Error::ArenaTooSmall`] with the size the plan states for
+    /// `workers` (computed only then; unreachable with that size, which plans these blocks).
+    fn worker_blocks<'b>(
+        &self,
+        buf: &'b mut [f32],
+        len: usize,
+        workers: usize,
+        got: usize,
+    ) -> Result<&'b mut [f32], Error> {
+        worker_scratch_len::<f32>(len, workers)
+            .and_then(|n| buf.get_mut(..n))
+            .ok_or_else(|| Error::ArenaTooSmall {
+                needed: self.arena_len_for(workers),
+                got,
+            })
+    }
+
     /// Runs one image and writes `num_classes` logits. Allocates nothing.
     pub fn run(&self, input: Input<'_>, arena: &mut [u8], logits: &mut [f32]) -> Result<(), Error> {
         self.run_with(input, arena, logits, Kernels::Auto, &mut NoObserver)
@@ -489,12 +509,7 @@ impl Model<'_> {
             // the worker's own block of the hidden region (free until the first block), then
             // conv + LN on them while they are in cache (no image-sized pass between).
             let scan = NonFiniteScan::new();
-            let blocks = worker_scratch_len::<f32>(band, workers)
-                .and_then(|n| hidden.get_mut(..n))
-                .ok_or(Error::ArenaTooSmall {
-                    needed: self.arena_len_for(workers),
-                    got,
-                })?;
+            let blocks = self.worker_blocks(hidden, band, workers, got)?;
             for_each_part(
                 exec,
                 Split::new(h, 1),
@@ -514,8 +529,7 @@ impl Model<'_> {
                     }
                 },
             );
-            scan.check(image, ih * iw, STEM_PATCH * h * iw..ih * iw);
-            scan.result()?;
+            scan.finish(image, ih * iw, STEM_PATCH * h * iw)?;
         } else {
             // Input → HWC f32 in the hidden region (free until the first block).
             let staged = &mut hidden[..in_len];
@@ -577,12 +591,7 @@ impl Model<'_> {
                         // copied into place: every worker gets the same work, and each task
                         // streams its panel's columns of the weights only.
                         let per_worker = ow * (c / panels);
-                        let stage = worker_scratch_len::<f32>(per_worker, workers)
-                            .and_then(|n| hidden.get_mut(..n))
-                            .ok_or(Error::ArenaTooSmall {
-                                needed: self.arena_len_for(workers),
-                                got,
-                            })?;
+                        let stage = self.worker_blocks(hidden, per_worker, workers, got)?;
                         for_each_panel(
                             exec,
                             Split::new(oh * ow, ow),

@@ -208,8 +208,7 @@ impl Model<'_> {
                     }
                 },
             );
-            scan.check(image, ih * iw, STEM_PATCH * h * iw..ih * iw);
-            scan.result()?;
+            scan.finish(image, ih * iw, STEM_PATCH * h * iw)?;
         } else {
             // Input → int8 HWC in w1.
             let img = codes(w1, ih * iw * cin)?;
