@@ -548,8 +548,8 @@ pub(crate) fn for_each_task_slot<E: Executor + ?Sized, A: Send, B: Send>(
 /// Panels first, row parts inside: the tasks of a panel are neighbours, so an executor that
 /// hands out contiguous shares (as `SpinPool` does) gives each worker whole panels, whose
 /// weights it then streams alone. Atto 224's last stage (1.6 MB of f32 weights per fc1 or
-/// fc2, read from outside the core's caches) went 1.84 → 1.87–1.91× on 2 threads in alternate
-/// runs against row parts first (`edge-bench --speedup`, x86-64 AVX-512).
+/// fc2, read from outside the core's caches) went 1.846 → 1.864× on 2 threads against row parts
+/// first (medians of alternate runs, `edge-bench --speedup`, x86-64 AVX-512; docs/peers.md).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn for_each_panel<E: Executor + ?Sized, A: Send, B: Send, S: Send>(
     exec: &E,
